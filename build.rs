@@ -1,0 +1,58 @@
+//! Embeds the version and git commit into the binary (`usersvc --version`,
+//! the `build_info` metric).
+//!
+//! Inside a git checkout: version = the `v*` tag on HEAD (without the `v`) or
+//! else the Cargo package version; commit = the short hash (`-dirty` when the
+//! tracked tree has changes). Outside a git checkout (a source tarball, a
+//! Docker context without `.git`): `dev` / `unknown`. `USERSVC_VERSION` and
+//! `USERSVC_GIT_COMMIT` override both, for builds that know better.
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=USERSVC_VERSION");
+    println!("cargo:rerun-if-env-changed=USERSVC_GIT_COMMIT");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=.git/refs/tags");
+
+    let in_git = git(&["rev-parse", "--is-inside-work-tree"]).is_some();
+    let version = env("USERSVC_VERSION").unwrap_or_else(|| {
+        if !in_git {
+            return "dev".to_owned();
+        }
+        git(&["describe", "--tags", "--exact-match", "--match", "v*"])
+            .map(|tag| tag.trim_start_matches('v').to_owned())
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
+    });
+    let commit = env("USERSVC_GIT_COMMIT")
+        .or_else(|| {
+            let hash = git(&["rev-parse", "--short=12", "HEAD"])?;
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            Some(if dirty { format!("{hash}-dirty") } else { hash })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+
+    println!("cargo:rustc-env=USERSVC_VERSION={version}");
+    println!("cargo:rustc-env=USERSVC_GIT_COMMIT={commit}");
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs git in the package directory; `None` when git is missing, fails, or
+/// prints nothing.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (!s.is_empty()).then_some(s)
+}

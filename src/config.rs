@@ -1,0 +1,1 @@
+//! Configuration: env vars, flags, defaults, validation (see SPEC.md).

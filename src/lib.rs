@@ -1,0 +1,10 @@
+//! usersvc: a users API in synchronous Rust.
+//!
+//! The binary (`src/main.rs`) only wires these modules together; everything
+//! with behaviour lives here so that tests can reach it without a process.
+//! `ARCHITECTURE.md` is the map of threads, the path of a request and the
+//! shutdown sequence.
+
+pub mod build_info;
+pub mod config;
+pub mod logging;

@@ -1,0 +1,1 @@
+//! Logging: JSON/text formatter on `log` + `env_logger`.

@@ -1,0 +1,5 @@
+//! The `usersvc` binary: wiring only.
+
+fn main() {
+    std::process::exit(0);
+}
