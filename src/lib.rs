@@ -7,4 +7,6 @@
 
 pub mod build_info;
 pub mod config;
+pub mod http;
+pub mod lifecycle;
 pub mod logging;

@@ -1,0 +1,9 @@
+//! The HTTP side of the service: listeners, the worker pool, routing,
+//! middleware and problem+json errors. See ARCHITECTURE.md for how a request
+//! travels through these pieces.
+
+pub mod method;
+pub mod problem;
+pub mod request_id;
+pub mod router;
+pub mod worker_pool;

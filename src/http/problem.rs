@@ -1,0 +1,108 @@
+//! RFC 9457 problem details: the one shape of every error body.
+//!
+//! `{"type","title","status","detail","request_id"}` plus optional extension
+//! members (e.g. `errors` for 422), served as `application/problem+json`.
+
+use serde_json::{Map, Value};
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// An error answer before it is rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub status: u16,
+    pub title: &'static str,
+    pub detail: String,
+    /// A URI reference naming the problem type; `about:blank` when the status
+    /// code says it all.
+    pub kind: &'static str,
+    pub extensions: Map<String, Value>,
+}
+
+impl Problem {
+    /// A problem whose status code's reason phrase is its title.
+    pub fn new(status: u16, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            title: reason_phrase(status),
+            detail: detail.into(),
+            kind: "about:blank",
+            extensions: Map::new(),
+        }
+    }
+
+    pub fn with_type(mut self, kind: &'static str, title: &'static str) -> Problem {
+        self.kind = kind;
+        self.title = title;
+        self
+    }
+
+    pub fn with_extension(mut self, key: &str, value: Value) -> Problem {
+        self.extensions.insert(key.to_owned(), value);
+        self
+    }
+
+    /// The JSON body, with the request id that every error carries.
+    pub fn to_body(&self, request_id: &str) -> Vec<u8> {
+        let mut obj = Map::with_capacity(5 + self.extensions.len());
+        obj.insert("type".into(), Value::from(self.kind));
+        obj.insert("title".into(), Value::from(self.title));
+        obj.insert("status".into(), Value::from(self.status));
+        obj.insert("detail".into(), Value::from(self.detail.as_str()));
+        obj.insert("request_id".into(), Value::from(request_id));
+        for (k, v) in &self.extensions {
+            obj.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        // Serialising a Value built from strings and numbers cannot fail.
+        serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+    }
+}
+
+/// Reason phrases for the statuses this service answers with.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_every_rfc9457_member_and_the_request_id() {
+        let p = Problem::new(404, "no user with id 7")
+            .with_extension("errors", serde_json::json!([{"field": "email"}]));
+        let v: Value = serde_json::from_slice(&p.to_body("rid-1")).expect("json");
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["title"], "Not Found");
+        assert_eq!(v["status"], 404);
+        assert_eq!(v["detail"], "no user with id 7");
+        assert_eq!(v["request_id"], "rid-1");
+        assert_eq!(v["errors"][0]["field"], "email");
+    }
+
+    #[test]
+    fn extensions_cannot_override_standard_members() {
+        let p = Problem::new(400, "bad").with_extension("status", Value::from(200));
+        let v: Value = serde_json::from_slice(&p.to_body("r")).expect("json");
+        assert_eq!(v["status"], 400);
+    }
+}

@@ -1,0 +1,372 @@
+//! Method + path routing with `{param}` segments.
+//!
+//! Routes are matched segment by segment; the matched *pattern* (e.g.
+//! `/api/v1/users/{id}`), not the raw path, is what logs, metrics and traces
+//! use, so their cardinality is bounded by the route table. A path that
+//! matches a pattern but not the method gets 405 with the `Allow` list
+//! computed once at build time; HEAD is served by the GET handler.
+//!
+//! Matching allocates nothing: parameters are slices of the request path.
+
+use crate::http::method::Method;
+
+/// Most parameters any route has; `{a}/{b}/{c}/{d}` is plenty for this API.
+const MAX_PARAMS: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(&'static str),
+    Param(&'static str),
+}
+
+struct Route<H> {
+    pattern: &'static str,
+    segments: Vec<Segment>,
+    handlers: Vec<(Method, H)>,
+    allow: String,
+}
+
+/// A routing table, built once at start-up and shared read-only by every
+/// thread.
+pub struct Router<H> {
+    routes: Vec<Route<H>>,
+}
+
+/// The outcome of routing one request.
+pub enum Match<'r, 'p, H> {
+    Found {
+        handler: &'r H,
+        pattern: &'static str,
+        params: Params<'p>,
+    },
+    /// The path exists but not for this method; `allow` is the header value.
+    MethodNotAllowed {
+        pattern: &'static str,
+        allow: &'r str,
+    },
+    NotFound,
+}
+
+/// Path parameters of a matched route, borrowed from the request path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Params<'p> {
+    items: [(&'static str, &'p str); MAX_PARAMS],
+    len: usize,
+}
+
+impl<'p> Params<'p> {
+    pub fn get(&self, name: &str) -> Option<&'p str> {
+        self.items[..self.len]
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A malformed route table; a programming error caught at start-up and in tests.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RouteError(pub String);
+
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+impl<H> Default for Router<H> {
+    fn default() -> Self {
+        Router { routes: Vec::new() }
+    }
+}
+
+impl<H> Router<H> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `method pattern → handler`. Patterns start with `/`; a segment
+    /// `{name}` matches any one non-empty segment.
+    pub fn route(
+        mut self,
+        method: Method,
+        pattern: &'static str,
+        handler: H,
+    ) -> Result<Self, RouteError> {
+        if method == Method::Other {
+            return Err(RouteError(format!(
+                "{pattern}: cannot route method `other`"
+            )));
+        }
+        let segments = parse_pattern(pattern)?;
+        let route = match self
+            .routes
+            .iter_mut()
+            .position(|r| same_shape(&r.segments, &segments))
+        {
+            Some(i) => &mut self.routes[i],
+            None => {
+                self.routes.push(Route {
+                    pattern,
+                    segments,
+                    handlers: Vec::new(),
+                    allow: String::new(),
+                });
+                let last = self.routes.len() - 1;
+                &mut self.routes[last]
+            }
+        };
+        if route.pattern != pattern {
+            return Err(RouteError(format!(
+                "{pattern} and {} are the same route with different parameter names",
+                route.pattern
+            )));
+        }
+        if route.handlers.iter().any(|(m, _)| *m == method) {
+            return Err(RouteError(format!("{method} {pattern} is routed twice")));
+        }
+        route.handlers.push((method, handler));
+        route.allow = allow_header(&route.handlers);
+        Ok(self)
+    }
+
+    /// Routes a request. `path` is the path without the query string.
+    pub fn at<'r, 'p>(&'r self, method: Method, path: &'p str) -> Match<'r, 'p, H> {
+        for route in &self.routes {
+            let Some(params) = match_segments(&route.segments, path) else {
+                continue;
+            };
+            let wanted = |m: Method| route.handlers.iter().find(|(hm, _)| *hm == m);
+            let found = wanted(method).or_else(|| {
+                if method == Method::Head {
+                    wanted(Method::Get)
+                } else {
+                    None
+                }
+            });
+            return match found {
+                Some((_, handler)) => Match::Found {
+                    handler,
+                    pattern: route.pattern,
+                    params,
+                },
+                None => Match::MethodNotAllowed {
+                    pattern: route.pattern,
+                    allow: &route.allow,
+                },
+            };
+        }
+        Match::NotFound
+    }
+
+    /// Every route pattern, e.g. to pre-register metric series.
+    pub fn patterns(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.routes.iter().map(|r| r.pattern)
+    }
+}
+
+fn parse_pattern(pattern: &'static str) -> Result<Vec<Segment>, RouteError> {
+    let Some(rest) = pattern.strip_prefix('/') else {
+        return Err(RouteError(format!("{pattern}: a pattern starts with `/`")));
+    };
+    if rest.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut segments = Vec::new();
+    let mut params = 0;
+    for seg in rest.split('/') {
+        if seg.is_empty() {
+            return Err(RouteError(format!("{pattern}: empty segment")));
+        }
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if name.is_empty() || name.contains(['{', '}']) {
+                return Err(RouteError(format!("{pattern}: bad parameter `{seg}`")));
+            }
+            params += 1;
+            segments.push(Segment::Param(name));
+        } else if seg.contains(['{', '}']) {
+            return Err(RouteError(format!("{pattern}: bad segment `{seg}`")));
+        } else {
+            segments.push(Segment::Literal(seg));
+        }
+    }
+    if params > MAX_PARAMS {
+        return Err(RouteError(format!(
+            "{pattern}: more than {MAX_PARAMS} parameters"
+        )));
+    }
+    Ok(segments)
+}
+
+/// Two patterns are the same route when they differ only in parameter names.
+fn same_shape(a: &[Segment], b: &[Segment]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Segment::Literal(l), Segment::Literal(r)) => l == r,
+            (Segment::Param(_), Segment::Param(_)) => true,
+            _ => false,
+        })
+}
+
+fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Params<'p>> {
+    let rest = path.strip_prefix('/')?;
+    let mut params = Params::default();
+    if rest.is_empty() {
+        return segments.is_empty().then_some(params);
+    }
+    let mut parts = rest.split('/');
+    for seg in segments {
+        let part = parts.next()?;
+        match seg {
+            Segment::Literal(lit) if *lit == part => {}
+            Segment::Literal(_) => return None,
+            Segment::Param(_) if part.is_empty() => return None,
+            Segment::Param(name) => {
+                params.items[params.len] = (name, part);
+                params.len += 1;
+            }
+        }
+    }
+    parts.next().is_none().then_some(params)
+}
+
+fn allow_header<H>(handlers: &[(Method, H)]) -> String {
+    let has = |m: Method| handlers.iter().any(|(hm, _)| *hm == m);
+    Method::ALL
+        .iter()
+        .filter(|m| has(**m) || (**m == Method::Head && has(Method::Get)))
+        .map(|m| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Router<&'static str> {
+        Router::new()
+            .route(Method::Get, "/", "root")
+            .and_then(|r| r.route(Method::Get, "/api/v1/users", "list"))
+            .and_then(|r| r.route(Method::Post, "/api/v1/users", "create"))
+            .and_then(|r| r.route(Method::Get, "/api/v1/users/{id}", "get"))
+            .and_then(|r| r.route(Method::Patch, "/api/v1/users/{id}", "patch"))
+            .and_then(|r| r.route(Method::Delete, "/api/v1/users/{id}", "delete"))
+            .and_then(|r| r.route(Method::Get, "/a/{x}/b/{y}", "two"))
+            .expect("valid table")
+    }
+
+    fn found(r: &Router<&'static str>, m: Method, p: &str) -> Option<(&'static str, &'static str)> {
+        match r.at(m, p) {
+            Match::Found {
+                handler, pattern, ..
+            } => Some((*handler, pattern)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn matches_literals_params_and_reports_the_pattern() {
+        let r = table();
+        let cases = [
+            (Method::Get, "/", Some(("root", "/"))),
+            (
+                Method::Get,
+                "/api/v1/users",
+                Some(("list", "/api/v1/users")),
+            ),
+            (
+                Method::Post,
+                "/api/v1/users",
+                Some(("create", "/api/v1/users")),
+            ),
+            (
+                Method::Get,
+                "/api/v1/users/42",
+                Some(("get", "/api/v1/users/{id}")),
+            ),
+            (
+                Method::Delete,
+                "/api/v1/users/x",
+                Some(("delete", "/api/v1/users/{id}")),
+            ),
+            (
+                Method::Head,
+                "/api/v1/users/7",
+                Some(("get", "/api/v1/users/{id}")),
+            ),
+            (Method::Get, "/api/v1/users/", None),
+            (Method::Get, "/api/v1/users/1/2", None),
+            (Method::Get, "/api/v1/user", None),
+            (Method::Get, "", None),
+            (Method::Get, "//", None),
+            (Method::Get, "/nope", None),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(found(&r, m, p), want, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn params_are_slices_of_the_path() {
+        let r = table();
+        match r.at(Method::Get, "/a/1/b/two") {
+            Match::Found { params, .. } => {
+                assert_eq!(params.get("x"), Some("1"));
+                assert_eq!(params.get("y"), Some("two"));
+                assert_eq!(params.get("z"), None);
+                assert_eq!(params.len(), 2);
+            }
+            _ => panic!("no match"),
+        }
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow_and_unknown_is_404() {
+        let r = table();
+        match r.at(Method::Put, "/api/v1/users/1") {
+            Match::MethodNotAllowed { pattern, allow } => {
+                assert_eq!(pattern, "/api/v1/users/{id}");
+                assert_eq!(allow, "GET, HEAD, PATCH, DELETE");
+            }
+            _ => panic!("want 405"),
+        }
+        match r.at(Method::Other, "/api/v1/users") {
+            Match::MethodNotAllowed { allow, .. } => assert_eq!(allow, "GET, HEAD, POST"),
+            _ => panic!("want 405"),
+        }
+        assert!(matches!(r.at(Method::Get, "/missing"), Match::NotFound));
+    }
+
+    #[test]
+    fn bad_tables_are_rejected() {
+        let bad: [(&'static str, Method); 6] = [
+            ("no-slash", Method::Get),
+            ("/a//b", Method::Get),
+            ("/a/{}", Method::Get),
+            ("/a/x{y}", Method::Get),
+            ("/{a}/{b}/{c}/{d}/{e}", Method::Get),
+            ("/ok", Method::Other),
+        ];
+        for (p, m) in bad {
+            assert!(Router::new().route(m, p, ()).is_err(), "{p}");
+        }
+        let dup = Router::new()
+            .route(Method::Get, "/x", ())
+            .and_then(|r| r.route(Method::Get, "/x", ()));
+        assert!(dup.is_err());
+        let renamed = Router::new()
+            .route(Method::Get, "/u/{id}", ())
+            .and_then(|r| r.route(Method::Put, "/u/{uid}", ()));
+        assert!(renamed.is_err());
+    }
+}
