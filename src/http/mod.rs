@@ -2,8 +2,11 @@
 //! middleware and problem+json errors. See ARCHITECTURE.md for how a request
 //! travels through these pieces.
 
+pub mod listener;
 pub mod method;
 pub mod problem;
+pub mod request;
 pub mod request_id;
+pub mod response;
 pub mod router;
 pub mod worker_pool;

@@ -17,6 +17,8 @@ pub struct Problem {
     /// code says it all.
     pub kind: &'static str,
     pub extensions: Map<String, Value>,
+    /// Extra response headers, e.g. `Allow` on 405, `Retry-After` on 503.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Problem {
@@ -28,6 +30,7 @@ impl Problem {
             detail: detail.into(),
             kind: "about:blank",
             extensions: Map::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -39,6 +42,11 @@ impl Problem {
 
     pub fn with_extension(mut self, key: &str, value: Value) -> Problem {
         self.extensions.insert(key.to_owned(), value);
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Problem {
+        self.headers.push((name, value.into()));
         self
     }
 

@@ -1,0 +1,173 @@
+//! The admin listener (`ADMIN_ADDR`): probes, `/metrics` and `/debug/*`.
+//!
+//! Everything here is answered inline on the connection thread: these
+//! endpoints are cheap, must work when every worker is busy, and must never
+//! be reachable from the public listener (they are simply not in its route
+//! table).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{Level, LevelFilter};
+use serde_json::{json, Value};
+
+use crate::health::Health;
+use crate::http::dispatch::{method_not_allowed, probe};
+use crate::http::log_level::LogLevelControl;
+use crate::http::method::Method;
+use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
+use crate::http::problem::Problem;
+use crate::http::request::{split_target, Request};
+use crate::http::response::Response;
+use crate::http::router::{Match, Router, RouteError};
+use crate::http::worker_pool::WorkerSlot;
+
+type AdminHandler = fn(&Admin, &Request<'_>) -> HandlerResult;
+
+/// The admin listener's state and routes.
+pub struct Admin {
+    router: Router<AdminHandler>,
+    pub health: Arc<Health>,
+    /// Renders `/metrics` (Prometheus text).
+    pub metrics: Box<dyn Fn() -> Response + Send + Sync>,
+    /// The effective configuration, secrets redacted.
+    pub config: Value,
+    pub workers: Arc<[WorkerSlot]>,
+    pub log_level: LogLevelControl,
+    pub hooks: Arc<dyn Hooks>,
+}
+
+/// What the admin listener needs, gathered by the runtime.
+pub struct AdminParts {
+    pub health: Arc<Health>,
+    pub metrics: Box<dyn Fn() -> Response + Send + Sync>,
+    pub config: Value,
+    pub workers: Arc<[WorkerSlot]>,
+    pub log_level: LogLevelControl,
+    pub hooks: Arc<dyn Hooks>,
+}
+
+impl Admin {
+    pub fn new(parts: AdminParts) -> Result<Admin, RouteError> {
+        let router = Router::new()
+            .route(Method::Get, "/metrics", metrics as AdminHandler)?
+            .route(Method::Get, "/debug/log-level", get_log_level)?
+            .route(Method::Put, "/debug/log-level", put_log_level)?
+            .route(Method::Get, "/debug/workers", workers)?
+            .route(Method::Get, "/debug/config", config)?;
+        Ok(Admin {
+            router,
+            health: parts.health,
+            metrics: parts.metrics,
+            config: parts.config,
+            workers: parts.workers,
+            log_level: parts.log_level,
+            hooks: parts.hooks,
+        })
+    }
+
+    /// Connection thread: answer everything inline.
+    pub fn dispatch(&self, req: tiny_http::Request) {
+        let mut meta = Meta::begin(&req);
+        let hooks = &*self.hooks;
+        pipeline::with_context(&meta, || {
+            let (path, query) = split_target(req.url());
+            if let Some((route, answer)) = probe(&self.health, meta.method, path) {
+                meta.route = route;
+                meta.log_level = Level::Debug;
+                return pipeline::respond(req, &meta, answer, hooks);
+            }
+            let result = match self.router.at(meta.method, path) {
+                Match::Found {
+                    handler,
+                    pattern,
+                    params,
+                } => {
+                    meta.route = pattern;
+                    if pattern == "/metrics" {
+                        meta.log_level = Level::Debug;
+                    }
+                    let view = Request {
+                        method: meta.method,
+                        path,
+                        query,
+                        route: pattern,
+                        params,
+                        request_id: &meta.request_id,
+                        headers: req.headers(),
+                        body: &[],
+                    };
+                    pipeline::recover_panics(&meta, hooks, || handler(self, &view))
+                }
+                Match::MethodNotAllowed { pattern, allow } => {
+                    meta.route = pattern;
+                    method_not_allowed(meta.method, allow)
+                }
+                Match::NotFound => Err(Problem::new(404, "no such route")),
+            };
+            pipeline::respond(req, &meta, result, hooks);
+        });
+    }
+}
+
+fn metrics(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+    Ok((admin.metrics)())
+}
+
+fn get_log_level(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+    Ok(Response::json(
+        200,
+        &json!({ "level": admin.log_level.current().as_str().to_ascii_lowercase() }),
+    ))
+}
+
+fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
+    let level = req
+        .query_param("level")
+        .ok_or_else(|| Problem::new(400, "missing query parameter `level` (trace|debug|info|warn|error)"))?;
+    let level: LevelFilter = match level.to_ascii_lowercase().as_str() {
+        l @ ("trace" | "debug" | "info" | "warn" | "error") => l.parse().map_err(|_| bad_level())?,
+        _ => return Err(bad_level()),
+    };
+    let for_ = match req.query_param("for") {
+        None => None,
+        Some(text) => Some(crate::config::duration::parse_duration(&text).map_err(|e| {
+            Problem::new(400, format!("`for`: {e}; expected a duration like 30s or 10m"))
+        })?),
+    };
+    admin.log_level.set(level, for_);
+    log::info!(
+        level = level.as_str(),
+        for_secs = for_.map_or(0, |d: Duration| d.as_secs());
+        "log level changed"
+    );
+    get_log_level(admin, req)
+}
+
+fn bad_level() -> Problem {
+    Problem::new(400, "`level` must be one of trace, debug, info, warn, error")
+}
+
+fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+    let now = Instant::now();
+    let list: Vec<Value> = admin
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| match slot.get() {
+            None => json!({ "worker": i, "state": "idle" }),
+            Some(b) => json!({
+                "worker": i,
+                "state": "busy",
+                "route": b.route,
+                "request_id": b.request_id.as_str(),
+                "elapsed_ms": now.saturating_duration_since(b.since).as_secs_f64() * 1000.0,
+            }),
+        })
+        .collect();
+    Ok(Response::json(200, &json!({ "workers": list })))
+}
+
+fn config(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+    Ok(Response::json(200, &admin.config))
+}

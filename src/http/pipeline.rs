@@ -1,0 +1,176 @@
+//! The middleware, as plain functions around a handler.
+//!
+//! Every request, whether answered inline on its connection thread (probes,
+//! 404/405, 413, 503 when shed) or by a worker, goes through the same steps:
+//!
+//! 1. [`Meta::begin`]: the request id (the caller's `X-Request-ID` if sane,
+//!    else a fresh UUID) and the start time;
+//! 2. [`with_context`]: the id (and later the trace ids) in the thread-local
+//!    logging context, so every line logged below carries them;
+//! 3. [`recover_panics`]: a panicking handler becomes a 500 problem+json, a
+//!    counter and a log line; the worker thread keeps serving;
+//! 4. [`respond`]: problem+json rendering, `X-Request-ID` on every response,
+//!    the write, one `request completed` line, and the [`Hooks`] (metrics,
+//!    tracing) that later issues fill.
+
+use std::any::Any;
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use log::Level;
+
+use crate::http::method::Method;
+use crate::http::problem::Problem;
+use crate::http::request::header;
+use crate::http::request_id;
+use crate::http::response::Response;
+use crate::logging::context::{self, RequestContext};
+use crate::logging::RequestId;
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// What a handler returns: an answer or a problem to render.
+pub type HandlerResult = Result<Response, Problem>;
+
+/// Observers of finished requests: the seams where metrics and tracing plug
+/// in. Every method has a no-op default.
+pub trait Hooks: Send + Sync {
+    /// A response was written (or failed to be written) for `meta`.
+    fn finished(&self, _meta: &Meta, _status: u16, _elapsed: Duration, _bytes: usize) {}
+    /// A handler panicked.
+    fn panicked(&self, _meta: &Meta) {}
+    /// A request was shed because the queue was full.
+    fn shed(&self, _meta: &Meta) {}
+}
+
+/// Hooks that observe nothing.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// Everything known about a request before its handler runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Meta {
+    pub method: Method,
+    /// The matched route pattern, or [`UNMATCHED`].
+    pub route: &'static str,
+    pub request_id: RequestId,
+    pub remote_addr: Option<SocketAddr>,
+    pub started: Instant,
+    /// Probes log at DEBUG: a kubelet polling every few seconds would
+    /// otherwise drown the lines that matter.
+    pub log_level: Level,
+}
+
+impl Meta {
+    /// Starts the clock and settles the request id.
+    pub fn begin(req: &tiny_http::Request) -> Meta {
+        Meta {
+            method: Method::from(req.method()),
+            route: UNMATCHED,
+            request_id: request_id::from_header(header(req.headers(), request_id::HEADER)),
+            remote_addr: req.remote_addr().copied(),
+            started: Instant::now(),
+            log_level: Level::Info,
+        }
+    }
+}
+
+/// Runs `f` with the request's ids in the logging context of this thread.
+pub fn with_context<T>(meta: &Meta, f: impl FnOnce() -> T) -> T {
+    let _guard = context::enter(RequestContext::new(meta.request_id));
+    f()
+}
+
+/// Runs a handler; a panic becomes a 500 problem (the panic hook has logged
+/// the message and location with the request id), counted by the hooks.
+pub fn recover_panics(
+    meta: &Meta,
+    hooks: &dyn Hooks,
+    handler: impl FnOnce() -> HandlerResult,
+) -> HandlerResult {
+    match catch_unwind(AssertUnwindSafe(handler)) {
+        Ok(result) => result,
+        Err(payload) => {
+            hooks.panicked(meta);
+            log::error!(
+                route = meta.route,
+                panic = panic_message(payload.as_ref());
+                "handler panicked"
+            );
+            Err(Problem::new(500, "the server hit an unexpected error"))
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives `&str` or `String`).
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(non-string panic payload)")
+}
+
+/// Renders, writes and logs the answer to `req`. Call it with the request
+/// context entered ([`with_context`]) so the log line carries the ids.
+pub fn respond(req: tiny_http::Request, meta: &Meta, result: HandlerResult, hooks: &dyn Hooks) {
+    let resp = match result {
+        Ok(r) => r,
+        Err(p) => Response::problem(&p, meta.request_id.as_str()),
+    };
+    let status = resp.status;
+    let bytes = resp.body.len();
+    let path_len = req.url().split('?').next().map_or(0, str::len);
+    let is_head = meta.method == Method::Head;
+    // Log before the write hands the request away; the write result follows.
+    let url = req.url().to_owned();
+    let write = write_response(req, resp, &meta.request_id);
+    let elapsed = meta.started.elapsed();
+    let path = &url[..path_len];
+    let sent = if is_head { 0 } else { bytes };
+    if let Err(e) = &write {
+        log::debug!(error = e.to_string().as_str(); "response write failed");
+    }
+    log::log!(
+        meta.log_level,
+        method = meta.method.as_str(),
+        path = path,
+        route = meta.route,
+        status = status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        bytes = sent,
+        remote_addr = meta.remote_addr.map(|a| a.to_string()).unwrap_or_default().as_str();
+        "request completed"
+    );
+    hooks.finished(meta, status, elapsed, sent);
+}
+
+fn write_response(
+    req: tiny_http::Request,
+    resp: Response,
+    request_id: &RequestId,
+) -> std::io::Result<()> {
+    let mut headers = Vec::with_capacity(resp.headers.len() + 1);
+    for (name, value) in resp.headers.iter().map(|(n, v)| (*n, v.as_str())).chain([(
+        request_id::HEADER,
+        request_id.as_str(),
+    )]) {
+        // Header values we build are ASCII; a value that is not is dropped
+        // rather than sent broken.
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            headers.push(h);
+        }
+    }
+    let len = resp.body.len();
+    let response = tiny_http::Response::new(
+        tiny_http::StatusCode(resp.status),
+        headers,
+        Cursor::new(resp.body),
+        Some(len),
+        None,
+    );
+    req.respond(response)
+}

@@ -1,0 +1,126 @@
+//! The request as a handler sees it: method, path, route parameters, query,
+//! headers, the (already read, bounded) body and the request id.
+//!
+//! The body is read on the connection thread before the request is queued,
+//! within READ_TIMEOUT and MAX_BODY_BYTES, so a slow client can hold a
+//! connection thread but never a worker.
+
+use std::borrow::Cow;
+
+use crate::http::method::Method;
+use crate::http::request_id::RequestId;
+use crate::http::router::Params;
+
+pub struct Request<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: &'a str,
+    pub route: &'static str,
+    pub params: Params<'a>,
+    pub request_id: &'a RequestId,
+    pub headers: &'a [tiny_http::Header],
+    pub body: &'a [u8],
+}
+
+impl<'a> Request<'a> {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        header(self.headers, name)
+    }
+
+    /// The first query parameter with this name, percent-decoded; `None`
+    /// when absent. Undecodable values come back lossily decoded, so the
+    /// handler's validation rejects them.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.query
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k).as_ref() == name).then(|| percent_decode(v))
+            })
+            .next()
+    }
+}
+
+/// The first header with this name in a tiny_http header list.
+pub fn header<'h>(headers: &'h [tiny_http::Header], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Splits a request target into path and query.
+pub fn split_target(url: &str) -> (&str, &str) {
+    url.split_once('?').unwrap_or((url, ""))
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(query: &'a str, id: &'a RequestId) -> Request<'a> {
+        Request {
+            method: Method::Get,
+            path: "/",
+            query,
+            route: "/",
+            params: Params::default(),
+            request_id: id,
+            headers: &[],
+            body: &[],
+        }
+    }
+
+    #[test]
+    fn query_params_are_found_and_decoded() {
+        let id = RequestId::generate();
+        let r = req("limit=10&after=a%2Bb&name=x+y&flag&bad=%zz&pct=%4", &id);
+        assert_eq!(r.query_param("limit").as_deref(), Some("10"));
+        assert_eq!(r.query_param("after").as_deref(), Some("a+b"));
+        assert_eq!(r.query_param("name").as_deref(), Some("x y"));
+        assert_eq!(r.query_param("flag").as_deref(), Some(""));
+        assert_eq!(r.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(r.query_param("pct").as_deref(), Some("%4"));
+        assert_eq!(r.query_param("missing"), None);
+    }
+
+    #[test]
+    fn targets_split_into_path_and_query() {
+        assert_eq!(split_target("/a?b=c"), ("/a", "b=c"));
+        assert_eq!(split_target("/a"), ("/a", ""));
+        assert_eq!(split_target("/a?"), ("/a", ""));
+    }
+
+    #[test]
+    fn headers_match_case_insensitively() {
+        let hs = [tiny_http::Header::from_bytes(&b"X-Request-ID"[..], &b"abc"[..]).expect("header")];
+        assert_eq!(header(&hs, "x-request-id"), Some("abc"));
+        assert_eq!(header(&hs, "host"), None);
+    }
+}
