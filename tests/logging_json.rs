@@ -422,7 +422,12 @@ fn io_errors_are_returned() {
             Ok(())
         }
     }
-    let record = Record::builder().args(format_args!("m {}", 1)).build();
-    let err = write_json(&mut Broken, now(), &record).unwrap_err();
+    let args = 1;
+    let err = write_json(
+        &mut Broken,
+        now(),
+        &Record::builder().args(format_args!("m {args}")).build(),
+    )
+    .unwrap_err();
     assert_eq!(err.to_string(), "disk full");
 }
