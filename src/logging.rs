@@ -2,7 +2,7 @@
 //! and a run-time level switch.
 //!
 //! The pieces, each in its own file:
-//! - [`format`]: the pure line writers [`format::write_json`] and [`format::write_text`]. Pure so
+//! - [`format`](mod@format): the pure line writers [`format::write_json`] and [`format::write_text`]. Pure so
 //!   that golden tests and the benchmark need no global logger.
 //! - [`context`]: the thread-local `request_id` / `trace_id` / `span_id` the formatter adds to
 //!   every line written while serving a request, entered with a restoring guard.

@@ -239,11 +239,17 @@ fn first_occurrence_of_a_name_wins() {
         ("a", Value::from(2)),
         ("request_id", Value::from("kept: no context entered")),
         ("b", Value::from(3)),
+        (
+            "tame",
+            Value::from("same length and first letter as time: kept"),
+        ),
+        ("", Value::from("empty key")),
+        ("", Value::from("repeated empty key")),
     ];
     assert_eq!(
         line(format_args!("m"), kvs),
         format!(
-            "{HEAD}\"m\",\"target\":\"usersvc::test\",\"a\":1,\"request_id\":\"kept: no context entered\",\"b\":3}}\n"
+            "{HEAD}\"m\",\"target\":\"usersvc::test\",\"a\":1,\"request_id\":\"kept: no context entered\",\"b\":3,\"tame\":\"same length and first letter as time: kept\",\"\":\"empty key\"}}\n"
         )
     );
 }

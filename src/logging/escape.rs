@@ -35,22 +35,19 @@ impl<'a, W: io::Write + ?Sized> JsonEscaper<'a, W> {
     fn escape(&mut self, s: &str) -> io::Result<()> {
         let bytes = s.as_bytes();
         let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let short: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0x08 => b"\\b",
-                0x0c => b"\\f",
-                0x00..=0x1f => b"",
-                _ => continue,
-            };
-            if start < i {
-                self.out.write_all(&bytes[start..i])?;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let kind = JSON_ESCAPE[usize::from(b)];
+            i += 1;
+            if kind == 0 {
+                continue;
             }
-            if short.is_empty() {
+            if start < i - 1 {
+                self.out.write_all(&bytes[start..i - 1])?;
+            }
+            start = i;
+            if kind == b'u' {
                 let u = [
                     b'\\',
                     b'u',
@@ -61,9 +58,8 @@ impl<'a, W: io::Write + ?Sized> JsonEscaper<'a, W> {
                 ];
                 self.out.write_all(&u)?;
             } else {
-                self.out.write_all(short)?;
+                self.out.write_all(&[b'\\', kind])?;
             }
-            start = i + 1;
         }
         if start < bytes.len() {
             self.out.write_all(&bytes[start..])?;
@@ -71,6 +67,25 @@ impl<'a, W: io::Write + ?Sized> JsonEscaper<'a, W> {
         Ok(())
     }
 }
+
+/// For each byte: 0 if it is copied as is, else the letter after the backslash (`u` for the
+/// `\u00XX` form). Only ASCII bytes are ever escaped.
+static JSON_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
 
 impl<W: io::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {

@@ -22,6 +22,7 @@ mod json;
 mod text;
 
 use std::fmt;
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
 pub use json::write_json;
@@ -34,10 +35,15 @@ pub const MAX_TRACKED_KEYS: usize = 32;
 pub const PANIC_MARKER: &str = "<panicked while formatting>";
 
 /// Names already written on this line, for the first-occurrence-wins rule.
+///
+/// Names are compared only when a 64-bit signature of (length, first byte) says they might be
+/// equal, so the usual record, whose names are all distinct, costs one mask test per key/value.
 struct Seen<'kvs> {
     builtin: &'static [&'static str],
     keys: [&'kvs str; MAX_TRACKED_KEYS],
     len: usize,
+    /// Union of [`signature`]s of every name in `builtin` and `keys`.
+    mask: u64,
 }
 
 /// The built-in field names, in output order; the context ones are present only inside a context.
@@ -52,27 +58,85 @@ const BUILTIN_WITH_CONTEXT: &[&str] = &[
 ];
 const BUILTIN: &[&str] = BUILTIN_WITH_CONTEXT.split_at(4).0;
 
+/// One bit chosen by a name's length and first byte.
+fn signature(name: &str) -> u64 {
+    let first = name.as_bytes().first().copied().unwrap_or(0);
+    1 << ((name.len() as u32)
+        .wrapping_mul(7)
+        .wrapping_add(u32::from(first))
+        % 64)
+}
+
 impl<'kvs> Seen<'kvs> {
     fn new(builtin: &'static [&'static str]) -> Self {
         Seen {
             builtin,
             keys: [""; MAX_TRACKED_KEYS],
             len: 0,
+            mask: builtin.iter().fold(0, |m, name| m | signature(name)),
         }
     }
 
     /// Records `key`; returns false if the name was already written on this line.
     fn first(&mut self, key: &log::kv::Key<'kvs>) -> bool {
         let name = key.as_str();
-        if self.builtin.contains(&name) || self.keys[..self.len].contains(&name) {
-            return false;
+        let sig = signature(name);
+        if self.mask & sig != 0 {
+            let taken = |other: &&str| same(name, other);
+            if self.builtin.iter().any(taken) || self.keys[..self.len].iter().any(taken) {
+                return false;
+            }
         }
         if let (Some(name), true) = (key.to_borrowed_str(), self.len < MAX_TRACKED_KEYS) {
             self.keys[self.len] = name;
             self.len += 1;
+            self.mask |= sig;
         }
         true
     }
+}
+
+/// String equality that rejects most different names without calling `memcmp`.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
+/// Writes an integer in decimal without `core::fmt` (which costs several times more per number).
+fn write_u64<W: io::Write + ?Sized>(out: &mut W, negative: bool, mut n: u64) -> io::Result<()> {
+    let mut buf = [0u8; 21];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    out.write_all(&buf[i..])
+}
+
+/// [`write_u64`] for the rare 128-bit value (128-bit division is slow, so it is kept apart).
+fn write_u128<W: io::Write + ?Sized>(out: &mut W, negative: bool, mut n: u128) -> io::Result<()> {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    out.write_all(&buf[i..])
 }
 
 /// Runs a `Display`-style write (`fmt::write`, `fmt::Display::fmt`) into `w`, containing its

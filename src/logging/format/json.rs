@@ -11,7 +11,10 @@ use std::time::SystemTime;
 use log::kv::{self, Key, Value, VisitSource, VisitValue};
 use log::Record;
 
-use super::{level_name, write_args, write_guarded, Seen, BUILTIN, BUILTIN_WITH_CONTEXT};
+use super::{
+    level_name, write_args, write_guarded, write_u128, write_u64, Seen, BUILTIN,
+    BUILTIN_WITH_CONTEXT,
+};
 use crate::logging::context::{self, hex};
 use crate::logging::escape::JsonEscaper;
 use crate::logging::time::Rfc3339Millis;
@@ -156,22 +159,22 @@ impl<'v, W: io::Write + ?Sized> VisitValue<'v> for JsonValue<'_, W> {
     }
 
     fn visit_u64(&mut self, v: u64) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u64(self.out, false, v);
         self.put(r)
     }
 
     fn visit_i64(&mut self, v: i64) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u64(self.out, v < 0, v.unsigned_abs());
         self.put(r)
     }
 
     fn visit_u128(&mut self, v: u128) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u128(self.out, false, v);
         self.put(r)
     }
 
     fn visit_i128(&mut self, v: i128) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u128(self.out, v < 0, v.unsigned_abs());
         self.put(r)
     }
 

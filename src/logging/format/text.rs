@@ -13,7 +13,10 @@ use std::time::SystemTime;
 use log::kv::{self, Key, Value, VisitSource, VisitValue};
 use log::Record;
 
-use super::{level_name, write_args, write_guarded, Seen, BUILTIN, BUILTIN_WITH_CONTEXT};
+use super::{
+    level_name, write_args, write_guarded, write_u128, write_u64, Seen, BUILTIN,
+    BUILTIN_WITH_CONTEXT,
+};
 use crate::logging::context::{self, hex};
 use crate::logging::escape::{text_needs_quotes, TextEscaper};
 use crate::logging::time::Rfc3339Millis;
@@ -28,7 +31,11 @@ pub fn write_text<W: io::Write + ?Sized>(
     record: &Record<'_>,
 ) -> io::Result<()> {
     out.write_all(Rfc3339Millis::new(now).as_bytes())?;
-    write!(out, " {:<5} ", level_name(record.level()))?;
+    out.write_all(b" ")?;
+    let name = level_name(record.level());
+    out.write_all(name.as_bytes())?;
+    // Pad to the longest name (`ERROR`, `TRACE`) so that targets line up.
+    out.write_all(&b"      "[..6 - name.len()])?;
     escaped(out, false, |w| w.write_str(record.target()))?;
     out.write_all(b": ")?;
     {
@@ -164,22 +171,22 @@ impl<'v, W: io::Write + ?Sized> VisitValue<'v> for TextValue<'_, W> {
     }
 
     fn visit_u64(&mut self, v: u64) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u64(self.out, false, v);
         self.put(r)
     }
 
     fn visit_i64(&mut self, v: i64) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u64(self.out, v < 0, v.unsigned_abs());
         self.put(r)
     }
 
     fn visit_u128(&mut self, v: u128) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u128(self.out, false, v);
         self.put(r)
     }
 
     fn visit_i128(&mut self, v: i128) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = write_u128(self.out, v < 0, v.unsigned_abs());
         self.put(r)
     }
 
@@ -189,7 +196,7 @@ impl<'v, W: io::Write + ?Sized> VisitValue<'v> for TextValue<'_, W> {
     }
 
     fn visit_bool(&mut self, v: bool) -> Result<(), kv::Error> {
-        let r = write!(self.out, "{v}");
+        let r = self.out.write_all(if v { b"true" } else { b"false" });
         self.put(r)
     }
 
