@@ -29,7 +29,6 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 pub use context::{ContextGuard, RequestContext, RequestId};
-pub use filter::passes;
 pub use log::LevelFilter;
 
 /// The line format.

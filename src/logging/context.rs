@@ -143,7 +143,10 @@ thread_local! {
 
 /// Restores the previous context of this thread when dropped (also while unwinding).
 ///
-/// Not `Send`: it must drop on the thread whose context it changed.
+/// Not `Send`: it must drop on the thread whose context it changed. Drop nested guards in
+/// reverse order of entering (as scopes do); dropping an outer guard first restores the state
+/// from before the outer `enter`, and the inner guard's later drop then reinstates the outer
+/// context. Bind it to a named variable: `let _ = enter(..)` leaves the context at once.
 #[must_use = "the context is left as soon as the guard is dropped"]
 pub struct ContextGuard {
     previous: Option<RequestContext>,

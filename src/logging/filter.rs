@@ -19,7 +19,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 const OWN_CRATE: &str = env!("CARGO_CRATE_NAME");
 
 /// Whether a record at `level` from `target` is written when the switch is at `max`.
-pub fn passes(level: Level, target: &str, max: LevelFilter) -> bool {
+pub(crate) fn passes(level: Level, target: &str, max: LevelFilter) -> bool {
     level <= max && (level <= Level::Info || max == LevelFilter::Trace || is_own(target))
 }
 
