@@ -9,7 +9,8 @@
 //! - Built-in fields come first: `time`, `level`, `msg`, `target`, then `request_id`, `trace_id`,
 //!   `span_id` when a request context is entered on this thread (see [`super::context`]).
 //! - Then the record's own key/values, in call order. **The first occurrence of a name wins**:
-//!   a key/value named like a built-in field already written, or like an earlier key/value, is
+//!   a key/value named like a built-in field (the three context names count while a context is
+//!   entered, even if `trace_id`/`span_id` are absent) or like an earlier key/value is
 //!   dropped. Some log stores (Elasticsearch among them) reject a whole document with a duplicate
 //!   field, so dropping one field beats losing the line; it also means no call site can spoof
 //!   `level` or another request's `request_id`. Deduplication tracks the first
