@@ -1,1 +1,144 @@
-//! Logging: JSON/text formatter on `log` + `env_logger`.
+//! Logging: our own JSON (or text) line format on `log` + `env_logger`, a per-request context,
+//! and a run-time level switch.
+//!
+//! The pieces, each in its own file:
+//! - [`format`](mod@format): the pure line writers [`format::write_json`] and [`format::write_text`]. Pure so
+//!   that golden tests and the benchmark need no global logger.
+//! - [`context`]: the thread-local `request_id` / `trace_id` / `span_id` the formatter adds to
+//!   every line written while serving a request, entered with a restoring guard.
+//! - [`time`]: RFC 3339 UTC timestamps with milliseconds, without a date crate.
+//! - `escape`: JSON and terminal escaping that streams into the output, so lines need no
+//!   intermediate `String`.
+//! - `filter`: the installed `Log`, which makes `log::max_level()` the single run-time switch and
+//!   keeps dependencies' debug output (including SQL parameters) out unless the level is `trace`.
+//!
+//! env_logger supplies the rest: a per-thread line buffer that is reused (no allocation per line
+//! in the steady state) and a locked, flushed write of each whole line to stdout, so lines from
+//! concurrent workers never interleave. Its own filter is built wide open and `RUST_LOG` is not
+//! read: `LOG_LEVEL` (via [`LogSettings`]) and [`set_level`] are the only knobs.
+
+pub mod context;
+mod escape;
+mod filter;
+pub mod format;
+pub mod time;
+
+use std::fmt;
+use std::io;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+pub use context::{ContextGuard, RequestContext, RequestId};
+pub use log::LevelFilter;
+
+/// The line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors (the default).
+    #[default]
+    Json,
+    /// One human-readable line per record, for a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// The name `LOG_FORMAT` uses: `json` or `text`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `LOG_FORMAT` is neither `json` nor `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidLogFormat;
+
+impl fmt::Display for InvalidLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected `json` or `text`")
+    }
+}
+
+impl std::error::Error for InvalidLogFormat {}
+
+impl FromStr for LogFormat {
+    type Err = InvalidLogFormat;
+
+    /// Accepts `json` and `text`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("json") {
+            Ok(LogFormat::Json)
+        } else if s.eq_ignore_ascii_case("text") {
+            Ok(LogFormat::Text)
+        } else {
+            Err(InvalidLogFormat)
+        }
+    }
+}
+
+/// What [`init`] needs from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The initial level; [`set_level`] changes it later.
+    pub level: LevelFilter,
+    /// The line format, fixed for the life of the process.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: LevelFilter::Info,
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// Installs the global logger, writing to stdout. Call once, first thing in `main`.
+///
+/// Fails only if a global logger is already installed.
+pub fn init(settings: LogSettings) -> Result<(), log::SetLoggerError> {
+    install(settings, env_logger::Target::Stdout)
+}
+
+/// Like [`init`], writing each line to `writer` instead (tests; one `write_all` per line).
+pub fn init_with_writer(
+    settings: LogSettings,
+    writer: Box<dyn io::Write + Send + 'static>,
+) -> Result<(), log::SetLoggerError> {
+    install(settings, env_logger::Target::Pipe(writer))
+}
+
+fn install(settings: LogSettings, target: env_logger::Target) -> Result<(), log::SetLoggerError> {
+    let format = settings.format;
+    let inner = env_logger::Builder::new()
+        .filter_level(LevelFilter::Trace)
+        .target(target)
+        .format(move |buf, record| match format {
+            LogFormat::Json => format::write_json(buf, SystemTime::now(), record),
+            LogFormat::Text => format::write_text(buf, SystemTime::now(), record),
+        })
+        .build();
+    log::set_boxed_logger(Box::new(filter::Filtered { inner }))?;
+    set_level(settings.level);
+    Ok(())
+}
+
+/// Changes the level for every thread at once (one atomic store). Takes effect on the next call
+/// to a `log` macro; no lock, no rebuild.
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
+/// The current level.
+pub fn level() -> LevelFilter {
+    log::max_level()
+}

@@ -1,0 +1,245 @@
+//! The per-request logging context: `request_id`, `trace_id`, `span_id` on the current thread.
+//!
+//! Why a thread-local: a request is served start to finish by one worker thread, so the worker
+//! can set the context once, before calling the handler, and every line logged below it — in the
+//! router, a repository, a dependency — gets the request's ids without threading them through
+//! every function signature.
+//!
+//! Why fixed arrays: the context is entered on every request, so it must not allocate. A request
+//! id is at most [`RequestId::MAX_LEN`] bytes held inline; trace and span ids are raw 16- and
+//! 8-byte arrays rendered as lowercase hex by the formatter. The whole [`RequestContext`] is
+//! `Copy` (~160 bytes); entering one is a memcpy into a `Cell`.
+//!
+//! Why a guard: [`enter`] returns a [`ContextGuard`] that puts the previous context back when it
+//! drops, including during unwinding, so a panicking handler caught by the worker pool can never
+//! leak its ids into the next request's lines. Guards nest.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A validated request id: 1 to [`RequestId::MAX_LEN`] visible ASCII bytes (`!`..=`~`).
+///
+/// The same rule decides whether a caller's `X-Request-ID` header is sane enough to reuse.
+/// Visible ASCII needs no JSON escaping and cannot break a log line or a header.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    len: u8,
+    buf: [u8; RequestId::MAX_LEN],
+}
+
+/// Why a string is not a valid [`RequestId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRequestId {
+    /// The id is empty.
+    Empty,
+    /// The id is longer than [`RequestId::MAX_LEN`] bytes.
+    TooLong,
+    /// The id holds a byte outside visible ASCII (space, control, non-ASCII).
+    BadByte,
+}
+
+impl fmt::Display for InvalidRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InvalidRequestId::Empty => "request id is empty",
+            InvalidRequestId::TooLong => "request id is longer than 128 bytes",
+            InvalidRequestId::BadByte => "request id holds a byte outside visible ASCII",
+        })
+    }
+}
+
+impl std::error::Error for InvalidRequestId {}
+
+impl RequestId {
+    /// The longest accepted request id, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// Validates and copies `s`.
+    pub fn parse(s: &str) -> Result<RequestId, InvalidRequestId> {
+        let bytes = s.as_bytes();
+        if bytes.is_empty() {
+            return Err(InvalidRequestId::Empty);
+        }
+        if bytes.len() > Self::MAX_LEN {
+            return Err(InvalidRequestId::TooLong);
+        }
+        if !bytes.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidRequestId::BadByte);
+        }
+        let mut buf = [0u8; Self::MAX_LEN];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(RequestId {
+            len: bytes.len() as u8,
+            buf,
+        })
+    }
+
+    /// A fresh id from a UUID, in its hyphenated lowercase form (36 bytes), without allocating.
+    pub fn from_uuid(id: uuid::Uuid) -> RequestId {
+        let mut buf = [0u8; Self::MAX_LEN];
+        let len = id.hyphenated().encode_lower(&mut buf).len();
+        RequestId {
+            len: len as u8,
+            buf,
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // `parse` admits only ASCII and `from_uuid` writes only ASCII.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RequestId {}
+
+/// What the formatter adds to every line logged while it is entered on this thread.
+///
+/// `trace_id` and `span_id` are the W3C Trace Context ids of the request's span, raw bytes;
+/// they are logged as 32 and 16 lowercase hex digits. Either may be absent (tracing off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The request's id, as answered in `X-Request-ID`.
+    pub request_id: RequestId,
+    /// The trace this request belongs to.
+    pub trace_id: Option<[u8; 16]>,
+    /// The span that represents this request.
+    pub span_id: Option<[u8; 8]>,
+}
+
+impl RequestContext {
+    /// A context with a request id and no trace.
+    pub fn new(request_id: RequestId) -> RequestContext {
+        RequestContext {
+            request_id,
+            trace_id: None,
+            span_id: None,
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<RequestContext>> = const { Cell::new(None) };
+}
+
+/// Restores the previous context of this thread when dropped (also while unwinding).
+///
+/// Not `Send`: it must drop on the thread whose context it changed. Drop nested guards in
+/// reverse order of entering (as scopes do); dropping an outer guard first restores the state
+/// from before the outer `enter`, and the inner guard's later drop then reinstates the outer
+/// context. Bind it to a named variable: `let _ = enter(..)` leaves the context at once.
+#[must_use = "the context is left as soon as the guard is dropped"]
+pub struct ContextGuard {
+    previous: Option<RequestContext>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // `try_with`: during thread teardown the slot may already be gone; nothing to restore.
+        let _ = CURRENT.try_with(|c| c.set(previous));
+    }
+}
+
+impl fmt::Debug for ContextGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextGuard")
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
+/// Sets `ctx` as this thread's request context until the returned guard drops.
+pub fn enter(ctx: RequestContext) -> ContextGuard {
+    let previous = CURRENT.try_with(|c| c.replace(Some(ctx))).unwrap_or(None);
+    ContextGuard {
+        previous,
+        _not_send: PhantomData,
+    }
+}
+
+/// This thread's current request context, if any (a copy).
+pub fn current() -> Option<RequestContext> {
+    CURRENT.try_with(Cell::get).unwrap_or(None)
+}
+
+/// Lowercase hex of `N` bytes into a `2 * N`-byte buffer (`M` must be `2 * N`).
+pub(crate) fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; M];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_rules() {
+        assert_eq!(RequestId::parse("abc-123").unwrap().as_str(), "abc-123");
+        assert_eq!(RequestId::parse(""), Err(InvalidRequestId::Empty));
+        assert_eq!(RequestId::parse("a b"), Err(InvalidRequestId::BadByte));
+        assert_eq!(RequestId::parse("é"), Err(InvalidRequestId::BadByte));
+        assert_eq!(RequestId::parse("a\n"), Err(InvalidRequestId::BadByte));
+        let max = "x".repeat(128);
+        assert_eq!(RequestId::parse(&max).unwrap().as_str(), max);
+        assert_eq!(
+            RequestId::parse(&"x".repeat(129)),
+            Err(InvalidRequestId::TooLong)
+        );
+    }
+
+    #[test]
+    fn from_uuid_is_hyphenated_lowercase() {
+        let u = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(
+            RequestId::from_uuid(u).as_str(),
+            "01234567-89ab-cdef-0123-456789abcdef"
+        );
+    }
+
+    #[test]
+    fn hex_is_lowercase() {
+        let h: [u8; 4] = hex(&[0x0f, 0xa0]);
+        assert_eq!(&h, b"0fa0");
+    }
+
+    #[test]
+    fn guards_nest_and_restore() {
+        assert!(current().is_none());
+        let a = RequestContext::new(RequestId::parse("a").unwrap());
+        let b = RequestContext::new(RequestId::parse("b").unwrap());
+        let ga = enter(a);
+        {
+            let _gb = enter(b);
+            assert_eq!(current(), Some(b));
+        }
+        assert_eq!(current(), Some(a));
+        drop(ga);
+        assert!(current().is_none());
+    }
+}

@@ -1,0 +1,202 @@
+//! String escaping that streams straight into the output buffer.
+//!
+//! Why: every string in a log line (message, target, keys, values) comes from code or from a
+//! caller and may hold quotes, backslashes or control characters. Escaping must happen on the fly,
+//! chunk by chunk, while `fmt::Arguments` and `Display` impls write, so a line never needs an
+//! intermediate `String`. Each chunk is escaped completely before it is written, so even a
+//! `Display` impl that fails half-way leaves a well-formed (truncated) string behind.
+//!
+//! Both escapers only ever replace ASCII bytes, so multi-byte UTF-8 sequences pass through
+//! untouched and the output stays valid UTF-8.
+
+use std::fmt;
+use std::io;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A `fmt::Write` adapter that JSON-escapes (RFC 8259 §7) everything written through it into an
+/// `io::Write`, without the surrounding quotes.
+///
+/// `"` and `\` are backslash-escaped, `\b \f \n \r \t` use their short forms, every other
+/// U+0000–U+001F becomes `\u00XX`. Everything else, non-ASCII included, is copied as is.
+/// `fmt::Write` can only report `fmt::Error`, so the underlying `io::Error` is kept in
+/// [`JsonEscaper::error`] for the caller to return.
+pub(crate) struct JsonEscaper<'a, W: io::Write + ?Sized> {
+    out: &'a mut W,
+    pub(crate) error: Option<io::Error>,
+}
+
+impl<'a, W: io::Write + ?Sized> JsonEscaper<'a, W> {
+    pub(crate) fn new(out: &'a mut W) -> Self {
+        JsonEscaper { out, error: None }
+    }
+
+    /// Writes `s` escaped; the first I/O error is recorded and reported as `fmt::Error`.
+    fn escape(&mut self, s: &str) -> io::Result<()> {
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let kind = JSON_ESCAPE[usize::from(b)];
+            i += 1;
+            if kind == 0 {
+                continue;
+            }
+            if start < i - 1 {
+                self.out.write_all(&bytes[start..i - 1])?;
+            }
+            start = i;
+            if kind == b'u' {
+                let u = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ];
+                self.out.write_all(&u)?;
+            } else {
+                self.out.write_all(&[b'\\', kind])?;
+            }
+        }
+        if start < bytes.len() {
+            self.out.write_all(&bytes[start..])?;
+        }
+        Ok(())
+    }
+}
+
+/// For each byte: 0 if it is copied as is, else the letter after the backslash (`u` for the
+/// `\u00XX` form). Only ASCII bytes are ever escaped.
+static JSON_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+impl<W: io::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.error.is_some() {
+            return Err(fmt::Error);
+        }
+        self.escape(s).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
+/// A `fmt::Write` adapter for the human-readable text format.
+///
+/// Keeps one record on one terminal line and stops terminal-control injection: every Unicode
+/// control character (C0, DEL, C1, which includes ESC and CSI) is written as `\n`, `\r`, `\t`
+/// or `\u{XX}`. With `quoted` set (for `key="value"`), `"` and `\` are backslash-escaped too.
+pub(crate) struct TextEscaper<'a, W: io::Write + ?Sized> {
+    out: &'a mut W,
+    quoted: bool,
+    pub(crate) error: Option<io::Error>,
+}
+
+impl<'a, W: io::Write + ?Sized> TextEscaper<'a, W> {
+    pub(crate) fn new(out: &'a mut W, quoted: bool) -> Self {
+        TextEscaper {
+            out,
+            quoted,
+            error: None,
+        }
+    }
+
+    fn escape(&mut self, s: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            let special = c.is_control() || (self.quoted && (c == '"' || c == '\\'));
+            if !special {
+                continue;
+            }
+            self.out.write_all(&s.as_bytes()[start..i])?;
+            match c {
+                '\n' => self.out.write_all(b"\\n")?,
+                '\r' => self.out.write_all(b"\\r")?,
+                '\t' => self.out.write_all(b"\\t")?,
+                '"' => self.out.write_all(b"\\\"")?,
+                '\\' => self.out.write_all(b"\\\\")?,
+                _ => write!(self.out, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            start = i + c.len_utf8();
+        }
+        self.out.write_all(&s.as_bytes()[start..])
+    }
+}
+
+impl<W: io::Write + ?Sized> fmt::Write for TextEscaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.error.is_some() {
+            return Err(fmt::Error);
+        }
+        self.escape(s).map_err(|e| {
+            self.error = Some(e);
+            fmt::Error
+        })
+    }
+}
+
+/// Whether a text-format value must be quoted to stay one unambiguous `key=value` token.
+pub(crate) fn text_needs_quotes(s: &str) -> bool {
+    s.is_empty()
+        || s.chars()
+            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    fn json(s: &str) -> String {
+        let mut out = Vec::new();
+        JsonEscaper::new(&mut out).write_str(s).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn text(s: &str, quoted: bool) -> String {
+        let mut out = Vec::new();
+        TextEscaper::new(&mut out, quoted).write_str(s).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_short_forms_and_unicode_escapes() {
+        assert_eq!(json("a\"b\\c"), r#"a\"b\\c"#);
+        assert_eq!(json("\n\r\t\u{8}\u{c}"), r"\n\r\t\b\f");
+        assert_eq!(json("\u{0}\u{1f}\u{1b}"), r"\u0000\u001f\u001b");
+        assert_eq!(json("é日本🦀\u{7f}"), "é日本🦀\u{7f}");
+    }
+
+    #[test]
+    fn text_escapes_controls_and_quotes_only_when_quoted() {
+        assert_eq!(text("a\nb\u{1b}[31m\u{9b}", false), r"a\nb\u{1b}[31m\u{9b}");
+        assert_eq!(text(r#"say "hi" \ é"#, false), r#"say "hi" \ é"#);
+        assert_eq!(text(r#"say "hi" \ é"#, true), r#"say \"hi\" \\ é"#);
+    }
+
+    #[test]
+    fn quoting_rule() {
+        assert!(text_needs_quotes(""));
+        assert!(text_needs_quotes("a b"));
+        assert!(text_needs_quotes("a=b"));
+        assert!(!text_needs_quotes("/api/v1/users/{id}"));
+    }
+}
