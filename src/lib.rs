@@ -7,6 +7,7 @@
 
 pub mod build_info;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;

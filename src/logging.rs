@@ -21,6 +21,7 @@ pub mod context;
 mod escape;
 mod filter;
 pub mod format;
+pub mod panic_hook;
 pub mod time;
 
 use std::fmt;

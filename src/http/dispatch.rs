@@ -50,7 +50,7 @@ impl Dispatcher {
     pub fn dispatch(&self, submitter: &Submitter<Job>, mut req: tiny_http::Request) {
         let mut meta = Meta::begin(&req);
         let hooks = &*self.hooks;
-        pipeline::with_context(&meta, || {
+        pipeline::with_context(meta.log_context(), || {
             let (path, _) = split_target(req.url());
             if let Some((route, answer)) = probe(&self.health, meta.method, path) {
                 meta.route = route;
@@ -92,7 +92,7 @@ impl Dispatcher {
             since: Instant::now(),
         });
         let hooks = &*self.hooks;
-        pipeline::with_context(&meta, || {
+        pipeline::with_context(meta.log_context(), || {
             let (path, query) = split_target(req.url());
             let result = match self.router.at(meta.method, path) {
                 Match::Found {

@@ -2,8 +2,12 @@
 //! middleware and problem+json errors. See ARCHITECTURE.md for how a request
 //! travels through these pieces.
 
+pub mod admin;
+pub mod dispatch;
 pub mod listener;
+pub mod log_level;
 pub mod method;
+pub mod pipeline;
 pub mod problem;
 pub mod request;
 pub mod request_id;

@@ -78,9 +78,16 @@ impl Meta {
     }
 }
 
+impl Meta {
+    /// The ids the formatter adds to every line logged for this request.
+    pub fn log_context(&self) -> RequestContext {
+        RequestContext::new(self.request_id)
+    }
+}
+
 /// Runs `f` with the request's ids in the logging context of this thread.
-pub fn with_context<T>(meta: &Meta, f: impl FnOnce() -> T) -> T {
-    let _guard = context::enter(RequestContext::new(meta.request_id));
+pub fn with_context<T>(ctx: RequestContext, f: impl FnOnce() -> T) -> T {
+    let _guard = context::enter(ctx);
     f()
 }
 

@@ -200,7 +200,7 @@ mod tests {
             move |slot: &WorkerSlot, _job: ()| {
                 slot.set_busy(Busy {
                     route: "/x",
-                    request_id: RequestId::generate(),
+                    request_id: RequestId::from_uuid(uuid::Uuid::new_v4()),
                     since: Instant::now(),
                 });
                 let _ = seen_tx.send(());
