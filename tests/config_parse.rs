@@ -819,7 +819,10 @@ fn command_line_mistakes() {
             "\"0\" is not a valid step count; expected a whole number of at least 1",
         ),
         (&["migrate", "down", "-1"], "-1: unknown flag"),
-        (&["migrate", "down", "two"], "is not a valid step count"),
+        (
+            &["migrate", "down", "two"],
+            "(value hidden) is not a valid step count",
+        ),
         (
             &["migrate", "down", "99999999999"],
             "is not a valid step count",

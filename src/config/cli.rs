@@ -190,7 +190,7 @@ fn sub_command(positionals: &[String]) -> Result<Action, ConfigError> {
                 "migrate down",
                 format!(
                     "{} is not a valid step count; expected a whole number of at least 1",
-                    shown(n)
+                    shown_number(n)
                 ),
             )),
         },
@@ -211,6 +211,19 @@ fn sub_command(positionals: &[String]) -> Result<Action, ConfigError> {
                 shown(other)
             ),
         )),
+    }
+}
+
+/// A refused step count, quoted if it looks like a number at all.
+fn shown_number(arg: &str) -> String {
+    let numeric = arg.len() <= 24
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.'));
+    if numeric {
+        quote(arg)
+    } else {
+        "(value hidden)".to_owned()
     }
 }
 
