@@ -56,9 +56,6 @@ pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 
 /// What the process was asked to do.
 #[derive(Debug)]
-// One value, built once at start-up and moved once: boxing the config to
-// make `Help` smaller would buy nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve the API (no sub-command).
     Serve(Config),

@@ -169,7 +169,9 @@ fn no_error_message_contains_a_password() {
         "redis://:s3cr3t-pw@cache/x",
         "redis://:s3cr3t/pw@cache",
     ];
-    let mut attempts: Vec<(Vec<String>, Vec<(&str, String)>)> = Vec::new();
+    // (arguments, environment)
+    type Attempt = (Vec<String>, Vec<(&'static str, String)>);
+    let mut attempts: Vec<Attempt> = Vec::new();
     for db in bad_database_urls {
         attempts.push((vec![], vec![("DATABASE_URL", db.to_owned())]));
         attempts.push((vec!["--database-url".into(), db.into()], vec![]));

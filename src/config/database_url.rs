@@ -184,22 +184,22 @@ fn redact_url(rest: &str) -> String {
 
 /// Decodes `%XX` escapes (enough to recognise an encoded `password` key).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        let escaped = tail
+            .get(..2)
+            .filter(|_| first == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
                 out.push(byte);
-                i += 3;
+                rest = tail.get(2..).unwrap_or_default();
             }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
+            None => {
+                out.push(first);
+                rest = tail;
             }
         }
     }
@@ -422,6 +422,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("pass%77ord"), "password");
+        assert_eq!(percent_decode("%70assword"), "password");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz%"), "%zz%");
     }
 
     #[test]
