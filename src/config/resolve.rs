@@ -81,6 +81,12 @@ impl<T> Lookup<T> {
     }
 }
 
+impl Lookup<String> {
+    fn or_else_default(self, default: &str) -> String {
+        self.optional().unwrap_or_else(|| default.to_owned())
+    }
+}
+
 struct Resolver<'a> {
     flags: &'a FlagValues,
     env: &'a dyn Fn(&str) -> Option<String>,
@@ -223,12 +229,6 @@ pub(crate) fn resolve(
             webhook_url,
         }),
         _ => Err(r.errors),
-    }
-}
-
-impl Lookup<String> {
-    fn or_else_default(self, default: &str) -> String {
-        self.optional().unwrap_or_else(|| default.to_owned())
     }
 }
 
