@@ -1,0 +1,94 @@
+//! `LOG_LEVEL` and `LOG_FORMAT`: which log lines are written, and how.
+//!
+//! Why separate from `log::LevelFilter::from_str`: that also accepts `off`,
+//! and a service whose logs can be switched off by a typo in a manifest is
+//! not operable; the documented range is `trace` to `error`.
+
+use std::fmt;
+
+/// The accepted `LOG_LEVEL` names, most verbose first.
+pub const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default; for log collectors).
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// `json` or `text`, any case.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.eq_ignore_ascii_case("json") {
+            Some(LogFormat::Json)
+        } else if text.eq_ignore_ascii_case("text") {
+            Some(LogFormat::Text)
+        } else {
+            None
+        }
+    }
+
+    /// The name as `LOG_FORMAT` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `trace`, `debug`, `info`, `warn` or `error`, any case; `off` is refused.
+pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
+    if !LEVELS.iter().any(|level| level.eq_ignore_ascii_case(text)) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The level as `LOG_LEVEL` spells it (`info`).
+pub fn level_name(level: log::LevelFilter) -> String {
+    level.as_str().to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::LevelFilter;
+
+    #[test]
+    fn levels() {
+        let cases = [
+            ("trace", Some(LevelFilter::Trace)),
+            ("debug", Some(LevelFilter::Debug)),
+            ("info", Some(LevelFilter::Info)),
+            ("INFO", Some(LevelFilter::Info)),
+            ("Warn", Some(LevelFilter::Warn)),
+            ("error", Some(LevelFilter::Error)),
+            ("off", None),
+            ("warning", None),
+            ("", None),
+            (" info", None),
+        ];
+        for (given, want) in cases {
+            assert_eq!(parse_log_level(given), want, "{given:?}");
+        }
+        assert_eq!(level_name(LevelFilter::Warn), "warn");
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(LogFormat::parse("json"), Some(LogFormat::Json));
+        assert_eq!(LogFormat::parse("TEXT"), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse("logfmt"), None);
+        assert_eq!(LogFormat::Text.to_string(), "text");
+        assert_eq!(LogFormat::Json.as_str(), "json");
+    }
+}

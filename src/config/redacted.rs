@@ -1,0 +1,54 @@
+//! The printable view of a [`Config`]: `--print-config` and, later,
+//! `GET /debug/config`.
+//!
+//! Why its own piece: it is the one place where the whole configuration is
+//! turned into text, so it is where redaction is guaranteed. Keys are the
+//! SPEC's variable names and values are written the way an operator would
+//! set them (`5s`, `1MiB`, `off`), so the output can be read against a
+//! manifest line by line.
+
+use serde_json::{json, Value};
+
+use super::duration::format_duration;
+use super::log_options::level_name;
+use super::size::format_size;
+use super::Config;
+
+impl Config {
+    /// The effective configuration keyed by variable name, secrets
+    /// redacted (`postgres://app:***@db/users`), unset optional
+    /// dependencies as `null`.
+    pub fn redacted_json(&self) -> Value {
+        let max_header_bytes = u64::try_from(self.max_header_bytes).unwrap_or(u64::MAX);
+        json!({
+            "ADDR": self.addr.to_string(),
+            "ADMIN_ADDR": self
+                .admin_addr
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            "DATABASE_URL": self.database_url.redacted(),
+            "MAX_CONNECTIONS": self.max_connections,
+            "DB_CONN_MAX_LIFETIME": format_duration(self.db_conn_max_lifetime),
+            "DB_ACQUIRE_TIMEOUT": format_duration(self.db_acquire_timeout),
+            "DB_STATEMENT_TIMEOUT": format_duration(self.db_statement_timeout),
+            "REDIS_URL": self.redis_url.as_ref().map(|u| u.redacted()),
+            "LOG_LEVEL": level_name(self.log_level),
+            "LOG_FORMAT": self.log_format.as_str(),
+            "WORKERS": self.workers,
+            "QUEUE_DEPTH": self.queue_depth,
+            "MAX_CONNS": self.max_conns,
+            "READ_TIMEOUT": format_duration(self.read_timeout),
+            "WRITE_TIMEOUT": format_duration(self.write_timeout),
+            "IDLE_TIMEOUT": format_duration(self.idle_timeout),
+            "MAX_BODY_BYTES": format_size(self.max_body_bytes),
+            "MAX_HEADER_BYTES": format_size(max_header_bytes),
+            "DRAIN_DELAY": format_duration(self.drain_delay),
+            "SHUTDOWN_TIMEOUT": format_duration(self.shutdown_timeout),
+            "TERMINATION_GRACE_PERIOD": format_duration(self.termination_grace_period),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.otel_endpoint.as_ref().map(|u| u.redacted()),
+            "OTEL_SERVICE_NAME": self.otel_service_name,
+            "OTEL_TRACES_SAMPLER": self.otel_traces_sampler.as_str(),
+            "OTEL_TRACES_SAMPLER_ARG": self.otel_traces_sampler_arg,
+            "WEBHOOK_URL": self.webhook_url.as_ref().map(|u| u.redacted()),
+        })
+    }
+}

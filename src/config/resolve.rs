@@ -1,0 +1,384 @@
+//! From flag values and an environment lookup to a typed, validated
+//! [`Config`], or to every error at once.
+//!
+//! Why this shape: the environment is a closure and the flags a map, so
+//! tests build both by hand and never touch the process environment. Each
+//! variable is read once, in SPEC order; a bad value records an error and
+//! the default stands in, so that reading carries on and later variables
+//! are checked too. Checks across variables (the shutdown budget) run only
+//! when their inputs were valid, so they never report a consequence of an
+//! error already listed.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::cli::FlagValues;
+use super::database_url::DatabaseUrl;
+use super::duration::{format_duration, parse_duration};
+use super::error::{quote, ConfigError};
+use super::http_url::{mask_userinfo, HttpUrl};
+use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
+use super::log_options::{parse_log_level, LogFormat};
+use super::otel::{parse_ratio, OtelSampler};
+use super::redis_url::RedisUrl;
+use super::size::{format_size, parse_size};
+use super::{Config, SHUTDOWN_MARGIN};
+
+/// Bounds of the numeric variables.
+pub(crate) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
+pub(crate) const WORKERS: RangeInclusive<usize> = 1..=1024;
+pub(crate) const QUEUE_DEPTH: RangeInclusive<usize> = 1..=65536;
+pub(crate) const MAX_CONNS: RangeInclusive<usize> = 1..=65536;
+pub(crate) const MAX_BODY_BYTES: RangeInclusive<u64> = 1..=(1 << 30);
+pub(crate) const MAX_HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
+/// Every duration: above zero (parsing refuses zero), at most a day, so
+/// that `Instant + duration` can never overflow.
+pub(crate) const DURATION: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(24 * 3600);
+
+const ADDR_EXPECTED: &str = "host:port with an IP address or localhost, \
+    such as :8080 (all IPv4 interfaces), 127.0.0.1:8080 or [::1]:8080";
+const DATABASE_URL_EXPECTED: &str = "postgres://user:password@host:port/db \
+    or key=value pairs such as host=db user=app password=... dbname=users";
+const HTTP_URL_EXPECTED: &str = "an http:// or https:// URL such as http://collector:4318";
+
+/// How a refused value appears in its error message.
+#[derive(Clone, Copy)]
+enum Show {
+    /// Quoted as given.
+    Value,
+    /// Quoted with any URL user-info replaced by `***`.
+    MaskUserinfo,
+    /// Not at all: `the value (hidden)`.
+    Hidden,
+}
+
+/// The outcome of reading one variable.
+enum Lookup<T> {
+    Unset,
+    Valid(T),
+    Invalid,
+}
+
+impl<T> Lookup<T> {
+    /// The value, or `default` when unset or invalid (the error is already
+    /// recorded).
+    fn or(self, default: T) -> T {
+        match self {
+            Lookup::Valid(value) => value,
+            Lookup::Unset | Lookup::Invalid => default,
+        }
+    }
+
+    fn optional(self) -> Option<T> {
+        match self {
+            Lookup::Valid(value) => Some(value),
+            Lookup::Unset | Lookup::Invalid => None,
+        }
+    }
+}
+
+impl Lookup<String> {
+    fn or_else_default(self, default: &str) -> String {
+        self.optional().unwrap_or_else(|| default.to_owned())
+    }
+}
+
+struct Resolver<'a> {
+    flags: &'a FlagValues,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+/// Resolves every variable; see the module docs.
+pub(crate) fn resolve(
+    flags: &FlagValues,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut r = Resolver {
+        flags,
+        env,
+        errors: Vec::new(),
+    };
+    let default_addr = SocketAddr::from(([0, 0, 0, 0], 8080));
+    let default_admin = SocketAddr::from(([127, 0, 0, 1], 9090));
+
+    let addr = r
+        .read("ADDR", Show::Value, ADDR_EXPECTED, parse_listen_addr)
+        .or(default_addr);
+    let admin_addr = r
+        .read(
+            "ADMIN_ADDR",
+            Show::Value,
+            &format!("off, or {ADDR_EXPECTED}"),
+            parse_optional_listen_addr,
+        )
+        .or(Some(default_admin));
+    let database_url = match r.read(
+        "DATABASE_URL",
+        Show::Hidden,
+        DATABASE_URL_EXPECTED,
+        DatabaseUrl::parse,
+    ) {
+        Lookup::Valid(url) => Some(url),
+        Lookup::Invalid => None,
+        Lookup::Unset => {
+            r.missing("DATABASE_URL", DATABASE_URL_EXPECTED);
+            None
+        }
+    };
+    let max_connections = r.int("MAX_CONNECTIONS", MAX_CONNECTIONS).or(25);
+    let db_conn_max_lifetime = r.duration("DB_CONN_MAX_LIFETIME", 5 * 60);
+    let db_acquire_timeout = r.duration("DB_ACQUIRE_TIMEOUT", 2);
+    let db_statement_timeout = r.duration("DB_STATEMENT_TIMEOUT", 5);
+    let redis_url = r
+        .read(
+            "REDIS_URL",
+            Show::Hidden,
+            "redis://[user:password@]host[:port][/db] or rediss:// for TLS; empty turns the cache off",
+            RedisUrl::parse,
+        )
+        .optional();
+    let log_level = r
+        .read(
+            "LOG_LEVEL",
+            Show::Value,
+            "one of trace, debug, info, warn, error",
+            |s| parse_log_level(s).ok_or("is not a log level"),
+        )
+        .or(log::LevelFilter::Info);
+    let log_format = r
+        .read("LOG_FORMAT", Show::Value, "json or text", |s| {
+            LogFormat::parse(s).ok_or("is not a log format")
+        })
+        .or(LogFormat::Json);
+    let default_workers = usize::try_from(max_connections).unwrap_or(*WORKERS.end());
+    let workers = r.int("WORKERS", WORKERS).or(default_workers);
+    let queue_depth = r
+        .int("QUEUE_DEPTH", QUEUE_DEPTH)
+        .or(workers.saturating_mul(4));
+    let max_conns = r.int("MAX_CONNS", MAX_CONNS).or(1024);
+    let read_timeout = r.duration("READ_TIMEOUT", 5);
+    let write_timeout = r.duration("WRITE_TIMEOUT", 10);
+    let idle_timeout = r.duration("IDLE_TIMEOUT", 60);
+    let max_body_bytes = r.size("MAX_BODY_BYTES", MAX_BODY_BYTES).or(1 << 20);
+    let max_header_bytes = r.size("MAX_HEADER_BYTES", MAX_HEADER_BYTES).or(16 << 10);
+    let drain_delay = r.duration("DRAIN_DELAY", 2);
+    let shutdown_timeout = r.duration("SHUTDOWN_TIMEOUT", 25);
+    let termination_grace_period = r.duration("TERMINATION_GRACE_PERIOD", 30);
+    r.check_shutdown_budget(drain_delay, shutdown_timeout, termination_grace_period);
+    let otel_endpoint = r.http_url("OTEL_EXPORTER_OTLP_ENDPOINT");
+    let otel_service_name = r
+        .read(
+            "OTEL_SERVICE_NAME",
+            Show::Value,
+            "a name of up to 255 characters without control characters",
+            parse_service_name,
+        )
+        .or_else_default("usersvc");
+    let otel_traces_sampler = r
+        .read(
+            "OTEL_TRACES_SAMPLER",
+            Show::Value,
+            "one of always_on, always_off, traceidratio, parentbased_always_on, \
+             parentbased_always_off, parentbased_traceidratio",
+            |s| OtelSampler::parse(s).ok_or("is not a supported sampler"),
+        )
+        .or(OtelSampler::ParentBasedTraceIdRatio);
+    let otel_traces_sampler_arg = r
+        .read(
+            "OTEL_TRACES_SAMPLER_ARG",
+            Show::Value,
+            "a ratio from 0 to 1 such as 0.01",
+            |s| parse_ratio(s).ok_or("is not a ratio from 0 to 1"),
+        )
+        .or(0.01);
+    let webhook_url = r.http_url("WEBHOOK_URL");
+
+    match database_url {
+        Some(database_url) if r.errors.is_empty() => Ok(Config {
+            addr,
+            admin_addr,
+            database_url,
+            max_connections,
+            db_conn_max_lifetime,
+            db_acquire_timeout,
+            db_statement_timeout,
+            redis_url,
+            log_level,
+            log_format,
+            workers,
+            queue_depth,
+            max_conns,
+            read_timeout,
+            write_timeout,
+            idle_timeout,
+            max_body_bytes,
+            // Bounded by MAX_HEADER_BYTES (1MiB), so this cannot fail.
+            max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16 << 10),
+            drain_delay,
+            shutdown_timeout,
+            termination_grace_period,
+            otel_endpoint,
+            otel_service_name,
+            otel_traces_sampler,
+            otel_traces_sampler_arg,
+            webhook_url,
+        }),
+        _ => Err(r.errors),
+    }
+}
+
+impl Resolver<'_> {
+    /// The raw value: the flag's if given, else the environment's; an empty
+    /// environment variable counts as unset.
+    fn raw(&self, name: &'static str) -> Option<(String, Option<String>)> {
+        if let Some(given) = self.flags.get(name) {
+            return Some((given.value.clone(), Some(given.flag.clone())));
+        }
+        (self.env)(name)
+            .filter(|value| !value.is_empty())
+            .map(|value| (value, None))
+    }
+
+    /// Reads and parses one variable; a parse failure is recorded as
+    /// `<value> <reason>; expected <expected>`.
+    fn read<T, E: Display>(
+        &mut self,
+        name: &'static str,
+        show: Show,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Lookup<T> {
+        let Some((value, flag)) = self.raw(name) else {
+            return Lookup::Unset;
+        };
+        match parse(&value) {
+            Ok(parsed) => Lookup::Valid(parsed),
+            Err(reason) => {
+                let shown = match show {
+                    Show::Value => quote(&value),
+                    Show::MaskUserinfo => quote(&mask_userinfo(&value)),
+                    Show::Hidden => "the value (hidden)".to_owned(),
+                };
+                self.errors.push(ConfigError::variable(
+                    name,
+                    flag.as_deref(),
+                    format!("{shown} {reason}; expected {expected}"),
+                ));
+                Lookup::Invalid
+            }
+        }
+    }
+
+    fn missing(&mut self, name: &'static str, expected: &str) {
+        self.errors.push(ConfigError::variable(
+            name,
+            None,
+            format!("is required but not set; expected {expected}"),
+        ));
+    }
+
+    /// A whole number within `range`.
+    fn int<T>(&mut self, name: &'static str, range: RangeInclusive<T>) -> Lookup<T>
+    where
+        T: FromStr + PartialOrd + Display,
+    {
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        self.read(name, Show::Value, &expected, |s| match s.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            Ok(_) => Err("is out of range"),
+            Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                Err("is out of range")
+            }
+            Err(_) => Err("is not a valid integer"),
+        })
+    }
+
+    /// A duration within [`DURATION`]; `default_secs` when unset or invalid.
+    fn duration(&mut self, name: &'static str, default_secs: u64) -> Duration {
+        let expected = format!(
+            "a duration from {} to {} such as 500ms, 5s, 2m or 1h",
+            format_duration(*DURATION.start()),
+            format_duration(*DURATION.end()),
+        );
+        self.read(name, Show::Value, &expected, |s| match parse_duration(s) {
+            Ok(d) if DURATION.contains(&d) => Ok(d),
+            Ok(_) => Err("is out of range".to_owned()),
+            Err(e) => Err(e.to_string()),
+        })
+        .or(Duration::from_secs(default_secs))
+    }
+
+    /// A byte size within `range`.
+    fn size(&mut self, name: &'static str, range: RangeInclusive<u64>) -> Lookup<u64> {
+        let expected = format!(
+            "a size from {} to {} such as 1024, 16KiB, 1MiB or 1MB",
+            format_size(*range.start()),
+            format_size(*range.end()),
+        );
+        self.read(name, Show::Value, &expected, |s| match parse_size(s) {
+            Ok(n) if range.contains(&n) => Ok(n),
+            Ok(_) => Err("is out of range".to_owned()),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    /// An optional `http(s)://` URL; unset = off.
+    fn http_url(&mut self, name: &'static str) -> Option<HttpUrl> {
+        self.read(name, Show::MaskUserinfo, HTTP_URL_EXPECTED, HttpUrl::parse)
+            .optional()
+    }
+
+    fn failed(&self, name: &str) -> bool {
+        self.errors.iter().any(|e| e.variable_name() == Some(name))
+    }
+
+    /// Kubernetes kills the pod `TERMINATION_GRACE_PERIOD` after SIGTERM; the
+    /// drain, the in-flight budget and a margin for the rest of the
+    /// shutdown must fit in it, or in-flight requests get cut.
+    fn check_shutdown_budget(&mut self, drain: Duration, shutdown: Duration, grace: Duration) {
+        let names = [
+            "DRAIN_DELAY",
+            "SHUTDOWN_TIMEOUT",
+            "TERMINATION_GRACE_PERIOD",
+        ];
+        if names.iter().any(|name| self.failed(name)) {
+            return;
+        }
+        let needed = drain
+            .saturating_add(shutdown)
+            .saturating_add(SHUTDOWN_MARGIN);
+        if needed > grace {
+            self.errors.push(ConfigError::variable(
+                "TERMINATION_GRACE_PERIOD",
+                None,
+                format!(
+                    "{} is less than DRAIN_DELAY ({}) + SHUTDOWN_TIMEOUT ({}) + {} margin = {}; \
+                     expected TERMINATION_GRACE_PERIOD of at least {}, or a shorter \
+                     DRAIN_DELAY or SHUTDOWN_TIMEOUT",
+                    format_duration(grace),
+                    format_duration(drain),
+                    format_duration(shutdown),
+                    format_duration(SHUTDOWN_MARGIN),
+                    format_duration(needed),
+                    format_duration(needed),
+                ),
+            ));
+        }
+    }
+}
+
+/// `OTEL_SERVICE_NAME`: non-empty (empty is unset), short, printable.
+fn parse_service_name(text: &str) -> Result<String, &'static str> {
+    if text.chars().count() > 255 {
+        Err("is too long")
+    } else if text.chars().any(char::is_control) {
+        Err("contains control characters")
+    } else {
+        Ok(text.to_owned())
+    }
+}

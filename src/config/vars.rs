@@ -1,0 +1,204 @@
+//! The table of configuration variables: name, flag, default, meaning.
+//!
+//! Why a table: `--help`, the flag parser and the tests all read this one
+//! list, so a variable cannot gain a flag that `--help` does not show, or
+//! lose its documentation. The typed parsing of each value lives in
+//! `resolve.rs`; the defaults there must match the text here (a test
+//! checks it through `--print-config`).
+
+/// One configuration variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    /// The environment variable (`MAX_CONNECTIONS`).
+    pub name: &'static str,
+    /// The flag that overrides it, without dashes (`max-connections`).
+    pub flag: Option<&'static str>,
+    /// The default as `--help` shows it.
+    pub default: &'static str,
+    /// What it does, one line.
+    pub meaning: &'static str,
+}
+
+const fn var(
+    name: &'static str,
+    flag: Option<&'static str>,
+    default: &'static str,
+    meaning: &'static str,
+) -> Var {
+    Var {
+        name,
+        flag,
+        default,
+        meaning,
+    }
+}
+
+/// Every variable, in SPEC order.
+pub const VARS: [Var; 26] = [
+    var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
+    var(
+        "ADMIN_ADDR",
+        Some("admin-addr"),
+        "127.0.0.1:9090",
+        "admin listener: /metrics, /debug/*, probes; `off` disables it",
+    ),
+    var(
+        "DATABASE_URL",
+        Some("database-url"),
+        "(required)",
+        "PostgreSQL URL or key=value string; the password is never shown",
+    ),
+    var(
+        "MAX_CONNECTIONS",
+        Some("max-connections"),
+        "25",
+        "DB pool size, 1 to 1000; min idle = max/2",
+    ),
+    var(
+        "DB_CONN_MAX_LIFETIME",
+        None,
+        "5m",
+        "recycle connections older than this",
+    ),
+    var(
+        "DB_ACQUIRE_TIMEOUT",
+        None,
+        "2s",
+        "waiting longer for a pooled connection answers 503",
+    ),
+    var(
+        "DB_STATEMENT_TIMEOUT",
+        None,
+        "5s",
+        "server-side statement_timeout on every connection",
+    ),
+    var(
+        "REDIS_URL",
+        Some("redis-url"),
+        "(off)",
+        "redis:// or rediss:// URL of the optional cache; credentials never shown",
+    ),
+    var(
+        "LOG_LEVEL",
+        Some("log-level"),
+        "info",
+        "trace, debug, info, warn or error; changeable at run time",
+    ),
+    var(
+        "LOG_FORMAT",
+        Some("log-format"),
+        "json",
+        "json, or text for a terminal",
+    ),
+    var(
+        "WORKERS",
+        Some("workers"),
+        "MAX_CONNECTIONS",
+        "fixed worker threads, 1 to 1024",
+    ),
+    var(
+        "QUEUE_DEPTH",
+        None,
+        "4 x WORKERS",
+        "bounded request queue, 1 to 65536; full = 503",
+    ),
+    var(
+        "MAX_CONNS",
+        None,
+        "1024",
+        "open TCP connections per listener, 1 to 65536",
+    ),
+    var("READ_TIMEOUT", None, "5s", "per connection: reading a request"),
+    var("WRITE_TIMEOUT", None, "10s", "per connection: writing a response"),
+    var("IDLE_TIMEOUT", None, "60s", "per connection: keep-alive idle time"),
+    var(
+        "MAX_BODY_BYTES",
+        None,
+        "1MiB",
+        "request body limit, up to 1GiB; 413 beyond",
+    ),
+    var(
+        "MAX_HEADER_BYTES",
+        None,
+        "16KiB",
+        "request head limit, 1KiB to 1MiB; 431 beyond",
+    ),
+    var(
+        "DRAIN_DELAY",
+        None,
+        "2s",
+        "after SIGTERM: unready but still serving",
+    ),
+    var(
+        "SHUTDOWN_TIMEOUT",
+        None,
+        "25s",
+        "in-flight work must finish within it",
+    ),
+    var(
+        "TERMINATION_GRACE_PERIOD",
+        None,
+        "30s",
+        "must be >= DRAIN_DELAY + SHUTDOWN_TIMEOUT + 2s",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        "(tracing off)",
+        "OTLP/HTTP collector, http:// or https://",
+    ),
+    var("OTEL_SERVICE_NAME", None, "usersvc", "service.name of every span"),
+    var(
+        "OTEL_TRACES_SAMPLER",
+        None,
+        "parentbased_traceidratio",
+        "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio",
+    ),
+    var(
+        "OTEL_TRACES_SAMPLER_ARG",
+        None,
+        "0.01",
+        "sampling ratio, 0 to 1",
+    ),
+    var(
+        "WEBHOOK_URL",
+        None,
+        "(events only logged)",
+        "http:// or https:// receiver of user.* events",
+    ),
+];
+
+/// Every variable, in SPEC order.
+pub fn all() -> impl Iterator<Item = &'static Var> {
+    VARS.iter()
+}
+
+/// The variable a flag (without dashes) sets.
+pub fn by_flag(flag: &str) -> Option<&'static Var> {
+    all().find(|v| v.flag == Some(flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_flags_are_unique() {
+        let names: std::collections::BTreeSet<_> = all().map(|v| v.name).collect();
+        assert_eq!(names.len(), all().count());
+        let flags: Vec<_> = all().filter_map(|v| v.flag).collect();
+        let unique: std::collections::BTreeSet<_> = flags.iter().collect();
+        assert_eq!(unique.len(), flags.len());
+    }
+
+    #[test]
+    fn flags_are_the_lower_kebab_names() {
+        for var in all() {
+            if let Some(flag) = var.flag {
+                assert_eq!(flag, var.name.to_ascii_lowercase().replace('_', "-"));
+            }
+        }
+        assert_eq!(by_flag("workers").map(|v| v.name), Some("WORKERS"));
+        assert_eq!(by_flag("bogus"), None);
+    }
+}
