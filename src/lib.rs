@@ -11,3 +11,5 @@ pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
+pub mod runtime;

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
 use crate::http::dispatch::{Dispatcher, Job};
@@ -42,6 +43,30 @@ pub struct ServeSettings {
     pub limits: tiny_http::Limits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
+}
+
+impl ServeSettings {
+    pub fn from_config(config: &Config) -> ServeSettings {
+        ServeSettings {
+            addr: config.addr,
+            admin_addr: config.admin_addr,
+            pool: PoolSize {
+                workers: config.workers,
+                queue_depth: config.queue_depth,
+            },
+            limits: tiny_http::Limits {
+                max_connections: config.max_conns,
+                read_timeout: config.read_timeout,
+                write_timeout: config.write_timeout,
+                idle_timeout: config.idle_timeout,
+                max_header_bytes: config.max_header_bytes,
+                max_body_bytes: config.max_body_bytes,
+                ..tiny_http::Limits::default()
+            },
+            drain_delay: config.drain_delay,
+            shutdown_timeout: config.shutdown_timeout,
+        }
+    }
 }
 
 /// Work that must finish before the service is ready (migrations, the first
@@ -118,10 +143,12 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     let public_addr = public_listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
-        tiny_http::Server::from_listener_with_handler(
+        tiny_http::Server::from_listener(
             public_listener,
             settings.limits.clone(),
-            Arc::new(move |req| dispatcher.dispatch(&submitter, req)),
+            tiny_http::Dispatch::Handler(Arc::new(move |req| {
+                dispatcher.dispatch(&submitter, req)
+            })),
         )?
     };
 
@@ -133,10 +160,10 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,
             );
-            let server = tiny_http::Server::from_listener_with_handler(
+            let server = tiny_http::Server::from_listener(
                 l,
                 settings.limits.clone(),
-                Arc::new(move |req| admin.dispatch(req)),
+                tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
             )?;
             Some((server, bound))
         }

@@ -4,46 +4,11 @@
 //! and a service whose logs can be switched off by a typo in a manifest is
 //! not operable; the documented range is `trace` to `error`.
 
-use std::fmt;
-
 /// The accepted `LOG_LEVEL` names, most verbose first.
 pub const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (the default; for log collectors).
-    Json,
-    /// Human-readable lines, for a terminal.
-    Text,
-}
-
-impl LogFormat {
-    /// `json` or `text`, any case.
-    pub fn parse(text: &str) -> Option<Self> {
-        if text.eq_ignore_ascii_case("json") {
-            Some(LogFormat::Json)
-        } else if text.eq_ignore_ascii_case("text") {
-            Some(LogFormat::Text)
-        } else {
-            None
-        }
-    }
-
-    /// The name as `LOG_FORMAT` spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Json => "json",
-            LogFormat::Text => "text",
-        }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The line format is the logging module's own type; config only parses it.
+pub use crate::logging::LogFormat;
 
 /// `trace`, `debug`, `info`, `warn` or `error`, any case; `off` is refused.
 pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {
@@ -85,9 +50,9 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(LogFormat::parse("json"), Some(LogFormat::Json));
-        assert_eq!(LogFormat::parse("TEXT"), Some(LogFormat::Text));
-        assert_eq!(LogFormat::parse("logfmt"), None);
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert_eq!("TEXT".parse(), Ok(LogFormat::Text));
+        assert!("logfmt".parse::<LogFormat>().is_err());
         assert_eq!(LogFormat::Text.to_string(), "text");
         assert_eq!(LogFormat::Json.as_str(), "json");
     }

@@ -152,7 +152,7 @@ pub(crate) fn resolve(
         .or(log::LevelFilter::Info);
     let log_format = r
         .read("LOG_FORMAT", Show::Value, "json or text", |s| {
-            LogFormat::parse(s).ok_or("is not a log format")
+            s.parse::<LogFormat>().map_err(|_| "is not a log format")
         })
         .or(LogFormat::Json);
     let default_workers = usize::try_from(max_connections).unwrap_or(*WORKERS.end());

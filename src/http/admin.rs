@@ -131,7 +131,7 @@ fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
     };
     let for_ = match req.query_param("for") {
         None => None,
-        Some(text) => Some(crate::config::duration::parse_duration(&text).map_err(|e| {
+        Some(text) => Some(crate::config::parse_duration(&text).map_err(|e| {
             Problem::new(400, format!("`for`: {e}; expected a duration like 30s or 10m"))
         })?),
     };

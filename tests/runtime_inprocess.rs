@@ -1,0 +1,378 @@
+//! The runtime on real sockets, in-process, with test handlers (a gate that
+//! blocks, a panic): shedding, probes under load, panic recovery, routing
+//! answers, request ids and the drain sequence.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde_json::Value;
+use support::client::{self, Conn};
+use usersvc::health::Health;
+use usersvc::http::admin::AdminParts;
+use usersvc::http::dispatch::{Dispatcher, Handler};
+use usersvc::http::log_level::LogLevelControl;
+use usersvc::http::method::Method;
+use usersvc::http::pipeline::{Hooks, Meta};
+use usersvc::http::response::Response;
+use usersvc::http::router::Router;
+use usersvc::http::worker_pool::PoolSize;
+use usersvc::lifecycle::{ServiceState, State};
+use usersvc::runtime::{self, Parts, Running, ServeSettings};
+
+/// Counts what the hooks see.
+#[derive(Default)]
+struct Counts {
+    panics: Mutex<u32>,
+    shed: Mutex<u32>,
+    finished: Mutex<Vec<(String, &'static str, u16)>>,
+}
+
+struct CountingHooks(Arc<Counts>);
+impl Hooks for CountingHooks {
+    fn finished(&self, meta: &Meta, status: u16, _: Duration, _: usize) {
+        let m = meta.method.as_str().to_owned();
+        self.0.finished.lock().unwrap().push((m, meta.route, status));
+    }
+    fn panicked(&self, _: &Meta) {
+        *self.0.panics.lock().unwrap() += 1;
+    }
+    fn shed(&self, _: &Meta) {
+        *self.0.shed.lock().unwrap() += 1;
+    }
+}
+
+struct Harness {
+    running: Option<Running>,
+    state: Arc<ServiceState>,
+    counts: Arc<Counts>,
+    /// Each message releases one blocked `/block` request.
+    release: Sender<()>,
+    /// Each message says one `/block` request has started.
+    entered: Receiver<()>,
+}
+
+impl Harness {
+    fn start(workers: usize, queue_depth: usize, drain_delay: Duration) -> Harness {
+        let (release, gate) = bounded::<()>(1024);
+        let (enter_tx, entered) = bounded::<()>(1024);
+        let router: Router<Handler> = Router::new()
+            .route(
+                Method::Get,
+                "/block",
+                Box::new(move |_req| {
+                    let _ = enter_tx.send(());
+                    let _ = gate.recv_timeout(Duration::from_secs(20));
+                    Ok(Response::text(200, "released"))
+                }) as Handler,
+            )
+            .and_then(|r| {
+                r.route(
+                    Method::Get,
+                    "/items/{id}",
+                    Box::new(|req| {
+                        Ok(Response::text(200, req.params.get("id").unwrap_or("")))
+                    }),
+                )
+            })
+            .and_then(|r| {
+                r.route(
+                    Method::Delete,
+                    "/items/{id}",
+                    Box::new(|_req| Ok(Response::empty(204))),
+                )
+            })
+            .and_then(|r| {
+                r.route(
+                    Method::Get,
+                    "/panic",
+                    Box::new(|_req| panic!("boom in a handler")),
+                )
+            })
+            .and_then(|r| {
+                r.route(
+                    Method::Post,
+                    "/echo",
+                    Box::new(|req| Ok(Response::text(200, &String::from_utf8_lossy(req.body)))),
+                )
+            })
+            .expect("routes");
+        let counts = Arc::new(Counts::default());
+        let hooks: Arc<dyn Hooks> = Arc::new(CountingHooks(Arc::clone(&counts)));
+        let state = ServiceState::new();
+        let health = Arc::new(Health::new(Arc::clone(&state), Vec::new()));
+        let dispatcher = Arc::new(Dispatcher {
+            router,
+            health: Arc::clone(&health),
+            hooks: Arc::clone(&hooks),
+            max_body_bytes: 1024,
+        });
+        let limits = tiny_http::Limits {
+            max_connections: 64,
+            read_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024,
+            ..tiny_http::Limits::default()
+        };
+        let admin_health = Arc::clone(&health);
+        let parts = Parts {
+            settings: ServeSettings {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+                pool: PoolSize {
+                    workers,
+                    queue_depth,
+                },
+                limits,
+                drain_delay,
+                shutdown_timeout: Duration::from_secs(5),
+            },
+            state: Arc::clone(&state),
+            health,
+            dispatcher,
+            admin: Box::new(move |workers| AdminParts {
+                health: admin_health,
+                metrics: Box::new(|| Response::text(200, "")),
+                config: Value::Null,
+                workers,
+                log_level: LogLevelControl::new(log::LevelFilter::Info, Box::new(|_| {})),
+                hooks,
+            }),
+            startup: Box::new(|| Ok(())),
+            background: Vec::new(),
+            resources: Vec::new(),
+        };
+        let running = runtime::start(parts, &|| false).expect("start");
+        Harness {
+            running: Some(running),
+            state,
+            counts,
+            release,
+            entered,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().public_addr()
+    }
+
+    fn admin(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().admin_addr().unwrap()
+    }
+
+    /// Starts a `/block` request on its own thread; returns its reply later.
+    fn block(&self) -> thread::JoinHandle<client::Reply> {
+        let addr = self.addr();
+        thread::spawn(move || client::get(addr, "/block").expect("blocked request"))
+    }
+
+    fn wait_entered(&self, n: usize) {
+        for _ in 0..n {
+            self.entered
+                .recv_timeout(Duration::from_secs(5))
+                .expect("handler entered");
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for _ in 0..64 {
+            let _ = self.release.try_send(());
+        }
+        if let Some(r) = self.running.take() {
+            r.shutdown("test");
+        }
+    }
+}
+
+#[test]
+fn full_queue_sheds_at_once_and_probes_still_answer() {
+    let h = Harness::start(1, 1, Duration::ZERO);
+    let in_flight = h.block();
+    h.wait_entered(1);
+    let queued = h.block();
+    // Wait until the second request sits in the queue.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.counts.finished.lock().unwrap().is_empty() && Instant::now() < deadline {
+        let workers = client::get(h.admin(), "/debug/workers").expect("workers");
+        if workers.json()["workers"][0]["state"] == "busy" {
+            break;
+        }
+    }
+    thread::sleep(Duration::from_millis(100));
+
+    let mut shed_times = Vec::new();
+    let mut probe_times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = client::get(h.addr(), "/block").expect("shed reply");
+        shed_times.push(t.elapsed());
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("Retry-After"), Some("1"));
+        assert_eq!(r.header("Content-Type"), Some("application/problem+json"));
+        assert_eq!(r.json()["status"], 503);
+        assert_eq!(r.json()["request_id"], r.header("X-Request-ID").unwrap());
+
+        let t = Instant::now();
+        let p = client::get(h.addr(), "/healthz").expect("healthz");
+        probe_times.push(t.elapsed());
+        assert_eq!(p.status, 200);
+        assert_eq!(p.text(), "ok");
+    }
+    let fastest = |v: &[Duration]| v.iter().min().copied().unwrap();
+    assert!(fastest(&shed_times) < Duration::from_millis(100), "{shed_times:?}");
+    assert!(fastest(&probe_times) < Duration::from_millis(100), "{probe_times:?}");
+    assert!(shed_times.iter().all(|t| *t < Duration::from_secs(2)));
+    assert_eq!(*h.counts.shed.lock().unwrap(), 5);
+
+    h.release.send(()).unwrap();
+    h.release.send(()).unwrap();
+    assert_eq!(in_flight.join().unwrap().status, 200);
+    assert_eq!(queued.join().unwrap().status, 200, "the queued request was served, not dropped");
+}
+
+#[test]
+fn a_panicking_handler_answers_500_and_every_worker_keeps_serving() {
+    let h = Harness::start(3, 8, Duration::ZERO);
+    for _ in 0..6 {
+        let r = client::request(h.addr(), "GET", "/panic", &[("X-Request-ID", "panic-req-1")], b"")
+            .expect("reply");
+        assert_eq!(r.status, 500);
+        assert_eq!(r.header("X-Request-ID"), Some("panic-req-1"));
+        let body = r.json();
+        assert_eq!(body["request_id"], "panic-req-1");
+        assert_eq!(body["status"], 500);
+        assert!(body["detail"].as_str().unwrap().contains("unexpected"));
+        assert!(!r.text().contains("boom"), "the panic message is logged, not sent");
+    }
+    assert_eq!(*h.counts.panics.lock().unwrap(), 6);
+    // Block every worker at once: all three must still be alive to enter.
+    let blocked: Vec<_> = (0..3).map(|_| h.block()).collect();
+    h.wait_entered(3);
+    for _ in 0..3 {
+        h.release.send(()).unwrap();
+    }
+    for b in blocked {
+        assert_eq!(b.join().unwrap().status, 200);
+    }
+}
+
+#[test]
+fn unknown_route_is_404_wrong_method_is_405_with_allow_and_head_works() {
+    let h = Harness::start(2, 8, Duration::ZERO);
+    let r = client::get(h.addr(), "/nope").unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("Content-Type"), Some("application/problem+json"));
+    assert_eq!(r.json()["title"], "Not Found");
+
+    let r = client::request(h.addr(), "PUT", "/items/7", &[], b"").unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, DELETE"));
+    assert_eq!(r.json()["request_id"], r.header("X-Request-ID").unwrap());
+
+    let r = client::request(h.addr(), "BREW", "/items/7", &[], b"").unwrap();
+    assert_eq!(r.status, 405);
+
+    let r = client::get(h.addr(), "/items/42").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "42"));
+    let r = client::request(h.addr(), "HEAD", "/items/42", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Length"), Some("2"));
+    assert!(r.body.is_empty());
+
+    let r = client::request(h.addr(), "POST", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+
+    let routes: Vec<_> = h.counts.finished.lock().unwrap().iter().map(|f| f.1).collect();
+    assert!(routes.contains(&"unmatched"));
+    assert!(routes.contains(&"/items/{id}"));
+    assert!(!routes.iter().any(|r| r.contains("42")), "labels are patterns: {routes:?}");
+}
+
+#[test]
+fn request_ids_are_echoed_when_sane_and_replaced_when_not() {
+    let h = Harness::start(1, 4, Duration::ZERO);
+    let r = client::request(h.addr(), "GET", "/items/1", &[("X-Request-ID", "abc-123")], b"").unwrap();
+    assert_eq!(r.header("X-Request-ID"), Some("abc-123"));
+
+    let long = "x".repeat(129);
+    for bad in ["has space", long.as_str(), "quote\u{7f}"] {
+        let r = client::request(h.addr(), "GET", "/items/1", &[("X-Request-ID", bad)], b"").unwrap();
+        let id = r.header("X-Request-ID").unwrap();
+        assert_ne!(id, bad);
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    let a = client::get(h.addr(), "/items/1").unwrap();
+    let b = client::get(h.addr(), "/items/1").unwrap();
+    let (a, b) = (a.header("X-Request-ID").unwrap(), b.header("X-Request-ID").unwrap());
+    assert!(uuid::Uuid::parse_str(a).is_ok());
+    assert_ne!(a, b);
+    // Probes and errors carry one too.
+    assert!(client::get(h.addr(), "/healthz").unwrap().header("X-Request-ID").is_some());
+    assert!(client::get(h.addr(), "/nope").unwrap().header("X-Request-ID").is_some());
+}
+
+#[test]
+fn bodies_over_the_limit_are_413_and_within_it_reach_the_handler() {
+    let h = Harness::start(1, 4, Duration::ZERO);
+    let r = client::request(h.addr(), "POST", "/echo", &[], b"hello").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    let big = vec![b'a'; 2048];
+    let r = client::request(h.addr(), "POST", "/echo", &[], &big).unwrap();
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn debug_endpoints_live_only_on_the_admin_listener() {
+    let h = Harness::start(1, 4, Duration::ZERO);
+    for path in ["/debug/workers", "/debug/config", "/debug/log-level", "/metrics"] {
+        assert_eq!(client::get(h.addr(), path).unwrap().status, 404, "{path} on public");
+        assert_eq!(client::get(h.admin(), path).unwrap().status, 200, "{path} on admin");
+    }
+    let w = client::get(h.admin(), "/debug/workers").unwrap().json();
+    assert_eq!(w["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(w["workers"][0]["state"], "idle");
+    for probe in ["/healthz", "/readyz", "/startupz"] {
+        assert_eq!(client::get(h.admin(), probe).unwrap().status, 200, "{probe} on admin");
+    }
+}
+
+#[test]
+fn drain_finishes_in_flight_work_and_closes_idle_connections() {
+    let mut h = Harness::start(2, 8, Duration::from_millis(400));
+    assert_eq!(client::get(h.addr(), "/readyz").unwrap().status, 200);
+    let addr = h.addr();
+    let mut idle = Conn::open(addr).unwrap();
+    assert_eq!(idle.send("GET", "/items/1", &[], b"").unwrap().status, 200);
+    let in_flight = h.block();
+    h.wait_entered(1);
+
+    let running = h.running.take().unwrap();
+    let state = Arc::clone(&h.state);
+    let shutdown = thread::spawn(move || running.shutdown("test"));
+    // During DRAIN_DELAY: unready, still serving.
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(state.get(), State::Draining);
+    let r = client::get(addr, "/readyz").unwrap();
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["status"], "draining");
+    assert_eq!(client::get(addr, "/healthz").unwrap().status, 200);
+    assert_eq!(client::get(addr, "/items/5").unwrap().status, 200);
+    // After DRAIN_DELAY: the idle keep-alive connection is closed by the
+    // server and new connections are refused.
+    assert!(idle.is_closed_by_server(Duration::from_secs(3)));
+    assert!(client::get(addr, "/healthz").is_err(), "new connections refused");
+    // The in-flight request still completes, with Connection: close.
+    h.release.send(()).unwrap();
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "released");
+    assert_eq!(r.header("Connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
+    shutdown.join().unwrap();
+    assert_eq!(state.get(), State::Stopping);
+}
