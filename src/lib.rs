@@ -7,4 +7,7 @@
 
 pub mod build_info;
 pub mod config;
+pub mod db;
 pub mod logging;
+pub mod rfc3339;
+pub mod users;
