@@ -165,7 +165,9 @@ mod tests {
 
     #[test]
     fn chain_includes_causes() {
-        let e = Outer(std::io::Error::other("invalid peer certificate: UnknownIssuer"));
+        let e = Outer(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        ));
         assert_eq!(
             chain(&e),
             "error performing TLS handshake: invalid peer certificate: UnknownIssuer"
