@@ -21,9 +21,10 @@ pub struct TestPki {
 pub fn generate(names: &[&str]) -> TestPki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "usersvc test CA");
+    ca_params.distinguished_name.push(
+        DnType::CommonName,
+        format!("usersvc test CA {}", uuid::Uuid::new_v4().simple()),
+    );
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate().expect("ca key");
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca cert");
