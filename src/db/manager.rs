@@ -72,13 +72,6 @@ impl PgConnection {
     pub fn prepared_statements(&self) -> usize {
         self.cache.len()
     }
-
-    /// The server process id serving this connection.
-    pub fn backend_pid(&mut self) -> Result<i32, postgres::Error> {
-        self.client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .map(|r| r.get(0))
-    }
 }
 
 /// Where a transaction failed.

@@ -23,8 +23,9 @@ use postgres::Client;
 
 pub use super::migrations::{Migration, MIGRATIONS};
 
-/// The advisory lock key: `hashtext('usersvc schema_migrations')`-like, fixed
-/// so every replica of every version of this service agrees on it.
+/// The advisory lock key (the ASCII bytes of `usersvc1`), fixed so every
+/// replica of every version of this service agrees on it. It is not
+/// golang-migrate's key: do not run its CLI while replicas are starting.
 pub const LOCK_KEY: i64 = 0x7573_6572_7376_6331; // "usersvc1"
 
 /// Where the schema stands.
