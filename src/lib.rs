@@ -7,9 +7,12 @@
 
 pub mod build_info;
 pub mod config;
+pub mod db;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod rfc3339;
 pub mod runtime;
+pub mod users;

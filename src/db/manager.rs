@@ -1,0 +1,153 @@
+//! The r2d2 connection manager: a driver connection plus its statement cache.
+//!
+//! `r2d2_postgres` opens the connections; we wrap its client so that each
+//! pooled connection carries the statements prepared on it
+//! ([`StatementCache`]) and a `broken` flag. Marking a connection broken makes
+//! r2d2 discard it when it is returned instead of handing a dead socket to
+//! the next request.
+
+use std::fmt;
+
+use postgres::Client;
+use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::error::{chain, redact};
+use super::statements::{Db, StatementCache};
+
+/// One pooled connection.
+pub struct PgConnection {
+    client: Client,
+    cache: StatementCache,
+    broken: bool,
+}
+
+impl PgConnection {
+    fn new(client: Client) -> Self {
+        PgConnection {
+            client,
+            cache: StatementCache::default(),
+            broken: false,
+        }
+    }
+
+    /// A query handle outside any transaction (each statement autocommits).
+    pub fn db(&mut self) -> Db<'_, Client> {
+        Db::new(&mut self.client, &mut self.cache)
+    }
+
+    /// The raw driver client, for work the cache does not fit (migrations,
+    /// one-off admin statements).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// Runs `f` inside a transaction with cached statements. The outcome says
+    /// whether a failure happened before COMMIT was sent (nothing can have
+    /// been committed: safe to retry) or during COMMIT (unknown outcome).
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: &mut dyn FnMut(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T, postgres::Error>,
+    ) -> Result<T, TxFailure> {
+        let mut tx = self.client.transaction().map_err(TxFailure::BeforeCommit)?;
+        let value = {
+            let mut db = Db::new(&mut tx, &mut self.cache);
+            f(&mut db).map_err(TxFailure::BeforeCommit)?
+        };
+        tx.commit().map_err(TxFailure::Commit)?;
+        Ok(value)
+    }
+
+    /// Tells the pool to drop this connection instead of reusing it.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// A cheap liveness check (an empty query), used only on the recovery path.
+    pub(crate) fn ping(&mut self, timeout: std::time::Duration) -> bool {
+        self.client.is_valid(timeout).is_ok()
+    }
+
+    /// How many statements this connection has prepared so far.
+    pub fn prepared_statements(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// Where a transaction failed.
+pub(crate) enum TxFailure {
+    /// In BEGIN or the body: the server rolls back; nothing was committed.
+    BeforeCommit(postgres::Error),
+    /// In COMMIT: it may or may not have been applied.
+    Commit(postgres::Error),
+}
+
+/// A connect/validate failure, already described and scrubbed of the password.
+#[derive(Debug)]
+pub struct ConnectError(pub String);
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Opens connections for r2d2.
+pub struct Manager {
+    inner: PostgresConnectionManager<MakeRustlsConnect>,
+    secret: Option<String>,
+}
+
+impl Manager {
+    pub(crate) fn new(
+        config: postgres::Config,
+        tls: MakeRustlsConnect,
+        secret: Option<String>,
+    ) -> Self {
+        Manager {
+            inner: PostgresConnectionManager::new(config, tls),
+            secret,
+        }
+    }
+
+    fn wrap(&self, e: &postgres::Error) -> ConnectError {
+        ConnectError(redact(&chain(e), self.secret.as_deref()))
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<PgConnection, ConnectError> {
+        self.inner
+            .connect()
+            .map(PgConnection::new)
+            .map_err(|e| self.wrap(&e))
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), ConnectError> {
+        conn.client
+            .simple_query("")
+            .map(|_| ())
+            .map_err(|e| self.wrap(&e))
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// r2d2 reports background connect failures here; we log them scrubbed, at
+/// `warn` (the pool keeps retrying; a request that cannot get a connection
+/// gets its own 503 and log line).
+#[derive(Debug)]
+pub(crate) struct LogConnectErrors;
+
+impl r2d2::HandleError<ConnectError> for LogConnectErrors {
+    fn handle_error(&self, error: ConnectError) {
+        log::warn!(target: "usersvc::db", "database connection failed: {error}");
+    }
+}

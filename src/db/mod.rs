@@ -1,0 +1,28 @@
+//! Everything that talks to PostgreSQL below the business rules.
+//!
+//! - [`pool`]: the r2d2 pool (TLS, statement timeout, dead-connection retry,
+//!   acquire metrics hook) and a single [`connect`] for migrations.
+//! - [`migrate`]: the embedded golang-migrate-style migrations.
+//! - [`dsn`] / [`tls`]: connection-string handling and rustls per `sslmode`.
+//! - [`error`]: [`DbError`] and the classification of driver errors.
+//!
+//! Repositories use [`Pool::read`] / [`Pool::write`] with a [`Db`] handle, whose
+//! statements are prepared once per connection.
+
+pub mod dsn;
+pub mod error;
+pub mod manager;
+pub mod migrate;
+pub mod migrations;
+pub mod observer;
+pub mod pool;
+pub mod settings;
+pub mod statements;
+pub mod tls;
+
+pub use error::DbError;
+pub use manager::PgConnection;
+pub use observer::{AcquireOutcome, NoopObserver, PoolObserver};
+pub use pool::{connect, Pool, PoolState, PooledConnection};
+pub use settings::PoolSettings;
+pub use statements::Db;

@@ -1,0 +1,32 @@
+//! Hooks through which the pool reports what the metrics need.
+//!
+//! The pool must not know about Prometheus: it calls a [`PoolObserver`], and
+//! the metrics module (a later issue) implements it to feed
+//! `db_pool_acquire_duration_seconds` and `db_pool_acquire_timeouts_total`.
+//! `db_pool_connections{state}` comes from [`super::Pool::state`] at scrape time.
+
+use std::time::Duration;
+
+/// How an acquire ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireOutcome {
+    /// A connection was handed out.
+    Acquired,
+    /// No connection within the acquire timeout (the caller answers 503).
+    TimedOut,
+}
+
+/// Receives one call per acquire. Must be cheap and must not block: it runs
+/// on the request path.
+pub trait PoolObserver: Send + Sync {
+    /// `waited` is the time from asking the pool to getting an answer.
+    fn acquire_finished(&self, waited: Duration, outcome: AcquireOutcome);
+}
+
+/// The default observer: records nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl PoolObserver for NoopObserver {
+    fn acquire_finished(&self, _waited: Duration, _outcome: AcquireOutcome) {}
+}

@@ -1,0 +1,112 @@
+//! RFC 3339 timestamps in the one shape the API promises.
+//!
+//! Every timestamp the service emits (user JSON, event payloads) is UTC with
+//! exactly six fractional digits, e.g. `2026-11-24T09:01:02.345678Z`: the
+//! precision PostgreSQL's `timestamptz` stores, so a value read back from the
+//! database formats identically every time and clients can compare strings.
+//! It is written by hand (a civil-from-days conversion) because it is the only
+//! date arithmetic we need, and a date crate would add far more than it saves.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Formats `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds, truncated).
+///
+/// Times before 1970 are supported (PostgreSQL can store them); years outside
+/// 0000..=9999 are clamped to four digits by the caller's data, not checked here.
+pub fn format_utc_micros(t: SystemTime) -> String {
+    let micros: i128 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => duration_micros(d),
+        Err(e) => -duration_micros(e.duration()),
+    };
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
+fn duration_micros(d: Duration) -> i128 {
+    i128::from(d.as_secs()) * 1_000_000 + i128::from(d.subsec_micros())
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+/// Howard Hinnant's `civil_from_days`, exact for every representable day.
+fn civil_from_days(days: i128) -> (i128, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, micros: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(u64::from(micros))
+    }
+
+    #[test]
+    fn epoch() {
+        assert_eq!(format_utc_micros(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn known_instant_with_fixed_precision() {
+        // 2026-11-24T09:01:02Z = 1795510862 (date -u -d ... +%s)
+        assert_eq!(
+            format_utc_micros(at(1_795_510_862, 345_678)),
+            "2026-11-24T09:01:02.345678Z"
+        );
+        assert_eq!(
+            format_utc_micros(at(1_795_510_862, 5)),
+            "2026-11-24T09:01:02.000005Z"
+        );
+    }
+
+    #[test]
+    fn nanoseconds_are_truncated_not_rounded() {
+        let t = at(0, 0) + Duration::from_nanos(999);
+        assert_eq!(format_utc_micros(t), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn leap_days_and_year_ends() {
+        // 2024-02-29T23:59:59Z = 1709251199
+        assert_eq!(
+            format_utc_micros(at(1_709_251_199, 999_999)),
+            "2024-02-29T23:59:59.999999Z"
+        );
+        // 2000-03-01T00:00:00Z = 951868800 (2000 is a leap year)
+        assert_eq!(
+            format_utc_micros(at(951_868_800, 0)),
+            "2000-03-01T00:00:00.000000Z"
+        );
+        // 1999-12-31T23:59:59Z = 946684799
+        assert_eq!(
+            format_utc_micros(at(946_684_799, 0)),
+            "1999-12-31T23:59:59.000000Z"
+        );
+    }
+
+    #[test]
+    fn before_the_epoch() {
+        let t = UNIX_EPOCH - Duration::from_micros(1);
+        assert_eq!(format_utc_micros(t), "1969-12-31T23:59:59.999999Z");
+        // 1900-01-01T00:00:00Z = -2208988800
+        let t = UNIX_EPOCH - Duration::from_secs(2_208_988_800);
+        assert_eq!(format_utc_micros(t), "1900-01-01T00:00:00.000000Z");
+    }
+}

@@ -1,0 +1,87 @@
+//! A database of its own for one test, on the shared server.
+
+use usersvc::db::{connect, migrate};
+
+use std::time::Duration;
+
+/// The server tests create databases on.
+pub fn admin_url() -> String {
+    std::env::var("USERSVC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `usersvc_t_<random>`, created on construction, dropped `WITH (FORCE)` on Drop.
+pub struct TestDb {
+    name: String,
+    url: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// An empty database.
+    pub fn new() -> TestDb {
+        let admin = admin_url();
+        let name = format!(
+            "usersvc_t_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        let mut client = connect(&admin, Duration::from_secs(5)).expect("connect to test server");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let url = with_dbname(&admin, &name);
+        TestDb { name, url, admin }
+    }
+
+    /// A database with every migration applied.
+    pub fn migrated() -> TestDb {
+        let db = TestDb::new();
+        let mut client = db.client();
+        migrate::up(&mut client).expect("migrations apply");
+        db
+    }
+
+    /// Its connection URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A fresh direct connection.
+    pub fn client(&self) -> postgres::Client {
+        connect(&self.url, Duration::from_secs(5)).expect("connect to test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = connect(&self.admin, Duration::from_secs(5)) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// `url` with its database replaced by `name` (URL or key=value form).
+pub fn with_dbname(url: &str, name: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (rest, String::new()),
+        };
+        let authority = before_query.split('/').next().unwrap_or(before_query);
+        format!("{scheme}{authority}/{name}{query}")
+    } else {
+        format!("{url} dbname={name}")
+    }
+}
