@@ -87,6 +87,8 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT`.
     pub db_statement_timeout: Duration,
+    /// `MIGRATE_ON_START`: apply pending migrations before becoming ready.
+    pub migrate_on_start: bool,
     /// `REDIS_URL`; `None` = no cache.
     pub redis_url: Option<RedisUrl>,
     /// `LOG_LEVEL`: the start-up level (changeable at run time).

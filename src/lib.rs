@@ -7,6 +7,7 @@
 
 pub mod build_info;
 pub mod config;
+pub mod database_check;
 pub mod db;
 pub mod health;
 pub mod http;

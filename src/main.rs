@@ -8,8 +8,10 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use usersvc::config::{self, Command, Config};
-use usersvc::health::Health;
+use usersvc::config::{self, Command, Config, MigrateCommand};
+use usersvc::database_check::DatabaseCheck;
+use usersvc::db::{self, migrate, Pool, PoolSettings};
+use usersvc::health::{DependencyCheck, Health};
 use usersvc::http::admin::AdminParts;
 use usersvc::http::dispatch::Dispatcher;
 use usersvc::http::log_level::LogLevelControl;
@@ -17,7 +19,8 @@ use usersvc::http::pipeline::{Hooks, NoHooks};
 use usersvc::http::router::Router;
 use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
-use usersvc::runtime::{self, Parts, ServeSettings};
+use usersvc::runtime::{self, Parts, ServeSettings, StartupWork};
+use usersvc::users::{handlers, PgUserRepository, UserService};
 use usersvc::{build_info, metrics};
 
 /// Exit status for an invalid configuration or command line.
@@ -46,10 +49,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(config) => return serve(config),
-        Command::Migrate(_, _) => {
-            eprintln!("usersvc: `migrate` is not available yet");
-            return ExitCode::FAILURE;
-        }
+        Command::Migrate(config, command) => return migrate(&config, command),
     }
     ExitCode::SUCCESS
 }
@@ -70,11 +70,29 @@ fn serve(config: Config) -> ExitCode {
         "starting usersvc"
     );
 
+    let url = config.database_url.expose_secret().to_owned();
+    let pool = match Pool::build(&url, &pool_settings(&config)) {
+        Ok(pool) => pool,
+        Err(e) => {
+            log::error!(error = e.to_string().as_str(); "cannot build the database pool");
+            return ExitCode::FAILURE;
+        }
+    };
+    let users = Arc::new(UserService::new(Arc::new(PgUserRepository::new(pool.clone()))));
+    let router = match handlers::routes(Router::new(), users) {
+        Ok(router) => router,
+        Err(e) => {
+            log::error!(error = e.to_string().as_str(); "invalid route table");
+            return ExitCode::FAILURE;
+        }
+    };
+
     let state = ServiceState::new();
-    let health = Arc::new(Health::new(Arc::clone(&state), Vec::new()));
+    let checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(DatabaseCheck { pool: pool.clone() })];
+    let health = Arc::new(Health::new(Arc::clone(&state), checks));
     let hooks: Arc<dyn Hooks> = Arc::new(NoHooks);
     let dispatcher = Arc::new(Dispatcher {
-        router: Router::new(),
+        router,
         health: Arc::clone(&health),
         hooks: Arc::clone(&hooks),
         max_body_bytes: config.max_body_bytes,
@@ -95,14 +113,76 @@ fn serve(config: Config) -> ExitCode {
             log_level,
             hooks,
         }),
-        startup: Box::new(|| Ok(())),
+        startup: startup_work(url, config.migrate_on_start, pool.clone()),
         background: Vec::new(),
-        resources: Vec::new(),
+        resources: vec![Box::new(move || drop(pool))],
     };
     match runtime::run(parts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!(error = e.to_string().as_str(); "usersvc failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        max_connections: config.max_connections,
+        conn_max_lifetime: config.db_conn_max_lifetime,
+        acquire_timeout: config.db_acquire_timeout,
+        statement_timeout: config.db_statement_timeout,
+    }
+}
+
+/// Before the service is ready: migrations (unless `MIGRATE_ON_START` is
+/// off) and a first pooled connection. Retried by the runtime until it works.
+fn startup_work(url: String, migrate_on_start: bool, pool: Pool) -> StartupWork {
+    let mut migrated = !migrate_on_start;
+    Box::new(move || {
+        if !migrated {
+            let mut client = db::connect(&url, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+            let applied = migrate::up(&mut client).map_err(|e| e.to_string())?;
+            log::info!(applied = applied.len(); "migrations applied");
+            migrated = true;
+        }
+        pool.acquire().map(drop).map_err(|e| e.to_string())
+    })
+}
+
+/// Time allowed to open the migration connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `usersvc migrate up | down [N] | status`: prints what it did, exits 0 on
+/// success and 1 on failure.
+fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
+    let mut client = match db::connect(config.database_url.expose_secret(), CONNECT_TIMEOUT) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("usersvc migrate: cannot connect: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match command {
+        MigrateCommand::Up => migrate::up(&mut client).map(|v| format!("applied: {v:?}")),
+        MigrateCommand::Down(n) => {
+            migrate::down(&mut client, n as usize).map(|v| format!("rolled back: {v:?}"))
+        }
+        MigrateCommand::Status => migrate::status(&mut client).map(|s| {
+            let version = s.version.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            format!(
+                "version: {version}\ndirty: {}\npending: {:?}\nlatest: {}",
+                s.dirty, s.pending, s.latest
+            )
+        }),
+    };
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("usersvc migrate: {e}");
             ExitCode::FAILURE
         }
     }

@@ -104,6 +104,9 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         ("DB_STATEMENT_TIMEOUT", "1m30s", |c| {
             c.db_statement_timeout == secs(90)
         }),
+        ("MIGRATE_ON_START", "false", |c| !c.migrate_on_start),
+        ("MIGRATE_ON_START", "TRUE", |c| c.migrate_on_start),
+        ("MIGRATE_ON_START", "0", |c| !c.migrate_on_start),
         ("REDIS_URL", "redis://cache:6379/0", |c| {
             c.redis_url.as_ref().is_some_and(|u| u.host() == "cache")
         }),
@@ -241,6 +244,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("DB_ACQUIRE_TIMEOUT", "0s", "expected a duration"),
     ("DB_ACQUIRE_TIMEOUT", "-2s", "expected a duration"),
     ("DB_STATEMENT_TIMEOUT", "5 seconds", "expected a duration"),
+    ("MIGRATE_ON_START", "maybe", "expected true or false"),
     (
         "DB_STATEMENT_TIMEOUT",
         "99999999999999999999h",
@@ -445,6 +449,7 @@ fn defaults() {
         "DB_CONN_MAX_LIFETIME": "5m",
         "DB_ACQUIRE_TIMEOUT": "2s",
         "DB_STATEMENT_TIMEOUT": "5s",
+        "MIGRATE_ON_START": true,
         "REDIS_URL": null,
         "LOG_LEVEL": "info",
         "LOG_FORMAT": "json",

@@ -2,7 +2,7 @@
 //! printable without its password.
 //!
 //! Why a type: the string is parsed once, by the same parser the pool will
-//! use (`postgres::Config::from_str`), so a typo fails at start-up with exit
+//! use (`db::dsn::Dsn::parse`, which also knows libpq's `sslmode=verify-ca|verify-full` and `sslrootcert`), so a typo fails at start-up with exit
 //! status 2 instead of at the first request. The parsed `postgres::Config`
 //! is kept for the pool. The raw string is a [`Secret`]; `Display` and
 //! `Debug` show a redacted copy in the operator's own form
@@ -11,7 +11,6 @@
 //! string: a parse failure may sit anywhere, including in the password.
 
 use std::fmt;
-use std::str::FromStr;
 
 use super::secret::Secret;
 
@@ -57,7 +56,7 @@ impl DatabaseUrl {
     /// Validates a connection string: a `postgres://` / `postgresql://` URL
     /// or libpq `key=value` pairs, with at least one host.
     pub fn parse(text: &str) -> Result<Self, DatabaseUrlError> {
-        let parsed = postgres::Config::from_str(text).map_err(|_| {
+        let parsed = crate::db::dsn::Dsn::parse(text).map(|dsn| dsn.config).map_err(|_| {
             if url_rest(text).is_none() && looks_like_other_url(text) {
                 DatabaseUrlError::UnsupportedScheme
             } else {
@@ -130,7 +129,7 @@ fn redact_checked(text: &str, had_password: bool) -> String {
         Some((prefix, rest)) => format!("{prefix}{}", redact_url(rest)),
         None => redact_key_values(text),
     };
-    let reparsed = postgres::Config::from_str(&redacted);
+    let reparsed = crate::db::dsn::Dsn::parse(&redacted).map(|dsn| dsn.config);
     let safe = match reparsed {
         Ok(config) => match config.get_password() {
             Some(password) => password == MASK.as_bytes(),

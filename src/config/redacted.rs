@@ -30,6 +30,7 @@ impl Config {
             "DB_CONN_MAX_LIFETIME": format_duration(self.db_conn_max_lifetime),
             "DB_ACQUIRE_TIMEOUT": format_duration(self.db_acquire_timeout),
             "DB_STATEMENT_TIMEOUT": format_duration(self.db_statement_timeout),
+            "MIGRATE_ON_START": self.migrate_on_start,
             "REDIS_URL": self.redis_url.as_ref().map(|u| u.redacted()),
             "LOG_LEVEL": level_name(self.log_level),
             "LOG_FORMAT": self.log_format.as_str(),

@@ -134,6 +134,11 @@ pub(crate) fn resolve(
     let db_conn_max_lifetime = r.duration("DB_CONN_MAX_LIFETIME", 5 * 60);
     let db_acquire_timeout = r.duration("DB_ACQUIRE_TIMEOUT", 2);
     let db_statement_timeout = r.duration("DB_STATEMENT_TIMEOUT", 5);
+    let migrate_on_start = r
+        .read("MIGRATE_ON_START", Show::Value, "true or false", |s| {
+            parse_bool(s).ok_or("is not a boolean")
+        })
+        .or(true);
     let redis_url = r
         .read(
             "REDIS_URL",
@@ -207,6 +212,7 @@ pub(crate) fn resolve(
             db_conn_max_lifetime,
             db_acquire_timeout,
             db_statement_timeout,
+            migrate_on_start,
             redis_url,
             log_level,
             log_format,
@@ -373,6 +379,15 @@ impl Resolver<'_> {
 }
 
 /// `OTEL_SERVICE_NAME`: non-empty (empty is unset), short, printable.
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), any case.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 fn parse_service_name(text: &str) -> Result<String, &'static str> {
     if text.chars().count() > 255 {
         Err("is too long")

@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 26] = [
+pub const VARS: [Var; 27] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -71,6 +71,12 @@ pub const VARS: [Var; 26] = [
         None,
         "5s",
         "server-side statement_timeout on every connection",
+    ),
+    var(
+        "MIGRATE_ON_START",
+        None,
+        "true",
+        "apply pending migrations at start-up (true or false); /startupz is 503 until done",
     ),
     var(
         "REDIS_URL",

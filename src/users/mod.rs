@@ -7,6 +7,7 @@
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod handlers;
 pub mod idempotency;
 pub mod model;
 pub mod pg_repository;

@@ -1,0 +1,181 @@
+//! The users API over HTTP: a thin mapping from requests to [`UserService`]
+//! calls and from their outcomes to statuses and bodies.
+//!
+//! Everything here is a pure function of a [`Request`]; the rules live in the
+//! service, the SQL in the repository. Errors are RFC 9457 problems:
+//!
+//! | outcome | status |
+//! |---|---|
+//! | body is not JSON / path id not a positive integer / bad query | 400 |
+//! | no such user | 404 |
+//! | duplicate e-mail | 409 |
+//! | wrong `Content-Type` | 415 |
+//! | invalid fields (all listed in `errors`), reused `Idempotency-Key` | 422 |
+//! | database unavailable or too slow | 503 + `Retry-After` |
+//! | anything unexpected | 500 (details logged, not sent) |
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::http::dispatch::Handler;
+use crate::http::method::Method;
+use crate::http::pipeline::HandlerResult;
+use crate::http::problem::Problem;
+use crate::http::request::Request;
+use crate::http::response::Response;
+use crate::http::router::{RouteError, Router};
+use crate::users::idempotency::{fingerprint, IdempotencyKey};
+use crate::users::validate::parse_id;
+use crate::users::{CreateUser, FieldError, ListParams, PatchUser, UserError, UserService};
+
+/// The collection and item routes.
+pub const COLLECTION: &str = "/api/v1/users";
+pub const ITEM: &str = "/api/v1/users/{id}";
+
+/// Problem type URIs for errors whose status alone is ambiguous.
+const TYPE_VALIDATION: &str = "https://usersvc.dev/problems/validation";
+const TYPE_CONFLICT: &str = "https://usersvc.dev/problems/email-taken";
+const TYPE_IDEMPOTENCY: &str = "https://usersvc.dev/problems/idempotency-key-reused";
+
+/// Adds the users routes to `router`.
+pub fn routes(
+    router: Router<Handler>,
+    users: Arc<UserService>,
+) -> Result<Router<Handler>, RouteError> {
+    let (a, b, c, d, e) = (
+        Arc::clone(&users),
+        Arc::clone(&users),
+        Arc::clone(&users),
+        Arc::clone(&users),
+        users,
+    );
+    router
+        .route(Method::Post, COLLECTION, Box::new(move |r| create(&a, r)))?
+        .route(Method::Get, COLLECTION, Box::new(move |r| list(&b, r)))?
+        .route(Method::Get, ITEM, Box::new(move |r| get(&c, r)))?
+        .route(Method::Patch, ITEM, Box::new(move |r| patch(&d, r)))?
+        .route(Method::Delete, ITEM, Box::new(move |r| delete(&e, r)))
+}
+
+pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
+    let input: CreateUser = json_body(req)?;
+    match req.header("Idempotency-Key") {
+        None => {
+            let user = users.create(&input).map_err(problem)?;
+            Ok(Response::json(201, &user.to_json())
+                .with_header("Location", format!("{COLLECTION}/{}", user.id)))
+        }
+        Some(raw) => {
+            let key = IdempotencyKey::parse(raw).map_err(|e| {
+                Problem::new(400, format!("Idempotency-Key: {}", e.message))
+            })?;
+            let outcome = users
+                .create_idempotent(key.as_str(), &fingerprint(&input), &input)
+                .map_err(problem)?;
+            let stored = outcome.response;
+            let mut resp = Response {
+                status: stored.status,
+                headers: vec![("Content-Type", "application/json".to_owned())],
+                body: stored.body.into_bytes(),
+            };
+            if let Some(id) = stored.resource_id {
+                resp = resp.with_header("Location", format!("{COLLECTION}/{id}"));
+            }
+            if outcome.replayed {
+                resp = resp.with_header("Idempotent-Replayed", "true");
+            }
+            Ok(resp)
+        }
+    }
+}
+
+pub fn get(users: &UserService, req: &Request<'_>) -> HandlerResult {
+    let id = path_id(req)?;
+    let user = users.get(id).map_err(problem)?;
+    Ok(Response::json(200, &user.to_json()))
+}
+
+pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
+    let limit = req.query_param("limit");
+    let after = req.query_param("after");
+    let params = ListParams::parse(limit.as_deref(), after.as_deref()).map_err(|errors| {
+        Problem::new(400, "invalid query parameters")
+            .with_type(TYPE_VALIDATION, "Invalid query parameters")
+            .with_extension("errors", field_errors(&errors))
+    })?;
+    let page = users.list(&params).map_err(problem)?;
+    Ok(Response::json(200, &page.to_json()))
+}
+
+pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
+    let id = path_id(req)?;
+    let input: PatchUser = json_body(req)?;
+    let user = users.patch(id, &input).map_err(problem)?;
+    Ok(Response::json(200, &user.to_json()))
+}
+
+pub fn delete(users: &UserService, req: &Request<'_>) -> HandlerResult {
+    let id = path_id(req)?;
+    users.delete(id).map_err(problem)?;
+    Ok(Response::empty(204))
+}
+
+fn path_id(req: &Request<'_>) -> Result<i64, Problem> {
+    let raw = req.params.get("id").unwrap_or("");
+    parse_id(raw).ok_or_else(|| Problem::new(400, "the user id must be a positive integer"))
+}
+
+/// Parses a JSON object body: 415 unless `Content-Type` is JSON, 400 unless
+/// the body is a JSON object of the expected shape.
+fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, Problem> {
+    let is_json = req.header("Content-Type").is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case("application/json")
+    });
+    if !is_json {
+        return Err(Problem::new(415, "the body must be application/json")
+            .with_header("Accept", "application/json"));
+    }
+    let value: Value = serde_json::from_slice(req.body)
+        .map_err(|e| Problem::new(400, format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Problem::new(400, "the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        // A field of the wrong JSON type (e.g. a number for `name`).
+        Problem::new(422, format!("invalid field: {e}")).with_type(TYPE_VALIDATION, "Invalid fields")
+    })
+}
+
+fn field_errors(errors: &[FieldError]) -> Value {
+    serde_json::to_value(errors).unwrap_or(Value::Null)
+}
+
+/// Maps a service outcome to a problem.
+pub fn problem(e: UserError) -> Problem {
+    match e {
+        UserError::NotFound => Problem::new(404, "no user with that id"),
+        UserError::Conflict(detail) => {
+            Problem::new(409, detail).with_type(TYPE_CONFLICT, "E-mail address already in use")
+        }
+        UserError::Invalid(errors) => Problem::new(422, "some fields are invalid")
+            .with_type(TYPE_VALIDATION, "Invalid fields")
+            .with_extension("errors", field_errors(&errors)),
+        UserError::IdempotencyMismatch => Problem::new(
+            422,
+            "this Idempotency-Key was already used with a different request body",
+        )
+        .with_type(TYPE_IDEMPOTENCY, "Idempotency-Key reused"),
+        UserError::Unavailable(reason) => {
+            log::warn!(reason = reason.as_str(); "database unavailable");
+            Problem::new(503, "the database is unavailable; retry shortly")
+                .with_header("Retry-After", "1")
+        }
+        UserError::Internal(reason) => {
+            log::error!(reason = reason.as_str(); "internal error");
+            Problem::new(500, "the server hit an unexpected error")
+        }
+    }
+}
