@@ -20,7 +20,8 @@ pub fn format_utc_micros(t: SystemTime) -> String {
     };
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
+    // Any SystemTime is within ±2^63 µs of the epoch: its day count fits.
+    let days = i64::try_from(secs.div_euclid(86_400)).unwrap_or(i64::MAX / 2);
     let sod = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
     format!(
@@ -36,17 +37,21 @@ fn duration_micros(d: Duration) -> i128 {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-/// Howard Hinnant's `civil_from_days`, exact for every representable day.
-fn civil_from_days(days: i128) -> (i128, u32, u32) {
+///
+/// Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms", `civil_from_days`: shift the
+/// epoch to 0000-03-01 so that the leap day is the last day of a year, then split into 400-year
+/// eras (146 097 days each), years of era, and a day of year whose month follows from the
+/// `(5 * doy + 2) / 153` trick. Exact for every day a `SystemTime` can name.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let year = yoe + era * 400 + i128::from(month <= 2);
+    let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
 

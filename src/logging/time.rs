@@ -94,24 +94,9 @@ fn split_epoch(t: SystemTime) -> (i64, u32) {
     }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-///
-/// Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms", `civil_from_days`: shift the
-/// epoch to 0000-03-01 so that the leap day is the last day of a year, then split into 400-year
-/// eras (146 097 days each), years of era, and a day of year whose month follows from the
-/// `(5 * doy + 2) / 153` trick. Valid for the whole range we clamp to.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); shared
+/// with the API's timestamps.
+pub(crate) use crate::rfc3339::civil_from_days;
 
 /// Writes `n` as zero-padded decimal filling `dst` exactly (higher digits are dropped).
 fn put(dst: &mut [u8], mut n: u32) {
