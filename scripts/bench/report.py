@@ -6,6 +6,8 @@
       prints one JSON measurement: the KEY=VALUEs (numbers parsed, '' = null),
       plus what the wrk output (its BENCH_RESULT line, printed by lua/common.lua),
       the pgbench output and per-transaction logs, and the RSS/thread sampler say.
+  report.py show RAW.jsonl
+      one console line about the last measurement.
   report.py finalize RAW.jsonl --jsonl OUT.jsonl --md OUT.md [--meta META.json]
       adds each workload's ceiling and ratio, writes results.jsonl and the
       Markdown report (workloads vs ceilings, targets met/missed, A/B ratios).
@@ -290,6 +292,18 @@ def finalize(a):
         f.write("\n".join(md) + "\n")
 
 
+def show(a):
+    """One line about the last record of a raw.jsonl, for the console."""
+    r = json.loads(open(a.raw).read().splitlines()[-1])
+    l = r.get("latency_ms", {})
+    unit, bad = ("tps", "failed tx") if r.get("target") == "pgbench" else ("req/s", "non-2xx")
+    print(f"    {r.get('rps', 0):,.0f} {unit}  p50 {l.get('p50')} ms  p99 {l.get('p99')} ms  max {l.get('max')} ms  "
+          f"{bad} {r.get('non2xx')}  errors {r.get('socket_errors_total')}  "
+          f"server CPU {r.get('cpu_us_per_req')} µs/req" +
+          (f"  PG CPU {r.get('db_cpu_us_per_req')} µs/req" if r.get("db_cpu_us_per_req") is not None else ""),
+          file=sys.stderr)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -304,8 +318,10 @@ def main():
     f.add_argument("--jsonl", required=True)
     f.add_argument("--md", required=True)
     f.add_argument("--meta")
+    sh = sub.add_parser("show")
+    sh.add_argument("raw")
     a = p.parse_args()
-    record(a) if a.cmd == "record" else finalize(a)
+    {"record": record, "finalize": finalize, "show": show}[a.cmd](a)
 
 
 if __name__ == "__main__":
