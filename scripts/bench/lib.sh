@@ -95,10 +95,13 @@ run_bg_wait() {
 # Prints nothing; returns its exit status (137 when killed).
 wait_bounded() {
   local pid=$1 secs=$2 wd rc=0
-  ( sleep "$secs"; kill -KILL "$pid" 2>/dev/null ) &
+  # `&&`: a watchdog whose sleep was interrupted (Ctrl-C, cleanup) kills nothing.
+  ( sleep "$secs" && kill -KILL "$pid" 2>/dev/null ) &
   wd=$!
+  track "$wd"
   wait "$pid" || rc=$?
   kill_tree "$wd" 1
+  untrack "$wd"
   return $rc
 }
 

@@ -185,8 +185,12 @@ def finalize(a):
     for lab in labels:
         b = meta.get("binaries", {}).get(lab, {})
         md.append(f"- binary {lab}: `{b.get('path', '?')}` ({fmt(b.get('size'))} bytes)")
-    md.append(f"- service env: LOG_LEVEL=warn unless the workload says info; DRAIN_DELAY={meta.get('drain_delay', '?')}; "
-              f"extra: `{meta.get('service_env', '') or 'none'}`")
+    drains = sorted({r.get("drain_delay_ms") for r in recs if r.get("kind") == "service" and r.get("drain_delay_ms") is not None})
+    md.append(f"- service env: LOG_LEVEL=warn unless the workload says info; DRAIN_DELAY requested "
+              f"{meta.get('drain_delay', '?')}, ran with {', '.join(fmt(d, 0) + ' ms' for d in drains) or '–'} "
+              f"(subtracted from SIGTERM-to-exit); extra: `{meta.get('service_env', '') or 'none'}`")
+    if meta.get("first_start_ms"):
+        md.append(f"- first start (migrating an empty database): {meta['first_start_ms']} ms to ready")
     try:
         load = float(str(meta.get("loadavg_start", "0")).split()[0])
         if load > 0.5 * int(meta.get("nproc", 1)):

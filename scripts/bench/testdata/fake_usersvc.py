@@ -9,7 +9,9 @@ It does not talk to PostgreSQL while serving (users live in memory); only
 
 Env: ADDR, ADMIN_ADDR, DATABASE_URL, LOG_LEVEL, DRAIN_DELAY (refused below
 FAKE_MIN_DRAIN_MS, exit 2, like a strict config), FAKE_DELAY_MS (per request,
-to make one side of an A/B run slower), FAKE_STARTUP_MS.
+to make one side of an A/B run slower), FAKE_STARTUP_MS, FAKE_AUTOMIGRATE=1
+(no `migrate` subcommand; applies the schema at start, like MIGRATE_ON_START).
+The wrappers next to it set these, since run.sh starts services with env -i.
 """
 import json
 import os
@@ -48,6 +50,8 @@ INFO = os.environ.get("LOG_LEVEL", "info") in ("info", "debug", "trace")
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-usersvc"
+    wbufsize = 65536                 # one write per response (flushed by the base class)
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -139,8 +143,10 @@ def serve():
     servers = [ThreadingHTTPServer(addr(os.environ.get("ADDR"), ":8080"), Handler)]
     if os.environ.get("ADMIN_ADDR", "") != "off":
         servers.append(ThreadingHTTPServer(addr(os.environ.get("ADMIN_ADDR"), "127.0.0.1:9090"), Handler))
+    if os.environ.get("FAKE_AUTOMIGRATE") == "1" and migrate() != 0:   # like MIGRATE_ON_START
+        return 1
     for s in servers:
-        threading.Thread(target=s.serve_forever, daemon=True).start()
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     time.sleep(int(os.environ.get("FAKE_STARTUP_MS", "0")) / 1000.0)
     STATE["ready"] = True
     stop = threading.Event()
@@ -165,10 +171,13 @@ def serve():
 
 def main():
     args = sys.argv[1:]
+    no_cmd = os.environ.get("FAKE_AUTOMIGRATE") == "1"   # no subcommand: migrates on start
     if args[:1] in (["--help"], ["-h"]):
-        print("fake usersvc (test stand-in)\n\nUSAGE: usersvc [flags]\n       usersvc migrate up|down [N]|status")
+        print("fake usersvc (test stand-in)\n\nUSAGE: usersvc [flags]")
+        if not no_cmd:
+            print("       usersvc migrate up|down [N]|status")
         return 0
-    if args[:2] == ["migrate", "up"]:
+    if args[:2] == ["migrate", "up"] and not no_cmd:
         return migrate()
     if args:
         print(f"unsupported: {args}", file=sys.stderr)
