@@ -88,10 +88,27 @@ _svc_spawn() {
   fi
   ready=$(head -1 "$readyf")
   SVC_STARTUP_MS=$(awk -v a="$ready" -v b="$t0" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
+  svc_outbox_wait
   sleep "${BENCH_IDLE_SETTLE:-0.5}"
   read -r SVC_IDLE_RSS_KIB SVC_IDLE_THREADS < <(python3 "$BENCH_LIB_DIR/proc.py" mem "$SVC_PID" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rss_kib"], d["threads"])')
   log "$name: ready in $SVC_STARTUP_MS ms (pid $SVC_PID, :$SVC_PORT), idle RSS $SVC_IDLE_RSS_KIB KiB, $SVC_IDLE_THREADS threads"
+}
+
+# svc_outbox_wait: events left by an earlier W3/W4 run are delivered by this
+# process's outbox worker; wait (bounded, BENCH_OUTBOX_WAIT s) until the admin
+# listener's outbox_pending gauge is 0 so that work does not land in the next
+# measurement. Skipped when the metric is not there.
+svc_outbox_wait() {
+  local i pending
+  for ((i = 0; i < ${BENCH_OUTBOX_WAIT:-30} * 10; i++)); do
+    pending=$(python3 "$BENCH_LIB_DIR/probe.py" get --port "$SVC_ADMIN_PORT" --path /metrics 2>/dev/null |
+      awk '$1 == "outbox_pending" { print int($2) }') || true
+    [ -n "$pending" ] && [ "$pending" -gt 0 ] || return 0
+    [ "$i" -gt 0 ] || log "waiting for the outbox to deliver $pending pending events"
+    sleep 0.1
+  done
+  warn "outbox_pending still $pending after ${BENCH_OUTBOX_WAIT:-30}s; measuring anyway"
 }
 
 # svc_stop BIN: SIGTERM, wait for exit (bounded), SIGTERM-to-exit time with

@@ -44,6 +44,7 @@ USERS = {}            # id -> user
 EMAILS = set()
 NEXT_ID = [10001]     # the bench seeds ids 1..10000
 DELAY = int(os.environ.get("FAKE_DELAY_MS", "0")) / 1000.0
+STARTED = time.monotonic()
 INFO = os.environ.get("LOG_LEVEL", "info") in ("info", "debug", "trace")
 
 
@@ -72,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(DELAY)
         if self.path == "/healthz":
             return self.send(200, "ok", "text/plain")
+        if self.path == "/metrics":   # an outbox that drains within 0.3 s of start
+            pending = max(0, int((STARTED + 0.3 - time.monotonic()) * 100))
+            return self.send(200, f"# TYPE outbox_pending gauge\noutbox_pending {pending}\n", "text/plain")
         if self.path == "/readyz":
             if STATE["draining"]:
                 return self.send(503, '{"status":"draining"}')
