@@ -11,6 +11,7 @@
 #   BENCH_VS=path           a second binary or checkout (built there); A and B alternate per workload
 #   BENCH_ROUNDS=n          rounds per workload (default 1; 2 with BENCH_VS: A B A B)
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
+#                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
 #   BENCH_WORKLOADS="W1 W2 W3 W4 W1-info W2-info"
 #   BENCH_PGBENCH_CLIENTS=25 BENCH_PGBENCH_JOBS=2
