@@ -26,7 +26,7 @@ lint: ## rustfmt check + clippy with warnings denied
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: ## load benchmarks against the machine's own ceilings (see BENCHMARKS.md)
-	@echo "make bench: the load benchmark arrives with the bench issue; for now: cargo bench --bench log_line" >&2; exit 1
+	scripts/bench/run.sh
 
 docker: ## the FROM-scratch image
 	@echo "make docker: the image arrives with the packaging issue" >&2; exit 1

@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+# The throwaway PostgreSQL cluster the benchmark runs against: created fresh
+# under $BENCH_OUT/pg on every run, normal durability (fsync, synchronous_commit
+# and full_page_writes on), stopped and removed on exit.
+# Needs lib.sh and the project's scripts/lib-postgres.sh (pg_bindir, as_pg_owner).
+
+PG_DIR=""
+PG_PORT=""
+PG_DB=usersvc
+
+# pg_start DIR: initdb + start on a free 127.0.0.1 port; sets PG_DIR, PG_PORT.
+pg_start() {
+  local dir=$1 bindir
+  bindir=$(pg_bindir) || die "PostgreSQL binaries not found"
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  [ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
+  PG_DIR=$dir
+  PG_PORT=${BENCH_PG_PORT:-$(free_port)}
+  log "initdb $dir/data (PostgreSQL $("$bindir/postgres" --version | awk '{print $3}'), port $PG_PORT)"
+  as_pg_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  cat >>"$dir/data/postgresql.conf" <<CONF
+
+# --- usersvc load benchmark (scripts/bench/pg.sh) ---
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$dir'
+max_connections = 200
+shared_buffers = 128MB
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+logging_collector = off
+log_min_messages = warning
+CONF
+  on_exit "pg_stop"
+  as_pg_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+    || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  pg_psql postgres -c "CREATE DATABASE $PG_DB" >/dev/null
+}
+
+# pg_stop: stops the cluster (bounded), removes its data unless BENCH_KEEP_PG=1.
+pg_stop() {
+  [ -n "$PG_DIR" ] && [ -d "$PG_DIR/data" ] || return 0
+  local bindir pid
+  bindir=$(pg_bindir)
+  if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+    pid=$(head -1 "$PG_DIR/data/postmaster.pid")
+    as_pg_owner "$bindir/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1 \
+      || { warn "pg_ctl stop failed; killing postmaster $pid"; kill -QUIT "$pid" 2>/dev/null; sleep 1; kill -KILL "$pid" 2>/dev/null; }
+  fi
+  if [ "${BENCH_KEEP_PG:-0}" != 1 ]; then rm -rf "$PG_DIR/data"; fi
+  PG_DIR=""
+}
+
+pg_postmaster_pid() { head -1 "$PG_DIR/data/postmaster.pid"; }
+
+pg_url() { echo "postgres://postgres@127.0.0.1:$PG_PORT/$PG_DB"; }
+
+# pg_psql DB ARGS...: psql over TCP, stop on the first error.
+pg_psql() {
+  local db=$1; shift
+  "$(pg_bindir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$db" "$@"
+}
+
+pg_has_tables() {
+  [ "$(pg_psql "$PG_DB" -tAc "SELECT to_regclass('users') IS NOT NULL AND to_regclass('events') IS NOT NULL")" = t ]
+}
+
+# pg_seed N: N users with one INSERT ... SELECT generate_series; checks that ids
+# 1..N exist (W2 reads them), analyzes and checkpoints so the first workload
+# does not pay for them.
+pg_seed() {
+  local n=$1 have
+  log "seeding $n users"
+  pg_psql "$PG_DB" -v n="$n" -f "$BENCH_LIB_DIR/sql/seed.sql" >/dev/null
+  have=$(pg_psql "$PG_DB" -tAc "SELECT count(*) FROM users WHERE id BETWEEN 1 AND $n")
+  [ "$have" = "$n" ] || die "after seeding, users with ids 1..$n: $have (expected $n; is the table fresh?)"
+  pg_psql "$PG_DB" -c "VACUUM ANALYZE users" -c "CHECKPOINT" >/dev/null
+}
+
+# pg_settings_summary: the settings that matter, for the report.
+pg_settings_summary() {
+  pg_psql "$PG_DB" -tAc "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','shared_buffers','max_connections','full_page_writes','wal_level','server_version')"
+}

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Parsing and reporting for the load benchmark (stdlib only).
+
+  report.py record [--kv KEY=VALUE ...] [--wrk FILE] [--pgbench FILE --pgbench-log PREFIX]
+                   [--sample FILE]
+      prints one JSON measurement: the KEY=VALUEs (numbers parsed, '' = null),
+      plus what the wrk output (its BENCH_RESULT line, printed by lua/common.lua),
+      the pgbench output and per-transaction logs, and the RSS/thread sampler say.
+  report.py show RAW.jsonl
+      one console line about the last measurement.
+  report.py finalize RAW.jsonl --jsonl OUT.jsonl --md OUT.md [--meta META.json]
+      adds each workload's ceiling and ratio, writes results.jsonl and the
+      Markdown report (workloads vs ceilings, targets met/missed, A/B ratios).
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+# workload -> (ceiling target, ceiling workload)
+CEILING_OF = {
+    "W1": ("nginx", "W1"), "W1-info": ("nginx", "W1"),
+    "W2": ("pgbench", "W2"), "W2-info": ("pgbench", "W2"),
+    "W3": ("pgbench", "W3"), "W4": ("pgbench", "W4"),
+}
+WORKLOAD_TEXT = {
+    "W1": "GET /healthz",
+    "W1-info": "GET /healthz, LOG_LEVEL=info",
+    "W2": "GET /api/v1/users/{random 1..10000}",
+    "W2-info": "GET /api/v1/users/{id}, LOG_LEVEL=info",
+    "W3": "POST /api/v1/users (unique email)",
+    "W4": "90 % W2 + 10 % W3",
+}
+MIB = 1024.0
+
+
+def num(v):
+    if v == "" or v is None:
+        return None
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return v
+
+
+def parse_wrk(path):
+    text = open(path, errors="replace").read()
+    m = re.search(r"^BENCH_RESULT (\{.*\})\s*$", text, re.M)
+    if not m:
+        raise SystemExit(f"report.py: no BENCH_RESULT line in {path} (did wrk run the bench Lua script?)")
+    r = json.loads(m.group(1))
+    secs = r["duration_us"] / 1e6
+    lat = r["latency_us"]
+    e = r["errors"]
+    return {
+        "requests": r["requests"],
+        "duration_s": round(secs, 3),
+        "rps": round(r["requests"] / secs, 1) if secs else 0.0,
+        "latency_ms": {k: round(lat[k] / 1000.0, 3) for k in ("p50", "p90", "p99", "p999", "max", "mean")},
+        "non2xx": r["non2xx"],
+        "statuses": r["statuses"],
+        "socket_errors": {k: e[k] for k in ("connect", "read", "write", "timeout")},
+        "socket_errors_total": e["connect"] + e["read"] + e["write"] + e["timeout"],
+    }
+
+
+def percentile(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def parse_pgbench(path, log_prefix):
+    text = open(path, errors="replace").read()
+    out = {}
+    m = re.search(r"^tps = ([\d.]+)", text, re.M)
+    out["rps"] = round(float(m.group(1)), 1) if m else 0.0
+    m = re.search(r"number of transactions actually processed: (\d+)", text)
+    out["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"number of failed transactions: (\d+)", text)
+    failed = int(m.group(1)) if m else 0
+    aborted = len(re.findall(r"aborted|error", text, re.I))
+    out["non2xx"] = failed
+    out["socket_errors_total"] = aborted
+    out["socket_errors"] = {"aborted_or_error_lines": aborted}
+    lats = []
+    for f in glob.glob(log_prefix + ".*"):
+        with open(f) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].isdigit():
+                    lats.append(int(parts[2]))
+    lats.sort()
+    if lats:
+        out["latency_ms"] = {
+            "p50": percentile(lats, 50) / 1000.0, "p90": percentile(lats, 90) / 1000.0,
+            "p99": percentile(lats, 99) / 1000.0, "p999": percentile(lats, 99.9) / 1000.0,
+            "max": lats[-1] / 1000.0, "mean": round(sum(lats) / len(lats) / 1000.0, 3),
+        }
+    else:
+        m = re.search(r"latency average = ([\d.]+) ms", text)
+        out["latency_ms"] = {"mean": float(m.group(1)) if m else None}
+    return out
+
+
+def record(a):
+    rec = {}
+    for kv in a.kv or []:
+        k, _, v = kv.partition("=")
+        rec[k] = num(v)
+    if a.wrk:
+        rec.update(parse_wrk(a.wrk))
+    if a.pgbench:
+        rec.update(parse_pgbench(a.pgbench, a.pgbench_log))
+    if a.sample and os.path.exists(a.sample):
+        s = json.load(open(a.sample))
+        rec["peak_rss_kib"] = s.get("peak_rss_kib")
+        rec["peak_threads"] = s.get("peak_threads")
+    reqs = rec.get("requests") or 0
+    for src, dst in (("cpu_us", "cpu_us_per_req"), ("db_cpu_us", "db_cpu_us_per_req")):
+        if rec.get(src) is not None and reqs:
+            rec[dst] = round(rec[src] / reqs, 2)
+    print(json.dumps(rec, sort_keys=True))
+
+
+# ---------------------------------------------------------------- finalize
+def fmt(v, nd=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def mib(kib):
+    return None if kib is None else kib / MIB
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def finalize(a):
+    recs = [json.loads(l) for l in open(a.raw) if l.strip()]
+    meta = json.load(open(a.meta)) if a.meta and os.path.exists(a.meta) else {}
+    ceil = {}
+    for r in recs:
+        if r.get("kind") == "ceiling":
+            ceil[(r["target"], r["workload"])] = r
+    for r in recs:
+        if r.get("kind") == "service" and r.get("workload") in CEILING_OF:
+            c = ceil.get(CEILING_OF[r["workload"]])
+            if c and c.get("rps"):
+                r["ceiling"] = {"target": c["target"], "workload": c["workload"], "rps": c["rps"]}
+                r["ceiling_ratio"] = round(r["rps"] / c["rps"], 3)
+    with open(a.jsonl, "w") as f:
+        for r in recs:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
+    svc = [r for r in recs if r.get("kind") == "service"]
+    labels = sorted({r.get("label", "A") for r in svc})
+    md = ["# usersvc load benchmark", ""]
+    md.append(f"- date: {meta.get('date', '?')}; commit: `{meta.get('commit', '?')}`; "
+              f"host: {meta.get('cpu', '?')}, {meta.get('nproc', '?')} CPUs, "
+              f"load average at start {meta.get('loadavg_start', '?')}, at end {meta.get('loadavg_end', '?')}")
+    md.append(f"- wrk: {meta.get('wrk_threads', '?')} threads, {meta.get('connections', '?')} connections, "
+              f"{meta.get('warmup', '?')} s warm-up then {meta.get('duration', '?')} s; "
+              f"pgbench: -M prepared -c {meta.get('pgbench_clients', '?')} -j {meta.get('pgbench_jobs', '?')}, same timing")
+    md.append(f"- PostgreSQL: {meta.get('pg_settings', '?')}")
+    for lab in labels:
+        b = meta.get("binaries", {}).get(lab, {})
+        md.append(f"- binary {lab}: `{b.get('path', '?')}` ({fmt(b.get('size'))} bytes)")
+    drains = sorted({r.get("drain_delay_ms") for r in recs if r.get("kind") == "service" and r.get("drain_delay_ms") is not None})
+    md.append(f"- service env: LOG_LEVEL=warn unless the workload says info; DRAIN_DELAY requested "
+              f"{meta.get('drain_delay', '?')}, ran with {', '.join(fmt(d, 0) + ' ms' for d in drains) or '–'} "
+              f"(subtracted from SIGTERM-to-exit); extra: `{meta.get('service_env', '') or 'none'}`")
+    if meta.get("first_start_ms"):
+        md.append(f"- first start (migrating an empty database): {meta['first_start_ms']} ms to ready")
+    try:
+        load = float(str(meta.get("loadavg_start", "0")).split()[0])
+        if load > 0.5 * int(meta.get("nproc", 1)):
+            md.append(f"- **caveat: the machine was busy at start (load {load}); treat absolute numbers as a smoke test.**")
+    except ValueError:
+        pass
+    md.append("")
+
+    if svc:
+        md += ["## Workloads vs ceilings", ""]
+        rows = []
+        for r in svc:
+            l = r.get("latency_ms", {})
+            rows.append([
+                r["workload"], r.get("label", "A"), fmt(r.get("round")), fmt(r.get("rps")),
+                f"{r['ceiling']['target']} {fmt(r['ceiling']['rps'])}" if r.get("ceiling") else "–",
+                fmt(r.get("ceiling_ratio"), 3), fmt(l.get("p50"), 2), fmt(l.get("p99"), 2), fmt(l.get("max"), 1),
+                fmt(r.get("non2xx")), fmt(r.get("socket_errors_total")),
+                fmt(r.get("cpu_us_per_req")), fmt(r.get("db_cpu_us_per_req")),
+                fmt(mib(r.get("idle_rss_kib")), 2), fmt(mib(r.get("peak_rss_kib")), 2),
+                f"{fmt(r.get('idle_threads'))}/{fmt(r.get('peak_threads'))}",
+            ])
+        md.append(table(["workload", "bin", "round", "req/s", "ceiling req/s", "ratio", "p50 ms", "p99 ms",
+                         "max ms", "non-2xx", "sock err", "svc CPU µs/req", "PG CPU µs/req",
+                         "idle RSS MiB", "peak RSS MiB", "threads idle/peak"], rows))
+        md.append("")
+        md.append("Status codes: " + "; ".join(
+            f"{r['workload']}/{r.get('label', 'A')}{r.get('round', '')}: "
+            + ", ".join(f"{k}×{v}" for k, v in sorted(r.get("statuses", {}).items())) for r in svc))
+        md.append("")
+
+    cl = [r for r in recs if r.get("kind") == "ceiling"]
+    if cl:
+        md += ["## Ceilings (same machine, same run)", ""]
+        rows = []
+        for r in cl:
+            l = r.get("latency_ms", {})
+            rows.append([r["target"], r["workload"], r.get("what", ""), fmt(r.get("rps")), fmt(l.get("p50"), 2),
+                         fmt(l.get("p99"), 2), fmt(l.get("max"), 1), fmt(r.get("non2xx")),
+                         fmt(r.get("socket_errors_total")), fmt(r.get("cpu_us_per_req"))])
+        md.append(table(["ceiling", "for", "what", "req/s (tps)", "p50 ms", "p99 ms", "max ms",
+                         "non-2xx / failed tx", "errors", "server CPU µs/req"], rows))
+        md.append("")
+
+    # ---- targets (binary A)
+    A = [r for r in svc if r.get("label", "A") == "A"]
+    def w(name):
+        return [r for r in A if r["workload"] == name]
+    def ratio(name):
+        return med([r.get("ceiling_ratio") for r in w(name)])
+    def p99(name):
+        return med([r.get("latency_ms", {}).get("p99") for r in w(name)])
+    starts = [r.get("startup_ms") for r in A]
+    idle = [r.get("idle_rss_kib") for r in A if r.get("idle_rss_kib") is not None]
+    peak = [r.get("peak_rss_kib") for r in A if r.get("peak_rss_kib") is not None]
+    term = [r.get("sigterm_net_ms") for r in A]
+    rows = []
+    def target(name, value, ok, shown):
+        state = "n/a" if value is None else ("**met**" if ok(value) else "**missed**")
+        rows.append([name, shown, state])
+    target("W1 ≥ 0.90 × nginx", ratio("W1"), lambda v: v >= 0.90, fmt(ratio("W1"), 3))
+    target("W2 ≥ 0.35 × pgbench point select", ratio("W2"), lambda v: v >= 0.35, fmt(ratio("W2"), 3))
+    target("W3 ≥ 0.75 × pgbench insert+event tx", ratio("W3"), lambda v: v >= 0.75, fmt(ratio("W3"), 3))
+    target("W1 p99 < 10 ms", p99("W1"), lambda v: v < 10, fmt(p99("W1"), 2) + " ms" if p99("W1") is not None else "–")
+    target("W2 p99 < 10 ms", p99("W2"), lambda v: v < 10, fmt(p99("W2"), 2) + " ms" if p99("W2") is not None else "–")
+    mx_idle = max(idle) if idle else None
+    target("idle RSS < 4 MiB (worst start)", mx_idle, lambda v: v < 4 * 1024, fmt(mib(mx_idle), 2) + " MiB" if idle else "–")
+    mx_peak = max(peak) if peak else None
+    target("peak RSS < 10 MiB (worst workload)", mx_peak, lambda v: v < 10 * 1024, fmt(mib(mx_peak), 2) + " MiB" if peak else "–")
+    st = med(starts)
+    target("start-up to ready < 15 ms (median of starts)", st, lambda v: v < 15,
+           (fmt(st, 1) + f" ms (all: {', '.join(fmt(s, 1) for s in starts if s is not None)})") if st is not None else "–")
+    errs = sum((r.get("non2xx") or 0) + (r.get("socket_errors_total") or 0) for r in A) if A else None
+    target("no non-2xx, no socket errors", errs, lambda v: v == 0, fmt(errs))
+    size = meta.get("binaries", {}).get("A", {}).get("size")
+    rows.append(["binary size", f"{fmt(size)} bytes ({fmt(mib(size / 1024) if size else None, 2)} MiB)" if size else "–", "reported"])
+    tm = med(term)
+    raw_term = med([r.get("sigterm_to_exit_ms") for r in A])
+    rows.append(["SIGTERM to exit (minus DRAIN_DELAY, median)",
+                 f"{fmt(tm, 1)} ms (raw {fmt(raw_term, 1)} ms, exit status "
+                 f"{', '.join(sorted({str(r.get('exit_status')) for r in A}))})" if A else "–", "reported"])
+    md += ["## Targets (binary A)", "", table(["target", "measured", "state"], rows), ""]
+
+    # ---- A/B
+    if "B" in labels:
+        md += ["## A/B (alternating A, B per round; medians)", ""]
+        rows = []
+        for name in dict.fromkeys(r["workload"] for r in svc):
+            ra = [r for r in svc if r["workload"] == name and r.get("label") == "A"]
+            rb = [r for r in svc if r["workload"] == name and r.get("label") == "B"]
+            a_rps, b_rps = med([r.get("rps") for r in ra]), med([r.get("rps") for r in rb])
+            a_p99 = med([r.get("latency_ms", {}).get("p99") for r in ra])
+            b_p99 = med([r.get("latency_ms", {}).get("p99") for r in rb])
+            a_cpu, b_cpu = med([r.get("cpu_us_per_req") for r in ra]), med([r.get("cpu_us_per_req") for r in rb])
+            rows.append([name, fmt(a_rps), fmt(b_rps), fmt(b_rps / a_rps if a_rps and b_rps else None, 3),
+                         fmt(a_p99, 2), fmt(b_p99, 2), fmt(b_p99 / a_p99 if a_p99 and b_p99 else None, 3),
+                         fmt(a_cpu), fmt(b_cpu), fmt(b_cpu / a_cpu if a_cpu and b_cpu else None, 3)])
+        md.append(table(["workload", "A req/s", "B req/s", "B/A req/s", "A p99 ms", "B p99 ms", "B/A p99",
+                         "A CPU µs/req", "B CPU µs/req", "B/A CPU"], rows))
+        md.append("")
+    md.append("Raw numbers: `results.jsonl` (one object per measurement); wrk/pgbench outputs and service logs under `logs/`.")
+    with open(a.md, "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+def show(a):
+    """One line about the last record of a raw.jsonl, for the console."""
+    r = json.loads(open(a.raw).read().splitlines()[-1])
+    l = r.get("latency_ms", {})
+    unit, bad = ("tps", "failed tx") if r.get("target") == "pgbench" else ("req/s", "non-2xx")
+    print(f"    {r.get('rps', 0):,.0f} {unit}  p50 {l.get('p50')} ms  p99 {l.get('p99')} ms  max {l.get('max')} ms  "
+          f"{bad} {r.get('non2xx')}  errors {r.get('socket_errors_total')}  "
+          f"server CPU {r.get('cpu_us_per_req')} µs/req" +
+          (f"  PG CPU {r.get('db_cpu_us_per_req')} µs/req" if r.get("db_cpu_us_per_req") is not None else ""),
+          file=sys.stderr)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("--kv", action="append")
+    r.add_argument("--wrk")
+    r.add_argument("--pgbench")
+    r.add_argument("--pgbench-log")
+    r.add_argument("--sample")
+    f = sub.add_parser("finalize")
+    f.add_argument("raw")
+    f.add_argument("--jsonl", required=True)
+    f.add_argument("--md", required=True)
+    f.add_argument("--meta")
+    sh = sub.add_parser("show")
+    sh.add_argument("raw")
+    a = p.parse_args()
+    {"record": record, "finalize": finalize, "show": show}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

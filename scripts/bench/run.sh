@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# `make bench`: load benchmarks of usersvc against this machine's own ceilings.
+#
+#   scripts/bench/run.sh                  build, then W1..W4 (+ info-logging lines) and the ceilings
+#   scripts/bench/run.sh --ceilings-only  PostgreSQL + nginx ceilings only (stand-in schema, no service)
+#   scripts/bench/run.sh --no-ceilings    the service only (ratios then missing)
+#   scripts/bench/run.sh -h               this help
+#
+# Environment (see BENCHMARKS.md, "Load benchmarks"):
+#   USERSVC_BIN=path        binary to measure (default: cargo build --release -> target/release/usersvc)
+#   BENCH_VS=path           a second binary or checkout (built there); A and B alternate per workload
+#   BENCH_ROUNDS=n          rounds per workload (default 1; 2 with BENCH_VS: A B A B)
+#   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
+#                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
+#   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
+#   BENCH_WORKLOADS="W1 W2 W3 W4 W1-info W2-info"
+#   BENCH_PGBENCH_CLIENTS=25 BENCH_PGBENCH_JOBS=2
+#   BENCH_DRAIN_DELAY=1ms   DRAIN_DELAY for the service (falls back to its default if refused)
+#   BENCH_SERVICE_ENV="K=V ..." extra service environment (e.g. "WORKERS=8 MAX_CONNECTIONS=8")
+#   BENCH_OUT=bench-out     output directory   BENCH_KEEP_PG=1 keep the cluster's data afterwards
+#
+# Output: $BENCH_OUT/results.md, $BENCH_OUT/results.jsonl, logs under $BENCH_OUT/logs.
+# Traffic goes to 127.0.0.1 only; everything started is stopped on exit, Ctrl-C or failure.
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=../lib-postgres.sh
+. "$ROOT/scripts/lib-postgres.sh"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+# shellcheck source=pg.sh
+. "$HERE/pg.sh"
+# shellcheck source=service.sh
+. "$HERE/service.sh"
+# shellcheck source=load.sh
+. "$HERE/load.sh"
+# shellcheck source=ceilings.sh
+. "$HERE/ceilings.sh"
+
+MODE=full
+for arg in "$@"; do
+  case $arg in
+    --ceilings-only) MODE=ceilings ;;
+    --no-ceilings) MODE=service ;;
+    -h | --help) awk 'NR > 1 && /^#/ && !/shellcheck/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) die "unknown argument '$arg' (try --help)" ;;
+  esac
+done
+
+BENCH_OUT=${BENCH_OUT:-$ROOT/bench-out}
+mkdir -p "$BENCH_OUT"
+BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
+BENCH_DURATION=$(seconds "${BENCH_DURATION:-15}")
+BENCH_WARMUP=$(seconds "${BENCH_WARMUP:-3}")
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W3 W4 W1-info W2-info}
+[ "$BENCH_DURATION" -ge 1 ] || die "BENCH_DURATION must be at least 1 s"
+[ "$BENCH_CONNECTIONS" -ge "${BENCH_THREADS:-2}" ] || die "BENCH_CONNECTIONS must be >= BENCH_THREADS"
+for w in $BENCH_WORKLOADS; do lua_for "$w" >/dev/null; done
+RUN_ID=$(date +%s)$$
+
+install_traps
+need_tools
+
+rm -rf "$BENCH_OUT/logs" "$BENCH_OUT/tmp" "$BENCH_OUT/raw.jsonl" "$BENCH_OUT/results.jsonl" "$BENCH_OUT/results.md"
+mkdir -p "$BENCH_OUT/logs" "$BENCH_OUT/tmp"
+: >"$BENCH_OUT/raw.jsonl"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- binaries ---------------------------------------------------------------------
+declare -A BIN=()
+build_checkout() { # DIR -> prints the binary path
+  local dir=$1
+  [ -f "$dir/Cargo.toml" ] || die "$dir has no Cargo.toml"
+  command -v cargo >/dev/null || die "cargo not found (install rustup) or set USERSVC_BIN"
+  log "cargo build --release in $dir"
+  (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build --release --quiet >&2) || die "build failed in $dir"
+  echo "$dir/target/release/usersvc"
+}
+resolve_bin() { # PATH-OR-DIR -> absolute binary path
+  local p=$1
+  if [ -d "$p" ]; then p=$(build_checkout "$(cd "$p" && pwd)"); fi
+  [ -x "$p" ] || die "not an executable: $p"
+  echo "$(cd "$(dirname "$p")" && pwd)/$(basename "$p")"
+}
+if [ "$MODE" != ceilings ]; then
+  if [ -n "${USERSVC_BIN:-}" ]; then
+    BIN[A]=$(resolve_bin "$USERSVC_BIN")
+  else
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet >&2) || die "cargo build --release failed"
+    BIN[A]=$(resolve_bin "${CARGO_TARGET_DIR:-$ROOT/target}/release/usersvc")
+  fi
+  [ -z "${BENCH_VS:-}" ] || BIN[B]=$(resolve_bin "$BENCH_VS")
+fi
+LABELS=()
+for l in A B; do [ -z "${BIN[$l]:-}" ] || LABELS+=("$l"); done
+ROUNDS=${BENCH_ROUNDS:-$([ ${#LABELS[@]} -gt 1 ] && echo 2 || echo 1)}
+for l in "${LABELS[@]}"; do log "binary $l: ${BIN[$l]} ($(stat -c %s "${BIN[$l]}") bytes)"; done
+
+# ---- database ------------------------------------------------------------------------
+pg_start "$BENCH_OUT/pg"
+PM_PID=$(pg_postmaster_pid)
+FIRST_START_MS=""
+if [ "$MODE" = ceilings ]; then
+  log "creating the stand-in schema (sql/schema.sql)"
+  pg_psql "$PG_DB" -f "$HERE/sql/schema.sql" >/dev/null
+elif ! svc_migrate "${BIN[A]}"; then
+  log "no migrate subcommand: letting the first start migrate (MIGRATE_ON_START)"
+  svc_start "${BIN[A]}" "first-start-A" warn
+  FIRST_START_MS=$SVC_STARTUP_MS
+  svc_stop "${BIN[A]}"
+fi
+pg_has_tables || die "no users/events tables after migrating (see $BENCH_OUT/logs)"
+pg_seed 10000
+
+# ---- the service ----------------------------------------------------------------------
+preflight() { # WORKLOAD: one request of the workload's kind, warn when it is not 2xx
+  local out
+  case $1 in
+    W2* | W4) out=$(python3 "$HERE/probe.py" get --port "$SVC_PORT" --path /api/v1/users/1 2>&1) ;;
+    W3) out=$(python3 "$HERE/probe.py" get --port "$SVC_PORT" --path /api/v1/users --method POST \
+      --ctype application/json --body "{\"name\":\"Preflight\",\"email\":\"pre-$RUN_ID-$RANDOM$RANDOM@example.com\"}" 2>&1) ;;
+    *) out=$(python3 "$HERE/probe.py" get --port "$SVC_PORT" --path /healthz 2>&1) ;;
+  esac || warn "preflight for $1 did not answer 2xx: $(echo "$out" | head -c 300)"
+}
+
+if [ "$MODE" != ceilings ]; then
+  for w in $BENCH_WORKLOADS; do
+    level=warn
+    case $w in *-info) level=info ;; esac
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for l in "${LABELS[@]}"; do
+        name="$w-$l$round"
+        svc_start "${BIN[$l]}" "$name" "$level"
+        preflight "$w"
+        pid=$SVC_PID
+        measure_wrk "$name" "$w" "$SVC_PORT" "$pid" "$PM_PID" \
+          kind=service target=usersvc "label=$l" "round=$round" "log_level=$level" \
+          "binary=${BIN[$l]}" "binary_size=$(stat -c %s "${BIN[$l]}")" \
+          "startup_ms=$SVC_STARTUP_MS" "idle_rss_kib=$SVC_IDLE_RSS_KIB" "idle_threads=$SVC_IDLE_THREADS" \
+          "first_start_ms=$FIRST_START_MS" >/dev/null
+        svc_stop "${BIN[$l]}"
+        # the stop numbers belong to the record just written
+        python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" <<'PY'
+import json, sys
+path, term, net, drain, code = sys.argv[1:]
+lines = open(path).read().splitlines()
+r = json.loads(lines[-1])
+r.update(sigterm_to_exit_ms=float(term), sigterm_net_ms=float(net), drain_delay_ms=float(drain), exit_status=int(code))
+lines[-1] = json.dumps(r, sort_keys=True)
+open(path, "w").write("\n".join(lines) + "\n")
+PY
+        if [ "$level" = info ] && [ -f "$SVC_LOG" ]; then
+          # keep the info-level log small: line count, then the last lines
+          n=$(wc -l <"$SVC_LOG")
+          tail -200 "$SVC_LOG" >"$SVC_LOG.tail" && mv "$SVC_LOG.tail" "$SVC_LOG"
+          echo "($n log lines during the run; last 200 kept)" >>"$SVC_LOG"
+        fi
+      done
+    done
+  done
+fi
+
+# ---- ceilings --------------------------------------------------------------------------
+[ "$MODE" = service ] || run_ceilings
+
+# ---- report ----------------------------------------------------------------------------
+python3 - "$BENCH_OUT/meta.json" <<PY
+import json, subprocess, sys, os
+def sh(c):
+    try: return subprocess.run(c, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception: return ""
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+bins = {}
+for lab, p in (("A", "${BIN[A]:-}"), ("B", "${BIN[B]:-}")):
+    if p: bins[lab] = {"path": p, "size": os.path.getsize(p)}
+meta = {
+  "date": sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
+  "commit": sh("git -C '$ROOT' rev-parse --short HEAD") + (" (dirty)" if sh("git -C '$ROOT' status --porcelain -uno") else ""),
+  "cpu": cpu, "nproc": os.cpu_count(),
+  "loadavg_start": "$LOAD_START", "loadavg_end": " ".join(open("/proc/loadavg").read().split()[:3]),
+  "wrk_threads": ${BENCH_THREADS:-2}, "connections": $BENCH_CONNECTIONS,
+  "duration": $BENCH_DURATION, "warmup": $BENCH_WARMUP,
+  "pgbench_clients": ${BENCH_PGBENCH_CLIENTS:-25}, "pgbench_jobs": ${BENCH_PGBENCH_JOBS:-2},
+  "pg_settings": """$(pg_settings_summary)""",
+  "binaries": bins, "drain_delay": "${BENCH_DRAIN_DELAY:-1ms}", "service_env": "${BENCH_SERVICE_ENV:-}",
+  "first_start_ms": "$FIRST_START_MS", "mode": "$MODE",
+}
+json.dump(meta, open(sys.argv[1], "w"), indent=1)
+PY
+python3 "$HERE/report.py" finalize "$BENCH_OUT/raw.jsonl" --jsonl "$BENCH_OUT/results.jsonl" \
+  --md "$BENCH_OUT/results.md" --meta "$BENCH_OUT/meta.json"
+rm -rf "$BENCH_OUT/tmp"
+echo >&2
+cat "$BENCH_OUT/results.md"
+log "results: $BENCH_OUT/results.md, $BENCH_OUT/results.jsonl"

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Self-test of the benchmark harness, without the real service: shellcheck,
+# the ceilings, an end-to-end run against the Python stand-in
+# (testdata/fake_usersvc.py), A/B, the no-migrate-subcommand and
+# refused-DRAIN_DELAY paths, a binary that never gets ready, and Ctrl-C.
+# After every case: no process of ours is left (postgres, nginx, wrk, pgbench,
+# stand-ins). About 3 minutes. Output in bench-out/selftest.
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=$ROOT/bench-out/selftest
+TD=$HERE/testdata
+export BENCH_OUT=$OUT BENCH_DURATION=2 BENCH_WARMUP=1
+fails=0
+
+ok() { printf 'ok    %s\n' "$*"; }
+bad() { printf 'FAIL  %s\n' "$*"; fails=$((fails + 1)); }
+
+leftovers() {
+  sleep 0.3
+  pgrep -af -- "$OUT|$HERE/(lua|testdata)|pgbench .*-D k=0" | grep -v -e pgrep -e selftest.sh || true
+}
+check_clean() {
+  local l
+  l=$(leftovers)
+  if [ -z "$l" ]; then ok "$1: nothing left running"; else bad "$1: left running: $l"; fi
+}
+run() { # NAME EXPECTED_STATUS CMD...: bounded by `timeout`
+  local name=$1 want=$2 rc=0; shift 2
+  timeout -k 10 300 "$@" >"$OUT.$name.log" 2>&1 || rc=$?
+  if [ "$rc" = "$want" ]; then ok "$name: exit status $rc"; else bad "$name: exit status $rc, wanted $want (log $OUT.$name.log)"; fi
+  check_clean "$name"
+}
+expect() { # DESCRIPTION CMD...
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+jq_py() { python3 -c "import json,sys; R=[json.loads(l) for l in open('$OUT/results.jsonl')]; $1"; }
+
+mkdir -p "$(dirname "$OUT")"
+
+if ! command -v shellcheck >/dev/null; then
+  # shellcheck source=lib.sh
+  (. "$HERE/lib.sh" && apt_install shellcheck) || true
+fi
+if command -v shellcheck >/dev/null; then
+  if shellcheck -x "$HERE/run.sh" "$HERE/selftest.sh" "$TD"/fake_usersvc_*; then ok "shellcheck"; else bad "shellcheck"; fi
+fi
+expect "python parses" python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' "$HERE"/*.py "$TD"/*.py
+
+run ceilings 0 "$HERE/run.sh" --ceilings-only
+expect "ceilings: 4 ceilings measured" jq_py 'c=[r for r in R if r["kind"]=="ceiling" and r["rps"]>0]; sys.exit(0 if len(c)==4 else 1)'
+
+run e2e 0 env USERSVC_BIN="$TD/fake_usersvc.py" "$HERE/run.sh"
+expect "e2e: 6 workloads, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
+assert len(s)==6, len(s)
+assert all(r["non2xx"]==0 and r["socket_errors_total"]==0 and r["requests"]>0 for r in s)
+assert all(r.get("ceiling_ratio") for r in s)
+assert all(r.get("startup_ms") and r.get("idle_rss_kib") and r.get("peak_rss_kib") and r.get("exit_status")==0 for r in s)
+w4=[r for r in s if r["workload"]=="W4"][0]["statuses"]; assert "201" in w4 and "200" in w4'
+expect "e2e: results.md has the targets table" grep -q '## Targets' "$OUT/results.md"
+
+run ab 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_VS="$TD/fake_usersvc_slow" BENCH_WORKLOADS=W2 "$HERE/run.sh" --no-ceilings
+expect "ab: ran A1 B1 A2 B2" jq_py 'l=[r["label"]+str(r["round"]) for r in R]; sys.exit(0 if l==["A1","B1","A2","B2"] else 1)'
+expect "ab: results.md has the A/B table" grep -q '## A/B' "$OUT/results.md"
+
+run automigrate 0 env USERSVC_BIN="$TD/fake_usersvc_automigrate" BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
+expect "automigrate: first start migrated" grep -q 'letting the first start migrate' "$OUT.automigrate.log"
+
+run drain 0 env USERSVC_BIN="$TD/fake_usersvc_strict_drain" BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
+expect "drain: refused 1ms, default 2s subtracted" jq_py 'r=R[0]; sys.exit(0 if r["drain_delay_ms"]==2000 and r["sigterm_net_ms"] < r["sigterm_to_exit_ms"] - 1999 else 1)'
+
+run never-ready 1 env USERSVC_BIN=/bin/true BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
+
+# Ctrl-C: SIGINT to the whole process group in the middle of a wrk run.
+rc=0
+timeout -k 10 120 python3 - "$HERE/run.sh" "$TD/fake_usersvc.py" >"$OUT.ctrl-c.log" 2>&1 <<'PY' || rc=$?
+import os, signal, subprocess, sys, time
+env = dict(os.environ, USERSVC_BIN=sys.argv[2], BENCH_WORKLOADS="W2", BENCH_DURATION="20")
+p = subprocess.Popen([sys.argv[1], "--no-ceilings"], env=env, start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+time.sleep(8)
+os.killpg(p.pid, signal.SIGINT)
+sys.exit(p.wait(timeout=60))
+PY
+if [ "$rc" = 130 ]; then ok "ctrl-c: exit status 130"; else bad "ctrl-c: exit status $rc (log $OUT.ctrl-c.log)"; fi
+check_clean "ctrl-c"
+
+echo
+if [ $fails -eq 0 ]; then echo "selftest: all passed"; else echo "selftest: $fails failed"; exit 1; fi
