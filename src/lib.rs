@@ -14,6 +14,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 pub mod rfc3339;
 pub mod runtime;
 pub mod users;

@@ -21,7 +21,7 @@ use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
 use usersvc::runtime::{self, Parts, ServeSettings, StartupWork};
 use usersvc::users::{handlers, PgUserRepository, UserService};
-use usersvc::{build_info, metrics};
+use usersvc::{build_info, metrics, openapi};
 
 /// Exit status for an invalid configuration or command line.
 const EXIT_CONFIG: u8 = 2;
@@ -79,7 +79,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let users = Arc::new(UserService::new(Arc::new(PgUserRepository::new(pool.clone()))));
-    let router = match handlers::routes(Router::new(), users) {
+    let router = match handlers::routes(Router::new(), users).and_then(openapi::routes) {
         Ok(router) => router,
         Err(e) => {
             log::error!(error = e.to_string().as_str(); "invalid route table");

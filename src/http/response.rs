@@ -52,6 +52,15 @@ impl Response {
         }
     }
 
+    /// A body that is already JSON text.
+    pub fn json_text(status: u16, body: String) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type", "application/json".to_owned())],
+            body: body.into_bytes(),
+        }
+    }
+
     /// A problem+json body carrying the request id.
     pub fn problem(p: &Problem, request_id: &str) -> Response {
         let mut headers = Vec::with_capacity(1 + p.headers.len());

@@ -64,7 +64,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
     match req.header("Idempotency-Key") {
         None => {
             let user = users.create(&input).map_err(problem)?;
-            Ok(Response::json(201, &user.to_json())
+            Ok(Response::json_text(201, user.to_json_string())
                 .with_header("Location", format!("{COLLECTION}/{}", user.id)))
         }
         Some(raw) => {
@@ -75,11 +75,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
                 .create_idempotent(key.as_str(), &fingerprint(&input), &input)
                 .map_err(problem)?;
             let stored = outcome.response;
-            let mut resp = Response {
-                status: stored.status,
-                headers: vec![("Content-Type", "application/json".to_owned())],
-                body: stored.body.into_bytes(),
-            };
+            let mut resp = Response::json_text(stored.status, stored.body);
             if let Some(id) = stored.resource_id {
                 resp = resp.with_header("Location", format!("{COLLECTION}/{id}"));
             }
@@ -94,7 +90,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
 pub fn get(users: &UserService, req: &Request<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let user = users.get(id).map_err(problem)?;
-    Ok(Response::json(200, &user.to_json()))
+    Ok(Response::json_text(200, user.to_json_string()))
 }
 
 pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
@@ -113,7 +109,7 @@ pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let input: PatchUser = json_body(req)?;
     let user = users.patch(id, &input).map_err(problem)?;
-    Ok(Response::json(200, &user.to_json()))
+    Ok(Response::json_text(200, user.to_json_string()))
 }
 
 pub fn delete(users: &UserService, req: &Request<'_>) -> HandlerResult {
