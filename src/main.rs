@@ -15,13 +15,15 @@ use usersvc::health::{DependencyCheck, Health};
 use usersvc::http::admin::AdminParts;
 use usersvc::http::dispatch::Dispatcher;
 use usersvc::http::log_level::LogLevelControl;
-use usersvc::http::pipeline::{Hooks, NoHooks};
+use usersvc::db::PoolObserver;
+use usersvc::http::pipeline::Hooks;
+use usersvc::metrics::Metrics;
 use usersvc::http::router::Router;
 use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
-use usersvc::runtime::{self, Parts, ServeSettings, StartupWork};
+use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, StartupWork};
 use usersvc::users::{handlers, PgUserRepository, UserService};
-use usersvc::{build_info, metrics, openapi};
+use usersvc::{build_info, openapi};
 
 /// Exit status for an invalid configuration or command line.
 const EXIT_CONFIG: u8 = 2;
@@ -70,8 +72,16 @@ fn serve(config: Config) -> ExitCode {
         "starting usersvc"
     );
 
+    let metrics = match Metrics::new() {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            log::error!(error = e.to_string().as_str(); "cannot register metrics");
+            return ExitCode::FAILURE;
+        }
+    };
     let url = config.database_url.expose_secret().to_owned();
-    let pool = match Pool::build(&url, &pool_settings(&config)) {
+    let observer: Arc<dyn PoolObserver> = metrics.clone();
+    let pool = match Pool::build_with_observer(&url, &pool_settings(&config), observer) {
         Ok(pool) => pool,
         Err(e) => {
             log::error!(error = e.to_string().as_str(); "cannot build the database pool");
@@ -90,7 +100,7 @@ fn serve(config: Config) -> ExitCode {
     let state = ServiceState::new();
     let checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(DatabaseCheck { pool: pool.clone() })];
     let health = Arc::new(Health::new(Arc::clone(&state), checks));
-    let hooks: Arc<dyn Hooks> = Arc::new(NoHooks);
+    let hooks: Arc<dyn Hooks> = metrics.clone();
     let dispatcher = Arc::new(Dispatcher {
         router,
         health: Arc::clone(&health),
@@ -100,6 +110,9 @@ fn serve(config: Config) -> ExitCode {
     let config_json = config.redacted_json();
     let log_level = LogLevelControl::new(config.log_level, Box::new(logging::set_level));
     let admin_health = Arc::clone(&health);
+    let scrape_metrics = Arc::clone(&metrics);
+    let gauge_state = Arc::clone(&state);
+    let gauge_pool = pool.clone();
     let parts = Parts {
         settings: ServeSettings::from_config(&config),
         state,
@@ -107,7 +120,7 @@ fn serve(config: Config) -> ExitCode {
         dispatcher,
         admin: Box::new(move |workers| AdminParts {
             health: admin_health,
-            metrics: Box::new(metrics::render),
+            metrics: Box::new(move || scrape_metrics.render()),
             config: config_json,
             workers,
             log_level,
@@ -116,6 +129,23 @@ fn serve(config: Config) -> ExitCode {
         startup: startup_work(url, config.migrate_on_start, pool.clone()),
         background: Vec::new(),
         resources: vec![Box::new(move || drop(pool))],
+        gauges: Box::new(move |g: RuntimeGauges| {
+            metrics.on_scrape(move |m| {
+                m.set_state(gauge_state.get());
+                let pool = gauge_pool.state();
+                m.pool_connections.with_label_values(&["idle"]).set(i64::from(pool.idle));
+                m.pool_connections.with_label_values(&["in_use"]).set(i64::from(pool.in_use()));
+                m.queue_depth.set(count(g.queue_len.as_ref()()));
+                m.connections_open
+                    .with_label_values(&["public"])
+                    .set(count(g.public.open_connections()));
+                if let Some(admin) = &g.admin {
+                    m.connections_open
+                        .with_label_values(&["admin"])
+                        .set(count(admin.open_connections()));
+                }
+            });
+        }),
     };
     match runtime::run(parts) {
         Ok(()) => ExitCode::SUCCESS,
@@ -186,4 +216,9 @@ fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A count as a gauge value.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

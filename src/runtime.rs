@@ -31,7 +31,7 @@ use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
 use crate::http::dispatch::{Dispatcher, Job};
 use crate::http::listener;
-use crate::http::worker_pool::{PoolSize, WorkerPool};
+use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
 
 /// How the runtime serves; derived from `Config` by `main`.
@@ -93,6 +93,16 @@ pub struct Parts {
     pub background: Vec<Box<dyn Background>>,
     /// Closed at step 6, in order (pool, exporters, caches).
     pub resources: Vec<Box<dyn FnOnce() + Send>>,
+    /// Called once the listeners and workers exist, with what metrics read
+    /// at scrape time.
+    pub gauges: Box<dyn FnOnce(RuntimeGauges)>,
+}
+
+/// Live readings of the runtime, for metrics.
+pub struct RuntimeGauges {
+    pub queue_len: QueueLen,
+    pub public: tiny_http::ServerControl,
+    pub admin: Option<tiny_http::ServerControl>,
 }
 
 /// A started service: listeners bound, workers running, start-up work done
@@ -131,6 +141,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         mut startup,
         background,
         resources,
+        gauges,
     } = parts;
 
     // Workers first: the public server's handler needs their queue.
@@ -168,6 +179,11 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
             Some((server, bound))
         }
     };
+    gauges(RuntimeGauges {
+        queue_len: pool.queue_len(),
+        public: public.control(),
+        admin: admin.as_ref().map(|(s, _)| s.control()),
+    });
     log::info!(
         addr = public_addr.to_string().as_str(),
         admin_addr = admin

@@ -144,6 +144,7 @@ impl Harness {
             startup: Box::new(|| Ok(())),
             background: Vec::new(),
             resources: Vec::new(),
+            gauges: Box::new(|_| {}),
         };
         let running = runtime::start(parts, &|| false).expect("start");
         Harness {

@@ -70,6 +70,7 @@ impl Admin {
     pub fn dispatch(&self, req: tiny_http::Request) {
         let mut meta = Meta::begin(&req);
         let hooks = &*self.hooks;
+        hooks.started(&meta);
         pipeline::with_context(meta.log_context(), || {
             let (path, query) = split_target(req.url());
             if let Some((route, answer)) = probe(&self.health, meta.method, path) {

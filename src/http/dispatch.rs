@@ -50,6 +50,7 @@ impl Dispatcher {
     pub fn dispatch(&self, submitter: &Submitter<Job>, mut req: tiny_http::Request) {
         let mut meta = Meta::begin(&req);
         let hooks = &*self.hooks;
+        hooks.started(&meta);
         pipeline::with_context(meta.log_context(), || {
             let (path, _) = split_target(req.url());
             if let Some((route, answer)) = probe(&self.health, meta.method, path) {

@@ -38,6 +38,8 @@ pub type HandlerResult = Result<Response, Problem>;
 /// Observers of finished requests: the seams where metrics and tracing plug
 /// in. Every method has a no-op default.
 pub trait Hooks: Send + Sync {
+    /// A request was parsed and is about to be answered or queued.
+    fn started(&self, _meta: &Meta) {}
     /// A response was written (or failed to be written) for `meta`.
     fn finished(&self, _meta: &Meta, _status: u16, _elapsed: Duration, _bytes: usize) {}
     /// A handler panicked.

@@ -61,7 +61,12 @@ pub struct PoolSize {
 pub struct WorkerPool {
     handles: Vec<JoinHandle<()>>,
     slots: Arc<[WorkerSlot]>,
+    queue_len: QueueLen,
 }
+
+/// Reads how many jobs wait in the queue (for the `http_queue_depth` gauge),
+/// without keeping the channel open the way a `Submitter` would.
+pub type QueueLen = Arc<dyn Fn() -> usize + Send + Sync>;
 
 /// The sending side, cloned into every connection thread's dispatcher.
 pub struct Submitter<J> {
@@ -119,7 +124,20 @@ impl WorkerPool {
                 })?;
             handles.push(handle);
         }
-        Ok((WorkerPool { handles, slots }, Submitter { tx }))
+        let queue_len: QueueLen = Arc::new(move || rx.len());
+        Ok((
+            WorkerPool {
+                handles,
+                slots,
+                queue_len,
+            },
+            Submitter { tx },
+        ))
+    }
+
+    /// A reader of the queue length.
+    pub fn queue_len(&self) -> QueueLen {
+        Arc::clone(&self.queue_len)
     }
 
     /// Per-worker status, for `/debug/workers`.
