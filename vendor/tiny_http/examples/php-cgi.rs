@@ -1,3 +1,9 @@
+#![allow(
+    clippy::empty_line_after_doc_comments,
+    clippy::suspicious_doc_comments,
+    clippy::useless_format,
+    reason = "upstream tiny_http 0.12.0 example, kept unchanged"
+)]
 extern crate ascii;
 extern crate tiny_http;
 

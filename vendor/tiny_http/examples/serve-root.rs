@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unnecessary_unwrap,
+    clippy::needless_borrows_for_generic_args,
+    clippy::needless_borrow,
+    reason = "upstream tiny_http 0.12.0 example, kept unchanged"
+)]
 use ascii::AsciiString;
 use std::fs;
 use std::path::Path;

@@ -62,6 +62,13 @@
 //!
 //! If you don't want to block, you can call `server.try_recv()` instead.
 //!
+//! ## Handler mode, limits and graceful shutdown
+//!
+//! [`Server::from_listener`] takes a ready listener, [`Limits`] and a [`Dispatch`] mode. In
+//! [`Dispatch::Handler`] mode a function is called on the connection thread for each request;
+//! it answers inline or moves the `Request` to another thread. [`Server::control`] returns a
+//! cloneable [`ServerControl`] for graceful shutdown (stop accepting, drain, wait, force close).
+//!
 //! ## Handling requests
 //!
 //! The `Request` object returned by `server.recv()` contains informations about the client's request.
@@ -91,79 +98,83 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use client::ClientConnection;
-use connection::Connection;
-use util::MessagesQueue;
+use conn::{Dispatcher, Queue, ServerShared};
 
+pub use body::{is_body_too_large, BodyTooLarge};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::Limits;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
 
-mod client;
+mod body;
 mod common;
+mod conn;
 mod connection;
+mod head;
+mod limits;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
+/// A request handler for [`Dispatch::Handler`].
+pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
+/// Where the requests read by a [`Server`] go.
+#[derive(Clone)]
+pub enum Dispatch {
+    /// Requests are queued for [`Server::recv`] and friends (upstream behaviour).
+    Queue,
+    /// The handler is called on the connection thread for each request. It either responds
+    /// inline or moves the `Request` to another thread that responds later. The connection
+    /// thread reads the next request only once this one is finished (answered, or dropped),
+    /// and is woken exactly once for that.
+    Handler(Handler),
+}
+
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dispatch::Queue => f.write_str("Queue"),
+            Dispatch::Handler(_) => f.write_str("Handler(..)"),
+        }
+    }
+}
+
 /// The main class of this library.
 ///
-/// Destroying this object will immediately close the listening socket and the reading
-///  part of all the client's connections. Requests that have already been returned by
-///  the `recv()` function will not close and the responses will be transferred to the client.
+/// Dropping it stops accepting, starts draining (idle connections are closed, in-flight
+/// requests get their response with `Connection: close`) and answers requests still queued for
+/// `recv()` with `503` and `Connection: close`.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
+    shared: Arc<ServerShared>,
 
-    // queue for messages received by child threads
-    messages: Arc<MessagesQueue<Message>>,
+    // queue mode only
+    queue: Option<Arc<Queue>>,
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
 }
 
-enum Message {
-    Error(IoError),
-    NewRequest(Request),
-}
-
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
-}
-
-impl From<Request> for Message {
-    fn from(rq: Request) -> Message {
-        Message::NewRequest(rq)
-    }
-}
-
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
+// makes sure that Server, ServerControl and Request are Send (and the first two Sync)
+const _: () = {
+    const fn share<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    share::<Server>();
+    share::<ServerControl>();
+    send::<Request>();
+};
 
 pub struct IncomingRequests<'a> {
     server: &'a Server,
@@ -175,21 +186,63 @@ pub struct ServerConfig {
     /// The addresses to try to listen to.
     pub addr: ConfigListenAddr,
 
-    /// If `Some`, then the server will use SSL to encode the communications.
-    pub ssl: Option<SslConfig>,
+    /// Limits and timeouts of the connections.
+    pub limits: Limits,
 }
 
-/// Configuration of the server for SSL.
-#[derive(Debug, Clone)]
-pub struct SslConfig {
-    /// Contains the public certificate to send to clients.
-    pub certificate: Vec<u8>,
-    /// Contains the ultra-secret private key used to decode communications.
-    pub private_key: Vec<u8>,
+/// A cloneable handle for graceful shutdown and metrics, valid after the `Server` is dropped.
+#[derive(Clone)]
+pub struct ServerControl {
+    shared: Arc<ServerShared>,
+}
+
+impl std::fmt::Debug for ServerControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerControl")
+            .field("open_connections", &self.open_connections())
+            .field("draining", &self.is_draining())
+            .finish()
+    }
+}
+
+impl ServerControl {
+    /// Stops accepting: the listening socket is shut down at once (new connects are refused, or
+    /// go to the other sockets of a `SO_REUSEPORT` group) and closed by the accept thread.
+    /// Connections already accepted are not affected. Idempotent.
+    pub fn stop_accepting(&self) {
+        self.shared.stop_accepting();
+    }
+
+    /// From now on every response carries `Connection: close` and its connection closes after
+    /// it; connections idle between requests are closed now. Idempotent.
+    pub fn start_draining(&self) {
+        self.shared.start_draining();
+    }
+
+    /// True once [`start_draining`](Self::start_draining) was called (or the `Server` dropped).
+    pub fn is_draining(&self) -> bool {
+        self.shared.is_draining()
+    }
+
+    /// Blocks until every connection is closed or `deadline` passes; returns whether every
+    /// connection is closed.
+    pub fn wait_idle(&self, deadline: Instant) -> bool {
+        self.shared.wait_idle(deadline)
+    }
+
+    /// Shuts down every remaining socket (reads and writes on them fail at once).
+    pub fn force_close(&self) {
+        self.shared.force_close();
+    }
+
+    /// Connections currently open (each holds one thread).
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections()
+    }
 }
 
 impl Server {
-    /// Shortcut for a simple server on a specific address.
+    /// Shortcut for a simple server on a specific address, with `Limits::default()`.
     #[inline]
     pub fn http<A>(addr: A) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
     where
@@ -197,23 +250,7 @@ impl Server {
     {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: None,
-        })
-    }
-
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
+            limits: Limits::default(),
         })
     }
 
@@ -225,140 +262,67 @@ impl Server {
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
-            ssl: None,
+            limits: Limits::default(),
         })
     }
 
-    /// Builds a new server that listens on the specified address.
+    /// Builds a new server that listens on the specified address (queue mode).
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Ok(Self::from_listener(
+            listener,
+            config.limits,
+            Dispatch::Queue,
+        )?)
     }
 
-    /// Builds a new server using the specified TCP listener.
+    /// Builds a new server on a ready listener (for example a `std::net::TcpListener` bound with
+    /// `SO_REUSEPORT`, or one inherited from systemd), with the given limits and dispatch mode.
     ///
-    /// This is useful if you've constructed TcpListener using some less usual method
-    /// such as from systemd. For other cases, you probably want the `new()` function.
+    /// The listener is switched to blocking mode. Do not set `SO_RCVTIMEO` on it.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
-        ssl_config: Option<SslConfig>,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        limits: Limits,
+        dispatch: Dispatch,
+    ) -> IoResult<Server> {
         let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
+        let local_addr = listener.local_addr()?;
+        listener.set_nonblocking(false)?;
+        log::debug!("Server listening on {}", local_addr);
 
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
+        let listener = Arc::new(listener);
+        let shared = Arc::new(ServerShared::new(limits.sanitized(), listener.clone()));
+        let (queue, dispatcher) = match dispatch {
+            Dispatch::Queue => {
+                let q = Arc::new(Queue::new());
+                (Some(q.clone()), Dispatcher::Queue(q))
+            }
+            Dispatch::Handler(h) => (None, Dispatcher::Handler(h)),
         };
 
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
+        let inside = shared.clone();
+        thread::Builder::new()
+            .name("http-accept".to_owned())
+            .stack_size(64 * 1024)
+            .spawn(move || conn::accept_loop(listener, inside, dispatcher))?;
 
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
-        let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
         Ok(Server {
-            messages,
-            close: close_trigger,
+            shared,
+            queue,
             listening_addr: local_addr,
         })
     }
 
+    /// A cloneable handle for graceful shutdown and metrics.
+    pub fn control(&self) -> ServerControl {
+        ServerControl {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Returns an iterator for all the incoming requests.
     ///
-    /// The iterator will return `None` if the server socket is shutdown.
+    /// The iterator will return `None` once `unblock()` was called and the queue is empty.
     #[inline]
     pub fn incoming_requests(&self) -> IncomingRequests<'_> {
         IncomingRequests { server: self }
@@ -372,43 +336,51 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.shared.open_connections()
+    }
+
+    fn queue(&self) -> IoResult<&Queue> {
+        self.queue.as_deref().ok_or_else(|| {
+            IoError::new(
+                IoErrorKind::Unsupported,
+                "the server dispatches requests to a handler",
+            )
+        })
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
+    ///
+    /// Returns an error once `unblock()` was called and no request is queued.
     pub fn recv(&self) -> IoResult<Request> {
-        match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(rq),
-            None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
+        match self.queue()?.pop(None) {
+            Ok(Some(rq)) => Ok(rq),
+            _ => Err(unblocked()),
         }
     }
 
-    /// Same as `recv()` but doesn't block longer than timeout
+    /// Same as `recv()` but doesn't block longer than timeout. `Ok(None)` on timeout.
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
-        match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        let deadline = Instant::now().checked_add(timeout);
+        self.queue()?.pop(deadline).map_err(|()| unblocked())
     }
 
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
-        match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
-            Some(Message::NewRequest(rq)) => Ok(Some(rq)),
-            None => Ok(None),
-        }
+        Ok(self.queue()?.try_pop())
     }
 
-    /// Unblock thread stuck in recv() or incoming_requests().
-    /// If there are several such threads, only one is unblocked.
-    /// This method allows graceful shutdown of server.
+    /// Unblocks every thread stuck in `recv()`, `recv_timeout()` or `incoming_requests()`, now
+    /// and later: once the queued requests are taken, they return an error (`None` for the
+    /// iterator) instead of blocking. This method allows graceful shutdown of server.
     pub fn unblock(&self) {
-        self.messages.unblock();
+        if let Some(q) = &self.queue {
+            q.unblock();
+        }
     }
+}
+
+fn unblocked() -> IoError {
+    IoError::other("thread unblocked")
 }
 
 impl Iterator for IncomingRequests<'_> {
@@ -420,19 +392,12 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
+        self.shared.stop_accepting();
+        self.shared.start_draining();
+        if let Some(q) = &self.queue {
+            for rq in q.close() {
+                let _ = rq.respond(Response::empty(503).with_connection_close());
             }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
         }
 
         #[cfg(unix)]

@@ -1,15 +1,16 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, BufReader, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use std::sync::mpsc::Sender;
-
-use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::body::{Body, BodyLimits};
+use crate::conn::{give_back, write_sock, ConnIo};
+use crate::head::{Head, Plan};
+use crate::response::ConnHeader;
+use crate::util::CustomStream;
+use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -19,22 +20,12 @@ use chunked_transfer::Decoder;
 /// This object implements the `Send` trait, therefore you can dispatch your requests to
 /// worker threads.
 ///
-/// # Pipelining
+/// # One request at a time per connection
 ///
-/// If a client sends multiple requests in a row (without waiting for the response), then you will
-/// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
-/// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
-///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// A connection reads its next request only once this one is finished: answered (or turned
+/// into a writer / upgraded stream that was dropped, or dropped) and its body consumed or
+/// drained. Pipelined requests are therefore answered one after the other, in order, and one
+/// client can never occupy more than one thread answering requests.
 ///
 /// # Automatic cleanup
 ///
@@ -48,16 +39,10 @@ use chunked_transfer::Decoder;
 ///
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
-    // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
-
-    // if this writer is empty, then the request has been answered
-    response_writer: Option<Box<dyn Write + Send + 'static>>,
+    // where the body comes from and where the response goes; `None` once answered
+    io: Option<Io>,
 
     remote_addr: Option<SocketAddr>,
-
-    // true if HTTPS, false if HTTP
-    secure: bool,
 
     method: Method,
 
@@ -72,32 +57,18 @@ pub struct Request {
     // true if a `100 Continue` response must be sent when `as_reader()` is called
     must_send_continue: bool,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    // returned by `as_reader` once the request is answered (never observable in practice)
+    empty: io::Empty,
 }
 
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
-}
-
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
-    }
+enum Io {
+    /// A request read from a connection of a `Server`.
+    Conn(Box<ConnIo>),
+    /// A request built from arbitrary streams (`TestRequest`).
+    Custom {
+        reader: Box<dyn Read + Send + 'static>,
+        writer: Box<dyn Write + Send + 'static>,
+    },
 }
 
 /// Error that can happen when building a `Request` object.
@@ -105,147 +76,120 @@ impl<R> Drop for NotifyOnDrop<R> {
 pub enum RequestCreationError {
     /// The client sent an `Expect` header that was not recognized by tiny-http.
     ExpectationFailed,
-
-    /// Error while reading data from the socket during the creation of the `Request`.
-    CreationIoError(IoError),
 }
 
-impl From<IoError> for RequestCreationError {
-    fn from(err: IoError) -> RequestCreationError {
-        RequestCreationError::CreationIoError(err)
+/// Decodes a body read from an arbitrary stream (used by `TestRequest`).
+struct CustomBody<R: Read> {
+    src: BufReader<R>,
+    body: Body,
+    line: Vec<u8>,
+}
+
+impl<R: Read> Read for CustomBody<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let lim = BodyLimits {
+            max_body: u64::MAX,
+            max_trailer_bytes: 64 * 1024,
+            max_trailers: 1000,
+        };
+        self.body.read(&mut self.src, buf, &lim, &mut self.line)
     }
 }
 
-/// Builds a new request.
-///
-/// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
+/// Builds a new request from arbitrary streams.
 ///
 /// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
+/// The body is framed by the `Transfer-Encoding` (chunked) or `Content-Length` header.
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
 pub fn new_request<R, W>(
-    secure: bool,
+    _secure: bool,
     method: Method,
     path: String,
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
+    source_data: R,
     writer: W,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
+    let chunked = headers.iter().any(|h| h.field.equiv("Transfer-Encoding"));
+    let content_length: Option<usize> = if chunked {
         None
     } else {
         headers
             .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
+            .find(|h| h.field.equiv("Content-Length"))
             .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
     };
-
-    // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
-        }
+    let expects_continue = match headers
+        .iter()
+        .find(|h| h.field.equiv("Expect"))
+        .map(|h| h.value.as_str())
+    {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
+        _ => return Err(RequestCreationError::ExpectationFailed),
     };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+    let body = if chunked {
+        Body::chunked()
     } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        Body::length(content_length.unwrap_or(0) as u64)
+    };
+    let reader = CustomBody {
+        src: BufReader::new(source_data),
+        body,
+        line: Vec::new(),
     };
 
     Ok(Request {
-        data_reader: Some(reader),
-        response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+        io: Some(Io::Custom {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        }),
         remote_addr,
-        secure,
         method,
         path,
         http_version: version,
         headers,
         body_length: content_length,
         must_send_continue: expects_continue,
-        notify_when_responded: None,
+        empty: io::empty(),
     })
 }
 
 impl Request {
-    /// Returns true if the request was made through HTTPS.
+    /// Builds a request read from a connection; takes the connection's I/O state until the
+    /// request is answered.
+    pub(crate) fn from_conn(
+        mut io: Box<ConnIo>,
+        head: Head,
+        plan: Plan,
+        remote_addr: Option<SocketAddr>,
+    ) -> Request {
+        io.body = plan.body;
+        io.close_after = !plan.keep_alive;
+        Request {
+            io: Some(Io::Conn(io)),
+            remote_addr,
+            method: head.method,
+            path: head.target,
+            http_version: head.version,
+            headers: head.headers,
+            body_length: plan.content_length.and_then(|n| usize::try_from(n).ok()),
+            must_send_continue: plan.expects_continue,
+            empty: io::empty(),
+        }
+    }
+
+    /// Always false: this build has no TLS support (TLS is terminated in front of the server).
     #[inline]
     pub fn secure(&self) -> bool {
-        self.secure
+        false
     }
 
     /// Returns the method requested by the client (eg. `GET`, `POST`, etc.).
@@ -299,37 +243,43 @@ impl Request {
     /// If you detect that the request wants to use some kind of protocol upgrade, you can
     ///  call this function to obtain full control of the socket stream.
     ///
-    /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
-    ///  is destroyed before continuing to read or write on the socket. Therefore you should always
-    ///  destroy it as soon as possible.
+    /// Each read of the returned stream waits at most the idle timeout. The connection is closed
+    /// when the stream is dropped.
     pub fn upgrade<R: Read>(
         mut self,
         protocol: &str,
         response: Response<R>,
     ) -> Box<dyn ReadWrite + Send> {
-        use crate::util::CustomStream;
-
-        response
-            .raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                false,
-                Some(protocol),
-            )
-            .ok(); // TODO: unused result
-
-        self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
-
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
+        match self.io.take() {
+            Some(Io::Conn(mut io)) => {
+                io.close_after = true;
+                {
+                    let mut w = io.writer();
+                    let _ = response
+                        .raw_print_conn(
+                            &mut w,
+                            self.http_version.clone(),
+                            &self.headers,
+                            false,
+                            Some(protocol),
+                            ConnHeader::None,
+                        )
+                        .and_then(|()| w.flush());
+                }
+                Box::new(ConnStream { io: Some(io) })
+            }
+            Some(Io::Custom { reader, mut writer }) => {
+                let _ = response.raw_print(
+                    writer.by_ref(),
+                    self.http_version.clone(),
+                    &self.headers,
+                    false,
+                    Some(protocol),
+                );
+                let _ = writer.flush();
+                Box::new(CustomStream::new(reader, writer))
+            }
+            None => Box::new(CustomStream::new(io::empty(), io::sink())),
         }
     }
 
@@ -357,23 +307,36 @@ impl Request {
     ///
     /// If the client sent a `Expect: 100-continue` header with the request, calling this
     ///  function will send back a `100 Continue` response.
+    ///
+    /// Reads fail with `ErrorKind::TimedOut` when the body is not complete within the read
+    /// timeout (counted from the first read), and with an error recognised by
+    /// [`is_body_too_large`](crate::is_body_too_large) when a chunked body exceeds the body
+    /// limit. After a failed read the connection is closed after the response.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
         if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
             self.must_send_continue = false;
+            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+            match &mut self.io {
+                Some(Io::Conn(io)) => {
+                    io.start_body();
+                    let mut w = io.writer();
+                    if w.write_all(CONTINUE).and_then(|()| w.flush()).is_err() {
+                        io.close_after = true;
+                    }
+                }
+                Some(Io::Custom { writer, .. }) => {
+                    let _ = writer.write_all(CONTINUE).and_then(|()| writer.flush());
+                }
+                None => {}
+            }
         }
 
-        self.data_reader.as_mut().unwrap()
+        match &mut self.io {
+            Some(Io::Conn(io)) => &mut **io,
+            Some(Io::Custom { reader, .. }) => reader,
+            None => &mut self.empty,
+        }
     }
 
     /// Turns the `Request` into a writer.
@@ -381,82 +344,84 @@ impl Request {
     /// The writer has a raw access to the stream to the user.
     /// This function is useful for things like CGI.
     ///
-    /// Note that the destruction of the `Writer` object may trigger
-    /// some events. For exemple if a client has sent multiple requests and the requests
-    /// have been processed in parallel, the destruction of a writer will trigger
-    /// the writing of the next response.
-    /// Therefore you should always destroy the `Writer` as soon as possible.
+    /// The connection is closed when the writer is dropped; the connection thread waits for
+    /// that, so drop the writer as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
+        match self.io.take() {
+            Some(Io::Conn(mut io)) => {
+                io.close_after = true;
+                Box::new(ConnStream { io: Some(io) })
+            }
+            Some(Io::Custom { writer, .. }) => writer,
+            None => Box::new(io::sink()),
         }
     }
 
-    /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
-    /// as the object returned by `into_writer` above.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_writer_impl(&mut self) -> Box<dyn Write + Send + 'static> {
-        use std::mem;
-
-        assert!(self.response_writer.is_some());
-
-        let mut writer = None;
-        mem::swap(&mut self.response_writer, &mut writer);
-        writer.unwrap()
-    }
-
-    /// Extract the body `Reader` object from the Request.
-    ///
-    /// This may only be called once on a single request.
-    fn extract_reader_impl(&mut self) -> Box<dyn Read + Send + 'static> {
-        use std::mem;
-
-        assert!(self.data_reader.is_some());
-
-        let mut reader = None;
-        mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
-    }
-
     /// Sends a response to this request.
+    ///
+    /// The response carries `Connection: close` (and the connection closes after it) when the
+    /// client asked for it, the response asked for it (`Connection: close` header), the server
+    /// is draining, a body read failed, or the unread rest of the body is too large to drain.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
-        let mut writer = self.extract_writer_impl();
-
         let do_not_send_body = self.method == Method::Head;
-
-        Self::ignore_client_closing_errors(response.raw_print(
-            writer.by_ref(),
-            self.http_version.clone(),
-            &self.headers,
-            do_not_send_body,
-            None,
-        ))?;
-
-        Self::ignore_client_closing_errors(writer.flush())
+        match self.io.take() {
+            Some(Io::Conn(mut io)) => {
+                let close = io.close_after
+                    || response.wants_close()
+                    || io.is_draining()
+                    || !io.body_drainable()
+                    || (self.must_send_continue && !io.body.is_done());
+                let conn = if close {
+                    ConnHeader::Close
+                } else if self.http_version == HTTPVersion(1, 0) {
+                    ConnHeader::KeepAlive
+                } else {
+                    ConnHeader::None
+                };
+                io.close_after = close;
+                let res = {
+                    let mut w = io.writer();
+                    response
+                        .raw_print_conn(
+                            &mut w,
+                            self.http_version.clone(),
+                            &self.headers,
+                            do_not_send_body,
+                            None,
+                            conn,
+                        )
+                        .and_then(|()| w.flush())
+                };
+                if res.is_err() {
+                    io.close_after = true;
+                }
+                give_back(io);
+                Self::ignore_client_closing_errors(res)
+            }
+            Some(Io::Custom { mut writer, .. }) => {
+                Self::ignore_client_closing_errors(response.raw_print(
+                    writer.by_ref(),
+                    self.http_version.clone(),
+                    &self.headers,
+                    do_not_send_body,
+                    None,
+                ))?;
+                Self::ignore_client_closing_errors(writer.flush())
+            }
+            None => Ok(()),
+        }
     }
 
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
@@ -468,10 +433,44 @@ impl Request {
             _ => Err(err),
         })
     }
+}
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
+/// The raw connection handed out by `into_writer` and `upgrade`; gives the connection back
+/// (to be closed) when dropped.
+struct ConnStream {
+    io: Option<Box<ConnIo>>,
+}
+
+impl Read for ConnStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.io {
+            Some(io) => {
+                io.rolling_deadline();
+                io.reader_mut().read(buf)
+            }
+            None => Ok(0),
+        }
+    }
+}
+
+impl Write for ConnStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.io {
+            Some(io) => write_sock(io.stream(), buf),
+            None => Err(ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ConnStream {
+    fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            give_back(io);
+        }
     }
 }
 
@@ -487,12 +486,8 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.response_writer.is_some() {
-            let response = Response::empty(500);
-            let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
+        if self.io.is_some() {
+            let _ = self.respond_impl(Response::empty(500)); // ignoring any potential error
         }
     }
 }

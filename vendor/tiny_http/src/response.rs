@@ -16,7 +16,8 @@ use std::time::SystemTime;
 /// Some headers cannot be changed. Trying to define the value
 /// of one of these will have no effect:
 ///
-///  - `Connection`
+///  - `Connection` (except `Connection: close`, which is kept: the response then carries it and
+///    the connection is closed after it)
 ///  - `Trailer`
 ///  - `Transfer-Encoding`
 ///  - `Upgrade`
@@ -24,18 +25,18 @@ use std::time::SystemTime;
 /// Some headers have special behaviors:
 ///
 ///  - `Content-Encoding`: If you define this header, the library
-///     will assume that the data from the `Read` object has the specified encoding
-///     and will just pass-through.
+///    will assume that the data from the `Read` object has the specified encoding
+///    and will just pass-through.
 ///
 ///  - `Content-Length`: The length of the data should be set manually
-///     using the `Reponse` object's API. Attempting to set the value of this
-///     header will be equivalent to modifying the size of the data but the header
-///     itself may not be present in the final result.
+///    using the `Reponse` object's API. Attempting to set the value of this
+///    header will be equivalent to modifying the size of the data but the header
+///    itself may not be present in the final result.
 ///
 ///  - `Content-Type`: You may only set this header to one value at a time. If you
-///     try to set it more than once, the existing value will be overwritten. This
-///     behavior differs from the default for most headers, which is to allow them to
-///     be set multiple times in the same response.
+///    try to set it more than once, the existing value will be overwritten. This
+///    behavior differs from the default for most headers, which is to allow them to
+///    be set multiple times in the same response.
 ///
 pub struct Response<R> {
     reader: R,
@@ -43,6 +44,36 @@ pub struct Response<R> {
     headers: Vec<Header>,
     data_length: Option<usize>,
     chunked_threshold: Option<usize>,
+    close: bool,
+}
+
+/// The `Connection` header a response carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnHeader {
+    None,
+    Close,
+    KeepAlive,
+}
+
+/// Writes the body in chunked transfer coding (one chunk per write).
+struct ChunkedEncoder<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> Write for ChunkedEncoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        write!(self.inner, "{:X}\r\n", buf.len())?;
+        self.inner.write_all(buf)?;
+        self.inner.write_all(b"\r\n")?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A `Response` without a template parameter.
@@ -172,10 +203,7 @@ fn choose_transfer_encoding(
     }
 
     // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
-    if entity_length
-        .as_ref()
-        .map_or(true, |val| *val >= chunked_threshold)
-    {
+    if entity_length.is_none_or(|val| val >= chunked_threshold) {
         return TransferEncoding::Chunked;
     }
 
@@ -206,6 +234,7 @@ where
             headers: Vec::with_capacity(16),
             data_length,
             chunked_threshold: None,
+            close: false,
         };
 
         for h in headers {
@@ -254,9 +283,21 @@ where
     {
         let header = header.into();
 
+        // `Connection: close` is honoured (see `wants_close`); other values are ignored
+        if header.field.equiv("Connection") {
+            if header
+                .value
+                .as_str()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                self.close = true;
+            }
+            return;
+        }
+
         // ignoring forbidden headers
-        if header.field.equiv("Connection")
-            || header.field.equiv("Trailer")
+        if header.field.equiv("Trailer")
             || header.field.equiv("Transfer-Encoding")
             || header.field.equiv("Upgrade")
         {
@@ -283,6 +324,20 @@ where
         }
 
         self.headers.push(header);
+    }
+
+    /// Returns the same response, marked to be sent with `Connection: close`: the connection is
+    /// closed after it.
+    #[inline]
+    pub fn with_connection_close(mut self) -> Response<R> {
+        self.close = true;
+        self
+    }
+
+    /// True if the response asked for `Connection: close`.
+    #[inline]
+    pub fn wants_close(&self) -> bool {
+        self.close
     }
 
     /// Returns the same request, but with an additional header.
@@ -319,6 +374,7 @@ where
             status_code: self.status_code,
             data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 
@@ -332,12 +388,37 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> IoResult<()> {
+        let conn = if self.close {
+            ConnHeader::Close
+        } else {
+            ConnHeader::None
+        };
+        self.raw_print_conn(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            upgrade,
+            conn,
+        )
+    }
+
+    /// `raw_print` with the `Connection` header decided by the caller.
+    pub(crate) fn raw_print_conn<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
+        conn: ConnHeader,
     ) -> IoResult<()> {
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
@@ -372,6 +453,16 @@ where
                 Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
             );
             transfer_encoding = None;
+        } else {
+            let value: &[u8] = match conn {
+                ConnHeader::None => b"",
+                ConnHeader::Close => b"close",
+                ConnHeader::KeepAlive => b"keep-alive",
+            };
+            if !value.is_empty() {
+                self.headers
+                    .push(Header::from_bytes(&b"Connection"[..], value).unwrap());
+            }
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
@@ -431,10 +522,11 @@ where
         if !do_not_send_body {
             match transfer_encoding {
                 Some(TransferEncoding::Chunked) => {
-                    use chunked_transfer::Encoder;
-
-                    let mut writer = Encoder::new(writer);
-                    io::copy(&mut reader, &mut writer)?;
+                    let mut encoder = ChunkedEncoder {
+                        inner: writer.by_ref(),
+                    };
+                    io::copy(&mut reader, &mut encoder)?;
+                    writer.write_all(b"0\r\n\r\n")?;
                 }
 
                 Some(TransferEncoding::Identity) => {
@@ -481,6 +573,7 @@ where
             headers: self.headers,
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }
@@ -569,6 +662,7 @@ impl Clone for Response<io::Empty> {
             headers: self.headers.clone(),
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
+            close: self.close,
         }
     }
 }

@@ -1,0 +1,388 @@
+//! Strict request-head parsing (RFC 9112) with size limits, and request framing analysis.
+
+use std::io::{BufRead, ErrorKind};
+
+use ascii::AsciiString;
+
+use crate::body::{read_line, Body, LineError};
+use crate::common::{HTTPVersion, Header, HeaderField, Method};
+use crate::Limits;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) target: String,
+    pub(crate) version: HTTPVersion,
+    pub(crate) headers: Vec<Header>,
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// End of stream or a socket error: close without answering.
+    Closed,
+    /// The read deadline passed while the head was incomplete: answer 408 and close.
+    TimedOut,
+    /// Answer this status and close (the reason is for the debug log).
+    Reject(u16, &'static str),
+}
+
+impl HeadError {
+    fn from_line(e: LineError, too_long: u16) -> HeadError {
+        match e {
+            LineError::TooLong if too_long == 414 => {
+                HeadError::Reject(414, "request line too long")
+            }
+            LineError::TooLong => HeadError::Reject(431, "header section too large"),
+            LineError::BareLf => HeadError::Reject(400, "bare LF line ending"),
+            LineError::Eof => HeadError::Closed,
+            LineError::Io(e) => match e.kind() {
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => HeadError::TimedOut,
+                _ => HeadError::Closed,
+            },
+        }
+    }
+}
+
+/// Empty lines tolerated before a request line (RFC 9112 §2.2).
+const MAX_LEADING_EMPTY_LINES: usize = 4;
+
+/// Reads and validates a request head.
+pub(crate) fn read_head<R: BufRead + ?Sized>(
+    src: &mut R,
+    lim: &Limits,
+    line: &mut Vec<u8>,
+) -> Result<Head, HeadError> {
+    let mut empty = 0;
+    loop {
+        read_line(src, line, lim.max_request_line).map_err(|e| HeadError::from_line(e, 414))?;
+        if !line.is_empty() {
+            break;
+        }
+        empty += 1;
+        if empty > MAX_LEADING_EMPTY_LINES {
+            return Err(HeadError::Reject(400, "empty lines instead of a request"));
+        }
+    }
+    let (method, target, version) = parse_request_line(line)?;
+
+    let mut headers = Vec::with_capacity(16);
+    let mut bytes = 0usize;
+    loop {
+        let budget = lim.max_header_bytes.saturating_sub(bytes);
+        read_line(src, line, budget).map_err(|e| HeadError::from_line(e, 431))?;
+        bytes += line.len() + 2;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() >= lim.max_headers {
+            return Err(HeadError::Reject(431, "too many header fields"));
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Err(HeadError::Reject(400, "obsolete line folding"));
+        }
+        match parse_field_line(line) {
+            Some(h) => headers.push(h),
+            None => return Err(HeadError::Reject(400, "malformed header field")),
+        }
+    }
+
+    Ok(Head {
+        method,
+        target,
+        version,
+        headers,
+    })
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), HeadError> {
+    let bad = |why| HeadError::Reject(400, why);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    if parts.len() == 2 {
+        return Err(bad("HTTP/0.9 request line"));
+    }
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(bad("malformed request line"));
+    }
+    let (method, target, version) = (parts[0], parts[1], parts[2]);
+
+    if !method.iter().all(|&b| is_tchar(b)) {
+        return Err(bad("invalid method"));
+    }
+    let version = match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            match (major - b'0', minor - b'0') {
+                (1, 0) => HTTPVersion(1, 0),
+                // A higher 1.x minor version is handled as 1.1 (RFC 9110 §6.2).
+                (1, _) => HTTPVersion(1, 1),
+                (0, _) => return Err(bad("HTTP/0.x request")),
+                _ => return Err(HeadError::Reject(505, "unsupported HTTP major version")),
+            }
+        }
+        _ => return Err(bad("malformed HTTP version")),
+    };
+
+    // method and target are checked to be ASCII below, so the conversions cannot fail.
+    let method: Method = std::str::from_utf8(method)
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| bad("invalid method"))?;
+
+    if !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return Err(bad("invalid character in request target"));
+    }
+    let origin = target[0] == b'/';
+    let asterisk = target == b"*" && method == Method::Options;
+    let absolute =
+        starts_with_ignore_case(target, b"http://") || starts_with_ignore_case(target, b"https://");
+    if !(origin || asterisk || absolute) {
+        return Err(bad(
+            "request target is not in origin, absolute or asterisk form",
+        ));
+    }
+    let target = String::from_utf8(target.to_vec()).map_err(|_| bad("invalid target"))?;
+    Ok((method, target, version))
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() > prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Parses `field-name ":" OWS field-value OWS`. Rejects whitespace before the colon, non-token
+/// names, control characters and non-ASCII bytes in values.
+pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return None;
+    }
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |p| p + 1);
+    let value = &value[start..end];
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b))
+    {
+        return None;
+    }
+    Some(Header {
+        field: HeaderField::from_bytes(name.to_vec()).ok()?,
+        value: AsciiString::from_ascii(value.to_vec()).ok()?,
+    })
+}
+
+/// How a request is framed and what the connection does after it.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) body: Body,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) expects_continue: bool,
+    /// The client allows the connection to stay open after this request.
+    pub(crate) keep_alive: bool,
+}
+
+fn comma_tokens<'a>(headers: &'a [Header], name: &'static str) -> impl Iterator<Item = &'a str> {
+    headers
+        .iter()
+        .filter(move |h| h.field.equiv(name))
+        .flat_map(|h| h.value.as_str().split(','))
+        .map(|t| t.trim_matches(|c| c == ' ' || c == '\t'))
+        .filter(|t| !t.is_empty())
+}
+
+/// Decides the framing of a request (RFC 9112 §6) or the status that rejects it.
+pub(crate) fn analyse(head: &Head, lim: &Limits) -> Result<Plan, (u16, &'static str)> {
+    let headers = &head.headers;
+    let http11 = head.version == HTTPVersion(1, 1);
+
+    let hosts = headers.iter().filter(|h| h.field.equiv("Host")).count();
+    if hosts > 1 || (http11 && hosts == 0) {
+        return Err((400, "missing or duplicate Host"));
+    }
+
+    let has_te = headers.iter().any(|h| h.field.equiv("Transfer-Encoding"));
+    let cls: Vec<&Header> = headers
+        .iter()
+        .filter(|h| h.field.equiv("Content-Length"))
+        .collect();
+
+    let mut content_length = None;
+    let body = if has_te {
+        if !http11 {
+            return Err((400, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        if !cls.is_empty() {
+            return Err((400, "both Content-Length and Transfer-Encoding"));
+        }
+        let codings: Vec<&str> = comma_tokens(headers, "Transfer-Encoding").collect();
+        match codings.as_slice() {
+            [only] if only.eq_ignore_ascii_case("chunked") => Body::chunked(),
+            [.., last] if last.eq_ignore_ascii_case("chunked") => {
+                return Err((501, "unsupported transfer coding"))
+            }
+            _ => return Err((400, "chunked is not the final transfer coding")),
+        }
+    } else if !cls.is_empty() {
+        if cls.len() > 1 {
+            return Err((400, "several Content-Length fields"));
+        }
+        let v = cls[0].value.as_str();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err((400, "invalid Content-Length"));
+        }
+        let n: u64 = v.parse().map_err(|_| (400, "invalid Content-Length"))?;
+        if n > lim.max_body_bytes {
+            return Err((413, "Content-Length over the body limit"));
+        }
+        content_length = Some(n);
+        Body::length(n)
+    } else {
+        Body::Done
+    };
+
+    let mut expects_continue = false;
+    for e in headers.iter().filter(|h| h.field.equiv("Expect")) {
+        if e.value.as_str().eq_ignore_ascii_case("100-continue") {
+            expects_continue = http11;
+        } else {
+            return Err((417, "unsupported expectation"));
+        }
+    }
+
+    let (mut close, mut keep, mut upgrade) = (false, false, false);
+    for t in comma_tokens(headers, "Connection") {
+        close |= t.eq_ignore_ascii_case("close");
+        keep |= t.eq_ignore_ascii_case("keep-alive");
+        upgrade |= t.eq_ignore_ascii_case("upgrade");
+    }
+    let keep_alive = !close && !upgrade && (http11 || keep);
+
+    Ok(Plan {
+        body,
+        content_length,
+        expects_continue: expects_continue && !body_is_empty(content_length, has_te),
+        keep_alive,
+    })
+}
+
+fn body_is_empty(content_length: Option<u64>, chunked: bool) -> bool {
+    !chunked && content_length.unwrap_or(0) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Head, HeadError> {
+        let mut src = std::io::BufReader::new(raw.as_bytes());
+        read_head(&mut src, &Limits::default(), &mut Vec::new())
+    }
+
+    fn status(raw: &str) -> u16 {
+        match head(raw) {
+            Ok(h) => match analyse(&h, &Limits::default()) {
+                Ok(_) => 200,
+                Err((s, _)) => s,
+            },
+            Err(HeadError::Reject(s, _)) => s,
+            Err(HeadError::TimedOut) => 408,
+            Err(HeadError::Closed) => 0,
+        }
+    }
+
+    #[test]
+    fn accepts_valid() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(status("\r\nGET /x?y HTTP/1.0\r\n\r\n"), 200);
+        assert_eq!(status("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(status("GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            200
+        );
+        let h = head("GET / HTTP/1.1\r\nHost:  a b \t\r\n\r\n").unwrap();
+        assert_eq!(h.headers[0].value.as_str(), "a b");
+    }
+
+    #[test]
+    fn rejects_invalid() {
+        let h = "Host: a\r\n";
+        assert_eq!(status("GET /\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/0.9\r\n\r\n"), 400);
+        assert_eq!(status("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/3.0\r\n\r\n"), 505);
+        assert_eq!(status("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET a.com:80 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\nHost: a\n\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{h}{h}\r\n")), 400);
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{h}X : y\r\n\r\n")), 400);
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\n{h}X: y\r\n z\r\n\r\n")),
+            400
+        );
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\n{h}X: \x01\r\n\r\n")),
+            400
+        );
+        let te = |v: &str| format!("POST / HTTP/1.1\r\n{h}Transfer-Encoding: {v}\r\n\r\n");
+        assert_eq!(status(&te("gzip")), 400);
+        assert_eq!(status(&te("gzip, chunked")), 501);
+        assert_eq!(status(&te("chunked, chunked")), 501);
+        assert_eq!(status(&te("chunked, gzip")), 400);
+        let cl = |v: &str| format!("POST / HTTP/1.1\r\n{h}Content-Length: {v}\r\n\r\n");
+        assert_eq!(status(&cl("+5")), 400);
+        assert_eq!(status(&cl("-5")), 400);
+        assert_eq!(status(&cl("5, 5")), 400);
+        assert_eq!(status(&cl("abc")), 400);
+        assert_eq!(status(&cl("99999999999999999999999")), 400);
+        assert_eq!(status(&cl("18446744073709551615")), 413);
+        assert_eq!(
+            status(&format!(
+                "POST / HTTP/1.1\r\n{h}Content-Length: 5\r\nContent-Length: 5\r\n\r\n"
+            )),
+            400
+        );
+        assert_eq!(
+            status(&format!(
+                "POST / HTTP/1.1\r\n{h}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\n{h}Expect: x\r\n\r\n")),
+            417
+        );
+        assert_eq!(
+            status(&format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000))),
+            414
+        );
+        assert_eq!(
+            status(&format!(
+                "GET / HTTP/1.1\r\nX: {}\r\n\r\n",
+                "a".repeat(17000)
+            )),
+            431
+        );
+        let many: String = (0..101).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{h}{many}\r\n")), 431);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n"), 0);
+    }
+}
