@@ -134,7 +134,10 @@ mod tests {
             ],
         );
         let r = h.readyz();
-        assert_eq!((r.status, body(&r)["status"].clone()), (503, "starting".into()));
+        assert_eq!(
+            (r.status, body(&r)["status"].clone()),
+            (503, "starting".into())
+        );
         state.advance(State::Ready);
         let r = h.readyz();
         assert_eq!(r.status, 200);
@@ -143,7 +146,10 @@ mod tests {
         assert_eq!(body(&r)["checks"]["redis"], "connection refused");
         state.advance(State::Draining);
         let r = h.readyz();
-        assert_eq!((r.status, body(&r)["status"].clone()), (503, "draining".into()));
+        assert_eq!(
+            (r.status, body(&r)["status"].clone()),
+            (503, "draining".into())
+        );
         assert_eq!(h.healthz().status, 200, "liveness holds while draining");
     }
 
@@ -151,7 +157,10 @@ mod tests {
     fn a_required_dependency_down_is_unavailable() {
         let state = ServiceState::new();
         state.advance(State::Ready);
-        let h = Health::new(state, vec![Box::new(Fixed("database", true, Err("down".into())))]);
+        let h = Health::new(
+            state,
+            vec![Box::new(Fixed("database", true, Err("down".into())))],
+        );
         let r = h.readyz();
         assert_eq!(r.status, 503);
         assert_eq!(body(&r)["status"], "unavailable");

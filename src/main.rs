@@ -10,17 +10,17 @@ use std::sync::Arc;
 
 use usersvc::config::{self, Command, Config, MigrateCommand};
 use usersvc::database_check::DatabaseCheck;
+use usersvc::db::PoolObserver;
 use usersvc::db::{self, migrate, Pool, PoolSettings};
 use usersvc::health::{DependencyCheck, Health};
 use usersvc::http::admin::AdminParts;
 use usersvc::http::dispatch::Dispatcher;
 use usersvc::http::log_level::LogLevelControl;
-use usersvc::db::PoolObserver;
 use usersvc::http::pipeline::Hooks;
-use usersvc::metrics::Metrics;
 use usersvc::http::router::Router;
 use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
+use usersvc::metrics::Metrics;
 use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, StartupWork};
 use usersvc::users::{handlers, PgUserRepository, UserService};
 use usersvc::{build_info, openapi};
@@ -43,7 +43,8 @@ fn main() -> ExitCode {
     match command {
         Command::Help => println!("{}", config::help_text()),
         Command::Version => println!("{}", config::version_text()),
-        Command::PrintConfig(config) => match serde_json::to_string_pretty(&config.redacted_json()) {
+        Command::PrintConfig(config) => match serde_json::to_string_pretty(&config.redacted_json())
+        {
             Ok(json) => println!("{json}"),
             Err(e) => {
                 eprintln!("usersvc: cannot print the configuration: {e}");
@@ -88,7 +89,9 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let users = Arc::new(UserService::new(Arc::new(PgUserRepository::new(pool.clone()))));
+    let users = Arc::new(UserService::new(Arc::new(PgUserRepository::new(
+        pool.clone(),
+    ))));
     let router = match handlers::routes(Router::new(), users).and_then(openapi::routes) {
         Ok(router) => router,
         Err(e) => {
@@ -98,7 +101,8 @@ fn serve(config: Config) -> ExitCode {
     };
 
     let state = ServiceState::new();
-    let checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(DatabaseCheck { pool: pool.clone() })];
+    let checks: Vec<Box<dyn DependencyCheck>> =
+        vec![Box::new(DatabaseCheck { pool: pool.clone() })];
     let health = Arc::new(Health::new(Arc::clone(&state), checks));
     let hooks: Arc<dyn Hooks> = metrics.clone();
     let dispatcher = Arc::new(Dispatcher {
@@ -133,8 +137,12 @@ fn serve(config: Config) -> ExitCode {
             metrics.on_scrape(move |m| {
                 m.set_state(gauge_state.get());
                 let pool = gauge_pool.state();
-                m.pool_connections.with_label_values(&["idle"]).set(i64::from(pool.idle));
-                m.pool_connections.with_label_values(&["in_use"]).set(i64::from(pool.in_use()));
+                m.pool_connections
+                    .with_label_values(&["idle"])
+                    .set(i64::from(pool.idle));
+                m.pool_connections
+                    .with_label_values(&["in_use"])
+                    .set(i64::from(pool.in_use()));
                 m.queue_depth.set(count(g.queue_len.as_ref()()));
                 m.connections_open
                     .with_label_values(&["public"])
@@ -199,7 +207,9 @@ fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
             migrate::down(&mut client, n as usize).map(|v| format!("rolled back: {v:?}"))
         }
         MigrateCommand::Status => migrate::status(&mut client).map(|s| {
-            let version = s.version.map_or_else(|| "none".to_owned(), |v| v.to_string());
+            let version = s
+                .version
+                .map_or_else(|| "none".to_owned(), |v| v.to_string());
             format!(
                 "version: {version}\ndirty: {}\npending: {:?}\nlatest: {}",
                 s.dirty, s.pending, s.latest

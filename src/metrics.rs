@@ -84,7 +84,10 @@ impl Metrics {
             "http_requests_shed_total",
             "Requests answered 503 because the queue was full.",
         )?;
-        let panics = IntCounter::new("http_panics_total", "Handlers that panicked (answered 500).")?;
+        let panics = IntCounter::new(
+            "http_panics_total",
+            "Handlers that panicked (answered 500).",
+        )?;
         let pool_connections = IntGaugeVec::new(
             Opts::new("db_pool_connections", "Database pool connections by state."),
             &["state"],
@@ -108,7 +111,10 @@ impl Metrics {
         let outbox_delivered =
             IntCounter::new("outbox_delivered_total", "Events delivered to the webhook.")?;
         let service_state = IntGaugeVec::new(
-            Opts::new("service_state", "1 for the state the service is in, 0 for the others."),
+            Opts::new(
+                "service_state",
+                "1 for the state the service is in, 0 for the others.",
+            ),
             &["state"],
         )?;
         let build = IntGaugeVec::new(
@@ -135,7 +141,9 @@ impl Metrics {
         reg(Box::new(service_state.clone()))?;
         reg(Box::new(build))?;
         #[cfg(target_os = "linux")]
-        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
 
         for state in State::ALL {
             service_state.with_label_values(&[state.as_str()]).set(0);
@@ -183,7 +191,12 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> Response {
-        for f in self.scrape.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+        for f in self
+            .scrape
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
             f(self);
         }
         let encoder = TextEncoder::new();
@@ -253,6 +266,15 @@ mod tests {
     fn every_spec_metric_is_exposed_once() {
         let m = Metrics::new().expect("metrics");
         m.set_state(State::Ready);
+        // A labelled family is exposed once it has a series.
+        m.http_requests
+            .with_label_values(&["GET", "/x", "200"])
+            .inc();
+        m.http_duration
+            .with_label_values(&["GET", "/x"])
+            .observe(0.001);
+        m.connections_open.with_label_values(&["public"]).set(1);
+        m.cache_requests.with_label_values(&["hit"]).inc();
         let text = String::from_utf8(m.render().body).expect("utf8");
         for name in [
             "http_requests_total",

@@ -157,9 +157,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         tiny_http::Server::from_listener(
             public_listener,
             settings.limits.clone(),
-            tiny_http::Dispatch::Handler(Arc::new(move |req| {
-                dispatcher.dispatch(&submitter, req)
-            })),
+            tiny_http::Dispatch::Handler(Arc::new(move |req| dispatcher.dispatch(&submitter, req))),
         )?
     };
 

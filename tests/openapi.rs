@@ -5,8 +5,10 @@ use serde_json::Value;
 
 #[test]
 fn served_json_matches_the_yaml_in_the_repository() {
-    let yaml: Value = serde_yaml::from_str(include_str!("../openapi.yaml")).expect("openapi.yaml parses");
-    let served: Value = serde_json::from_str(usersvc::openapi::DOCUMENT).expect("openapi.json parses");
+    let yaml: Value =
+        serde_yaml::from_str(include_str!("../openapi.yaml")).expect("openapi.yaml parses");
+    let served: Value =
+        serde_json::from_str(usersvc::openapi::DOCUMENT).expect("openapi.json parses");
     assert_eq!(
         yaml, served,
         "openapi.json is stale: run scripts/openapi-json.sh"

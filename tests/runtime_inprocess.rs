@@ -16,7 +16,8 @@ use usersvc::http::admin::AdminParts;
 use usersvc::http::dispatch::{Dispatcher, Handler};
 use usersvc::http::log_level::LogLevelControl;
 use usersvc::http::method::Method;
-use usersvc::http::pipeline::{Hooks, Meta};
+use usersvc::http::pipeline::{HandlerResult, Hooks, Meta};
+use usersvc::http::request::Request;
 use usersvc::http::response::Response;
 use usersvc::http::router::Router;
 use usersvc::http::worker_pool::PoolSize;
@@ -35,7 +36,11 @@ struct CountingHooks(Arc<Counts>);
 impl Hooks for CountingHooks {
     fn finished(&self, meta: &Meta, status: u16, _: Duration, _: usize) {
         let m = meta.method.as_str().to_owned();
-        self.0.finished.lock().unwrap().push((m, meta.route, status));
+        self.0
+            .finished
+            .lock()
+            .unwrap()
+            .push((m, meta.route, status));
     }
     fn panicked(&self, _: &Meta) {
         *self.0.panics.lock().unwrap() += 1;
@@ -43,6 +48,11 @@ impl Hooks for CountingHooks {
     fn shed(&self, _: &Meta) {
         *self.0.shed.lock().unwrap() += 1;
     }
+}
+
+/// Boxes a handler closure (the annotation gives it the higher-ranked type).
+fn h(f: impl Fn(&Request<'_>) -> HandlerResult + Send + Sync + 'static) -> Handler {
+    Box::new(f)
 }
 
 struct Harness {
@@ -63,40 +73,32 @@ impl Harness {
             .route(
                 Method::Get,
                 "/block",
-                Box::new(move |_req| {
+                h(move |_req| {
                     let _ = enter_tx.send(());
                     let _ = gate.recv_timeout(Duration::from_secs(20));
                     Ok(Response::text(200, "released"))
-                }) as Handler,
+                }),
             )
             .and_then(|r| {
                 r.route(
                     Method::Get,
                     "/items/{id}",
-                    Box::new(|req| {
-                        Ok(Response::text(200, req.params.get("id").unwrap_or("")))
-                    }),
+                    h(|req| Ok(Response::text(200, req.params.get("id").unwrap_or("")))),
                 )
             })
             .and_then(|r| {
                 r.route(
                     Method::Delete,
                     "/items/{id}",
-                    Box::new(|_req| Ok(Response::empty(204))),
+                    h(|_req| Ok(Response::empty(204))),
                 )
             })
-            .and_then(|r| {
-                r.route(
-                    Method::Get,
-                    "/panic",
-                    Box::new(|_req| panic!("boom in a handler")),
-                )
-            })
+            .and_then(|r| r.route(Method::Get, "/panic", h(|_req| panic!("boom in a handler"))))
             .and_then(|r| {
                 r.route(
                     Method::Post,
                     "/echo",
-                    Box::new(|req| Ok(Response::text(200, &String::from_utf8_lossy(req.body)))),
+                    h(|req| Ok(Response::text(200, &String::from_utf8_lossy(req.body)))),
                 )
             })
             .expect("routes");
@@ -225,30 +227,49 @@ fn full_queue_sheds_at_once_and_probes_still_answer() {
         assert_eq!(p.text(), "ok");
     }
     let fastest = |v: &[Duration]| v.iter().min().copied().unwrap();
-    assert!(fastest(&shed_times) < Duration::from_millis(100), "{shed_times:?}");
-    assert!(fastest(&probe_times) < Duration::from_millis(100), "{probe_times:?}");
+    assert!(
+        fastest(&shed_times) < Duration::from_millis(100),
+        "{shed_times:?}"
+    );
+    assert!(
+        fastest(&probe_times) < Duration::from_millis(100),
+        "{probe_times:?}"
+    );
     assert!(shed_times.iter().all(|t| *t < Duration::from_secs(2)));
     assert_eq!(*h.counts.shed.lock().unwrap(), 5);
 
     h.release.send(()).unwrap();
     h.release.send(()).unwrap();
     assert_eq!(in_flight.join().unwrap().status, 200);
-    assert_eq!(queued.join().unwrap().status, 200, "the queued request was served, not dropped");
+    assert_eq!(
+        queued.join().unwrap().status,
+        200,
+        "the queued request was served, not dropped"
+    );
 }
 
 #[test]
 fn a_panicking_handler_answers_500_and_every_worker_keeps_serving() {
     let h = Harness::start(3, 8, Duration::ZERO);
     for _ in 0..6 {
-        let r = client::request(h.addr(), "GET", "/panic", &[("X-Request-ID", "panic-req-1")], b"")
-            .expect("reply");
+        let r = client::request(
+            h.addr(),
+            "GET",
+            "/panic",
+            &[("X-Request-ID", "panic-req-1")],
+            b"",
+        )
+        .expect("reply");
         assert_eq!(r.status, 500);
         assert_eq!(r.header("X-Request-ID"), Some("panic-req-1"));
         let body = r.json();
         assert_eq!(body["request_id"], "panic-req-1");
         assert_eq!(body["status"], 500);
         assert!(body["detail"].as_str().unwrap().contains("unexpected"));
-        assert!(!r.text().contains("boom"), "the panic message is logged, not sent");
+        assert!(
+            !r.text().contains("boom"),
+            "the panic message is logged, not sent"
+        );
     }
     assert_eq!(*h.counts.panics.lock().unwrap(), 6);
     // Block every worker at once: all three must still be alive to enter.
@@ -289,33 +310,65 @@ fn unknown_route_is_404_wrong_method_is_405_with_allow_and_head_works() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("Allow"), Some("GET, HEAD"));
 
-    let routes: Vec<_> = h.counts.finished.lock().unwrap().iter().map(|f| f.1).collect();
+    let routes: Vec<_> = h
+        .counts
+        .finished
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| f.1)
+        .collect();
     assert!(routes.contains(&"unmatched"));
     assert!(routes.contains(&"/items/{id}"));
-    assert!(!routes.iter().any(|r| r.contains("42")), "labels are patterns: {routes:?}");
+    assert!(
+        !routes.iter().any(|r| r.contains("42")),
+        "labels are patterns: {routes:?}"
+    );
 }
 
 #[test]
 fn request_ids_are_echoed_when_sane_and_replaced_when_not() {
     let h = Harness::start(1, 4, Duration::ZERO);
-    let r = client::request(h.addr(), "GET", "/items/1", &[("X-Request-ID", "abc-123")], b"").unwrap();
+    let r = client::request(
+        h.addr(),
+        "GET",
+        "/items/1",
+        &[("X-Request-ID", "abc-123")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(r.header("X-Request-ID"), Some("abc-123"));
 
     let long = "x".repeat(129);
-    for bad in ["has space", long.as_str(), "quote\u{7f}"] {
-        let r = client::request(h.addr(), "GET", "/items/1", &[("X-Request-ID", bad)], b"").unwrap();
+    for bad in [
+        "has space",
+        long.as_str(),
+        "tab\tinside",
+        "semi;colon,comma space",
+    ] {
+        let r =
+            client::request(h.addr(), "GET", "/items/1", &[("X-Request-ID", bad)], b"").unwrap();
         let id = r.header("X-Request-ID").unwrap();
         assert_ne!(id, bad);
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     }
     let a = client::get(h.addr(), "/items/1").unwrap();
     let b = client::get(h.addr(), "/items/1").unwrap();
-    let (a, b) = (a.header("X-Request-ID").unwrap(), b.header("X-Request-ID").unwrap());
+    let (a, b) = (
+        a.header("X-Request-ID").unwrap(),
+        b.header("X-Request-ID").unwrap(),
+    );
     assert!(uuid::Uuid::parse_str(a).is_ok());
     assert_ne!(a, b);
     // Probes and errors carry one too.
-    assert!(client::get(h.addr(), "/healthz").unwrap().header("X-Request-ID").is_some());
-    assert!(client::get(h.addr(), "/nope").unwrap().header("X-Request-ID").is_some());
+    assert!(client::get(h.addr(), "/healthz")
+        .unwrap()
+        .header("X-Request-ID")
+        .is_some());
+    assert!(client::get(h.addr(), "/nope")
+        .unwrap()
+        .header("X-Request-ID")
+        .is_some());
 }
 
 #[test]
@@ -331,15 +384,32 @@ fn bodies_over_the_limit_are_413_and_within_it_reach_the_handler() {
 #[test]
 fn debug_endpoints_live_only_on_the_admin_listener() {
     let h = Harness::start(1, 4, Duration::ZERO);
-    for path in ["/debug/workers", "/debug/config", "/debug/log-level", "/metrics"] {
-        assert_eq!(client::get(h.addr(), path).unwrap().status, 404, "{path} on public");
-        assert_eq!(client::get(h.admin(), path).unwrap().status, 200, "{path} on admin");
+    for path in [
+        "/debug/workers",
+        "/debug/config",
+        "/debug/log-level",
+        "/metrics",
+    ] {
+        assert_eq!(
+            client::get(h.addr(), path).unwrap().status,
+            404,
+            "{path} on public"
+        );
+        assert_eq!(
+            client::get(h.admin(), path).unwrap().status,
+            200,
+            "{path} on admin"
+        );
     }
     let w = client::get(h.admin(), "/debug/workers").unwrap().json();
     assert_eq!(w["workers"].as_array().unwrap().len(), 1);
     assert_eq!(w["workers"][0]["state"], "idle");
     for probe in ["/healthz", "/readyz", "/startupz"] {
-        assert_eq!(client::get(h.admin(), probe).unwrap().status, 200, "{probe} on admin");
+        assert_eq!(
+            client::get(h.admin(), probe).unwrap().status,
+            200,
+            "{probe} on admin"
+        );
     }
 }
 
@@ -367,13 +437,21 @@ fn drain_finishes_in_flight_work_and_closes_idle_connections() {
     // After DRAIN_DELAY: the idle keep-alive connection is closed by the
     // server and new connections are refused.
     assert!(idle.is_closed_by_server(Duration::from_secs(3)));
-    assert!(client::get(addr, "/healthz").is_err(), "new connections refused");
+    assert!(
+        client::get(addr, "/healthz").is_err(),
+        "new connections refused"
+    );
     // The in-flight request still completes, with Connection: close.
     h.release.send(()).unwrap();
     let r = in_flight.join().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "released");
-    assert_eq!(r.header("Connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
+    assert_eq!(
+        r.header("Connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("close")
+    );
     shutdown.join().unwrap();
     assert_eq!(state.get(), State::Stopping);
 }

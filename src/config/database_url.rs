@@ -56,13 +56,15 @@ impl DatabaseUrl {
     /// Validates a connection string: a `postgres://` / `postgresql://` URL
     /// or libpq `key=value` pairs, with at least one host.
     pub fn parse(text: &str) -> Result<Self, DatabaseUrlError> {
-        let parsed = crate::db::dsn::Dsn::parse(text).map(|dsn| dsn.config).map_err(|_| {
-            if url_rest(text).is_none() && looks_like_other_url(text) {
-                DatabaseUrlError::UnsupportedScheme
-            } else {
-                DatabaseUrlError::Invalid
-            }
-        })?;
+        let parsed = crate::db::dsn::Dsn::parse(text)
+            .map(|dsn| dsn.config)
+            .map_err(|_| {
+                if url_rest(text).is_none() && looks_like_other_url(text) {
+                    DatabaseUrlError::UnsupportedScheme
+                } else {
+                    DatabaseUrlError::Invalid
+                }
+            })?;
         if parsed.get_hosts().is_empty() && parsed.get_hostaddrs().is_empty() {
             return Err(DatabaseUrlError::NoHost);
         }

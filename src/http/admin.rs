@@ -19,7 +19,7 @@ use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
 use crate::http::problem::Problem;
 use crate::http::request::{split_target, Request};
 use crate::http::response::Response;
-use crate::http::router::{Match, Router, RouteError};
+use crate::http::router::{Match, RouteError, Router};
 use crate::http::worker_pool::WorkerSlot;
 
 type AdminHandler = fn(&Admin, &Request<'_>) -> HandlerResult;
@@ -123,17 +123,25 @@ fn get_log_level(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
 }
 
 fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
-    let level = req
-        .query_param("level")
-        .ok_or_else(|| Problem::new(400, "missing query parameter `level` (trace|debug|info|warn|error)"))?;
+    let level = req.query_param("level").ok_or_else(|| {
+        Problem::new(
+            400,
+            "missing query parameter `level` (trace|debug|info|warn|error)",
+        )
+    })?;
     let level: LevelFilter = match level.to_ascii_lowercase().as_str() {
-        l @ ("trace" | "debug" | "info" | "warn" | "error") => l.parse().map_err(|_| bad_level())?,
+        l @ ("trace" | "debug" | "info" | "warn" | "error") => {
+            l.parse().map_err(|_| bad_level())?
+        }
         _ => return Err(bad_level()),
     };
     let for_ = match req.query_param("for") {
         None => None,
         Some(text) => Some(crate::config::parse_duration(&text).map_err(|e| {
-            Problem::new(400, format!("`for`: {e}; expected a duration like 30s or 10m"))
+            Problem::new(
+                400,
+                format!("`for`: {e}; expected a duration like 30s or 10m"),
+            )
         })?),
     };
     admin.log_level.set(level, for_);
@@ -146,7 +154,10 @@ fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
 }
 
 fn bad_level() -> Problem {
-    Problem::new(400, "`level` must be one of trace, debug, info, warn, error")
+    Problem::new(
+        400,
+        "`level` must be one of trace, debug, info, warn, error",
+    )
 }
 
 fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {

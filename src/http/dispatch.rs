@@ -139,10 +139,11 @@ pub fn probe(health: &Health, method: Method, path: &str) -> Option<(&'static st
 
 /// 405 with `Allow`.
 pub fn method_not_allowed(method: Method, allow: &str) -> HandlerResult {
-    Err(
-        Problem::new(405, format!("{method} is not allowed here; allowed: {allow}"))
-            .with_header("Allow", allow.to_owned()),
+    Err(Problem::new(
+        405,
+        format!("{method} is not allowed here; allowed: {allow}"),
     )
+    .with_header("Allow", allow.to_owned()))
 }
 
 /// Reads the whole body within `max` bytes; 413 beyond it, 400 on a broken
@@ -159,10 +160,18 @@ fn read_body(req: &mut tiny_http::Request, max: u64) -> Result<Vec<u8>, Problem>
         Ok(n) if n as u64 > max => Err(too_large(max)),
         Ok(_) => Ok(body),
         Err(e) if tiny_http::is_body_too_large(&e) => Err(too_large(max)),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
             Err(Problem::new(408, "the request body did not arrive in time"))
         }
-        Err(e) => Err(Problem::new(400, format!("the request body could not be read: {e}"))),
+        Err(e) => Err(Problem::new(
+            400,
+            format!("the request body could not be read: {e}"),
+        )),
     }
 }
 

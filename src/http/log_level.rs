@@ -39,7 +39,11 @@ impl LogLevelControl {
     }
 
     pub fn current(&self) -> LevelFilter {
-        *self.0.current.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .0
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets `level`; with `for_` it reverts to the previous base level after
@@ -71,7 +75,11 @@ impl LogLevelControl {
     }
 
     fn apply(&self, level: LevelFilter) {
-        *self.0.current.lock().unwrap_or_else(PoisonError::into_inner) = level;
+        *self
+            .0
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = level;
         (self.0.apply)(level);
     }
 }
@@ -103,7 +111,10 @@ mod tests {
         c.set(LevelFilter::Debug, Some(Duration::from_millis(30)));
         assert_eq!(c.current(), LevelFilter::Debug);
         assert!(wait_for(&c, LevelFilter::Info));
-        assert_eq!(*seen.lock().expect("lock"), [LevelFilter::Debug, LevelFilter::Info]);
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [LevelFilter::Debug, LevelFilter::Info]
+        );
     }
 
     #[test]

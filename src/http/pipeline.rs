@@ -163,10 +163,12 @@ fn write_response(
     request_id: &RequestId,
 ) -> std::io::Result<()> {
     let mut headers = Vec::with_capacity(resp.headers.len() + 1);
-    for (name, value) in resp.headers.iter().map(|(n, v)| (*n, v.as_str())).chain([(
-        request_id::HEADER,
-        request_id.as_str(),
-    )]) {
+    for (name, value) in resp
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .chain([(request_id::HEADER, request_id.as_str())])
+    {
         // Header values we build are ASCII; a value that is not is dropped
         // rather than sent broken.
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {

@@ -68,9 +68,8 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
                 .with_header("Location", format!("{COLLECTION}/{}", user.id)))
         }
         Some(raw) => {
-            let key = IdempotencyKey::parse(raw).map_err(|e| {
-                Problem::new(400, format!("Idempotency-Key: {}", e.message))
-            })?;
+            let key = IdempotencyKey::parse(raw)
+                .map_err(|e| Problem::new(400, format!("Idempotency-Key: {}", e.message)))?;
             let outcome = users
                 .create_idempotent(key.as_str(), &fingerprint(&input), &input)
                 .map_err(problem)?;
@@ -141,7 +140,8 @@ fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, Problem> {
     }
     serde_json::from_value(value).map_err(|e| {
         // A field of the wrong JSON type (e.g. a number for `name`).
-        Problem::new(422, format!("invalid field: {e}")).with_type(TYPE_VALIDATION, "Invalid fields")
+        Problem::new(422, format!("invalid field: {e}"))
+            .with_type(TYPE_VALIDATION, "Invalid fields")
     })
 }
 

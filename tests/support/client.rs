@@ -93,13 +93,18 @@ impl Conn {
     pub fn read_reply(&mut self, head_only: bool) -> io::Result<Reply> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         let status = line
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("status line {line:?}")))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("status line {line:?}"))
+            })?;
         let mut headers = Vec::new();
         loop {
             line.clear();

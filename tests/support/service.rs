@@ -81,8 +81,13 @@ impl Service {
             out,
         };
         let listening = svc.wait_for_log(|v| v["msg"] == "listening", Duration::from_secs(20));
-        svc.addr = listening["addr"].as_str().and_then(|a| a.parse().ok()).expect("addr field");
-        svc.admin = listening["admin_addr"].as_str().and_then(|a| a.parse().ok());
+        svc.addr = listening["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("addr field");
+        svc.admin = listening["admin_addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok());
         svc
     }
 
@@ -119,9 +124,17 @@ impl Service {
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!("log line not seen within {timeout:?}; output:\n{}", guard.join("\n"));
+                panic!(
+                    "log line not seen within {timeout:?}; output:\n{}",
+                    guard.join("\n")
+                );
             }
-            guard = self.out.changed.wait_timeout(guard, deadline - now).expect("wait").0;
+            guard = self
+                .out
+                .changed
+                .wait_timeout(guard, deadline - now)
+                .expect("wait")
+                .0;
         }
     }
 
@@ -134,7 +147,10 @@ impl Service {
             }
             thread::sleep(Duration::from_millis(20));
         }
-        panic!("not ready within {timeout:?}; output:\n{}", self.lines().join("\n"));
+        panic!(
+            "not ready within {timeout:?}; output:\n{}",
+            self.lines().join("\n")
+        );
     }
 
     pub fn signal(&self, sig: &str) {
@@ -158,7 +174,10 @@ impl Service {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("did not exit within {timeout:?}; output:\n{}", self.lines().join("\n"));
+                panic!(
+                    "did not exit within {timeout:?}; output:\n{}",
+                    self.lines().join("\n")
+                );
             }
             thread::sleep(Duration::from_millis(10));
         }
