@@ -209,7 +209,11 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
                     retry_in_ms = backoff.as_millis() as u64;
                     "start-up work failed; retrying"
                 );
-                thread::sleep(backoff);
+                // Sleep in slices so that a shutdown signal is noticed at once.
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !stop_requested() {
+                    thread::sleep(Duration::from_millis(20));
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
