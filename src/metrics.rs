@@ -37,6 +37,9 @@ const ACQUIRE_BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5,
 ];
 
+/// The values of `cache_requests_total{result}`.
+pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "error"];
+
 type ScrapeFn = Box<dyn Fn(&Metrics) + Send + Sync>;
 
 /// `readiness_checks_total{dependency,result}`: dependency checks (database
@@ -205,6 +208,11 @@ impl Metrics {
         }
         for state in ["idle", "in_use"] {
             pool_connections.with_label_values(&[state]).set(0);
+        }
+        // Exposed at 0 from the start (also while the cache is off), so that
+        // rates and hit-ratio alerts have a series to work on.
+        for result in CACHE_RESULTS {
+            cache_requests.with_label_values(&[result]).inc_by(0);
         }
         Ok(Metrics {
             registry,
