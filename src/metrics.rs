@@ -8,8 +8,14 @@
 //! queue depth, pool connections) are read from them at scrape time through
 //! [`Metrics::on_scrape`] closures, so the request path pays nothing for
 //! them.
+//!
+//! Readiness checks (`readiness_checks_total`, `readiness_dependency_up`)
+//! are process-wide: the checks run inside `health`, which `main` builds
+//! without a handle on [`Metrics`], so they are counted in two statics that
+//! every [`Metrics`] registry also exports (like the `process_*` family,
+//! they describe the process, not one registry).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
@@ -31,7 +37,57 @@ const ACQUIRE_BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5,
 ];
 
+/// The values of `cache_requests_total{result}`.
+pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "error"];
+
 type ScrapeFn = Box<dyn Fn(&Metrics) + Send + Sync>;
+
+/// `readiness_checks_total{dependency,result}`: dependency checks (database
+/// pings) that finished, by `ok` / `error`. With coalescing this grows by at
+/// most one per dependency per result TTL, however often `/readyz` is hit.
+static READINESS_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "readiness_checks_total",
+            "Readiness dependency checks run (e.g. database pings), by dependency and result.",
+        ),
+        &["dependency", "result"],
+    )
+    .expect("a valid metric definition")
+});
+
+/// `readiness_dependency_up{dependency}`: 1 if the last check passed.
+static READINESS_UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "readiness_dependency_up",
+            "1 if the last readiness check of the dependency passed, else 0.",
+        ),
+        &["dependency"],
+    )
+    .expect("a valid metric definition")
+});
+
+/// Makes a readiness dependency's series exist (at 0) before its first check,
+/// so rates and alerts see it from the first scrape.
+pub fn declare_readiness_dependency(dependency: &'static str) {
+    for result in ["ok", "error"] {
+        READINESS_CHECKS.with_label_values(&[dependency, result]);
+    }
+    READINESS_UP.with_label_values(&[dependency]);
+}
+
+/// Counts one finished readiness check. `dependency` is a fixed name
+/// (`database`, `redis`), never client input.
+pub fn record_readiness_check(dependency: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    READINESS_CHECKS
+        .with_label_values(&[dependency, result])
+        .inc();
+    READINESS_UP
+        .with_label_values(&[dependency])
+        .set(i64::from(ok));
+}
 
 /// Every metric of the service.
 pub struct Metrics {
@@ -140,6 +196,8 @@ impl Metrics {
         reg(Box::new(outbox_delivered.clone()))?;
         reg(Box::new(service_state.clone()))?;
         reg(Box::new(build))?;
+        reg(Box::new(READINESS_CHECKS.clone()))?;
+        reg(Box::new(READINESS_UP.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -150,6 +208,11 @@ impl Metrics {
         }
         for state in ["idle", "in_use"] {
             pool_connections.with_label_values(&[state]).set(0);
+        }
+        // Exposed at 0 from the start (also while the cache is off), so that
+        // rates and hit-ratio alerts have a series to work on.
+        for result in CACHE_RESULTS {
+            cache_requests.with_label_values(&[result]).inc_by(0);
         }
         Ok(Metrics {
             registry,
