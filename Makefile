@@ -19,6 +19,7 @@ run: build ## serve on :8080 (a local PostgreSQL under .dev/ when DATABASE_URL i
 
 test: ## every test, against real PostgreSQL (started or created as needed)
 	scripts/ensure-test-services.sh
+	scripts/ensure-tools.sh
 	source .dev/test.env && $(CARGO) test --workspace
 
 lint: ## rustfmt check + clippy with warnings denied
