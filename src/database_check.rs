@@ -1,33 +1,41 @@
-//! Readiness's view of the database: a ping through the pool.
+//! Readiness's view of the database: a ping on a connection of its own.
 //!
-//! The check takes a pooled connection (the path requests take, so a pool
-//! that cannot hand out connections is reported) and pings it with an empty
-//! query under a client-side timeout ([`PING_TIMEOUT`]): a hung server (a
-//! stopped process, a black-holed network) fails the ping instead of
-//! blocking the checker thread forever. `health` runs this on its own thread,
-//! at most one at a time, and waits at most 2 s for it.
-//!
-//! After a database restart every idle pooled connection is dead. Reporting
-//! the first dead one as "database down" would keep readiness failing for as
-//! many rounds as there are stale connections after the server is back, so a
-//! connection that fails with a connection error is discarded and the next
-//! *idle* one tried. When no idle connection is left the error is reported
-//! at once rather than waiting for the pool to open a new connection (which,
-//! with the database down, takes the whole acquire timeout); the next check
-//! asks the pool for a new one.
+//! Why not a pooled connection: under load every pooled connection is busy,
+//! and a check that waits for one would report a *busy* service as *down* —
+//! pulling every replica out of the load balancer exactly when traffic
+//! peaks. The check keeps one dedicated connection (outside the pool's
+//! `MAX_CONNECTIONS`), opened lazily, and pings it with an empty query under a
+//! client-side timeout ([`PING_TIMEOUT`]): a hung server (a stopped process, a
+//! black-holed network) fails the ping instead of blocking the checker. A
+//! connection that fails is dropped and the next check opens a new one, so a
+//! database restart costs one failed check, not a stale connection forever.
+//! `health` runs this on its own thread, at most one at a time.
 
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use crate::db::error::{describe, is_connection_error};
-use crate::db::Pool;
+use crate::config::{format_duration, Secret};
+use crate::db::error::describe;
+use crate::db::{self};
 use crate::health::{DependencyCheck, CHECK_TIMEOUT};
 
-/// Client-side bound on one ping.
+/// Client-side bound on one ping (and on opening its connection).
 pub const PING_TIMEOUT: Duration = CHECK_TIMEOUT;
 
-/// Pings the database through the pool (the same path requests take).
+/// The `database` readiness dependency.
 pub struct DatabaseCheck {
-    pub pool: Pool,
+    url: Secret<String>,
+    conn: Mutex<Option<postgres::Client>>,
+}
+
+impl DatabaseCheck {
+    /// A check against `url`; connects on first use.
+    pub fn new(url: Secret<String>) -> DatabaseCheck {
+        DatabaseCheck {
+            url,
+            conn: Mutex::new(None),
+        }
+    }
 }
 
 impl DependencyCheck for DatabaseCheck {
@@ -40,52 +48,30 @@ impl DependencyCheck for DatabaseCheck {
     }
 
     fn check(&self) -> Result<(), String> {
-        let deadline = Instant::now() + PING_TIMEOUT;
-        // Enough attempts to walk past every stale idle connection.
-        let attempts = self.pool.settings().max_connections.saturating_add(1);
-        let mut last_error = String::new();
-        for _ in 0..attempts {
-            let mut conn = self.pool.acquire().map_err(|e| e.to_string())?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let e = match conn.client().is_valid(left) {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            // Whatever happened, this connection's state is unknown now (a
-            // timed-out ping may still be answered later): never reuse it.
-            conn.mark_broken();
-            drop(conn);
-            last_error = if is_timeout(&e) {
-                format!(
-                    "ping: no answer within {}",
-                    crate::config::format_duration(left)
-                )
-            } else {
-                format!("ping: {}", describe(&e))
-            };
-            // A dead connection (closed socket, server restarted): try the
-            // next idle one. Anything else (a timeout, a server error on a
-            // live connection) is the database's answer.
-            if !is_connection_error(&e) || self.pool.state().idle == 0 {
-                return Err(last_error);
+        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            let client = db::connect(self.url.expose_secret(), PING_TIMEOUT)
+                .map_err(|e| format!("connect: {e}"))?;
+            *slot = Some(client);
+        }
+        let Some(client) = slot.as_mut() else {
+            return Err("connect: no connection".to_owned());
+        };
+        match client.is_valid(PING_TIMEOUT) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                *slot = None;
+                Err(if is_timeout(&e) {
+                    format!("ping: no answer within {}", format_duration(PING_TIMEOUT))
+                } else {
+                    format!("ping: {}", describe(&e))
+                })
             }
         }
-        if last_error.is_empty() {
-            last_error = format!(
-                "ping: no answer within {}",
-                crate::config::format_duration(PING_TIMEOUT)
-            );
-        }
-        Err(last_error)
     }
 }
 
-/// The driver's client-side timeout (`Client::is_valid`). tokio-postgres has
-/// no public accessor for the error kind; its timeout error has no cause and
-/// renders as "timeout waiting for server".
+/// `Client::is_valid` reports its own timeout with this message and no SQLSTATE.
 fn is_timeout(e: &postgres::Error) -> bool {
     e.code().is_none() && e.to_string() == "timeout waiting for server"
 }

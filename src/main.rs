@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use usersvc::config::{self, Command, Config, MigrateCommand};
+use usersvc::config::{self, Command, Config, MigrateCommand, Secret};
 use usersvc::database_check::DatabaseCheck;
 use usersvc::db::PoolObserver;
 use usersvc::db::{self, migrate, Pool, PoolSettings};
@@ -102,7 +102,7 @@ fn serve(config: Config) -> ExitCode {
 
     let state = ServiceState::new();
     let checks: Vec<Box<dyn DependencyCheck>> =
-        vec![Box::new(DatabaseCheck { pool: pool.clone() })];
+        vec![Box::new(DatabaseCheck::new(Secret::new(url.clone())))];
     let health = Arc::new(Health::new(Arc::clone(&state), checks));
     let hooks: Arc<dyn Hooks> = metrics.clone();
     let dispatcher = Arc::new(Dispatcher {
