@@ -31,6 +31,7 @@ use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
 use crate::http::dispatch::{Dispatcher, Job};
 use crate::http::listener;
+use crate::http::pipeline::millis;
 use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
 
@@ -316,7 +317,7 @@ impl Running {
         let t6 = Instant::now();
 
         // 7. Done.
-        let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64() * 1000.0;
+        let ms = |a: Instant, b: Instant| millis(b.saturating_duration_since(a));
         log::info!(
             drain_ms = ms(t0, t1),
             stop_accepting_ms = ms(t1, t2),

@@ -173,7 +173,7 @@ fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
                 "state": "busy",
                 "route": b.route,
                 "request_id": b.request_id.as_str(),
-                "elapsed_ms": now.saturating_duration_since(b.since).as_secs_f64() * 1000.0,
+                "elapsed_ms": pipeline::millis(now.saturating_duration_since(b.since)),
             }),
         })
         .collect();

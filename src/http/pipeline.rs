@@ -149,7 +149,7 @@ pub fn respond(req: tiny_http::Request, meta: &Meta, result: HandlerResult, hook
         path = path,
         route = meta.route,
         status = status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        duration_ms = millis(elapsed),
         bytes = sent,
         remote_addr = meta.remote_addr.map(|a| a.to_string()).unwrap_or_default().as_str();
         "request completed"
@@ -184,4 +184,10 @@ fn write_response(
         None,
     );
     req.respond(response)
+}
+
+/// A duration in milliseconds with microsecond precision (no float noise
+/// like `2000.2067960000002` in the logs).
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
