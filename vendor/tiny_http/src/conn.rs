@@ -712,7 +712,11 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
         dispatch.dispatch(Request::from_conn(io, head, plan, remote));
         io = shared.wait_return();
         if io.close_after || !io.drain() {
-            close(&mut io, true);
+            // Linger only if the client may still be sending (unread body or pipelined bytes):
+            // a client that sent a complete request and keeps its socket open after our FIN
+            // must not hold the connection thread.
+            let linger = !io.body.is_done() || !io.reader.buffer().is_empty();
+            close(&mut io, linger);
             return;
         }
     }

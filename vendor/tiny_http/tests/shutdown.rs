@@ -1,0 +1,251 @@
+//! Graceful shutdown through `ServerControl`, and connection semantics around it.
+
+mod raw;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use raw::*;
+use tiny_http::{Handler, Limits, Request, Response};
+
+fn long_idle() -> Limits {
+    Limits {
+        idle_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    }
+}
+
+/// A handler that hands every request to the test through a channel.
+fn captured() -> (Handler, mpsc::Receiver<Request>) {
+    let (tx, rx) = mpsc::channel::<Request>();
+    let tx = Mutex::new(tx);
+    let h: Handler = Arc::new(move |rq| {
+        let _ = tx.lock().unwrap().send(rq);
+    });
+    (h, rx)
+}
+
+#[test]
+fn start_draining_closes_idle_keepalive_connection_promptly() {
+    let (server, addr) = inline_server(long_idle());
+    let mut s = connect(addr);
+    s.write_all(&get("/one")).unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!r.says_close());
+    thread::sleep(Duration::from_millis(100)); // the connection is idle now
+    let t = Instant::now();
+    server.control().start_draining();
+    assert!(closed_within(&mut s, Duration::from_secs(1)));
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn in_flight_request_completes_with_connection_close() {
+    let (handler, requests) = captured();
+    let (server, addr) = handler_server(long_idle(), handler);
+    let control = server.control();
+    let mut s = connect(addr);
+    s.write_all(&get("/slow")).unwrap();
+    let rq = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    control.start_draining();
+    assert!(control.is_draining());
+    thread::sleep(Duration::from_millis(100));
+    rq.respond(Response::from_string("done")).unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"done");
+    assert!(
+        r.says_close(),
+        "no Connection: close while draining: {}",
+        r.head
+    );
+    assert!(closed_within(&mut s, Duration::from_secs(2)));
+    assert!(control.wait_idle(Instant::now() + Duration::from_secs(2)));
+    assert_eq!(control.open_connections(), 0);
+}
+
+#[test]
+fn stop_accepting_refuses_new_connections() {
+    let (server, addr) = inline_server(long_idle());
+    let control = server.control();
+    let mut kept = connect(addr);
+    kept.write_all(&get("/before")).unwrap();
+    assert_eq!(read_response(&mut kept).unwrap().status, 200);
+
+    control.stop_accepting();
+    assert!(
+        eventually(Duration::from_millis(500), || TcpStream::connect(addr)
+            .is_err()),
+        "new connections still accepted"
+    );
+    // Connections already open keep being served.
+    kept.write_all(&get("/after")).unwrap();
+    let r = read_response(&mut kept).unwrap();
+    assert_eq!(r.body, b"ok /after");
+    control.stop_accepting(); // idempotent
+}
+
+#[test]
+fn wait_idle_times_out_then_force_close_closes_everything() {
+    let (server, addr) = inline_server(long_idle());
+    let control = server.control();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    a.write_all(&get("/a")).unwrap();
+    read_response(&mut a).unwrap();
+    assert!(eventually(Duration::from_secs(2), || control
+        .open_connections()
+        == 2));
+
+    let t = Instant::now();
+    assert!(!control.wait_idle(Instant::now() + Duration::from_millis(300)));
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(290) && waited < Duration::from_secs(1));
+
+    control.force_close();
+    assert!(closed_within(&mut a, Duration::from_secs(1)));
+    assert!(closed_within(&mut b, Duration::from_secs(1)));
+    assert!(control.wait_idle(Instant::now() + Duration::from_secs(2)));
+    assert_eq!(control.open_connections(), 0);
+}
+
+#[test]
+fn force_close_cuts_a_stuck_response() {
+    let (handler, requests) = captured();
+    let limits = Limits {
+        write_timeout: Duration::from_secs(60),
+        ..long_idle()
+    };
+    let (server, addr) = handler_server(limits, handler);
+    let control = server.control();
+    let mut s = connect(addr);
+    s.write_all(&get("/big")).unwrap(); // never read: the response blocks in write()
+    let rq = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    let worker = thread::spawn(move || {
+        let big = 256 << 20;
+        let body = std::io::Read::take(std::io::repeat(b'x'), big as u64);
+        rq.respond(Response::new(200.into(), vec![], body, Some(big), None))
+    });
+    thread::sleep(Duration::from_millis(300));
+    control.force_close();
+    let res = worker.join().unwrap();
+    assert!(res.is_ok() || res.is_err()); // the worker returned instead of blocking
+    assert!(control.wait_idle(Instant::now() + Duration::from_secs(2)));
+    drop(s);
+}
+
+#[test]
+fn dropping_the_server_drains() {
+    let (server, addr) = inline_server(long_idle());
+    let control = server.control();
+    let mut s = connect(addr);
+    s.write_all(&get("/x")).unwrap();
+    read_response(&mut s).unwrap();
+    drop(server);
+    assert!(closed_within(&mut s, Duration::from_secs(1)));
+    assert!(TcpStream::connect(addr).is_err());
+    assert!(control.wait_idle(Instant::now() + Duration::from_secs(2)));
+}
+
+#[test]
+fn http10_keep_alive_semantics() {
+    let (_server, addr) = inline_server(long_idle());
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let mut s = connect(addr);
+    s.write_all(b"GET /a HTTP/1.0\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert!(r.head.starts_with("HTTP/1.0 200"));
+    assert!(r.says_close());
+    assert!(closed_within(&mut s, Duration::from_secs(2)));
+
+    // HTTP/1.0 with keep-alive: the response says keep-alive and the connection stays usable.
+    let mut s = connect(addr);
+    for i in 0..3 {
+        s.write_all(format!("GET /k{i} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = read_response(&mut s).unwrap();
+        assert_eq!(
+            r.header("Connection").as_deref(),
+            Some("keep-alive"),
+            "{}",
+            r.head
+        );
+        assert_eq!(r.body, format!("ok /k{i}").as_bytes());
+    }
+
+    // HTTP/1.1 with Connection: close: answered with Connection: close, then closed.
+    s.write_all(b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert!(r.says_close());
+    assert!(closed_within(&mut s, Duration::from_secs(2)));
+}
+
+#[test]
+fn dropped_request_answers_500_once_and_connection_goes_on() {
+    let (handler, requests) = captured();
+    let (_server, addr) = handler_server(long_idle(), handler);
+    let mut s = connect(addr);
+    s.write_all(&get("/dropped")).unwrap();
+    drop(requests.recv_timeout(Duration::from_secs(5)).unwrap());
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 500);
+    // Exactly one response, and the connection serves the next request.
+    s.write_all(&get("/next")).unwrap();
+    let rq = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(rq.url(), "/next");
+    rq.respond(Response::from_string("next")).unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.body, b"next");
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_recognised() {
+    let (handler, requests) = captured();
+    let limits = Limits {
+        max_body_bytes: 10,
+        ..long_idle()
+    };
+    let (_server, addr) = handler_server(limits, handler);
+    let mut s = connect(addr);
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let mut rq = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut body = Vec::new();
+    let err = std::io::Read::read_to_end(rq.as_reader(), &mut body).unwrap_err();
+    assert!(tiny_http::is_body_too_large(&err), "{err}");
+    rq.respond(Response::empty(413)).unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 413);
+    assert!(r.says_close());
+    assert!(closed_within(&mut s, Duration::from_secs(3)));
+}
+
+#[test]
+fn small_unread_body_is_drained_and_keeps_the_connection() {
+    let (handler, requests) = captured();
+    let (_server, addr) = handler_server(long_idle(), handler);
+    let mut s = connect(addr);
+    s.write_all(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    let rq = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    rq.respond(Response::from_string("a")).unwrap(); // body not read
+    let r = read_response(&mut s).unwrap();
+    assert!(!r.says_close());
+    s.write_all(&get("/b")).unwrap();
+    let rq = requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(rq.url(), "/b");
+    rq.respond(Response::from_string("b")).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().body, b"b");
+}
