@@ -260,10 +260,6 @@ fn terminated_backends_are_replaced_transparently() {
         );
         assert!(took < ACQUIRE, "{method} {path} took {took:?}");
     }
-    assert!(
-        !svc.logs()
-            .iter()
-            .any(|l| l["status"] == 500 || l["status"] == 503),
-        "a request failed"
-    );
+    let seen = statuses(&svc);
+    assert!(seen.iter().all(|s| *s < 500), "a request failed: {seen:?}");
 }
