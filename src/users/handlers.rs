@@ -60,7 +60,7 @@ pub fn routes(
 }
 
 pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
-    let (input, type_errors) = json_body::<CreateUser>(req)?;
+    let (input, type_errors) = json_body::<CreateUser>(req, Unknown::Ignore)?;
     if !type_errors.is_empty() {
         let rule_errors = validate::new_user(&input).err().unwrap_or_default();
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
@@ -110,7 +110,7 @@ pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
 
 pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
     let id = path_id(req)?;
-    let (input, type_errors) = json_body::<PatchUser>(req)?;
+    let (input, type_errors) = json_body::<PatchUser>(req, Unknown::Reject)?;
     if !type_errors.is_empty() {
         let rule_errors = validate::changes(&input).err().unwrap_or_default();
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
@@ -130,14 +130,28 @@ fn path_id(req: &Request<'_>) -> Result<i64, Problem> {
     parse_id(raw).ok_or_else(|| Problem::new(400, "the user id must be a positive integer"))
 }
 
+/// What to do with body members that are not fields of a user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// Skip them (create: the required fields catch typos).
+    Ignore,
+    /// Report each as a field error (patch: a misspelt field must not turn
+    /// into a silent no-op or a partial change).
+    Reject,
+}
+
 /// Parses a JSON object body: 415 unless `Content-Type` is JSON, 400 unless
 /// the body is a JSON object.
 ///
-/// Members of the wrong JSON type (e.g. a number for `name`) are left out of
-/// the returned value and reported as field errors, so the caller can list
-/// them together with the other fields' rule errors in one 422. `T` must
-/// accept any subset of its fields (all optional), as the request shapes do.
-fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<(T, Vec<FieldError>), Problem> {
+/// Members of the wrong JSON type (e.g. a number for `name`, or `null`) and,
+/// with [`Unknown::Reject`], members that are no field are left out of the
+/// returned value and reported as field errors, so the caller can list them
+/// together with the other fields' rule errors in one 422. `T` must accept
+/// any subset of its fields (all optional), as the request shapes do.
+fn json_body<T: DeserializeOwned>(
+    req: &Request<'_>,
+    unknown: Unknown,
+) -> Result<(T, Vec<FieldError>), Problem> {
     let is_json = req.header("Content-Type").is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")
@@ -157,10 +171,25 @@ fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<(T, Vec<FieldErro
         let Some(member) = members.get(&name) else {
             continue;
         };
-        let alone = Value::Object(Map::from_iter([(name.clone(), member.clone())]));
-        if let Err(e) = serde_json::from_value::<T>(alone) {
+        let known = FIELD_ORDER.contains(&name.as_str());
+        let wrong_type = if !known && unknown == Unknown::Reject {
+            Some(format!(
+                "is not a field; expected {}",
+                FIELD_ORDER.join(" or ")
+            ))
+        } else if member.is_null() && known {
+            // `null` is no string: not "absent" (which would let a PATCH
+            // silently skip the member) and not "required" either.
+            Some("must be a string, not null".to_owned())
+        } else {
+            let alone = Value::Object(Map::from_iter([(name.clone(), member.clone())]));
+            serde_json::from_value::<T>(alone)
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(message) = wrong_type {
             members.remove(&name);
-            type_errors.push(FieldError::new(&name, e.to_string()));
+            type_errors.push(FieldError::new(&name, message));
         }
     }
     let input = serde_json::from_value(Value::Object(members)).map_err(|e| {
