@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::http::dispatch::Handler;
 use crate::http::method::Method;
@@ -27,7 +27,7 @@ use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::router::{RouteError, Router};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
-use crate::users::validate::parse_id;
+use crate::users::validate::{self, parse_id};
 use crate::users::{CreateUser, FieldError, ListParams, PatchUser, UserError, UserService};
 
 /// The collection and item routes.
@@ -60,7 +60,11 @@ pub fn routes(
 }
 
 pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
-    let input: CreateUser = json_body(req)?;
+    let (input, type_errors) = json_body::<CreateUser>(req, Unknown::Ignore)?;
+    if !type_errors.is_empty() {
+        let rule_errors = validate::new_user(&input).err().unwrap_or_default();
+        return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
+    }
     match req.header("Idempotency-Key") {
         None => {
             let user = users.create(&input).map_err(problem)?;
@@ -106,7 +110,11 @@ pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
 
 pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
     let id = path_id(req)?;
-    let input: PatchUser = json_body(req)?;
+    let (input, type_errors) = json_body::<PatchUser>(req, Unknown::Reject)?;
+    if !type_errors.is_empty() {
+        let rule_errors = validate::changes(&input).err().unwrap_or_default();
+        return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
+    }
     let user = users.patch(id, &input).map_err(problem)?;
     Ok(Response::json_text(200, user.to_json_string()))
 }
@@ -122,9 +130,28 @@ fn path_id(req: &Request<'_>) -> Result<i64, Problem> {
     parse_id(raw).ok_or_else(|| Problem::new(400, "the user id must be a positive integer"))
 }
 
+/// What to do with body members that are not fields of a user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unknown {
+    /// Skip them (create: the required fields catch typos).
+    Ignore,
+    /// Report each as a field error (patch: a misspelt field must not turn
+    /// into a silent no-op or a partial change).
+    Reject,
+}
+
 /// Parses a JSON object body: 415 unless `Content-Type` is JSON, 400 unless
-/// the body is a JSON object of the expected shape.
-fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, Problem> {
+/// the body is a JSON object.
+///
+/// Members of the wrong JSON type (e.g. a number for `name`, or `null`) and,
+/// with [`Unknown::Reject`], members that are no field are left out of the
+/// returned value and reported as field errors, so the caller can list them
+/// together with the other fields' rule errors in one 422. `T` must accept
+/// any subset of its fields (all optional), as the request shapes do.
+fn json_body<T: DeserializeOwned>(
+    req: &Request<'_>,
+    unknown: Unknown,
+) -> Result<(T, Vec<FieldError>), Problem> {
     let is_json = req.header("Content-Type").is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")
@@ -135,14 +162,63 @@ fn json_body<T: DeserializeOwned>(req: &Request<'_>) -> Result<T, Problem> {
     }
     let value: Value = serde_json::from_slice(req.body)
         .map_err(|e| Problem::new(400, format!("the body is not valid JSON: {e}")))?;
-    if !value.is_object() {
+    let Value::Object(mut members) = value else {
         return Err(Problem::new(400, "the body must be a JSON object"));
+    };
+    let mut type_errors = Vec::new();
+    let names: Vec<String> = members.keys().cloned().collect();
+    for name in names {
+        let Some(member) = members.get(&name) else {
+            continue;
+        };
+        let known = FIELD_ORDER.contains(&name.as_str());
+        let wrong_type = if !known && unknown == Unknown::Reject {
+            Some(format!(
+                "is not a field; expected {}",
+                FIELD_ORDER.join(" or ")
+            ))
+        } else if member.is_null() && known {
+            // `null` is no string: not "absent" (which would let a PATCH
+            // silently skip the member) and not "required" either.
+            Some("must be a string, not null".to_owned())
+        } else {
+            let alone = Value::Object(Map::from_iter([(name.clone(), member.clone())]));
+            serde_json::from_value::<T>(alone)
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(message) = wrong_type {
+            members.remove(&name);
+            type_errors.push(FieldError::new(&name, message));
+        }
     }
-    serde_json::from_value(value).map_err(|e| {
-        // A field of the wrong JSON type (e.g. a number for `name`).
-        Problem::new(422, format!("invalid field: {e}"))
-            .with_type(TYPE_VALIDATION, "Invalid fields")
-    })
+    let input = serde_json::from_value(Value::Object(members)).map_err(|e| {
+        // Unreachable for the request shapes (every field optional).
+        Problem::new(422, format!("invalid body: {e}")).with_type(TYPE_VALIDATION, "Invalid fields")
+    })?;
+    Ok((input, type_errors))
+}
+
+/// The request fields in the order errors are listed.
+const FIELD_ORDER: [&str; 2] = ["name", "email"];
+
+/// One list of every invalid field: the type errors, plus the rule errors of
+/// the fields that had the right type. A rule error about a field that was
+/// left out because of its type ("is required", or the patch's "at least one
+/// field") is dropped: the type error says what is wrong.
+fn merge(type_errors: Vec<FieldError>, rule_errors: Vec<FieldError>) -> Vec<FieldError> {
+    let mut all: Vec<FieldError> = rule_errors
+        .into_iter()
+        .filter(|e| e.field != "body" && !type_errors.iter().any(|t| t.field == e.field))
+        .collect();
+    all.extend(type_errors);
+    all.sort_by_key(|e| {
+        FIELD_ORDER
+            .iter()
+            .position(|f| *f == e.field)
+            .unwrap_or(FIELD_ORDER.len())
+    });
+    all
 }
 
 fn field_errors(errors: &[FieldError]) -> Value {
