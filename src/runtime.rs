@@ -62,6 +62,7 @@ impl ServeSettings {
                 idle_timeout: config.idle_timeout,
                 max_header_bytes: config.max_header_bytes,
                 max_body_bytes: config.max_body_bytes,
+                error_body: Some(crate::http::pipeline::refused_by_http_layer),
                 ..tiny_http::Limits::default()
             },
             drain_delay: config.drain_delay,

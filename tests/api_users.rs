@@ -395,7 +395,6 @@ fn body_over_max_body_bytes_is_413() {
 /// non-ASCII bytes, which scripts/schemathesis.sh also finds) are answered by
 /// vendor/tiny_http's `send_error` with an empty body and no request id.
 #[test]
-#[ignore = "known bug in the HTTP layer: vendor/tiny_http send_error answers 4xx with an empty body"]
 fn requests_refused_by_the_http_layer_get_a_problem() {
     let api = Api::start(&[("MAX_BODY_BYTES", "256")]);
     let big = json!({"name": "n".repeat(300), "email": "big@example.com"}).to_string();

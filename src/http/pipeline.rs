@@ -191,3 +191,33 @@ fn write_response(
 pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
+
+/// The body of the errors the HTTP layer sends by itself for requests it
+/// refuses before any handler sees them (malformed or smuggling-shaped
+/// framing, oversized heads or bodies, slow clients, HTTP/2 preface): the same
+/// problem+json, with a fresh request id, as every other error. Plugged in as
+/// `tiny_http::Limits::error_body`.
+pub fn refused_by_http_layer(status: u16) -> (Vec<tiny_http::Header>, Vec<u8>) {
+    let request_id = request_id::from_header(None);
+    let detail = match status {
+        400 => "the request is malformed",
+        408 => "the request did not arrive in time",
+        413 => "the request body is too large",
+        414 => "the request line is too long",
+        431 => "the request header fields are too large",
+        501 => "the request uses a transfer coding this server does not implement",
+        505 => "only HTTP/1.0 and HTTP/1.1 are supported",
+        _ => "the request was refused",
+    };
+    let _ctx = context::enter(RequestContext::new(request_id));
+    log::info!(status = status; "request refused by the HTTP layer");
+    let body = Problem::new(status, detail).to_body(request_id.as_str());
+    let headers = [
+        ("Content-Type", crate::http::problem::CONTENT_TYPE),
+        (request_id::HEADER, request_id.as_str()),
+    ]
+    .iter()
+    .filter_map(|(n, v)| tiny_http::Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
+    .collect();
+    (headers, body)
+}

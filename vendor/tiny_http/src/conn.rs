@@ -22,7 +22,7 @@ use crate::body::{Body, BodyLimits};
 use crate::connection::{Connection, Listener};
 use crate::head::{analyse, read_head, HeadError};
 use crate::response::ConnHeader;
-use crate::{HTTPVersion, Limits, Request, Response};
+use crate::{HTTPVersion, Limits, Request, Response, StatusCode};
 
 /// Locks a mutex, ignoring poisoning (the protected data stays consistent: every critical
 /// section here is a handful of non-panicking operations).
@@ -724,8 +724,20 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
 
 /// Answers a request that could not be read, with `Connection: close`.
 fn send_error(io: &mut ConnIo, status: u16) {
+    let (headers, body) = match io.limits().error_body {
+        Some(render) => render(status),
+        None => (Vec::new(), Vec::new()),
+    };
+    let len = body.len();
+    let response = Response::new(
+        StatusCode(status),
+        headers,
+        std::io::Cursor::new(body),
+        Some(len),
+        None,
+    );
     let mut w = io.writer();
-    let _ = Response::empty(status)
+    let _ = response
         .raw_print_conn(
             &mut w,
             HTTPVersion(1, 1),

@@ -44,7 +44,15 @@ pub struct Limits {
     pub max_drain_bytes: u64,
     /// Stack size of connection threads. Handlers run on them in handler mode. Default 256 KiB.
     pub thread_stack_size: usize,
+    /// Renders the headers and body of the error responses the server sends by itself
+    /// (400, 408, 413, 414, 431, 501, 505 for requests it refuses before any handler sees them),
+    /// so that they carry the same body format and ids as the application's own errors.
+    /// `None` (the default): an empty body.
+    pub error_body: Option<ErrorBody>,
 }
+
+/// See [`Limits::error_body`]: status code in, extra headers and body out.
+pub type ErrorBody = fn(status: u16) -> (Vec<crate::Header>, Vec<u8>);
 
 impl Default for Limits {
     fn default() -> Self {
@@ -59,6 +67,7 @@ impl Default for Limits {
             max_body_bytes: 1024 * 1024,
             max_drain_bytes: 64 * 1024,
             thread_stack_size: 256 * 1024,
+            error_body: None,
         }
     }
 }
