@@ -249,3 +249,22 @@ fn small_unread_body_is_drained_and_keeps_the_connection() {
     rq.respond(Response::from_string("b")).unwrap();
     assert_eq!(read_response(&mut s).unwrap().body, b"b");
 }
+
+#[cfg(unix)]
+#[test]
+fn unix_listener_stop_accepting() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let path = std::env::temp_dir().join(format!("tiny-http-stop-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).unwrap();
+    let server =
+        tiny_http::Server::from_listener(l, long_idle(), tiny_http::Dispatch::Queue).unwrap();
+    server.control().stop_accepting();
+    assert!(
+        eventually(Duration::from_secs(2), || UnixStream::connect(&path)
+            .is_err()),
+        "unix listener still accepting"
+    );
+    drop(server);
+    assert!(!path.exists());
+}
