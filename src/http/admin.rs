@@ -12,10 +12,10 @@ use log::{Level, LevelFilter};
 use serde_json::{json, Value};
 
 use crate::health::Health;
-use crate::http::dispatch::{method_not_allowed, probe};
+use crate::http::dispatch::{begin, method_not_allowed};
 use crate::http::log_level::LogLevelControl;
 use crate::http::method::Method;
-use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
+use crate::http::pipeline::{self, HandlerResult, Hooks};
 use crate::http::problem::Problem;
 use crate::http::request::{split_target, Request};
 use crate::http::response::Response;
@@ -27,14 +27,7 @@ type AdminHandler = fn(&Admin, &Request<'_>) -> HandlerResult;
 /// The admin listener's state and routes.
 pub struct Admin {
     router: Router<AdminHandler>,
-    pub health: Arc<Health>,
-    /// Renders `/metrics` (Prometheus text).
-    pub metrics: Box<dyn Fn() -> Response + Send + Sync>,
-    /// The effective configuration, secrets redacted.
-    pub config: Value,
-    pub workers: Arc<[WorkerSlot]>,
-    pub log_level: LogLevelControl,
-    pub hooks: Arc<dyn Hooks>,
+    parts: AdminParts,
 }
 
 /// What the admin listener needs, gathered by the runtime.
@@ -55,29 +48,14 @@ impl Admin {
             .route(Method::Put, "/debug/log-level", put_log_level)?
             .route(Method::Get, "/debug/workers", workers)?
             .route(Method::Get, "/debug/config", config)?;
-        Ok(Admin {
-            router,
-            health: parts.health,
-            metrics: parts.metrics,
-            config: parts.config,
-            workers: parts.workers,
-            log_level: parts.log_level,
-            hooks: parts.hooks,
-        })
+        Ok(Admin { router, parts })
     }
 
     /// Connection thread: answer everything inline.
     pub fn dispatch(&self, req: tiny_http::Request) {
-        let mut meta = Meta::begin(&req);
-        let hooks = &*self.hooks;
-        hooks.started(&meta);
-        pipeline::with_context(meta.log_context(), || {
+        let hooks = &*self.parts.hooks;
+        begin(req, &self.parts.health, hooks, |req, mut meta| {
             let (path, query) = split_target(req.url());
-            if let Some((route, answer)) = probe(&self.health, meta.method, path) {
-                meta.route = route;
-                meta.log_level = Level::Debug;
-                return pipeline::respond(req, &meta, answer, hooks);
-            }
             let result = match self.router.at(meta.method, path) {
                 Match::Found {
                     handler,
@@ -112,13 +90,13 @@ impl Admin {
 }
 
 fn metrics(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok((admin.metrics)())
+    Ok((admin.parts.metrics)())
 }
 
 fn get_log_level(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
     Ok(Response::json(
         200,
-        &json!({ "level": admin.log_level.current().as_str().to_ascii_lowercase() }),
+        &json!({ "level": admin.parts.log_level.current().as_str().to_ascii_lowercase() }),
     ))
 }
 
@@ -144,7 +122,7 @@ fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
             )
         })?),
     };
-    admin.log_level.set(level, for_);
+    admin.parts.log_level.set(level, for_);
     log::info!(
         level = level.as_str(),
         for_secs = for_.map_or(0, |d: Duration| d.as_secs());
@@ -163,6 +141,7 @@ fn bad_level() -> Problem {
 fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
     let now = Instant::now();
     let list: Vec<Value> = admin
+        .parts
         .workers
         .iter()
         .enumerate()
@@ -181,5 +160,5 @@ fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
 }
 
 fn config(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok(Response::json(200, &admin.config))
+    Ok(Response::json(200, &admin.parts.config))
 }

@@ -47,17 +47,10 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Connection thread: answer inline or queue for a worker.
-    pub fn dispatch(&self, submitter: &Submitter<Job>, mut req: tiny_http::Request) {
-        let mut meta = Meta::begin(&req);
+    pub fn dispatch(&self, submitter: &Submitter<Job>, req: tiny_http::Request) {
         let hooks = &*self.hooks;
-        hooks.started(&meta);
-        pipeline::with_context(meta.log_context(), || {
+        begin(req, &self.health, hooks, |mut req, mut meta| {
             let (path, _) = split_target(req.url());
-            if let Some((route, answer)) = probe(&self.health, meta.method, path) {
-                meta.route = route;
-                meta.log_level = Level::Debug;
-                return pipeline::respond(req, &meta, answer, hooks);
-            }
             let route = match self.router.at(meta.method, path) {
                 Match::Found { pattern, .. } => pattern,
                 Match::MethodNotAllowed { pattern, allow } => {
@@ -120,6 +113,30 @@ impl Dispatcher {
             pipeline::respond(req, &meta, result, hooks);
         });
     }
+}
+
+/// The start every listener shares: the request id and clock ([`Meta`]), the
+/// `started` hook, the logging context, and the probes, answered inline.
+/// Everything else is passed on to `route`, still inside the context.
+pub fn begin(
+    req: tiny_http::Request,
+    health: &Health,
+    hooks: &dyn Hooks,
+    route: impl FnOnce(tiny_http::Request, Meta),
+) {
+    let mut meta = Meta::begin(&req);
+    hooks.started(&meta);
+    pipeline::with_context(meta.log_context(), || {
+        let (path, _) = split_target(req.url());
+        match probe(health, meta.method, path) {
+            Some((pattern, answer)) => {
+                meta.route = pattern;
+                meta.log_level = Level::Debug;
+                pipeline::respond(req, &meta, answer, hooks);
+            }
+            None => route(req, meta),
+        }
+    });
 }
 
 /// Answers the probe paths, which every listener serves inline.
