@@ -79,6 +79,20 @@ pub trait DependencyCheck: Send + Sync + 'static {
     fn check(&self) -> Result<(), String>;
 }
 
+/// A shared check is a check (start-up work warms the same connection that
+/// readiness then uses).
+impl<T: DependencyCheck> DependencyCheck for Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn required(&self) -> bool {
+        (**self).required()
+    }
+    fn check(&self) -> Result<(), String> {
+        (**self).check()
+    }
+}
+
 /// Timing of the dependency checks (the defaults are [`CHECK_TIMEOUT`] and
 /// [`RESULT_TTL`]; tests shorten them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

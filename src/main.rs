@@ -101,8 +101,8 @@ fn serve(config: Config) -> ExitCode {
     };
 
     let state = ServiceState::new();
-    let checks: Vec<Box<dyn DependencyCheck>> =
-        vec![Box::new(DatabaseCheck::new(Secret::new(url.clone())))];
+    let database_check = Arc::new(DatabaseCheck::new(Secret::new(url.clone())));
+    let checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(Arc::clone(&database_check))];
     let health = Arc::new(Health::new(Arc::clone(&state), checks));
     let hooks: Arc<dyn Hooks> = metrics.clone();
     let dispatcher = Arc::new(Dispatcher {
@@ -130,7 +130,7 @@ fn serve(config: Config) -> ExitCode {
             log_level,
             hooks,
         }),
-        startup: startup_work(url, config.migrate_on_start, pool.clone()),
+        startup: startup_work(url, config.migrate_on_start, pool.clone(), database_check),
         background: Vec::new(),
         resources: vec![Box::new(move || drop(pool))],
         gauges: Box::new(move |g: RuntimeGauges| {
@@ -174,8 +174,15 @@ fn pool_settings(config: &Config) -> PoolSettings {
 }
 
 /// Before the service is ready: migrations (unless `MIGRATE_ON_START` is
-/// off) and a first pooled connection. Retried by the runtime until it works.
-fn startup_work(url: String, migrate_on_start: bool, pool: Pool) -> StartupWork {
+/// off), a first pooled connection and the readiness check's own connection
+/// (so the first `/readyz` does not pay for a connect). Retried by the
+/// runtime until it works.
+fn startup_work(
+    url: String,
+    migrate_on_start: bool,
+    pool: Pool,
+    database_check: Arc<DatabaseCheck>,
+) -> StartupWork {
     let mut migrated = !migrate_on_start;
     Box::new(move || {
         if !migrated {
@@ -184,7 +191,8 @@ fn startup_work(url: String, migrate_on_start: bool, pool: Pool) -> StartupWork 
             log::info!(applied = applied.len(); "migrations applied");
             migrated = true;
         }
-        pool.acquire().map(drop).map_err(|e| e.to_string())
+        pool.acquire().map(drop).map_err(|e| e.to_string())?;
+        database_check.check()
     })
 }
 
