@@ -143,11 +143,60 @@ impl r2d2::ManageConnection for Manager {
 /// r2d2 reports background connect failures here; we log them scrubbed, at
 /// `warn` (the pool keeps retrying; a request that cannot get a connection
 /// gets its own 503 and log line).
-#[derive(Debug)]
-pub(crate) struct LogConnectErrors;
+///
+/// While the database is down the pool retries continuously (every idle slot,
+/// every few milliseconds), so the line is rate-limited: at most one per
+/// [`CONNECT_ERROR_LOG_INTERVAL`], carrying how many failures it stands for.
+#[derive(Debug, Default)]
+pub(crate) struct LogConnectErrors {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+/// At most one "database connection failed" line per this interval.
+pub(crate) const CONNECT_ERROR_LOG_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(5);
 
 impl r2d2::HandleError<ConnectError> for LogConnectErrors {
     fn handle_error(&self, error: ConnectError) {
-        log::warn!(target: "usersvc::db", "database connection failed: {error}");
+        use std::sync::atomic::Ordering;
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| now.duration_since(t) < CONNECT_ERROR_LOG_INTERVAL) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(now);
+        let failures = self.suppressed.swap(0, Ordering::Relaxed) + 1;
+        log::warn!(
+            target: "usersvc::db",
+            failures = failures;
+            "database connection failed: {error}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use r2d2::HandleError;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn connect_errors_are_logged_at_most_once_per_interval() {
+        let h = LogConnectErrors::default();
+        for _ in 0..50 {
+            h.handle_error(ConnectError("refused".into()));
+        }
+        // The first failure was logged; the other 49 wait for the next line.
+        assert_eq!(h.suppressed.load(Ordering::Relaxed), 49);
+        // Once the interval has passed, the next failure logs and resets.
+        *h.last.lock().expect("lock") =
+            Some(std::time::Instant::now() - CONNECT_ERROR_LOG_INTERVAL);
+        h.handle_error(ConnectError("refused".into()));
+        assert_eq!(h.suppressed.load(Ordering::Relaxed), 0);
     }
 }

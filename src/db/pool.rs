@@ -97,7 +97,7 @@ impl Pool {
             .max_lifetime(non_zero(settings.conn_max_lifetime))
             .connection_timeout(at_least_1ms(settings.acquire_timeout))
             .test_on_check_out(false)
-            .error_handler(Box::new(LogConnectErrors))
+            .error_handler(Box::new(LogConnectErrors::default()))
             .thread_pool(threads)
             .build_unchecked(manager);
         Ok(Pool {
