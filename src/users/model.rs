@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::rfc3339::format_utc_micros;
+use crate::rfc3339::{format_utc_micros, write_utc_micros};
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,15 +42,22 @@ impl User {
     /// The API representation as a string (key order as in the SPEC).
     pub fn to_json_string(&self) -> String {
         // serde_json's Map keeps keys sorted, which would put created_at
-        // first; write the documented order by hand instead.
-        format!(
-            "{{\"id\":{},\"name\":{},\"email\":{},\"created_at\":\"{}\",\"updated_at\":\"{}\"}}",
-            self.id,
-            Value::from(self.name.as_str()),
-            Value::from(self.email.as_str()),
-            format_utc_micros(self.created_at),
-            format_utc_micros(self.updated_at),
-        )
+        // first; write the documented order by hand instead, into one buffer
+        // (this runs for every user the API returns).
+        use std::io::Write as _;
+        let mut out = Vec::with_capacity(120 + self.name.len() + self.email.len());
+        // Writing into a Vec cannot fail, and serialising a str cannot either.
+        let _ = write!(out, "{{\"id\":{},\"name\":", self.id);
+        let _ = serde_json::to_writer(&mut out, &self.name);
+        out.extend_from_slice(b",\"email\":");
+        let _ = serde_json::to_writer(&mut out, &self.email);
+        out.extend_from_slice(b",\"created_at\":\"");
+        write_utc_micros(&mut out, self.created_at);
+        out.extend_from_slice(b"\",\"updated_at\":\"");
+        write_utc_micros(&mut out, self.updated_at);
+        out.extend_from_slice(b"\"}");
+        // Every piece is UTF-8: JSON text and ASCII timestamps.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
