@@ -64,8 +64,9 @@ pub fn write_utc_micros(out: &mut Vec<u8>, t: SystemTime) {
     out.extend_from_slice(&buf);
 }
 
-/// Writes `n` as zero-padded decimal filling `dst` exactly.
-fn put(dst: &mut [u8], mut n: u32) {
+/// Writes `n` as zero-padded decimal filling `dst` exactly (higher digits are
+/// dropped); shared with the log timestamps.
+pub(crate) fn put(dst: &mut [u8], mut n: u32) {
     for b in dst.iter_mut().rev() {
         *b = b'0' + (n % 10) as u8;
         n /= 10;

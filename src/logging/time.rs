@@ -96,15 +96,7 @@ fn split_epoch(t: SystemTime) -> (i64, u32) {
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); shared
 /// with the API's timestamps.
-pub(crate) use crate::rfc3339::civil_from_days;
-
-/// Writes `n` as zero-padded decimal filling `dst` exactly (higher digits are dropped).
-fn put(dst: &mut [u8], mut n: u32) {
-    for b in dst.iter_mut().rev() {
-        *b = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-}
+pub(crate) use crate::rfc3339::{civil_from_days, put};
 
 #[cfg(test)]
 mod tests {
