@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use usersvc::config::{self, Command, Config, MigrateCommand, Secret};
-use usersvc::database_check::DatabaseCheck;
+use usersvc::database_check::{self, DatabaseCheck};
 use usersvc::db::PoolObserver;
 use usersvc::db::{self, migrate, Pool, PoolSettings};
 use usersvc::health::{DependencyCheck, Health};
@@ -41,20 +41,35 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Help => println!("{}", config::help_text()),
-        Command::Version => println!("{}", config::version_text()),
+        Command::Help => print_stdout(&config::help_text()),
+        Command::Version => print_stdout(&config::version_text()),
         Command::PrintConfig(config) => match serde_json::to_string_pretty(&config.redacted_json())
         {
-            Ok(json) => println!("{json}"),
+            Ok(json) => print_stdout(&json),
             Err(e) => {
                 eprintln!("usersvc: cannot print the configuration: {e}");
-                return ExitCode::FAILURE;
+                ExitCode::FAILURE
             }
         },
-        Command::Serve(config) => return serve(config),
-        Command::Migrate(config, command) => return migrate(&config, command),
+        Command::Serve(config) => serve(config),
+        Command::Migrate(config, command) => migrate(&config, command),
     }
-    ExitCode::SUCCESS
+}
+
+/// A command's output on stdout. Unlike `println!`, a reader that has gone
+/// away (`usersvc --help | head -1`) is not a panic: the output is simply
+/// not wanted any more.
+fn print_stdout(text: &str) -> ExitCode {
+    use std::io::{ErrorKind, Write};
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("usersvc: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn serve(config: Config) -> ExitCode {
@@ -82,7 +97,7 @@ fn serve(config: Config) -> ExitCode {
     };
     let url = config.database_url.expose_secret().to_owned();
     let observer: Arc<dyn PoolObserver> = metrics.clone();
-    let pool = match Pool::build_with_observer(&url, &pool_settings(&config), observer) {
+    let pool = match Pool::prepare(&url, &pool_settings(&config), observer) {
         Ok(pool) => pool,
         Err(e) => {
             log::error!(error = e.to_string().as_str(); "cannot build the database pool");
@@ -174,9 +189,12 @@ fn pool_settings(config: &Config) -> PoolSettings {
 }
 
 /// Before the service is ready: migrations (unless `MIGRATE_ON_START` is
-/// off), a first pooled connection and the readiness check's own connection
-/// (so the first `/readyz` does not pay for a connect). Retried by the
-/// runtime until it works.
+/// off), then the pool is opened and a first pooled connection checked out,
+/// then the readiness check's ping (so the first `/readyz` does not pay for
+/// a connect). Migrations run on the connection the readiness check then
+/// keeps, and the pool's min-idle fill starts only after them: start-up
+/// waits for two connects, and nothing else competes with the first.
+/// Retried by the runtime until it works.
 fn startup_work(
     url: String,
     migrate_on_start: bool,
@@ -186,11 +204,15 @@ fn startup_work(
     let mut migrated = !migrate_on_start;
     Box::new(move || {
         if !migrated {
-            let mut client = db::connect(&url, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+            let mut client =
+                db::connect_as(&url, CONNECT_TIMEOUT, database_check::APPLICATION_NAME)
+                    .map_err(|e| e.to_string())?;
             let applied = migrate::up(&mut client).map_err(|e| e.to_string())?;
             log::info!(applied = applied.len(); "migrations applied");
             migrated = true;
+            database_check.adopt(client);
         }
+        pool.open();
         pool.acquire().map(drop).map_err(|e| e.to_string())?;
         database_check.check()
     })
@@ -225,10 +247,7 @@ fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
         }),
     };
     match outcome {
-        Ok(text) => {
-            println!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(text) => print_stdout(&text),
         Err(e) => {
             eprintln!("usersvc migrate: {e}");
             ExitCode::FAILURE

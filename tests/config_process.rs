@@ -153,3 +153,23 @@ fn help_exits_0_without_any_configuration() {
         assert!(out.stderr.is_empty());
     }
 }
+
+#[test]
+fn output_into_a_closed_pipe_is_not_a_crash() {
+    // `usersvc --help | head -1`: the reader may be gone before we write.
+    for args in [&["--help"][..], &["--version"], &["--print-config"]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_usersvc"))
+            .env_clear()
+            .env("DATABASE_URL", DB)
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run usersvc");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

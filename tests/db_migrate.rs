@@ -4,6 +4,7 @@ mod support;
 
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 use support::TestDb;
 use usersvc::db::migrate::{self, MigrateError, Migration, MIGRATIONS};
@@ -157,4 +158,49 @@ fn newer_database_is_left_alone_by_up_but_not_by_down() {
         migrate::down(&mut c, 1),
         Err(MigrateError::UnknownVersion(999))
     ));
+}
+
+#[test]
+fn up_on_a_current_schema_does_not_wait_for_the_migration_lock() {
+    // Another process holds the lock (say, a replica mid-migration); a start
+    // whose schema is already current must not queue behind it.
+    let db = TestDb::migrated();
+    let mut holder = db.client();
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&migrate::LOCK_KEY])
+        .expect("take the lock");
+    let up_in_thread = || {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let url = db.url().to_owned();
+        thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let _ = tx.send(migrate::up(&mut c).map_err(|e| e.to_string()));
+        });
+        rx
+    };
+    let got = up_in_thread()
+        .recv_timeout(Duration::from_secs(10))
+        .expect("up returned while the lock was held");
+    assert_eq!(got, Ok(Vec::new()));
+
+    // A schema that is behind still waits for the lock, then migrates.
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&migrate::LOCK_KEY])
+        .expect("release");
+    migrate::down(&mut db.client(), 1).expect("down 1");
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&migrate::LOCK_KEY])
+        .expect("take the lock again");
+    let waiting = up_in_thread();
+    assert!(
+        waiting.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a pending migration waits for the lock"
+    );
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&migrate::LOCK_KEY])
+        .expect("release");
+    let got = waiting
+        .recv_timeout(Duration::from_secs(10))
+        .expect("up finished once the lock was free");
+    assert_eq!(got, Ok(vec![latest()]));
 }

@@ -238,3 +238,44 @@ fn no_error_shows_the_password() {
     let shown = format!("{direct} {direct:?}");
     assert!(!shown.contains(SECRET), "{shown}");
 }
+
+#[test]
+fn a_prepared_pool_connects_nothing_until_opened() {
+    let db = TestDb::migrated();
+    let sessions = || -> i64 {
+        db.client()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'usersvc'",
+                &[&db.name()],
+            )
+            .expect("count")
+            .get(0)
+    };
+    let recorder = Arc::new(Recorder::default());
+    let pool = Pool::prepare(
+        db.url(),
+        &quick(4, Duration::from_secs(2)),
+        recorder.clone(),
+    )
+    .expect("prepare");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sessions(), 0, "prepare opened a connection");
+    assert_eq!(pool.state().connections, 0);
+    let started = Instant::now();
+    match select_one(&pool) {
+        Err(DbError::Unavailable(m)) => assert!(m.contains("not open"), "{m}"),
+        other => panic!("expected Unavailable before open, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once, not after the acquire timeout"
+    );
+
+    pool.open();
+    pool.open(); // idempotent
+    assert_eq!(select_one(&pool).expect("after open"), 1);
+    wait_for_connections(&pool, 2); // min idle = 4 / 2
+    assert_eq!(pool.state().max, 4);
+    assert!(sessions() >= 2);
+}

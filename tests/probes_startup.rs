@@ -102,3 +102,52 @@ fn probes_over_the_life_of_the_service() {
     assert_eq!(state_gauge(&svc, "ready"), 0.0);
     assert!(svc.wait_exit(Duration::from_secs(15)).success());
 }
+
+#[test]
+fn start_on_a_current_schema_migrates_on_the_readiness_connection() {
+    // A restart (the schema is current) at MAX_CONNECTIONS=1, so the pool
+    // opens exactly one connection: the one start-up checks out.
+    let db = support::TestDb::migrated();
+    let svc = Service::start(&[("DATABASE_URL", db.url()), ("MAX_CONNECTIONS", "1")]);
+    svc.wait_ready(Duration::from_secs(15));
+
+    let logs = svc.logs();
+    let migrated = logs
+        .iter()
+        .find(|l| l["msg"] == "migrations applied")
+        .expect("migrations applied logged");
+    assert_eq!(migrated["applied"], 0);
+    let notices: Vec<_> = svc
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("NOTICE"))
+        .collect();
+    assert!(
+        notices.is_empty(),
+        "a current schema is checked without DDL: {notices:?}"
+    );
+
+    // The readiness check kept the connection the migrations ran on: it was
+    // opened before "migrations applied" was logged, and no other one was.
+    let mut c = db.client();
+    let rows = c
+        .query(
+            "SELECT application_name, backend_start < $2::text::timestamptz \
+             FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
+             ORDER BY application_name",
+            &[&db.name(), &migrated["time"].as_str().expect("time")],
+        )
+        .expect("pg_stat_activity");
+    let seen: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one pooled + one readiness connection: {seen:?}"
+    );
+    assert_eq!(seen[0].0, "usersvc");
+    assert_eq!(
+        seen[1],
+        ("usersvc-readiness".to_owned(), true),
+        "readiness uses the migration connection: {seen:?}"
+    );
+}

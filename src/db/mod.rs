@@ -23,6 +23,6 @@ pub mod tls;
 pub use error::DbError;
 pub use manager::PgConnection;
 pub use observer::{AcquireOutcome, NoopObserver, PoolObserver};
-pub use pool::{connect, Pool, PoolState, PooledConnection};
+pub use pool::{connect, connect_as, Pool, PoolState, PooledConnection};
 pub use settings::PoolSettings;
 pub use statements::Db;
