@@ -62,6 +62,29 @@ kill_tree() {
   wait "$pid" 2>/dev/null || true
 }
 
+# sched_setup: the kernel's autogroup scheduling (sched_autogroup_enabled=1,
+# Debian's default) shares CPU fairly between sessions first and threads
+# second. On two cores shared by PostgreSQL, the service's ~90 threads and
+# wrk, that put W2's p99 anywhere from 9 to 364 ms between identical runs;
+# with it off (every thread weighed alike, as a service alone on its host or
+# in its own container sees) p99 was 5 ms in each of three runs.
+# BENCH_AUTOGROUP=off (default) turns it off for the run and restores it on
+# exit (needs root); keep leaves it. The report records what ran.
+AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
+sched_setup() {
+  local want=${BENCH_AUTOGROUP:-off} was
+  case $want in off | keep) ;; *) die "BENCH_AUTOGROUP must be off or keep, not '$want'" ;; esac
+  [ -r "$AUTOGROUP_FILE" ] || return 0
+  was=$(cat "$AUTOGROUP_FILE")
+  [ "$want" = off ] && [ "$was" != 0 ] || return 0
+  if [ -w "$AUTOGROUP_FILE" ] && echo 0 >"$AUTOGROUP_FILE" 2>/dev/null; then
+    on_exit "echo $was >$AUTOGROUP_FILE"
+    log "kernel.sched_autogroup_enabled $was -> 0 for this run (restored on exit; BENCH_AUTOGROUP=keep leaves it)"
+  else
+    warn "cannot turn autogroup scheduling off (not root?): expect higher, noisier tail latencies (BENCHMARKS.md)"
+  fi
+}
+
 bench_cleanup() {
   local rc=$? p s
   trap - EXIT INT TERM
@@ -92,7 +115,9 @@ run_bg_wait() {
 }
 
 # wait_bounded PID SECONDS: waits for our child PID, KILLing it after SECONDS.
-# Prints nothing; returns its exit status (137 when killed).
+# Prints nothing; returns its exit status (137 when killed). WAIT_EXIT_US is
+# when the wait returned (before the watchdog is cleaned up, which takes
+# tens of milliseconds and must not count as the process's own time).
 wait_bounded() {
   local pid=$1 secs=$2 wd rc=0
   # `&&`: a watchdog whose sleep was interrupted (Ctrl-C, cleanup) kills nothing.
@@ -100,6 +125,7 @@ wait_bounded() {
   wd=$!
   track "$wd"
   wait "$pid" || rc=$?
+  WAIT_EXIT_US=$(now_us)
   kill_tree "$wd" 1
   untrack "$wd"
   return $rc

@@ -39,9 +39,37 @@ logging_collector = off
 log_min_messages = warning
 CONF
   on_exit "pg_stop"
-  as_pg_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
+  # The postmaster is started directly, not with `pg_ctl start` (which gives
+  # it a session of its own), so that with autogroup scheduling left on
+  # (BENCH_AUTOGROUP=keep) PostgreSQL, the service, wrk, pgbench and nginx
+  # still share one group and are measured on the same terms.
+  as_pg_owner "$bindir/postgres" -D "$dir/data" >"$dir/postgres.log" 2>&1 &
+  local i
+  for ((i = 0; i < 600; i++)); do
+    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 1 && break
+    sleep 0.1
+  done
+  "$bindir/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 1 \
     || { tail -20 "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
   pg_psql postgres -c "CREATE DATABASE $PG_DB" >/dev/null
+}
+
+# pg_apply_migrations DIR: the service's own migrations (DIR/*.up.sql, in
+# order) through psql, for runs without a service binary to run them.
+pg_apply_migrations() {
+  local f
+  for f in "$1"/*.up.sql; do
+    pg_psql "$PG_DB" -f "$f" >/dev/null || die "applying $f failed"
+  done
+}
+
+# sched_groups PID...: the autogroup of each process ("-" when the kernel has
+# none), for the report: the measured processes should share one.
+sched_groups() {
+  local p
+  for p in "$@"; do
+    awk '{ print $1 }' "/proc/$p/autogroup" 2>/dev/null || echo "-"
+  done | sort -u | paste -sd' ' -
 }
 
 # pg_stop: stops the cluster (bounded), removes its data unless BENCH_KEEP_PG=1.

@@ -182,6 +182,7 @@ def finalize(a):
               f"{meta.get('warmup', '?')} s warm-up then {meta.get('duration', '?')} s; "
               f"pgbench: -M prepared -c {meta.get('pgbench_clients', '?')} -j {meta.get('pgbench_jobs', '?')}, same timing")
     md.append(f"- PostgreSQL: {meta.get('pg_settings', '?')}")
+    md.append(f"- scheduling: {meta.get('scheduling', '?')}")
     for lab in labels:
         b = meta.get("binaries", {}).get(lab, {})
         md.append(f"- binary {lab}: `{b.get('path', '?')}` ({fmt(b.get('size'))} bytes)")

@@ -2,7 +2,7 @@
 # `make bench`: load benchmarks of usersvc against this machine's own ceilings.
 #
 #   scripts/bench/run.sh                  build, then W1..W4 (+ info-logging lines) and the ceilings
-#   scripts/bench/run.sh --ceilings-only  PostgreSQL + nginx ceilings only (stand-in schema, no service)
+#   scripts/bench/run.sh --ceilings-only  PostgreSQL + nginx ceilings only (schema from migrations/, no service)
 #   scripts/bench/run.sh --no-ceilings    the service only (ratios then missing)
 #   scripts/bench/run.sh -h               this help
 #
@@ -63,6 +63,7 @@ RUN_ID=$(date +%s)$$
 
 install_traps
 need_tools
+sched_setup
 
 rm -rf "$BENCH_OUT/logs" "$BENCH_OUT/tmp" "$BENCH_OUT/raw.jsonl" "$BENCH_OUT/results.jsonl" "$BENCH_OUT/results.md"
 mkdir -p "$BENCH_OUT/logs" "$BENCH_OUT/tmp"
@@ -105,8 +106,8 @@ pg_start "$BENCH_OUT/pg"
 PM_PID=$(pg_postmaster_pid)
 FIRST_START_MS=""
 if [ "$MODE" = ceilings ]; then
-  log "creating the stand-in schema (sql/schema.sql)"
-  pg_psql "$PG_DB" -f "$HERE/sql/schema.sql" >/dev/null
+  log "creating the schema from migrations/*.up.sql (no service binary in this mode)"
+  pg_apply_migrations "$ROOT/migrations"
 elif ! svc_migrate "${BIN[A]}"; then
   log "no migrate subcommand: letting the first start migrate (MIGRATE_ON_START)"
   svc_start "${BIN[A]}" "first-start-A" warn
@@ -168,6 +169,9 @@ fi
 [ "$MODE" = service ] || run_ceilings
 
 # ---- report ----------------------------------------------------------------------------
+SCHED="sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a);\
+ autogroups of PostgreSQL and of the bench's session (service, wrk, pgbench, nginx):\
+ $(sched_groups "$(pg_postmaster_pid 2>/dev/null)" $$)"
 python3 - "$BENCH_OUT/meta.json" <<PY
 import json, subprocess, sys, os
 def sh(c):
@@ -187,7 +191,7 @@ meta = {
   "pgbench_clients": ${BENCH_PGBENCH_CLIENTS:-25}, "pgbench_jobs": ${BENCH_PGBENCH_JOBS:-2},
   "pg_settings": """$(pg_settings_summary)""",
   "binaries": bins, "drain_delay": "${BENCH_DRAIN_DELAY:-1ms}", "service_env": "${BENCH_SERVICE_ENV:-}",
-  "first_start_ms": "$FIRST_START_MS", "mode": "$MODE",
+  "first_start_ms": "$FIRST_START_MS", "mode": "$MODE", "scheduling": "$SCHED",
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 PY

@@ -29,6 +29,21 @@ m=re.fullmatch(r"([\d.]+)(us|µs|ms|s|m|h)",sys.argv[1])
 print(float(m.group(1))*{"us":.001,"µs":.001,"ms":1,"s":1000,"m":60000,"h":3600000}[m.group(2)] if m else "")' "$1"
 }
 
+# svc_settle: waits (bounded) until the previous instance's database sessions
+# have ended. A dozen backends exiting on two cores would otherwise be timed
+# as the next instance's start-up (measured: 10 ms → 12–25 ms).
+svc_settle() {
+  local i n
+  for ((i = 0; i < 100; i++)); do
+    n=$(pg_psql "$PG_DB" -tAc "SELECT count(*) FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid()
+        AND application_name LIKE 'usersvc%'") || return 0
+    [ "$n" = 0 ] && break
+    sleep 0.05
+  done
+  sleep "${BENCH_START_SETTLE:-0.2}"
+}
+
 # svc_start BIN NAME LOG_LEVEL: spawns the service, polls /readyz every 1 ms
 # from before the spawn, records start-up-to-ready, idle RSS and threads.
 svc_start() {
@@ -67,6 +82,7 @@ _svc_spawn() {
   # shellcheck disable=SC2206 # word splitting of BENCH_SERVICE_ENV is the point
   env_extra=(${BENCH_SERVICE_ENV:-})
   [ "$drain" = "default" ] || env_extra+=("DRAIN_DELAY=$drain")
+  svc_settle
   t0=$(now_us)
   env -i PATH="$PATH" HOME="${HOME:-/root}" \
     DATABASE_URL="$(pg_url)" ADDR="127.0.0.1:$SVC_PORT" ADMIN_ADDR="127.0.0.1:$SVC_ADMIN_PORT" \
@@ -119,7 +135,7 @@ svc_stop() {
   t0=$(now_us)
   kill -TERM "$SVC_PID"
   wait_bounded "$SVC_PID" "${BENCH_STOP_TIMEOUT:-60}" || SVC_EXIT=$?
-  t1=$(now_us)
+  t1=$WAIT_EXIT_US
   untrack "$SVC_PID"
   SVC_TERM_MS=$(awk -v a="$t1" -v b="$t0" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
   if [ "${SVC_DRAIN[$bin]}" = default ]; then

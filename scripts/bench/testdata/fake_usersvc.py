@@ -3,7 +3,7 @@
 command line and routes well enough to exercise scripts/bench/run.sh end to
 end before the real service serves. Never used unless USERSVC_BIN points here.
 It does not talk to PostgreSQL while serving (users live in memory); only
-`migrate up` runs scripts/bench/sql/schema.sql through psql.
+`migrate up` runs the project's migrations/*.up.sql through psql.
 
   fake_usersvc.py --help | migrate up | (serve, configured like usersvc by env)
 
@@ -125,8 +125,20 @@ def migrate():
     if not url:
         print("DATABASE_URL: required", file=sys.stderr)
         return 2
-    return subprocess.call(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f",
-                            os.path.join(HERE, "..", "sql", "schema.sql")])
+    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url]
+    have = subprocess.run(psql + ["-tAc", "SELECT to_regclass('users') IS NOT NULL"],
+                          capture_output=True, text=True)
+    if have.returncode != 0:
+        sys.stderr.write(have.stderr)
+        return have.returncode
+    if have.stdout.strip() == "t":
+        return 0  # already migrated: like the real one, a second run changes nothing
+    migrations = os.path.join(HERE, "..", "..", "..", "migrations")
+    files = sorted(f for f in os.listdir(migrations) if f.endswith(".up.sql"))
+    args = psql + ["-1"]
+    for f in files:
+        args += ["-f", os.path.join(migrations, f)]
+    return subprocess.call(args)
 
 
 def serve():
