@@ -10,7 +10,7 @@ mod support;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use metrics_common::{named, samples, scrape};
+use metrics_common::{named, samples, scrape, scrape_until};
 use support::client::Conn;
 use support::service::Service;
 use support::TestDb;
@@ -144,9 +144,17 @@ fn ten_thousand_random_requests_create_no_new_series() {
         }
     }
     drop(conn);
+    let answered = |text: &str| -> f64 {
+        named(text, "http_requests_total")
+            .iter()
+            .filter(|s| !matches!(s.label("path"), "/readyz" | "/metrics" | "/debug/log-level"))
+            .map(|s| s.value)
+            .sum()
+    };
+    let warmed = (METHOD_KINDS * PATH_KINDS) as f64;
     scrape(&svc); // the scrape's own series exist from now on
-    thread::sleep(Duration::from_millis(50));
-    let warm = scrape(&svc);
+    let warm = scrape_until(&svc, |t| answered(t) == warmed);
+    assert_eq!(answered(&warm), warmed);
     let warm_series = series(&warm);
 
     // 10,000 random requests over 4 keep-alive connections.
@@ -174,13 +182,9 @@ fn ten_thousand_random_requests_create_no_new_series() {
     }
     eprintln!("10,000 requests in {:?}", started.elapsed());
 
-    let after = scrape(&svc);
-    let requests: f64 = named(&after, "http_requests_total")
-        .iter()
-        .filter(|s| !matches!(s.label("path"), "/readyz" | "/metrics" | "/debug/log-level"))
-        .map(|s| s.value)
-        .sum();
-    assert_eq!(requests, (METHOD_KINDS * PATH_KINDS) as f64 + 10_000.0);
+    let sent = warmed + 10_000.0;
+    let after = scrape_until(&svc, |t| answered(t) == sent);
+    assert_eq!(answered(&after), sent);
     assert_eq!(
         series(&after),
         warm_series,

@@ -6,10 +6,9 @@ mod metrics_common;
 mod support;
 
 use std::collections::BTreeMap;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use metrics_common::{named, scrape, value};
+use metrics_common::{named, scrape, scrape_until, value};
 use support::client::Conn;
 use support::service::Service;
 use support::TestDb;
@@ -110,16 +109,11 @@ fn request_counters_and_histogram_counts_match_what_was_sent() {
     .map(|((m, p), n)| ((m.to_owned(), p.to_owned()), n))
     .collect();
 
-    // The counters are bumped right after each response is written, so the
-    // last one may trail the client by a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = scrape(&svc);
-        if request_counts(&text) == want_requests || Instant::now() > deadline {
-            break text;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    // The counter and then the histogram move after each response is
+    // written: a scrape can come before either, or between the two.
+    let text = scrape_until(&svc, |t| {
+        request_counts(t) == want_requests && histogram_counts(t) == want_histogram
+    });
     assert_eq!(request_counts(&text), want_requests, "\n{text}");
     assert_eq!(histogram_counts(&text), want_histogram, "\n{text}");
 

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::support::client;
 use crate::support::service::Service;
@@ -32,6 +34,22 @@ pub fn scrape(svc: &Service) -> String {
     let reply = client::get(admin(svc), "/metrics").expect("scrape /metrics");
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.text()
+}
+
+/// Scrapes until `settled` holds for the exposition, or 5 s have passed,
+/// and returns the last one. A request's metrics are recorded on the thread
+/// that wrote its response, right after the write: a client can read its
+/// last response before the counters move, so exact counts are awaited, not
+/// read once.
+pub fn scrape_until(svc: &Service, settled: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(svc);
+        if settled(&text) || Instant::now() > deadline {
+            return text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Every sample line of an exposition (comments and blank lines skipped).
