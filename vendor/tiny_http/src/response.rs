@@ -101,43 +101,75 @@ impl FromStr for TransferEncoding {
     }
 }
 
-/// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+/// The `Date` header's value for the current second, `Sun, 06 Nov 1994 08:49:37 GMT`.
+///
+/// Formatting a date is most of the cost of a small response's head, and the value changes
+/// once a second: each thread keeps the last one it formatted and reuses it within the
+/// same second.
+fn http_date_now() -> [u8; HTTP_DATE_LEN] {
+    use std::cell::Cell;
+    thread_local! {
+        static LAST: Cell<(u64, [u8; HTTP_DATE_LEN])> = const { Cell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let (cached_second, cached) = last.get();
+        if cached_second == second {
+            return cached;
+        }
+        let mut value = [0; HTTP_DATE_LEN];
+        // `HttpDate` always formats to exactly 29 bytes (RFC 9110 IMF-fixdate); were it ever
+        // shorter, the rest stays zero and is trimmed when written.
+        let _ = write!(&mut value[..], "{}", HttpDate::from(now));
+        last.set((second, value));
+        value
+    })
 }
 
-fn write_message_header<W>(
-    mut writer: W,
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+const HTTP_DATE_LEN: usize = 29;
+
+/// Writes `n` in decimal.
+fn write_decimal<W: Write>(writer: &mut W, mut n: u64) -> IoResult<()> {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    writer.write_all(&digits[at..])
+}
+
+/// Writes one `name: value` header line.
+fn write_header_line<W: Write>(writer: &mut W, name: &[u8], value: &[u8]) -> IoResult<()> {
+    writer.write_all(name)?;
+    writer.write_all(b": ")?;
+    writer.write_all(value)?;
+    writer.write_all(b"\r\n")
+}
+
+/// The status line, `HTTP/1.1 200 OK`.
+fn write_status_line<W: Write>(
+    writer: &mut W,
     http_version: &HTTPVersion,
     status_code: &StatusCode,
-    headers: &[Header],
-) -> IoResult<()>
-where
-    W: Write,
-{
-    // writing status line
-    write!(
-        &mut writer,
-        "HTTP/{}.{} {} {}\r\n",
-        http_version.0,
-        http_version.1,
-        status_code.0,
-        status_code.default_reason_phrase()
-    )?;
-
-    // writing headers
-    for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
-    }
-
-    // separator between header and data
-    write!(&mut writer, "\r\n")?;
-
-    Ok(())
+) -> IoResult<()> {
+    writer.write_all(b"HTTP/")?;
+    write_decimal(writer, u64::from(http_version.0))?;
+    writer.write_all(b".")?;
+    write_decimal(writer, u64::from(http_version.1))?;
+    writer.write_all(b" ")?;
+    write_decimal(writer, u64::from(status_code.0))?;
+    writer.write_all(b" ")?;
+    writer.write_all(status_code.default_reason_phrase().as_bytes())?;
+    writer.write_all(b"\r\n")
 }
 
 fn choose_transfer_encoding(
@@ -429,56 +461,40 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
-
-        // handling upgrade
-        if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
+        // Headers the library adds go straight to the writer, without building a `Header`
+        // (two allocations each) or shifting the response's own: first the upgrade pair,
+        // then `Server` and `Date` unless the response has its own, then the response's
+        // headers, then `Connection`, then the framing header.
+        let has_date = self.headers.iter().any(|h| h.field.equiv("Date"));
+        let has_server = self.headers.iter().any(|h| h.field.equiv("Server"));
+        let connection: &[u8] = match (upgrade, conn) {
+            (Some(_), _) | (None, ConnHeader::None) => b"",
+            (None, ConnHeader::Close) => b"close",
+            (None, ConnHeader::KeepAlive) => b"keep-alive",
+        };
+        if upgrade.is_some() {
             transfer_encoding = None;
-        } else {
-            let value: &[u8] = match conn {
-                ConnHeader::None => b"",
-                ConnHeader::Close => b"close",
-                ConnHeader::KeepAlive => b"keep-alive",
-            };
-            if !value.is_empty() {
-                self.headers
-                    .push(Header::from_bytes(&b"Connection"[..], value).unwrap());
-            }
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
         // we don't know it, we buffer the entire response first here
         // while this is an expensive operation, it is only ever needed for clients using HTTP 1.0
-        let (mut reader, data_length): (Box<dyn Read>, _) =
-            match (self.data_length, transfer_encoding) {
-                (Some(l), _) => (Box::new(self.reader), Some(l)),
-                (None, Some(TransferEncoding::Identity)) => {
-                    let mut buf = Vec::new();
-                    self.reader.read_to_end(&mut buf)?;
-                    let l = buf.len();
-                    (Box::new(Cursor::new(buf)), Some(l))
-                }
-                _ => (Box::new(self.reader), None),
-            };
+        let mut buffered = None;
+        let data_length = match (self.data_length, transfer_encoding) {
+            (Some(l), _) => Some(l),
+            (None, Some(TransferEncoding::Identity)) => {
+                let mut buf = Vec::new();
+                self.reader.read_to_end(&mut buf)?;
+                let l = buf.len();
+                buffered = Some(Cursor::new(buf));
+                Some(l)
+            }
+            _ => None,
+        };
+        let reader: &mut dyn Read = match &mut buffered {
+            Some(buffered) => buffered,
+            None => &mut self.reader,
+        };
 
         // checking whether to ignore the body of the response
         let do_not_send_body = do_not_send_body
@@ -488,35 +504,43 @@ where
                 _ => false,
             };
 
-        // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
-            Some(TransferEncoding::Identity) => {
-                assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
+        // sending the head
+        write_status_line(&mut writer, &http_version, &self.status_code)?;
+        if let Some(upgrade) = upgrade {
+            write_header_line(&mut writer, b"Connection", b"upgrade")?;
+            write_header_line(&mut writer, b"Upgrade", upgrade.as_bytes())?;
+        }
+        if !has_server {
+            write_header_line(&mut writer, b"Server", b"tiny-http (Rust)")?;
+        }
+        if !has_date {
+            let date = http_date_now();
+            let len = date.iter().position(|&b| b == 0).unwrap_or(date.len());
+            write_header_line(&mut writer, b"Date", &date[..len])?;
+        }
+        for header in &self.headers {
+            write_header_line(
+                &mut writer,
+                header.field.as_str().as_bytes(),
+                header.value.as_bytes(),
+            )?;
+        }
+        if !connection.is_empty() {
+            write_header_line(&mut writer, b"Connection", connection)?;
+        }
+        match (transfer_encoding, data_length) {
+            (Some(TransferEncoding::Chunked), _) => {
+                write_header_line(&mut writer, b"Transfer-Encoding", b"chunked")?
             }
-
-            _ => (),
-        };
-
-        // sending headers
-        write_message_header(
-            writer.by_ref(),
-            &http_version,
-            &self.status_code,
-            &self.headers,
-        )?;
+            (Some(TransferEncoding::Identity), Some(length)) => {
+                writer.write_all(b"Content-Length: ")?;
+                write_decimal(&mut writer, length as u64)?;
+                writer.write_all(b"\r\n")?;
+            }
+            // Identity without a length cannot happen: an unknown length was buffered above.
+            (Some(TransferEncoding::Identity), None) | (None, _) => (),
+        }
+        writer.write_all(b"\r\n")?;
 
         // sending the body
         if !do_not_send_body {
@@ -525,17 +549,12 @@ where
                     let mut encoder = ChunkedEncoder {
                         inner: writer.by_ref(),
                     };
-                    io::copy(&mut reader, &mut encoder)?;
+                    io::copy(reader, &mut encoder)?;
                     writer.write_all(b"0\r\n\r\n")?;
                 }
 
-                Some(TransferEncoding::Identity) => {
-                    assert!(data_length.is_some());
-                    let data_length = data_length.unwrap();
-
-                    if data_length >= 1 {
-                        io::copy(&mut reader, &mut writer)?;
-                    }
+                Some(TransferEncoding::Identity) if data_length.is_some_and(|l| l >= 1) => {
+                    io::copy(reader, &mut writer)?;
                 }
 
                 _ => (),
@@ -663,6 +682,110 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
             close: self.close,
+        }
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn printed<R: Read>(response: Response<R>, version: HTTPVersion) -> String {
+        let mut out = Vec::new();
+        response
+            .raw_print(&mut out, version, &[], false, None)
+            .expect("print into a Vec");
+        String::from_utf8(out).expect("ASCII head")
+    }
+
+    fn header<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        let head = &text[..text.find("\r\n\r\n").expect("end of head")];
+        head.lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn a_small_response_has_its_status_line_headers_and_body() {
+        let text = printed(
+            Response::from_string("hi").with_header(
+                Header::from_bytes(&b"X-Request-ID"[..], &b"abc"[..]).expect("header"),
+            ),
+            HTTPVersion(1, 1),
+        );
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nhi"), "{text}");
+        assert_eq!(header(&text, "Server"), ["tiny-http (Rust)"]);
+        assert_eq!(header(&text, "X-Request-ID"), ["abc"]);
+        assert_eq!(header(&text, "Content-Length"), ["2"]);
+        assert!(header(&text, "Connection").is_empty(), "{text}");
+        let date = header(&text, "Date");
+        assert_eq!(date.len(), 1, "{text}");
+        let sent = httpdate::parse_http_date(date[0]).expect("an IMF-fixdate");
+        let age = SystemTime::now().duration_since(sent).unwrap_or_default();
+        assert!(age < Duration::from_secs(5), "{date:?}");
+    }
+
+    #[test]
+    fn a_response_with_its_own_date_and_server_gets_no_second() {
+        let text = printed(
+            Response::empty(204)
+                .with_header(
+                    Header::from_bytes(&b"Date"[..], &b"Sun, 06 Nov 1994 08:49:37 GMT"[..])
+                        .expect("header"),
+                )
+                .with_header(Header::from_bytes(&b"Server"[..], &b"usersvc"[..]).expect("header")),
+            HTTPVersion(1, 1),
+        );
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n"), "{text}");
+        assert_eq!(header(&text, "Date"), ["Sun, 06 Nov 1994 08:49:37 GMT"]);
+        assert_eq!(header(&text, "Server"), ["usersvc"]);
+    }
+
+    #[test]
+    fn the_cached_date_follows_the_clock() {
+        let first = http_date_now();
+        let first_second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // Wait for the next second, then ask again on the same thread.
+        while SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            == first_second
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let second = http_date_now();
+        let parse = |v: &[u8]| {
+            httpdate::parse_http_date(std::str::from_utf8(v).expect("ASCII")).expect("date")
+        };
+        assert!(parse(&second) > parse(&first));
+    }
+
+    #[test]
+    fn an_http_1_0_response_of_unknown_length_is_buffered_and_measured() {
+        let body = Cursor::new(b"hello".to_vec());
+        let text = printed(
+            Response::new(StatusCode(200), Vec::new(), body, None, None),
+            HTTPVersion(1, 0),
+        );
+        assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+        assert_eq!(header(&text, "Content-Length"), ["5"]);
+        assert!(header(&text, "Transfer-Encoding").is_empty());
+        assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 4096, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, n).expect("into a Vec");
+            assert_eq!(out, n.to_string().into_bytes());
         }
     }
 }
