@@ -189,12 +189,15 @@ fn pool_settings(config: &Config) -> PoolSettings {
 }
 
 /// Before the service is ready: migrations (unless `MIGRATE_ON_START` is
-/// off), then the pool is opened and a first pooled connection checked out,
-/// then the readiness check's ping (so the first `/readyz` does not pay for
-/// a connect). Migrations run on the connection the readiness check then
-/// keeps, and the pool's min-idle fill starts only after them: start-up
-/// waits for two connects, and nothing else competes with the first.
-/// Retried by the runtime until it works.
+/// off) on the connection the readiness check then keeps, then the pool is
+/// opened, then the readiness check's ping. Retried by the runtime until it
+/// works.
+///
+/// Start-up waits for one connect. The pool's min-idle fill starts only
+/// after the migrations (nothing competes with them) and runs in the
+/// background: ready means what `/readyz` checks from then on (the database
+/// answers, the schema is current), and a request that arrives before the
+/// first pooled connection waits for it within `DB_ACQUIRE_TIMEOUT`.
 fn startup_work(
     url: String,
     migrate_on_start: bool,
@@ -213,7 +216,6 @@ fn startup_work(
             database_check.adopt(client);
         }
         pool.open();
-        pool.acquire().map(drop).map_err(|e| e.to_string())?;
         database_check.check()
     })
 }

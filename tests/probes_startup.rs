@@ -106,10 +106,13 @@ fn probes_over_the_life_of_the_service() {
 #[test]
 fn start_on_a_current_schema_migrates_on_the_readiness_connection() {
     // A restart (the schema is current) at MAX_CONNECTIONS=1, so the pool
-    // opens exactly one connection: the one start-up checks out.
+    // opens exactly one connection. Ready does not wait for it: the first
+    // request right after ready is answered on it.
     let db = support::TestDb::migrated();
     let svc = Service::start(&[("DATABASE_URL", db.url()), ("MAX_CONNECTIONS", "1")]);
     svc.wait_ready(Duration::from_secs(15));
+    let first = client::get(svc.addr, "/api/v1/users/1").expect("first request");
+    assert_eq!(first.status, 404, "{}", first.text());
 
     let logs = svc.logs();
     let migrated = logs
