@@ -33,9 +33,9 @@ fn main() -> ExitCode {
     let command = match config::parse(&args, &|key| std::env::var(key).ok()) {
         Ok(command) => command,
         Err(errors) => {
-            eprintln!("usersvc: invalid configuration:");
+            print_stderr("usersvc: invalid configuration:");
             for error in errors.errors() {
-                eprintln!("  {error}");
+                print_stderr(&format!("  {error}"));
             }
             return ExitCode::from(EXIT_CONFIG);
         }
@@ -47,13 +47,21 @@ fn main() -> ExitCode {
         {
             Ok(json) => print_stdout(&json),
             Err(e) => {
-                eprintln!("usersvc: cannot print the configuration: {e}");
+                print_stderr(&format!("usersvc: cannot print the configuration: {e}"));
                 ExitCode::FAILURE
             }
         },
         Command::Serve(config) => serve(config),
         Command::Migrate(config, command) => migrate(&config, command),
     }
+}
+
+/// A message for the operator on stderr. Unlike `eprintln!`, a stderr
+/// whose reader has gone is not a panic (exit 101): there is nobody left to
+/// tell, and the exit code still says what happened.
+fn print_stderr(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// A command's output on stdout. Unlike `println!`, a reader that has gone
@@ -66,7 +74,7 @@ fn print_stdout(text: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("usersvc: cannot write to stdout: {e}");
+            print_stderr(&format!("usersvc: cannot write to stdout: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -78,7 +86,7 @@ fn serve(config: Config) -> ExitCode {
         format: config.log_format,
     };
     if let Err(e) = logging::init(settings) {
-        eprintln!("usersvc: cannot start logging: {e}");
+        print_stderr(&format!("usersvc: cannot start logging: {e}"));
         return ExitCode::FAILURE;
     }
     logging::panic_hook::install();
@@ -229,7 +237,7 @@ fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
     let mut client = match db::connect(config.database_url.expose_secret(), CONNECT_TIMEOUT) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("usersvc migrate: cannot connect: {e}");
+            print_stderr(&format!("usersvc migrate: cannot connect: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -251,7 +259,7 @@ fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
     match outcome {
         Ok(text) => print_stdout(&text),
         Err(e) => {
-            eprintln!("usersvc migrate: {e}");
+            print_stderr(&format!("usersvc migrate: {e}"));
             ExitCode::FAILURE
         }
     }

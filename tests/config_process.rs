@@ -173,3 +173,20 @@ fn output_into_a_closed_pipe_is_not_a_crash() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn errors_into_a_closed_pipe_keep_their_exit_code() {
+    // `usersvc --workers 0 2>&1 | head -0`: the error has nowhere to go, but
+    // the exit code must still say "invalid configuration", not "panicked".
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_usersvc"))
+        .env_clear()
+        .env("DATABASE_URL", DB)
+        .args(["--workers", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(writer)
+        .output()
+        .expect("run usersvc");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+}
