@@ -267,7 +267,7 @@ impl Metrics {
         match encoder.encode(&self.registry.gather(), &mut body) {
             Ok(()) => Response {
                 status: 200,
-                headers: vec![("Content-Type", encoder.format_type().to_owned())],
+                headers: vec![("Content-Type", encoder.format_type().to_owned().into())],
                 body,
             },
             Err(e) => Response::text(500, &format!("metrics encoding failed: {e}")),

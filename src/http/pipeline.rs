@@ -125,20 +125,17 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
 
 /// Renders, writes and logs the answer to `req`. Call it with the request
 /// context entered ([`with_context`]) so the log line carries the ids.
-pub fn respond(req: tiny_http::Request, meta: &Meta, result: HandlerResult, hooks: &dyn Hooks) {
+pub fn respond(mut req: tiny_http::Request, meta: &Meta, result: HandlerResult, hooks: &dyn Hooks) {
     let resp = match result {
         Ok(r) => r,
         Err(p) => Response::problem(&p, meta.request_id.as_str()),
     };
     let status = resp.status;
     let bytes = resp.body.len();
-    let path_len = req.url().split('?').next().map_or(0, str::len);
     let is_head = meta.method == Method::Head;
-    // Log before the write hands the request away; the write result follows.
-    let url = req.url().to_owned();
-    let write = write_response(req, resp, &meta.request_id);
+    let write = write_response(&mut req, resp, &meta.request_id);
     let elapsed = meta.started.elapsed();
-    let path = &url[..path_len];
+    let path = req.url().split('?').next().unwrap_or_default();
     let sent = if is_head { 0 } else { bytes };
     if let Err(e) = &write {
         log::debug!(error = e.to_string().as_str(); "response write failed");
@@ -158,7 +155,7 @@ pub fn respond(req: tiny_http::Request, meta: &Meta, result: HandlerResult, hook
 }
 
 fn write_response(
-    req: tiny_http::Request,
+    req: &mut tiny_http::Request,
     resp: Response,
     request_id: &RequestId,
 ) -> std::io::Result<()> {
@@ -166,7 +163,7 @@ fn write_response(
     for (name, value) in resp
         .headers
         .iter()
-        .map(|(n, v)| (*n, v.as_str()))
+        .map(|(n, v)| (*n, v.as_ref()))
         .chain([(request_id::HEADER, request_id.as_str())])
     {
         // Header values we build are ASCII; a value that is not is dropped
@@ -183,7 +180,7 @@ fn write_response(
         Some(len),
         None,
     );
-    req.respond(response)
+    req.respond_in_place(response)
 }
 
 /// A duration in milliseconds with microsecond precision (no float noise

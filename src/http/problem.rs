@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::http::response::HeaderValue;
+
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// An error answer before it is rendered.
@@ -18,7 +20,7 @@ pub struct Problem {
     pub kind: &'static str,
     pub extensions: Map<String, Value>,
     /// Extra response headers, e.g. `Allow` on 405, `Retry-After` on 503.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderValue)>,
 }
 
 impl Problem {
@@ -45,7 +47,7 @@ impl Problem {
         self
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Problem {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<HeaderValue>) -> Problem {
         self.headers.push((name, value.into()));
         self
     }

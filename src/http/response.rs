@@ -4,15 +4,21 @@
 //! adds `X-Request-ID`, turns it into a tiny_http response and writes it. Keeping
 //! this type free of sockets lets handlers be tested as pure functions.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::http::problem::{self, Problem};
+
+/// A header value: most are constants (content types, `Retry-After: 1`) and
+/// are not copied per response; the rest (`Location`) are built.
+pub type HeaderValue = Cow<'static, str>;
 
 /// An answer: status, headers (content type included) and a body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderValue)>,
     pub body: Vec<u8>,
 }
 
@@ -30,7 +36,7 @@ impl Response {
     pub fn text(status: u16, body: &str) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type", "text/plain; charset=utf-8".to_owned())],
+            headers: vec![("Content-Type", Cow::Borrowed("text/plain; charset=utf-8"))],
             body: body.as_bytes().to_vec(),
         }
     }
@@ -40,7 +46,7 @@ impl Response {
         match serde_json::to_vec(value) {
             Ok(body) => Response {
                 status,
-                headers: vec![("Content-Type", "application/json".to_owned())],
+                headers: vec![("Content-Type", Cow::Borrowed("application/json"))],
                 body,
             },
             // Our own types always serialise; if one ever does not, say so
@@ -56,7 +62,7 @@ impl Response {
     pub fn json_text(status: u16, body: String) -> Response {
         Response {
             status,
-            headers: vec![("Content-Type", "application/json".to_owned())],
+            headers: vec![("Content-Type", Cow::Borrowed("application/json"))],
             body: body.into_bytes(),
         }
     }
@@ -64,7 +70,7 @@ impl Response {
     /// A problem+json body carrying the request id.
     pub fn problem(p: &Problem, request_id: &str) -> Response {
         let mut headers = Vec::with_capacity(1 + p.headers.len());
-        headers.push(("Content-Type", problem::CONTENT_TYPE.to_owned()));
+        headers.push(("Content-Type", Cow::Borrowed(problem::CONTENT_TYPE)));
         headers.extend(p.headers.iter().cloned());
         Response {
             status: p.status,
@@ -73,7 +79,7 @@ impl Response {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<HeaderValue>) -> Response {
         self.headers.push((name, value.into()));
         self
     }
@@ -82,7 +88,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

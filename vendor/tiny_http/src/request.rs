@@ -371,6 +371,16 @@ impl Request {
         self.respond_impl(response)
     }
 
+    /// [`respond`](Request::respond) that leaves the request readable afterwards (its URL,
+    /// method and headers, for a log line written after the response). Only the first
+    /// response is sent; later calls do nothing.
+    pub fn respond_in_place<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    where
+        R: Read,
+    {
+        self.respond_impl(response)
+    }
+
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,

@@ -263,14 +263,32 @@ where
         let mut response = Response {
             reader: data,
             status_code,
-            headers: Vec::with_capacity(16),
+            headers: Vec::new(),
             data_length,
             chunked_threshold: None,
             close: false,
         };
 
-        for h in headers {
-            response.add_header(h)
+        // The usual case: no header `add_header` would drop, rewrite or merge. The caller's
+        // vector is kept as it is, without copying it into a new one.
+        let content_types = headers
+            .iter()
+            .filter(|h| h.field.equiv("Content-Type"))
+            .count();
+        let plain = content_types <= 1
+            && !headers.iter().any(|h| {
+                h.field.equiv("Connection")
+                    || h.field.equiv("Trailer")
+                    || h.field.equiv("Transfer-Encoding")
+                    || h.field.equiv("Upgrade")
+                    || h.field.equiv("Content-Length")
+            });
+        if plain {
+            response.headers = headers;
+        } else {
+            for h in headers {
+                response.add_header(h)
+            }
         }
 
         // dummy implementation
@@ -778,6 +796,48 @@ mod head_tests {
         assert_eq!(header(&text, "Content-Length"), ["5"]);
         assert!(header(&text, "Transfer-Encoding").is_empty());
         assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    }
+
+    #[test]
+    fn headers_given_to_new_keep_add_header_rules() {
+        let h = |n: &str, v: &str| Header::from_bytes(n.as_bytes(), v.as_bytes()).expect("header");
+        // Plain headers are kept as given, in order.
+        let plain = Response::new(
+            StatusCode(200),
+            vec![
+                h("Content-Type", "text/plain"),
+                h("X-A", "1"),
+                h("X-A", "2"),
+            ],
+            Cursor::new(b"x".to_vec()),
+            Some(1),
+            None,
+        );
+        let names: Vec<_> = plain
+            .headers()
+            .iter()
+            .map(|h| h.value.to_string())
+            .collect();
+        assert_eq!(names, ["text/plain", "1", "2"]);
+        // The rest still go through `add_header`: the last Content-Type wins, framing
+        // headers are dropped, `Connection: close` becomes the close flag.
+        let special = Response::new(
+            StatusCode(200),
+            vec![
+                h("Content-Type", "text/plain"),
+                h("Content-Type", "application/json"),
+                h("Transfer-Encoding", "chunked"),
+                h("Connection", "close"),
+            ],
+            Cursor::new(b"{}".to_vec()),
+            Some(2),
+            None,
+        );
+        assert!(special.wants_close());
+        let text = printed(special, HTTPVersion(1, 1));
+        assert_eq!(header(&text, "Content-Type"), ["application/json"]);
+        assert!(header(&text, "Transfer-Encoding").is_empty(), "{text}");
+        assert_eq!(header(&text, "Content-Length"), ["2"]);
     }
 
     #[test]
