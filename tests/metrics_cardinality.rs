@@ -152,8 +152,18 @@ fn ten_thousand_random_requests_create_no_new_series() {
             .sum()
     };
     let warmed = (METHOD_KINDS * PATH_KINDS) as f64;
-    scrape(&svc); // the scrape's own series exist from now on
-    let warm = scrape_until(&svc, |t| answered(t) == warmed);
+    // The scrape's own series exist once the first scrape has been
+    // recorded, which happens after its response was written: wait for
+    // the last of them (its histogram) as well as for the warm-up's counts.
+    scrape(&svc);
+    let scrape_recorded = |t: &str| {
+        let recorded = named(t, "http_request_duration_seconds_count");
+        ["/metrics", "/debug/log-level"]
+            .iter()
+            .all(|p| recorded.iter().any(|s| s.label("path") == *p))
+    };
+    let warm = scrape_until(&svc, |t| answered(t) == warmed && scrape_recorded(t));
+    assert!(scrape_recorded(&warm), "{warm}");
     assert_eq!(answered(&warm), warmed);
     let warm_series = series(&warm);
 
