@@ -30,7 +30,8 @@ fn probes_over_the_life_of_the_service() {
     let cluster = TempCluster::start_new();
     cluster.stop();
     let url = cluster.url();
-    let mut svc = Service::start(&[("DATABASE_URL", url.as_str()), ("DRAIN_DELAY", "1s")]);
+    // DRAIN_DELAY long enough for the checks made within it on a loaded machine.
+    let mut svc = Service::start(&[("DATABASE_URL", url.as_str()), ("DRAIN_DELAY", "3s")]);
 
     // Starting: listeners are up, start-up work is not done.
     for addr in [svc.addr, metrics_common::admin(&svc)] {
@@ -65,6 +66,8 @@ fn probes_over_the_life_of_the_service() {
         );
         thread::sleep(Duration::from_millis(50));
     }
+    // /startupz turns 200 just before "service ready" is logged.
+    svc.wait_for_log(|v| v["msg"] == "service ready", Duration::from_secs(5));
     let logs = svc.logs();
     let pos = |msg: &str| logs.iter().position(|l| l["msg"] == msg);
     let migrated = pos("migrations applied").expect("migrations applied first");

@@ -40,9 +40,18 @@ fn full_queue_sheds_at_once_while_probes_answer() {
         .expect("lock");
     let addr = svc.addr;
     let blocked = thread::spawn(move || client::get(addr, "/api/v1/users/1"));
-    thread::sleep(Duration::from_millis(300));
-    let queued = thread::spawn(move || client::get(addr, "/api/v1/users/1"));
     let admin = svc.admin.expect("admin");
+    // The only worker has taken the blocked request before the next one comes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let workers = client::get(admin, "/debug/workers").expect("workers");
+        if workers.json()["workers"][0]["state"] == "busy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", workers.text());
+        thread::sleep(Duration::from_millis(10));
+    }
+    let queued = thread::spawn(move || client::get(addr, "/api/v1/users/1"));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let m = client::get(admin, "/metrics").expect("metrics").text();

@@ -22,7 +22,8 @@ fn start(db: &TestDb, extra: &[(&str, &str)]) -> Service {
 #[test]
 fn sigterm_drains_in_order_and_exits_zero() {
     let db = TestDb::new();
-    let mut svc = start(&db, &[("DRAIN_DELAY", "1s")]);
+    // DRAIN_DELAY long enough for the checks made within it on a loaded machine.
+    let mut svc = start(&db, &[("DRAIN_DELAY", "3s")]);
     let created = client::request(
         svc.addr,
         "POST",
@@ -67,7 +68,7 @@ fn sigterm_drains_in_order_and_exits_zero() {
     let api = client::get(svc.addr, "/openapi.json").expect("API while draining");
     assert_eq!(api.status, 200);
     assert!(
-        signalled.elapsed() < Duration::from_secs(1),
+        signalled.elapsed() < Duration::from_secs(3),
         "checked within DRAIN_DELAY"
     );
 
@@ -113,7 +114,7 @@ fn sigterm_drains_in_order_and_exits_zero() {
     ] {
         assert!(last[phase].is_number(), "{phase} missing: {last}");
     }
-    assert!(last["drain_ms"].as_f64().unwrap_or(0.0) >= 1000.0, "{last}");
+    assert!(last["drain_ms"].as_f64().unwrap_or(0.0) >= 3000.0, "{last}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use usersvc::http::pipeline::{HandlerResult, Hooks, Meta};
 use usersvc::http::request::Request;
 use usersvc::http::response::Response;
 use usersvc::http::router::Router;
-use usersvc::http::worker_pool::PoolSize;
+use usersvc::http::worker_pool::{PoolSize, QueueLen};
 use usersvc::lifecycle::{ServiceState, State};
 use usersvc::runtime::{self, Parts, Running, ServeSettings};
 
@@ -63,6 +63,8 @@ struct Harness {
     release: Sender<()>,
     /// Each message says one `/block` request has started.
     entered: Receiver<()>,
+    /// Requests waiting in the bounded queue for a worker.
+    queue_len: Arc<Mutex<Option<QueueLen>>>,
 }
 
 impl Harness {
@@ -103,6 +105,7 @@ impl Harness {
             })
             .expect("routes");
         let counts = Arc::new(Counts::default());
+        let queue_len = Arc::new(Mutex::new(None));
         let hooks: Arc<dyn Hooks> = Arc::new(CountingHooks(Arc::clone(&counts)));
         let state = ServiceState::new();
         let health = Arc::new(Health::new(Arc::clone(&state), Vec::new()));
@@ -146,7 +149,10 @@ impl Harness {
             startup: Box::new(|| Ok(())),
             background: Vec::new(),
             resources: Vec::new(),
-            gauges: Box::new(|_| {}),
+            gauges: {
+                let slot = Arc::clone(&queue_len);
+                Box::new(move |g| *slot.lock().unwrap() = Some(g.queue_len))
+            },
         };
         let running = runtime::start(parts, &|| false).expect("start");
         Harness {
@@ -155,6 +161,7 @@ impl Harness {
             counts,
             release,
             entered,
+            queue_len,
         }
     }
 
@@ -170,6 +177,21 @@ impl Harness {
     fn block(&self) -> thread::JoinHandle<client::Reply> {
         let addr = self.addr();
         thread::spawn(move || client::get(addr, "/block").expect("blocked request"))
+    }
+
+    /// Waits (5 s at most) until `n` requests sit in the queue.
+    fn wait_queued(&self, n: usize) {
+        let len = self
+            .queue_len
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("gauges wired");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while len() != n {
+            assert!(Instant::now() < deadline, "queue length {} != {n}", len());
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn wait_entered(&self, n: usize) {
@@ -198,15 +220,7 @@ fn full_queue_sheds_at_once_and_probes_still_answer() {
     let in_flight = h.block();
     h.wait_entered(1);
     let queued = h.block();
-    // Wait until the second request sits in the queue.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while h.counts.finished.lock().unwrap().is_empty() && Instant::now() < deadline {
-        let workers = client::get(h.admin(), "/debug/workers").expect("workers");
-        if workers.json()["workers"][0]["state"] == "busy" {
-            break;
-        }
-    }
-    thread::sleep(Duration::from_millis(100));
+    h.wait_queued(1);
 
     let mut shed_times = Vec::new();
     let mut probe_times = Vec::new();
@@ -415,7 +429,8 @@ fn debug_endpoints_live_only_on_the_admin_listener() {
 
 #[test]
 fn drain_finishes_in_flight_work_and_closes_idle_connections() {
-    let mut h = Harness::start(2, 8, Duration::from_millis(400));
+    // DRAIN_DELAY long enough for the requests below on a loaded machine.
+    let mut h = Harness::start(2, 8, Duration::from_secs(2));
     assert_eq!(client::get(h.addr(), "/readyz").unwrap().status, 200);
     let addr = h.addr();
     let mut idle = Conn::open(addr).unwrap();
@@ -427,7 +442,10 @@ fn drain_finishes_in_flight_work_and_closes_idle_connections() {
     let state = Arc::clone(&h.state);
     let shutdown = thread::spawn(move || running.shutdown("test"));
     // During DRAIN_DELAY: unready, still serving.
-    thread::sleep(Duration::from_millis(100));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while state.get() != State::Draining && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(state.get(), State::Draining);
     let r = client::get(addr, "/readyz").unwrap();
     assert_eq!(r.status, 503);

@@ -25,6 +25,8 @@ pub struct Service {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     out: Arc<Lines>,
+    /// The stdout and stderr reader threads, joined once the process exits.
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 /// The environment every test service starts from: ephemeral ports, JSON
@@ -62,23 +64,25 @@ impl Service {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn usersvc");
         let out = Arc::new(Lines::default());
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let out = Arc::clone(&out);
-            thread::spawn(move || {
+            readers.push(thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     out.lines.lock().expect("lock").push(line);
                     out.changed.notify_all();
                 }
-            });
+            }));
         }
         let mut svc = Service {
             child,
             addr: "0.0.0.0:0".parse().expect("addr"),
             admin: None,
             out,
+            readers,
         };
         let listening = svc.wait_for_log(|v| v["msg"] == "listening", Duration::from_secs(20));
         svc.addr = listening["addr"]
@@ -168,8 +172,11 @@ impl Service {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader threads drain the pipes.
-                thread::sleep(Duration::from_millis(50));
+                // Every line the process wrote is read: the readers end at
+                // the pipes' end of file, which its exit closed.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() >= deadline {
