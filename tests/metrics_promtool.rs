@@ -38,6 +38,16 @@ fn busy_service(db: &TestDb) -> Service {
     ] {
         client::request(svc.addr, method, path, &[], b"").expect("request");
     }
+    // Each request is recorded just after its response: wait for all five.
+    let answered = |t: &str| -> f64 {
+        metrics_common::named(t, "http_request_duration_seconds_count")
+            .iter()
+            .filter(|s| !matches!(s.label("path"), "/readyz" | "/metrics"))
+            .map(|s| s.value)
+            .sum()
+    };
+    let text = metrics_common::scrape_until(&svc, |t| answered(t) == 5.0);
+    assert_eq!(answered(&text), 5.0, "{text}");
     svc
 }
 

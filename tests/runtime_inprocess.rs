@@ -324,6 +324,12 @@ fn unknown_route_is_404_wrong_method_is_405_with_allow_and_head_works() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("Allow"), Some("GET, HEAD"));
 
+    // Each request is counted just after its response: wait for all six.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.counts.finished.lock().unwrap().len() < 6 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(h.counts.finished.lock().unwrap().len(), 6);
     let routes: Vec<_> = h
         .counts
         .finished
