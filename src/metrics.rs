@@ -25,7 +25,8 @@ use prometheus::{
 
 use crate::build_info;
 use crate::db::{AcquireOutcome, PoolObserver};
-use crate::http::pipeline::{Hooks, Meta};
+use crate::http::method::Method;
+use crate::http::pipeline::{Hooks, Meta, UNMATCHED};
 use crate::http::response::Response;
 use crate::lifecycle::State;
 
@@ -295,6 +296,17 @@ impl Hooks for Metrics {
 
     fn panicked(&self, _meta: &Meta) {
         self.panics.inc();
+    }
+
+    /// Refused before parsing was done: neither the method nor the route is
+    /// known, so they are counted as `other` / `unmatched` (seven status
+    /// values at most). No latency is observed: the request never started.
+    fn refused(&self, status: u16) {
+        let digits = itoa_status(status);
+        let status = std::str::from_utf8(&digits).unwrap_or("0");
+        self.http_requests
+            .with_label_values(&[Method::Other.as_str(), UNMATCHED, status])
+            .inc();
     }
 
     fn shed(&self, _meta: &Meta) {

@@ -31,7 +31,7 @@ use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
 use crate::http::dispatch::{Dispatcher, Job};
 use crate::http::listener;
-use crate::http::pipeline::millis;
+use crate::http::pipeline::{self, millis, Hooks};
 use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
 
@@ -62,13 +62,21 @@ impl ServeSettings {
                 idle_timeout: config.idle_timeout,
                 max_header_bytes: config.max_header_bytes,
                 max_body_bytes: config.max_body_bytes,
-                error_body: Some(crate::http::pipeline::refused_by_http_layer),
                 ..tiny_http::Limits::default()
             },
             drain_delay: config.drain_delay,
             shutdown_timeout: config.shutdown_timeout,
         }
     }
+}
+
+/// The body of the HTTP layer's own refusals ([`pipeline::refused_by_http_layer`]),
+/// counted by `hooks` first.
+fn refusals_answered_and_counted(hooks: Arc<dyn Hooks>) -> tiny_http::ErrorBody {
+    tiny_http::ErrorBody::new(move |status| {
+        hooks.refused(status);
+        pipeline::refused_by_http_layer(status)
+    })
 }
 
 /// Work that must finish before the service is ready (migrations, the first
@@ -152,13 +160,20 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         worker_dispatcher.work(slot, job)
     })?;
 
+    // Requests the HTTP layer refuses get the same problem+json as the rest,
+    // and are counted by the same hooks.
+    let limits = tiny_http::Limits {
+        error_body: Some(refusals_answered_and_counted(Arc::clone(&dispatcher.hooks))),
+        ..settings.limits.clone()
+    };
+
     let public_listener = listener::bind(settings.addr)?;
     let public_addr = public_listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
         tiny_http::Server::from_listener(
             public_listener,
-            settings.limits.clone(),
+            limits.clone(),
             tiny_http::Dispatch::Handler(Arc::new(move |req| dispatcher.dispatch(&submitter, req))),
         )?
     };
@@ -173,7 +188,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
             );
             let server = tiny_http::Server::from_listener(
                 l,
-                settings.limits.clone(),
+                limits,
                 tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
             )?;
             Some((server, bound))

@@ -136,3 +136,47 @@ fn request_counters_and_histogram_counts_match_what_was_sent() {
     assert_eq!(value(&text, "http_panics_total", &[]), 0.0);
     assert_eq!(value(&text, "active_connections", &[]), 1.0, "\n{text}");
 }
+
+#[test]
+fn requests_the_http_layer_refuses_are_counted() {
+    let db = TestDb::new();
+    let svc = Service::start(&[("DATABASE_URL", db.url()), ("MAX_BODY_BYTES", "1KiB")]);
+    svc.wait_ready(Duration::from_secs(20));
+    let refusals = |text: &str| -> BTreeMap<String, f64> {
+        named(text, "http_requests_total")
+            .into_iter()
+            .filter(|s| s.label("method") == "other" && s.label("path") == "unmatched")
+            .map(|s| (s.label("status").to_owned(), s.value))
+            .collect()
+    };
+    assert!(refusals(&scrape(&svc)).is_empty());
+
+    let send_raw = |bytes: &[u8]| {
+        let mut c = Conn::open(svc.addr).expect("connect");
+        c.write_raw(bytes).expect("write");
+        c.read_reply(false).expect("reply").status
+    };
+    // Malformed request line: 400, twice.
+    assert_eq!(send_raw(b"NOT HTTP AT ALL\r\n\r\n"), 400);
+    assert_eq!(send_raw(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n"), 400);
+    // A declared body over MAX_BODY_BYTES: 413, refused before any handler.
+    assert_eq!(
+        send_raw(
+            b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 4096\r\n\r\n"
+        ),
+        413
+    );
+
+    // Counted before the answer is written, so one scrape sees them.
+    let text = scrape(&svc);
+    let want = BTreeMap::from([("400".to_owned(), 2.0), ("413".to_owned(), 1.0)]);
+    assert_eq!(refusals(&text), want, "\n{text}");
+    // No latency is made up for a request that never started.
+    assert!(
+        !named(&text, "http_request_duration_seconds_count")
+            .iter()
+            .any(|s| s.label("path") == "unmatched"),
+        "\n{text}"
+    );
+}

@@ -724,8 +724,8 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
 
 /// Answers a request that could not be read, with `Connection: close`.
 fn send_error(io: &mut ConnIo, status: u16) {
-    let (headers, body) = match io.limits().error_body {
-        Some(render) => render(status),
+    let (headers, body) = match &io.limits().error_body {
+        Some(error_body) => error_body.render(status),
         None => (Vec::new(), Vec::new()),
     };
     let len = body.len();

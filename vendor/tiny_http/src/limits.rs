@@ -1,5 +1,7 @@
 //! Resource limits and timeouts applied to every connection.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Limits and timeouts applied to every connection of a [`Server`](crate::Server).
@@ -51,8 +53,32 @@ pub struct Limits {
     pub error_body: Option<ErrorBody>,
 }
 
-/// See [`Limits::error_body`]: status code in, extra headers and body out.
-pub type ErrorBody = fn(status: u16) -> (Vec<crate::Header>, Vec<u8>);
+/// See [`Limits::error_body`]: status code in, extra headers and body out. Called on the
+/// connection thread, before the response is written; a closure, so that it can also count
+/// the refusal.
+#[derive(Clone)]
+pub struct ErrorBody(Arc<dyn Fn(u16) -> ErrorParts + Send + Sync>);
+
+/// The extra headers and the body of an error response.
+pub type ErrorParts = (Vec<crate::Header>, Vec<u8>);
+
+impl ErrorBody {
+    /// Wraps a renderer.
+    pub fn new(render: impl Fn(u16) -> ErrorParts + Send + Sync + 'static) -> ErrorBody {
+        ErrorBody(Arc::new(render))
+    }
+
+    /// The headers and body for `status`.
+    pub fn render(&self, status: u16) -> ErrorParts {
+        (self.0)(status)
+    }
+}
+
+impl fmt::Debug for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErrorBody(..)")
+    }
+}
 
 impl Default for Limits {
     fn default() -> Self {
