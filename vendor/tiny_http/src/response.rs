@@ -1,4 +1,4 @@
-use crate::common::{HTTPVersion, Header, StatusCode};
+use crate::common::{HTTPVersion, Header, HeaderField, StatusCode};
 use httpdate::HttpDate;
 use std::cmp::Ordering;
 use std::sync::mpsc::Receiver;
@@ -127,6 +127,20 @@ fn http_date_now() -> [u8; HTTP_DATE_LEN] {
         last.set((second, value));
         value
     })
+}
+
+/// Headers [`Response::add_header`] never keeps as given: they set the response's connection
+/// or framing state (`Connection: close`, `Content-Length`) or are the library's own to write.
+fn is_managed(field: &HeaderField) -> bool {
+    [
+        "Connection",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Content-Length",
+    ]
+    .iter()
+    .any(|name| field.equiv(name))
 }
 
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -275,14 +289,7 @@ where
             .iter()
             .filter(|h| h.field.equiv("Content-Type"))
             .count();
-        let plain = content_types <= 1
-            && !headers.iter().any(|h| {
-                h.field.equiv("Connection")
-                    || h.field.equiv("Trailer")
-                    || h.field.equiv("Transfer-Encoding")
-                    || h.field.equiv("Upgrade")
-                    || h.field.equiv("Content-Length")
-            });
+        let plain = content_types <= 1 && !headers.iter().any(|h| is_managed(&h.field));
         if plain {
             response.headers = headers;
         } else {
@@ -333,36 +340,29 @@ where
     {
         let header = header.into();
 
-        // `Connection: close` is honoured (see `wants_close`); other values are ignored
-        if header.field.equiv("Connection") {
-            if header
-                .value
-                .as_str()
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("close"))
-            {
-                self.close = true;
+        if is_managed(&header.field) {
+            if header.field.equiv("Connection") {
+                // `Connection: close` is honoured (see `wants_close`); other values are ignored
+                if header
+                    .value
+                    .as_str()
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
+                {
+                    self.close = true;
+                }
+            } else if header.field.equiv("Content-Length") {
+                // sets the data length
+                if let Ok(val) = usize::from_str(header.value.as_str()) {
+                    self.data_length = Some(val)
+                }
             }
+            // `Trailer`, `Transfer-Encoding`, `Upgrade`: ignored
             return;
         }
 
-        // ignoring forbidden headers
-        if header.field.equiv("Trailer")
-            || header.field.equiv("Transfer-Encoding")
-            || header.field.equiv("Upgrade")
-        {
-            return;
-        }
-
-        // if the header is Content-Length, setting the data length
-        if header.field.equiv("Content-Length") {
-            if let Ok(val) = usize::from_str(header.value.as_str()) {
-                self.data_length = Some(val)
-            }
-
-            return;
         // if the header is Content-Type and it's already set, overwrite it
-        } else if header.field.equiv("Content-Type") {
+        if header.field.equiv("Content-Type") {
             if let Some(content_type_header) = self
                 .headers
                 .iter_mut()
