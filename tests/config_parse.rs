@@ -652,6 +652,9 @@ fn every_error_is_reported_at_once() {
         "DATABASE_URL: is required",
         "--bogus: unknown flag",
         "LOG_FORMAT (--log-format): \"xml\"",
+        // Each URL's example is its own, not the OTel collector's.
+        "WEBHOOK_URL: \"ftp://x\" does not start with http:// or https://; expected an \
+         http:// or https:// URL such as https://hooks.example.com/usersvc",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }

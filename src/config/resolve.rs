@@ -44,6 +44,8 @@ const ADDR_EXPECTED: &str = "host:port with an IP address or localhost, \
 const DATABASE_URL_EXPECTED: &str = "postgres://user:password@host:port/db \
     or key=value pairs such as host=db user=app password=... dbname=users";
 const HTTP_URL_EXPECTED: &str = "an http:// or https:// URL such as http://collector:4318";
+const WEBHOOK_URL_EXPECTED: &str =
+    "an http:// or https:// URL such as https://hooks.example.com/usersvc";
 
 /// How a refused value appears in its error message.
 #[derive(Clone, Copy)]
@@ -201,7 +203,7 @@ pub(crate) fn resolve(
             |s| parse_ratio(s).ok_or("is not a ratio from 0 to 1"),
         )
         .or(0.01);
-    let webhook_url = r.http_url("WEBHOOK_URL");
+    let webhook_url = r.http_url_as("WEBHOOK_URL", WEBHOOK_URL_EXPECTED);
 
     match database_url {
         Some(database_url) if r.errors.is_empty() => Ok(Config {
@@ -335,7 +337,12 @@ impl Resolver<'_> {
 
     /// An optional `http(s)://` URL; unset = off.
     fn http_url(&mut self, name: &'static str) -> Option<HttpUrl> {
-        self.read(name, Show::MaskUserinfo, HTTP_URL_EXPECTED, HttpUrl::parse)
+        self.http_url_as(name, HTTP_URL_EXPECTED)
+    }
+
+    /// An http(s) URL whose error names `expected` (with its own example).
+    fn http_url_as(&mut self, name: &'static str, expected: &str) -> Option<HttpUrl> {
+        self.read(name, Show::MaskUserinfo, expected, HttpUrl::parse)
             .optional()
     }
 
