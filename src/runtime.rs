@@ -73,9 +73,9 @@ impl ServeSettings {
 /// The body of the HTTP layer's own refusals ([`pipeline::refused_by_http_layer`]),
 /// counted by `hooks` first.
 fn refusals_answered_and_counted(hooks: Arc<dyn Hooks>) -> tiny_http::ErrorBody {
-    tiny_http::ErrorBody::new(move |status| {
-        hooks.refused(status);
-        pipeline::refused_by_http_layer(status)
+    tiny_http::ErrorBody::new(move |refusal| {
+        hooks.refused(refusal.status);
+        pipeline::refused_by_http_layer(refusal)
     })
 }
 
