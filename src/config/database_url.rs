@@ -9,6 +9,16 @@
 //! (`postgres://app:***@db:5432/users?sslmode=require` or
 //! `host=db user=app password=*** dbname=users`). Errors never echo the
 //! string: a parse failure may sit anywhere, including in the password.
+//!
+//! What is refused so that no byte of a password can be printed, however
+//! carelessly it was written (property-tested in
+//! `tests/config_redaction_property.rs`): a URL with more than one `@` (the
+//! driver ends the credentials at the first, so the rest of a password
+//! holding an `@` would become the host), and a `key=value` string with text
+//! that is not a pair (the driver silently ignores everything after a stray
+//! `=`). Empty query parameters after `password=` are masked with it. What
+//! cannot be told apart is taken as written: `?password=a&sslmode=require`
+//! is a password `a` and an `sslmode`, so a password's `&` must be `%26`.
 
 use std::fmt;
 
