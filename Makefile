@@ -20,7 +20,7 @@ run: build ## serve on :8080 (a local PostgreSQL under .dev/ when DATABASE_URL i
 test: ## every test, against real PostgreSQL (started or created as needed)
 	scripts/ensure-test-services.sh
 	scripts/ensure-tools.sh
-	source .dev/test.env && $(CARGO) test --workspace
+	CARGO=$(CARGO) scripts/run-tests.sh
 
 lint: ## rustfmt check + clippy with warnings denied
 	$(CARGO) fmt --all -- --check
@@ -38,8 +38,12 @@ migrate-up: build ## apply pending migrations (DATABASE_URL, else the .dev clust
 migrate-down: build ## roll back the last migration (N=… for more)
 	scripts/run-dev.sh migrate down $(or $(N),1)
 
-clean: ## stop the .dev cluster and remove build output and .dev/
-	-source scripts/lib-postgres.sh && [ -d .dev/pg/data ] && as_pg_owner "$$(pg_bindir)/pg_ctl" -D .dev/pg/data -m fast stop
-	-source scripts/lib-postgres.sh && [ -d .dev/test-pg/data ] && as_pg_owner "$$(pg_bindir)/pg_ctl" -D .dev/test-pg/data -m fast stop
+clean: ## stop the .dev clusters and remove build output and .dev/
+	@source scripts/lib-postgres.sh; for d in .dev/pg .dev/test-pg; do \
+	  if [ -d $$d/data ] && as_pg_owner "$$(pg_bindir)/pg_ctl" -D $$d/data status >/dev/null 2>&1; then \
+	    echo "==> stopping the PostgreSQL cluster in $$d"; \
+	    as_pg_owner "$$(pg_bindir)/pg_ctl" -D $$d/data -m fast stop; \
+	  fi; \
+	done
 	$(CARGO) clean
 	rm -rf .dev bench-out

@@ -26,6 +26,9 @@ fi
 
 if pg_ready 127.0.0.1 5432 && psql -X -q -h 127.0.0.1 -p 5432 -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
   url="postgres://postgres@127.0.0.1:5432/postgres"
+  echo "==> using the PostgreSQL server already running on 127.0.0.1:5432 (this machine's):" >&2
+  echo "    each test creates a database usersvc_t_<run>_<random> on it and drops it;" >&2
+  echo "    any left when the run ends are dropped then (scripts/run-tests.sh)" >&2
 else
   pg_private_cluster .dev/test-pg 55432
   url="postgres://postgres@127.0.0.1:55432/postgres"

@@ -251,8 +251,11 @@ fn migrate(config: &Config, command: MigrateCommand) -> ExitCode {
                 .version
                 .map_or_else(|| "none".to_owned(), |v| v.to_string());
             format!(
-                "version: {version}\ndirty: {}\npending: {:?}\nlatest: {}",
-                s.dirty, s.pending, s.latest
+                "version: {version}\ndirty: {}\napplied: [{}]\npending: {:?}\nlatest: {}",
+                s.dirty,
+                s.applied.join(", "),
+                s.pending,
+                s.latest
             )
         }),
     };

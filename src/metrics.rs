@@ -15,6 +15,9 @@
 //! every [`Metrics`] registry also exports (like the `process_*` family,
 //! they describe the process, not one registry).
 
+#[cfg(target_os = "linux")]
+mod process;
+
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -200,9 +203,7 @@ impl Metrics {
         reg(Box::new(READINESS_CHECKS.clone()))?;
         reg(Box::new(READINESS_UP.clone()))?;
         #[cfg(target_os = "linux")]
-        reg(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        reg(Box::new(process::ProcessMetrics::new()?))?;
 
         for state in State::ALL {
             service_state.with_label_values(&[state.as_str()]).set(0);

@@ -70,12 +70,28 @@ impl ServeSettings {
     }
 }
 
+/// Binds a listener; a failure names the listener, its variable and the
+/// address (`cannot listen on 0.0.0.0:8080 (public listener, ADDR): Address
+/// already in use`), not just the OS error.
+fn bind_named(
+    name: &str,
+    variable: &str,
+    addr: std::net::SocketAddr,
+) -> io::Result<std::net::TcpListener> {
+    listener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} ({name} listener, {variable}): {e}"),
+        )
+    })
+}
+
 /// The body of the HTTP layer's own refusals ([`pipeline::refused_by_http_layer`]),
 /// counted by `hooks` first.
 fn refusals_answered_and_counted(hooks: Arc<dyn Hooks>) -> tiny_http::ErrorBody {
-    tiny_http::ErrorBody::new(move |status| {
-        hooks.refused(status);
-        pipeline::refused_by_http_layer(status)
+    tiny_http::ErrorBody::new(move |refusal| {
+        hooks.refused(refusal.status);
+        pipeline::refused_by_http_layer(refusal)
     })
 }
 
@@ -167,7 +183,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         ..settings.limits.clone()
     };
 
-    let public_listener = listener::bind(settings.addr)?;
+    let public_listener = bind_named("public", "ADDR", settings.addr)?;
     let public_addr = public_listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
@@ -181,7 +197,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     let admin = match settings.admin_addr {
         None => None,
         Some(addr) => {
-            let l = listener::bind(addr)?;
+            let l = bind_named("admin", "ADMIN_ADDR", addr)?;
             let bound = l.local_addr()?;
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,

@@ -213,6 +213,7 @@ fn migrate_status_reports_where_the_schema_stands() {
     let text = stdout(&status);
     assert!(text.contains("version: none"), "{text}");
     assert!(text.contains("dirty: false"), "{text}");
+    assert!(text.contains("\napplied: []\n"), "{text}");
     assert_eq!(parse_list(&text, "pending: "), all_versions());
     assert!(text.contains(&format!("latest: {}", latest())), "{text}");
     assert!(!table_exists(&db, "users"), "status applied nothing");
@@ -222,6 +223,15 @@ fn migrate_status_reports_where_the_schema_stands() {
     assert!(text.contains(&format!("version: {}", latest())), "{text}");
     assert!(text.contains("dirty: false"), "{text}");
     assert_eq!(parse_list(&text, "pending: "), Vec::<i64>::new());
+    // The applied migrations, by name, as the help promises.
+    let names: Vec<String> = usersvc::db::migrations::MIGRATIONS
+        .iter()
+        .map(|m| m.name.to_owned())
+        .collect();
+    assert!(
+        text.contains(&format!("\napplied: [{}]\n", names.join(", "))),
+        "{text}"
+    );
 
     let down = migrate(url, &["down", "1"]);
     assert!(down.status.success(), "{}", describe(&down));
@@ -231,6 +241,13 @@ fn migrate_status_reports_where_the_schema_stands() {
         "{text}"
     );
     assert_eq!(parse_list(&text, "pending: "), [latest()]);
+    assert!(
+        text.contains(&format!(
+            "\napplied: [{}]\n",
+            names[..names.len() - 1].join(", ")
+        )),
+        "{text}"
+    );
 }
 
 /// A database golang-migrate left dirty is refused (exit 1, the version is

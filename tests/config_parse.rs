@@ -145,6 +145,10 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         }),
         ("MAX_HEADER_BYTES", "8192", |c| c.max_header_bytes == 8192),
         ("DRAIN_DELAY", "3s", |c| c.drain_delay == secs(3)),
+        // Zero means no delay (a local stop need not wait).
+        ("DRAIN_DELAY", "0", |c| c.drain_delay == Duration::ZERO),
+        ("DRAIN_DELAY", "0s", |c| c.drain_delay == Duration::ZERO),
+        ("DRAIN_DELAY", "0ms", |c| c.drain_delay == Duration::ZERO),
         ("SHUTDOWN_TIMEOUT", "1s", |c| c.shutdown_timeout == secs(1)),
         ("TERMINATION_GRACE_PERIOD", "1h", |c| {
             c.termination_grace_period == secs(3600)
@@ -300,7 +304,9 @@ const INVALID: &[(&str, &str, &str)] = &[
         "expected a size from 1KiB to 1MiB",
     ),
     ("MAX_HEADER_BYTES", "lots", "expected a size"),
-    ("DRAIN_DELAY", "2", "expected a duration"),
+    ("DRAIN_DELAY", "2", "expected 0 or a duration"),
+    ("DRAIN_DELAY", "25h", "expected 0 or a duration up to 24h"),
+    ("DRAIN_DELAY", "-1s", "expected 0 or a duration"),
     ("SHUTDOWN_TIMEOUT", "0s", "expected a duration"),
     ("TERMINATION_GRACE_PERIOD", "30", "expected a duration"),
     (
@@ -652,6 +658,9 @@ fn every_error_is_reported_at_once() {
         "DATABASE_URL: is required",
         "--bogus: unknown flag",
         "LOG_FORMAT (--log-format): \"xml\"",
+        // Each URL's example is its own, not the OTel collector's.
+        "WEBHOOK_URL: \"ftp://x\" does not start with http:// or https://; expected an \
+         http:// or https:// URL such as https://hooks.example.com/usersvc",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
@@ -762,6 +771,45 @@ fn help_lists_every_variable_with_flag_default_and_meaning() {
     ] {
         assert!(help.contains(needle), "{needle}");
     }
+}
+
+/// EXIT STATUS lists every status the binary exits with.
+#[test]
+fn help_lists_every_exit_status() {
+    let help = config::help_text();
+    let section = help
+        .split_once("EXIT STATUS:")
+        .map(|(_, rest)| rest)
+        .expect("EXIT STATUS section");
+    for status in ["0", "1", "2", "130"] {
+        assert!(
+            section
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(status)),
+            "exit status {status} missing from:{section}"
+        );
+    }
+}
+
+/// One format for every duration: the default `--help` shows is the value
+/// `--print-config` prints when nothing is set.
+#[test]
+fn help_defaults_print_as_print_config_prints_them() {
+    let Ok(Command::PrintConfig(c)) = run(
+        &["--print-config"],
+        &[("DATABASE_URL", "postgres://app@db/users")],
+    ) else {
+        panic!("--print-config");
+    };
+    let printed = c.redacted_json();
+    let mut durations = 0;
+    for var in config::VARS.iter() {
+        if config::parse_duration(var.default).is_ok() {
+            durations += 1;
+            assert_eq!(printed[var.name], var.default, "{}", var.name);
+        }
+    }
+    assert!(durations >= 8, "{durations} duration variables");
 }
 
 #[test]

@@ -103,3 +103,26 @@ fn print_config_and_config_errors_never_show_the_password() {
     );
     assert!(!all.contains(PASSWORD), "{all}");
 }
+
+/// Issue 13: a password with an unencoded `@` printed half of itself
+/// (`alice:***@PW@db.example`). It is refused now, naming the fix, with no
+/// byte of the password on either stream.
+#[test]
+fn print_config_refuses_a_password_with_an_unencoded_at_without_showing_it() {
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("DATABASE_URL", "postgres://alice:Qx7@Kv9@db.example/users")
+        .arg("--print-config")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("DATABASE_URL") && all.contains("%40"), "{all}");
+    for fragment in ["Qx7", "Kv9"] {
+        assert!(!all.contains(fragment), "{all}");
+    }
+}

@@ -9,6 +9,16 @@
 //! (`postgres://app:***@db:5432/users?sslmode=require` or
 //! `host=db user=app password=*** dbname=users`). Errors never echo the
 //! string: a parse failure may sit anywhere, including in the password.
+//!
+//! What is refused so that no byte of a password can be printed, however
+//! carelessly it was written (property-tested in
+//! `tests/config_redaction_property.rs`): a URL with more than one `@` (the
+//! driver ends the credentials at the first, so the rest of a password
+//! holding an `@` would become the host), and a `key=value` string with text
+//! that is not a pair (the driver silently ignores everything after a stray
+//! `=`). Empty query parameters after `password=` are masked with it. What
+//! cannot be told apart is taken as written: `?password=a&sslmode=require`
+//! is a password `a` and an `sslmode`, so a password's `&` must be `%26`.
 
 use std::fmt;
 
@@ -36,6 +46,10 @@ pub enum DatabaseUrlError {
     UnsupportedScheme,
     /// Parsed, but names no host (`host`, `hostaddr` or URL authority).
     NoHost,
+    /// A URL with more than one unencoded `@`: the driver ends the
+    /// credentials at the first one, so a password holding an `@` would
+    /// connect as the wrong password to a host made of the rest of it.
+    AmbiguousAt,
 }
 
 impl fmt::Display for DatabaseUrlError {
@@ -46,6 +60,10 @@ impl fmt::Display for DatabaseUrlError {
                 "is a URL whose scheme is not postgres:// or postgresql://"
             }
             DatabaseUrlError::NoHost => "names no host",
+            DatabaseUrlError::AmbiguousAt => {
+                "is a URL with more than one `@`; write an `@` in the password (or anywhere \
+                 after the host) as %40"
+            }
         })
     }
 }
@@ -56,6 +74,9 @@ impl DatabaseUrl {
     /// Validates a connection string: a `postgres://` / `postgresql://` URL
     /// or libpq `key=value` pairs, with at least one host.
     pub fn parse(text: &str) -> Result<Self, DatabaseUrlError> {
+        if url_rest(text.trim()).is_some_and(|(_, rest)| rest.matches('@').count() > 1) {
+            return Err(DatabaseUrlError::AmbiguousAt);
+        }
         let parsed = crate::db::dsn::Dsn::parse(text)
             .map(|dsn| dsn.config)
             .map_err(|_| {
@@ -68,9 +89,11 @@ impl DatabaseUrl {
         if parsed.get_hosts().is_empty() && parsed.get_hostaddrs().is_empty() {
             return Err(DatabaseUrlError::NoHost);
         }
+        let redacted = redact_checked(text, parsed.get_password().is_some())
+            .ok_or(DatabaseUrlError::Invalid)?;
         Ok(DatabaseUrl {
             raw: Secret::new(text.to_owned()),
-            redacted: redact_checked(text, parsed.get_password().is_some()),
+            redacted,
             parsed,
         })
     }
@@ -125,11 +148,14 @@ fn url_rest(text: &str) -> Option<(&str, &str)> {
 /// Redacts, then proves the result holds no password: re-parsing it must
 /// give `***` (or no password when there was none). Should the redaction
 /// ever disagree with the driver's parser, a fixed placeholder is shown
-/// instead of anything that might contain the password.
-fn redact_checked(text: &str, had_password: bool) -> String {
-    let redacted = match url_rest(text) {
+/// instead of anything that might contain the password. `None`: a
+/// `key=value` string with text the scan could not read as pairs (the
+/// driver silently ignores everything after a stray `=`, which may be the
+/// rest of a password), refused.
+fn redact_checked(text: &str, had_password: bool) -> Option<String> {
+    let redacted = match url_rest(text.trim()) {
         Some((prefix, rest)) => format!("{prefix}{}", redact_url(rest)),
-        None => redact_key_values(text),
+        None => redact_key_values(text)?,
     };
     let reparsed = crate::db::dsn::Dsn::parse(&redacted).map(|dsn| dsn.config);
     let safe = match reparsed {
@@ -139,11 +165,11 @@ fn redact_checked(text: &str, had_password: bool) -> String {
         },
         Err(_) => false,
     };
-    if safe {
+    Some(if safe {
         redacted
     } else {
         "[REDACTED]".to_owned()
-    }
+    })
 }
 
 /// Redacts the URL form after its scheme, splitting it the way
@@ -172,13 +198,23 @@ fn redact_url(rest: &str) -> String {
     };
     out.push_str(before_query);
     out.push('?');
-    let params: Vec<String> = query
-        .split('&')
-        .map(|param| match param.split_once('=') {
-            Some((key, _)) if percent_decode(key) == "password" => format!("{key}={MASK}"),
-            _ => param.to_owned(),
-        })
-        .collect();
+    let mut params: Vec<String> = Vec::new();
+    let mut in_password = false;
+    for param in query.split('&') {
+        match param.split_once('=') {
+            // Empty parameters are dropped by the parser: after a password
+            // they are most likely `&`s of it.
+            _ if in_password && param.is_empty() => {}
+            Some((key, _)) if percent_decode(key) == "password" => {
+                params.push(format!("{key}={MASK}"));
+                in_password = true;
+            }
+            _ => {
+                params.push(param.to_owned());
+                in_password = false;
+            }
+        }
+    }
     out.push_str(&params.join("&"));
     out
 }
@@ -210,7 +246,8 @@ fn percent_decode(text: &str) -> String {
 /// Redacts libpq `key=value` pairs, scanning them the way tokio-postgres
 /// does: whitespace around `=`, values plain or single-quoted, `\` escapes
 /// the next character. The text outside `password` values is kept as is.
-fn redact_key_values(text: &str) -> String {
+/// `None` when anything but whitespace is left that is not a pair.
+fn redact_key_values(text: &str) -> Option<String> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let at = |i: usize| chars.get(i).map(|(_, c)| *c);
     let offset = |i: usize| chars.get(i).map_or(text.len(), |(o, _)| *o);
@@ -236,10 +273,12 @@ fn redact_key_values(text: &str) -> String {
             break;
         }
         i += 1;
+        // The mask starts right after `=`: blanks before a value are not
+        // part of it for the parser, but may be for whoever wrote it.
+        let after_equals = i;
         while at(i).is_some_and(char::is_whitespace) {
             i += 1;
         }
-        let value_start = i;
         let quoted = at(i) == Some('\'');
         if quoted {
             i += 1;
@@ -255,14 +294,17 @@ fn redact_key_values(text: &str) -> String {
         }
         let value_end = i.min(chars.len());
         if key == "password" {
-            out.push_str(&text[copied_to..offset(value_start)]);
+            out.push_str(&text[copied_to..offset(after_equals)]);
             out.push_str(MASK);
             copied_to = offset(value_end);
         }
         i = value_end;
     }
+    if i < chars.len() {
+        return None;
+    }
     out.push_str(&text[copied_to..]);
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -335,7 +377,7 @@ mod tests {
             ),
             (
                 "host=db password = s3cr3t-pw user=app",
-                "host=db password = *** user=app",
+                "host=db password =*** user=app",
             ),
             (
                 "host=db password='s3cr3t pw with spaces' user=app",
@@ -437,10 +479,14 @@ mod tests {
     fn redaction_fallback_hides_everything() {
         // Inputs the redactor never sees (it only gets strings that parsed,
         // with the truth about their password), to prove the check.
-        assert_eq!(redact_checked("host=db", true), "[REDACTED]");
         assert_eq!(
-            redact_checked("host=db password=x", true),
-            "host=db password=***"
+            redact_checked("host=db", true).as_deref(),
+            Some("[REDACTED]")
         );
+        assert_eq!(
+            redact_checked("host=db password=x", true).as_deref(),
+            Some("host=db password=***")
+        );
+        assert_eq!(redact_checked("host=db password=x =y", true), None);
     }
 }

@@ -47,12 +47,15 @@ pub fn help_text() -> String {
     }
     out.push_str(
         "\nFORMATS:\n\
-         \x20 durations  500ms, 5s, 2m, 1h, 1m30s (more than zero, at most 24h)\n\
+         \x20 durations  500ms, 5s, 2m, 1h, 1m30s (more than zero, at most 24h; DRAIN_DELAY also 0)\n\
          \x20 sizes      1024, 16KiB, 1MiB, 1GiB (powers of 1024); 16KB, 1MB (powers of 1000)\n\
          \x20 addresses  :8080 (all IPv4 interfaces), 127.0.0.1:8080, [::1]:8080, localhost:8080\n\
          \n\
          EXIT STATUS:\n\
-         \x20 0 success, 2 invalid configuration or arguments.\n",
+         \x20 0    success: a clean shutdown, or a command that did what it was asked\n\
+         \x20 1    failure at run time (a listener that cannot bind, a failed migration, ...)\n\
+         \x20 2    invalid configuration or arguments (nothing was started)\n\
+         \x20 130  a second SIGTERM/SIGINT during shutdown: exit at once\n",
     );
     out
 }

@@ -25,6 +25,8 @@ pub enum HttpUrlError {
     InvalidHost,
     InvalidPort,
     Whitespace,
+    /// An `@` after the host; see [`RedisUrlError::StrayAt`](super::redis_url::RedisUrlError::StrayAt).
+    StrayAt,
 }
 
 impl fmt::Display for HttpUrlError {
@@ -35,6 +37,10 @@ impl fmt::Display for HttpUrlError {
             HttpUrlError::InvalidHost => "has an invalid host",
             HttpUrlError::InvalidPort => "has an invalid port",
             HttpUrlError::Whitespace => "contains whitespace",
+            HttpUrlError::StrayAt => {
+                "has an `@` after the host; write `/`, `?`, `#` and `@` in a password or path \
+                 as %2F, %3F, %23 and %40"
+            }
         })
     }
 }
@@ -55,6 +61,9 @@ impl HttpUrl {
         }
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
+        if tail.contains('@') {
+            return Err(HttpUrlError::StrayAt);
+        }
         let (userinfo, host_port) = match authority.rsplit_once('@') {
             Some((userinfo, host_port)) => (Some(userinfo), host_port),
             None => (None, authority),
@@ -93,16 +102,17 @@ impl fmt::Debug for HttpUrl {
     }
 }
 
-/// `text` with anything between `://` and an `@` in the authority replaced
-/// by `***`: how a refused URL is quoted in an error message.
+/// `text` with everything between `://` and its last `@` replaced by
+/// `***`: how a refused URL is quoted in an error message. A refused URL is
+/// malformed by definition, so the last `@` anywhere is taken as the end of
+/// the user-info (a password may hold unencoded `/`, `?` or `#`).
 pub fn mask_userinfo(text: &str) -> String {
     let (prefix, rest) = match text.split_once("://") {
         Some((scheme, rest)) => (&text[..scheme.len() + 3], rest),
         None => ("", text),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((_, host_port)) => format!("{prefix}***@{host_port}{}", &rest[authority_end..]),
+    match rest.rsplit_once('@') {
+        Some((_, after)) => format!("{prefix}***@{after}"),
         None => text.to_owned(),
     }
 }
@@ -180,7 +190,8 @@ mod tests {
         let cases = [
             ("https://u:pw@h:0/p", "https://***@h:0/p"),
             ("grpc://u:pw@h", "grpc://***@h"),
-            ("http://h/p@q", "http://h/p@q"),
+            ("http://h/p@q", "http://***@q"),
+            ("https://u:p/w?x#y@h/p", "https://***@h/p"),
             ("u:pw@h:4318", "***@h:4318"),
             ("collector:4318", "collector:4318"),
         ];

@@ -38,6 +38,9 @@ pub enum RedisUrlError {
     InvalidHost,
     InvalidPort,
     InvalidDatabase,
+    /// An `@` after the host: a password holding `/`, `?` or `#` as well as
+    /// `@` would otherwise be read as host, path and query, and printed.
+    StrayAt,
 }
 
 impl fmt::Display for RedisUrlError {
@@ -48,6 +51,10 @@ impl fmt::Display for RedisUrlError {
             RedisUrlError::InvalidHost => "has an invalid host",
             RedisUrlError::InvalidPort => "has an invalid port (expected 1 to 65535)",
             RedisUrlError::InvalidDatabase => "has an invalid database number after the host",
+            RedisUrlError::StrayAt => {
+                "has an `@` after the host; write `/`, `?`, `#` and `@` in a password as \
+                 %2F, %3F, %23 and %40"
+            }
         })
     }
 }
@@ -63,6 +70,9 @@ impl RedisUrl {
             .ok_or(RedisUrlError::UnsupportedScheme)?;
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
+        if tail.contains('@') {
+            return Err(RedisUrlError::StrayAt);
+        }
         let (userinfo, host_port) = match authority.rsplit_once('@') {
             Some((userinfo, host_port)) => (Some(userinfo), host_port),
             None => (None, authority),
@@ -186,25 +196,28 @@ fn parse_db(tail: &str) -> Result<u32, RedisUrlError> {
     }
 }
 
-/// The path and query, with the values of credential-looking parameters
-/// (`password`, `pass`, `user`, `username`) replaced by `***`.
+/// The path and query, with everything from the value of the first
+/// credential-looking parameter (`password`, `pass`, `user`, `username`) on
+/// replaced by `***`: an unencoded `&` in a password would otherwise show
+/// the rest of it as further parameters.
 fn redact_query(tail: &str) -> String {
     let Some((path, query)) = tail.split_once('?') else {
         return tail.to_owned();
     };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|param| match param.split_once('=') {
+    let mut params: Vec<String> = Vec::new();
+    for param in query.split('&') {
+        match param.split_once('=') {
             Some((key, _))
                 if ["password", "pass", "user", "username"]
                     .iter()
                     .any(|k| k.eq_ignore_ascii_case(key)) =>
             {
-                format!("{key}={MASK}")
+                params.push(format!("{key}={MASK}"));
+                break;
             }
-            _ => param.to_owned(),
-        })
-        .collect();
+            _ => params.push(param.to_owned()),
+        }
+    }
     format!("{path}?{}", params.join("&"))
 }
 

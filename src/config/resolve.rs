@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::cli::FlagValues;
 use super::database_url::DatabaseUrl;
-use super::duration::{format_duration, parse_duration};
+use super::duration::{format_duration, parse_duration, DurationError};
 use super::error::{quote, ConfigError};
 use super::http_url::{mask_userinfo, HttpUrl};
 use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
@@ -44,6 +44,8 @@ const ADDR_EXPECTED: &str = "host:port with an IP address or localhost, \
 const DATABASE_URL_EXPECTED: &str = "postgres://user:password@host:port/db \
     or key=value pairs such as host=db user=app password=... dbname=users";
 const HTTP_URL_EXPECTED: &str = "an http:// or https:// URL such as http://collector:4318";
+const WEBHOOK_URL_EXPECTED: &str =
+    "an http:// or https:// URL such as https://hooks.example.com/usersvc";
 
 /// How a refused value appears in its error message.
 #[derive(Clone, Copy)]
@@ -171,7 +173,7 @@ pub(crate) fn resolve(
     let idle_timeout = r.duration("IDLE_TIMEOUT", 60);
     let max_body_bytes = r.size("MAX_BODY_BYTES", MAX_BODY_BYTES).or(1 << 20);
     let max_header_bytes = r.size("MAX_HEADER_BYTES", MAX_HEADER_BYTES).or(16 << 10);
-    let drain_delay = r.duration("DRAIN_DELAY", 2);
+    let drain_delay = r.duration_or_zero("DRAIN_DELAY", 2);
     let shutdown_timeout = r.duration("SHUTDOWN_TIMEOUT", 25);
     let termination_grace_period = r.duration("TERMINATION_GRACE_PERIOD", 30);
     r.check_shutdown_budget(drain_delay, shutdown_timeout, termination_grace_period);
@@ -201,7 +203,7 @@ pub(crate) fn resolve(
             |s| parse_ratio(s).ok_or("is not a ratio from 0 to 1"),
         )
         .or(0.01);
-    let webhook_url = r.http_url("WEBHOOK_URL");
+    let webhook_url = r.http_url_as("WEBHOOK_URL", WEBHOOK_URL_EXPECTED);
 
     match database_url {
         Some(database_url) if r.errors.is_empty() => Ok(Config {
@@ -319,6 +321,23 @@ impl Resolver<'_> {
         .or(Duration::from_secs(default_secs))
     }
 
+    /// Like [`Self::duration`], but zero (`0`, `0s`, `0ms`) is allowed and
+    /// means "none": a delay that may be switched off.
+    fn duration_or_zero(&mut self, name: &'static str, default_secs: u64) -> Duration {
+        let expected = format!(
+            "0 or a duration up to {} such as 500ms, 5s, 2m or 1h",
+            format_duration(*DURATION.end()),
+        );
+        self.read(name, Show::Value, &expected, |s| match parse_duration(s) {
+            Ok(d) if d <= *DURATION.end() => Ok(d),
+            Ok(_) => Err("is out of range".to_owned()),
+            Err(DurationError::Zero) => Ok(Duration::ZERO),
+            Err(_) if s == "0" => Ok(Duration::ZERO),
+            Err(e) => Err(e.to_string()),
+        })
+        .or(Duration::from_secs(default_secs))
+    }
+
     /// A byte size within `range`.
     fn size(&mut self, name: &'static str, range: RangeInclusive<u64>) -> Lookup<u64> {
         let expected = format!(
@@ -335,7 +354,12 @@ impl Resolver<'_> {
 
     /// An optional `http(s)://` URL; unset = off.
     fn http_url(&mut self, name: &'static str) -> Option<HttpUrl> {
-        self.read(name, Show::MaskUserinfo, HTTP_URL_EXPECTED, HttpUrl::parse)
+        self.http_url_as(name, HTTP_URL_EXPECTED)
+    }
+
+    /// An http(s) URL whose error names `expected` (with its own example).
+    fn http_url_as(&mut self, name: &'static str, expected: &str) -> Option<HttpUrl> {
+        self.read(name, Show::MaskUserinfo, expected, HttpUrl::parse)
             .optional()
     }
 

@@ -116,7 +116,7 @@ pub const VARS: [Var; 27] = [
     ),
     var("READ_TIMEOUT", None, "5s", "per connection: reading a request"),
     var("WRITE_TIMEOUT", None, "10s", "per connection: writing a response"),
-    var("IDLE_TIMEOUT", None, "60s", "per connection: keep-alive idle time"),
+    var("IDLE_TIMEOUT", None, "1m", "per connection: keep-alive idle time"),
     var(
         "MAX_BODY_BYTES",
         None,
@@ -133,7 +133,7 @@ pub const VARS: [Var; 27] = [
         "DRAIN_DELAY",
         None,
         "2s",
-        "after SIGTERM: unready but still serving",
+        "after SIGTERM: unready but still serving; 0 for none",
     ),
     var(
         "SHUTDOWN_TIMEOUT",

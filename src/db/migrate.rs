@@ -35,6 +35,9 @@ pub struct Status {
     pub version: Option<i64>,
     /// A previous golang-migrate run failed half-way at `version`.
     pub dirty: bool,
+    /// The migrations applied (this binary's files up to `version`), in
+    /// order, by file stem (`000001_users`).
+    pub applied: Vec<&'static str>,
     /// Versions this binary would apply with `up`, in order.
     pub pending: Vec<i64>,
     /// The newest version this binary knows.
@@ -125,6 +128,11 @@ pub fn status_with(client: &mut Client, all: &[Migration]) -> Result<Status, Mig
     Ok(Status {
         version,
         dirty,
+        applied: all
+            .iter()
+            .filter(|m| version.is_some_and(|v| m.version <= v))
+            .map(|m| m.name)
+            .collect(),
         pending: pending(all, version).map(|m| m.version).collect(),
         latest: all.last().map_or(0, |m| m.version),
     })

@@ -122,9 +122,14 @@ fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
             )
         })?),
     };
+    let previous = admin.parts.log_level.current();
     admin.parts.log_level.set(level, for_);
-    log::info!(
-        level = level.as_str(),
+    // `level` is the record's own field (a second one would be dropped), so
+    // the levels go under their own names. WARN: the line must show at the
+    // new level too, also when that is `warn`.
+    log::warn!(
+        new_level = level.as_str(),
+        previous_level = previous.as_str(),
         for_secs = for_.map_or(0, |d: Duration| d.as_secs());
         "log level changed"
     );

@@ -193,5 +193,5 @@ fn read_body(req: &mut tiny_http::Request, max: u64) -> Result<Vec<u8>, Problem>
 }
 
 fn too_large(max: u64) -> Problem {
-    Problem::new(413, format!("the request body exceeds {max} bytes"))
+    crate::http::problem::body_too_large(max)
 }

@@ -63,7 +63,7 @@ impl LogLevelControl {
                     if me.0.generation.load(Ordering::Acquire) == generation {
                         let base = *me.0.base.lock().unwrap_or_else(PoisonError::into_inner);
                         me.apply(base);
-                        log::info!(level = base.as_str(); "log level reverted");
+                        log::info!(new_level = base.as_str(); "log level reverted");
                     }
                 });
             if let Err(e) = spawned {

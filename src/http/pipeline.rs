@@ -192,26 +192,53 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// The body of the errors the HTTP layer sends by itself for requests it
-/// refuses before any handler sees them (malformed or smuggling-shaped
-/// framing, oversized heads or bodies, slow clients, HTTP/2 preface): the same
-/// problem+json, with a fresh request id, as every other error. Plugged in as
-/// `tiny_http::Limits::error_body`.
-pub fn refused_by_http_layer(status: u16) -> (Vec<tiny_http::Header>, Vec<u8>) {
+/// The answer to a request the HTTP layer refuses before any handler sees
+/// it (malformed or smuggling-shaped framing, oversized heads or bodies, slow
+/// clients, HTTP/2 preface): the same problem+json, with a fresh request id,
+/// as every other error, and the same one `request completed` line (method
+/// and path when the request line was read; the duration up to the answer).
+/// Plugged in as `tiny_http::Limits::error_body`.
+pub fn refused_by_http_layer(
+    refusal: &tiny_http::Refusal<'_>,
+) -> (Vec<tiny_http::Header>, Vec<u8>) {
+    let status = refusal.status;
     let request_id = request_id::from_header(None);
-    let detail = match status {
-        400 => "the request is malformed",
-        408 => "the request did not arrive in time",
-        413 => "the request body is too large",
-        414 => "the request line is too long",
-        431 => "the request header fields are too large",
-        501 => "the request uses a transfer coding this server does not implement",
-        505 => "only HTTP/1.0 and HTTP/1.1 are supported",
-        _ => "the request was refused",
+    let problem = match status {
+        413 => crate::http::problem::body_too_large(refusal.limits.max_body_bytes),
+        _ => Problem::new(
+            status,
+            match status {
+                400 => "the request is malformed",
+                408 => "the request did not arrive in time",
+                414 => "the request line is too long",
+                417 => "the request has an expectation this server does not support",
+                431 => "the request header fields are too large",
+                501 => "the request uses a transfer coding this server does not implement",
+                505 => "only HTTP/1.0 and HTTP/1.1 are supported",
+                _ => "the request was refused",
+            },
+        ),
     };
+    let body = problem.to_body(request_id.as_str());
+    let (method, path) = refusal
+        .request_line
+        .map(|(method, target)| {
+            let path = target.split('?').next().unwrap_or_default();
+            (Method::from(method), path)
+        })
+        .unzip();
     let _ctx = context::enter(RequestContext::new(request_id));
-    log::info!(status = status; "request refused by the HTTP layer");
-    let body = Problem::new(status, detail).to_body(request_id.as_str());
+    log::info!(
+        method = method.map_or("", |m| m.as_str()),
+        path = path.unwrap_or_default(),
+        route = UNMATCHED,
+        status = status,
+        duration_ms = millis(refusal.started.elapsed()),
+        bytes = body.len(),
+        remote_addr = refusal.remote_addr.map(|a| a.to_string()).unwrap_or_default().as_str(),
+        refused = true;
+        "request completed"
+    );
     let headers = [
         ("Content-Type", crate::http::problem::CONTENT_TYPE),
         (request_id::HEADER, request_id.as_str()),

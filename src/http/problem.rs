@@ -68,28 +68,20 @@ impl Problem {
     }
 }
 
-/// Reason phrases for the statuses this service answers with.
+/// The reason phrase of `status`, which is also the title of its problem
+/// bodies: the HTTP layer's one table (RFC 9110 §15), so that the status line
+/// and the body never disagree.
 pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    }
+    tiny_http::StatusCode(status).default_reason_phrase()
+}
+
+/// 413: the same answer whether the HTTP layer saw a `Content-Length` over
+/// the limit or a handler counted a chunked body past it.
+pub fn body_too_large(max_body_bytes: u64) -> Problem {
+    Problem::new(
+        413,
+        format!("the request body exceeds the limit of {max_body_bytes} bytes"),
+    )
 }
 
 #[cfg(test)]
@@ -107,6 +99,20 @@ mod tests {
         assert_eq!(v["detail"], "no user with id 7");
         assert_eq!(v["request_id"], "rid-1");
         assert_eq!(v["errors"][0]["field"], "email");
+    }
+
+    #[test]
+    fn titles_are_the_status_lines_reason_phrases() {
+        for (status, title) in [
+            (404, "Not Found"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (417, "Expectation Failed"),
+            (422, "Unprocessable Content"),
+            (505, "HTTP Version Not Supported"),
+        ] {
+            assert_eq!(Problem::new(status, "").title, title);
+        }
     }
 
     #[test]

@@ -40,8 +40,8 @@ impl ListParams {
         let mut errors = Vec::new();
         let limit = match limit {
             None => DEFAULT_LIMIT,
-            Some(raw) => match raw.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            Some(raw) => match super::validate::canonical_integer::<u32>(raw) {
+                Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
                     errors.push(FieldError::new(
                         "limit",
@@ -115,7 +115,7 @@ pub fn encode(id: i64) -> String {
 /// An id from a cursor or a plain non-negative integer.
 pub fn decode(raw: &str) -> Option<i64> {
     if raw.bytes().all(|b| b.is_ascii_digit()) {
-        return raw.parse::<i64>().ok();
+        return super::validate::canonical_integer(raw);
     }
     let bytes = base64url_decode(raw)?;
     let text = std::str::from_utf8(&bytes).ok()?;

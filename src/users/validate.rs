@@ -186,17 +186,53 @@ fn check_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a path id: a positive decimal integer without sign or spaces.
+/// Parses a path id: a positive decimal integer in its one canonical form.
 pub fn parse_id(raw: &str) -> Option<i64> {
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+    canonical_integer(raw).filter(|id| *id > 0)
+}
+
+/// A non-negative decimal integer written the one way it prints: digits
+/// only, no sign, no leading zero (`0` itself aside), so that `06`, `+6` and
+/// `%2b6` (decoded) are all refused rather than some of them meaning 6.
+/// Shared by every id, `limit` and `after` the API reads.
+pub fn canonical_integer<T: std::str::FromStr>(raw: &str) -> Option<T> {
+    let digits_only = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = raw.len() > 1 && raw.starts_with('0');
+    if !digits_only || leading_zero {
         return None;
     }
-    raw.parse::<i64>().ok().filter(|id| *id > 0)
+    raw.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_have_one_canonical_form() {
+        for good in ["1", "6", "10", "9223372036854775807"] {
+            assert!(parse_id(good).is_some(), "{good}");
+        }
+        for bad in [
+            "",
+            "0",
+            "06",
+            "00",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "1e3",
+            "0x5",
+            "%2b5",
+            "9223372036854775808",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad}");
+        }
+        assert_eq!(canonical_integer::<u32>("0"), Some(0));
+        assert_eq!(canonical_integer::<u32>("+5"), None);
+        assert_eq!(canonical_integer::<u32>("05"), None);
+    }
 
     fn create(name: Option<&str>, email: Option<&str>) -> CreateUser {
         CreateUser {

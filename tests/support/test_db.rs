@@ -10,7 +10,7 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-/// `usersvc_t_<random>`, created on construction, dropped `WITH (FORCE)` on Drop.
+/// `usersvc_t_<run>_<random>`, created on construction, dropped `WITH (FORCE)` on Drop.
 pub struct TestDb {
     name: String,
     url: String,
@@ -18,11 +18,21 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// An empty database.
+    /// An empty database, `usersvc_t_<run>_<random>`: `<run>` is
+    /// `USERSVC_TEST_RUN` (set by scripts/run-tests.sh, which drops whatever
+    /// its run left behind), `x` when unset.
     pub fn new() -> TestDb {
         let admin = admin_url();
+        let run: String = std::env::var("USERSVC_TEST_RUN")
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(24)
+            .collect::<String>()
+            .to_ascii_lowercase();
         let name = format!(
-            "usersvc_t_{}",
+            "usersvc_t_{}_{}",
+            if run.is_empty() { "x" } else { run.as_str() },
             &uuid::Uuid::new_v4().simple().to_string()[..16]
         );
         let mut client = connect(&admin, Duration::from_secs(5)).expect("connect to test server");

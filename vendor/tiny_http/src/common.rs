@@ -10,6 +10,9 @@ pub struct StatusCode(pub u16);
 impl StatusCode {
     /// Returns the default reason phrase for this status code.
     /// For example the status code 404 corresponds to "Not Found".
+    ///
+    /// The phrases are RFC 9110's (§15): the one table of reason phrases, used for the status
+    /// line and, by the application, as the title of its problem+json bodies.
     pub fn default_reason_phrase(&self) -> &'static str {
         match self.0 {
             100 => "Continue",
@@ -50,13 +53,13 @@ impl StatusCode {
             410 => "Gone",
             411 => "Length Required",
             412 => "Precondition Failed",
-            413 => "Payload Too Large",
+            413 => "Content Too Large",
             414 => "URI Too Long",
             415 => "Unsupported Media Type",
             416 => "Range Not Satisfiable",
             417 => "Expectation Failed",
             421 => "Misdirected Request",
-            422 => "Unprocessable Entity",
+            422 => "Unprocessable Content",
             423 => "Locked",
             424 => "Failed Dependency",
             426 => "Upgrade Required",

@@ -673,12 +673,21 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
             }
         }
 
-        io.set_deadline(Instant::now() + lim.read_timeout);
-        let head = match read_head(&mut io.reader, lim, &mut io.line) {
+        let started = Instant::now();
+        io.set_deadline(started + lim.read_timeout);
+        let mut request_line = None;
+        // Only a refused request pays for copying its request line.
+        let refusal = |status, request_line: &Option<(crate::Method, String)>| RefusalOwned {
+            status,
+            request_line: request_line.clone(),
+            remote,
+            started,
+        };
+        let head = match read_head(&mut io.reader, lim, &mut io.line, &mut request_line) {
             Ok(h) => h,
             Err(HeadError::Closed) => return,
             Err(HeadError::TimedOut) => {
-                send_error(&mut io, 408);
+                send_error(&mut io, &refusal(408, &request_line));
                 close(&mut io, false);
                 return;
             }
@@ -689,7 +698,7 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
                     status,
                     why
                 );
-                send_error(&mut io, status);
+                send_error(&mut io, &refusal(status, &request_line));
                 close(&mut io, true);
                 return;
             }
@@ -703,7 +712,8 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
                     status,
                     why
                 );
-                send_error(&mut io, status);
+                let request_line = Some((head.method, head.target));
+                send_error(&mut io, &refusal(status, &request_line));
                 close(&mut io, true);
                 return;
             }
@@ -722,10 +732,28 @@ fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatc
     }
 }
 
+/// What [`crate::Refusal`] borrows, owned by the connection thread.
+struct RefusalOwned {
+    status: u16,
+    request_line: Option<(crate::Method, String)>,
+    remote: Option<SocketAddr>,
+    started: Instant,
+}
+
 /// Answers a request that could not be read, with `Connection: close`.
-fn send_error(io: &mut ConnIo, status: u16) {
+fn send_error(io: &mut ConnIo, refusal: &RefusalOwned) {
+    let status = refusal.status;
     let (headers, body) = match &io.limits().error_body {
-        Some(error_body) => error_body.render(status),
+        Some(error_body) => error_body.render(&crate::Refusal {
+            status,
+            request_line: refusal
+                .request_line
+                .as_ref()
+                .map(|(method, target)| (method, target.as_str())),
+            remote_addr: refusal.remote,
+            started: refusal.started,
+            limits: io.limits(),
+        }),
         None => (Vec::new(), Vec::new()),
     };
     let len = body.len();

@@ -48,12 +48,15 @@ impl HeadError {
 /// Empty lines tolerated before a request line (RFC 9112 §2.2).
 const MAX_LEADING_EMPTY_LINES: usize = 4;
 
-/// Reads and validates a request head.
+/// Reads and validates a request head. Once the request line is read, `request_line` holds
+/// its method and target, also when the rest of the head is then refused.
 pub(crate) fn read_head<R: BufRead + ?Sized>(
     src: &mut R,
     lim: &Limits,
     line: &mut Vec<u8>,
+    request_line: &mut Option<(Method, String)>,
 ) -> Result<Head, HeadError> {
+    *request_line = None;
     let mut empty = 0;
     loop {
         read_line(src, line, lim.max_request_line).map_err(|e| HeadError::from_line(e, 414))?;
@@ -66,6 +69,8 @@ pub(crate) fn read_head<R: BufRead + ?Sized>(
         }
     }
     let (method, target, version) = parse_request_line(line)?;
+    // Kept here (not cloned) while the headers are read; taken back below.
+    *request_line = Some((method, target));
 
     let mut headers = Vec::with_capacity(16);
     let mut bytes = 0usize;
@@ -88,6 +93,7 @@ pub(crate) fn read_head<R: BufRead + ?Sized>(
         }
     }
 
+    let (method, target) = request_line.take().ok_or(HeadError::Closed)?;
     Ok(Head {
         method,
         target,
@@ -287,7 +293,7 @@ mod tests {
 
     fn head(raw: &str) -> Result<Head, HeadError> {
         let mut src = std::io::BufReader::new(raw.as_bytes());
-        read_head(&mut src, &Limits::default(), &mut Vec::new())
+        read_head(&mut src, &Limits::default(), &mut Vec::new(), &mut None)
     }
 
     fn status(raw: &str) -> u16 {

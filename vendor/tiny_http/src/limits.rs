@@ -1,8 +1,11 @@
 //! Resource limits and timeouts applied to every connection.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::Method;
 
 /// Limits and timeouts applied to every connection of a [`Server`](crate::Server).
 ///
@@ -57,20 +60,36 @@ pub struct Limits {
 /// connection thread, before the response is written; a closure, so that it can also count
 /// the refusal.
 #[derive(Clone)]
-pub struct ErrorBody(Arc<dyn Fn(u16) -> ErrorParts + Send + Sync>);
+pub struct ErrorBody(Arc<dyn Fn(&Refusal<'_>) -> ErrorParts + Send + Sync>);
+
+/// A request the HTTP layer refuses before any handler sees it, with what is known of it:
+/// enough for the application to answer and log it like any other request.
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    /// The status it is answered with (400, 408, 413, 414, 417, 431, 501, 505).
+    pub status: u16,
+    /// The method and request target, when the request line was read.
+    pub request_line: Option<(&'a Method, &'a str)>,
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// When the first byte of the request arrived.
+    pub started: Instant,
+    /// The limits in force (e.g. `max_body_bytes` for a 413's detail).
+    pub limits: &'a Limits,
+}
 
 /// The extra headers and the body of an error response.
 pub type ErrorParts = (Vec<crate::Header>, Vec<u8>);
 
 impl ErrorBody {
     /// Wraps a renderer.
-    pub fn new(render: impl Fn(u16) -> ErrorParts + Send + Sync + 'static) -> ErrorBody {
+    pub fn new(render: impl Fn(&Refusal<'_>) -> ErrorParts + Send + Sync + 'static) -> ErrorBody {
         ErrorBody(Arc::new(render))
     }
 
-    /// The headers and body for `status`.
-    pub fn render(&self, status: u16) -> ErrorParts {
-        (self.0)(status)
+    /// The headers and body for `refusal`.
+    pub fn render(&self, refusal: &Refusal<'_>) -> ErrorParts {
+        (self.0)(refusal)
     }
 }
 

@@ -550,6 +550,9 @@ where
             (Some(TransferEncoding::Chunked), _) => {
                 write_header_line(&mut writer, b"Transfer-Encoding", b"chunked")?
             }
+            // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
+            (Some(TransferEncoding::Identity), Some(_))
+                if self.status_code.0 < 200 || self.status_code.0 == 204 => {}
             (Some(TransferEncoding::Identity), Some(length)) => {
                 writer.write_all(b"Content-Length: ")?;
                 write_decimal(&mut writer, length as u64)?;
@@ -746,6 +749,42 @@ mod head_tests {
         let sent = httpdate::parse_http_date(date[0]).expect("an IMF-fixdate");
         let age = SystemTime::now().duration_since(sent).unwrap_or_default();
         assert!(age < Duration::from_secs(5), "{date:?}");
+    }
+
+    #[test]
+    fn no_content_has_no_content_length_nor_body() {
+        for version in [HTTPVersion(1, 0), HTTPVersion(1, 1)] {
+            let text = printed(Response::empty(204), version.clone());
+            assert!(text.contains(" 204 No Content\r\n"), "{text}");
+            assert!(header(&text, "Content-Length").is_empty(), "{text}");
+            assert!(header(&text, "Transfer-Encoding").is_empty(), "{text}");
+            assert!(text.ends_with("\r\n\r\n"), "{text}");
+            // A body given by mistake is not sent either.
+            let text = printed(
+                Response::from_data(b"x".to_vec()).with_status_code(204),
+                version,
+            );
+            assert!(header(&text, "Content-Length").is_empty(), "{text}");
+            assert!(text.ends_with("\r\n\r\n"), "{text}");
+        }
+        // Other empty answers keep theirs.
+        let text = printed(Response::empty(200), HTTPVersion(1, 1));
+        assert_eq!(header(&text, "Content-Length"), ["0"]);
+    }
+
+    #[test]
+    fn reason_phrases_are_rfc_9110s() {
+        for (status, phrase) in [
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (422, "Unprocessable Content"),
+        ] {
+            let text = printed(Response::empty(status), HTTPVersion(1, 1));
+            assert!(
+                text.starts_with(&format!("HTTP/1.1 {status} {phrase}\r\n")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
