@@ -392,8 +392,9 @@ fn body_over_max_body_bytes_is_413() {
 /// SPEC: every error body is problem+json and every response carries
 /// `X-Request-ID`. Requests the HTTP layer refuses before routing (a
 /// declared `Content-Length` over `MAX_BODY_BYTES`; a header value with
-/// non-ASCII bytes, which scripts/schemathesis.sh also finds) are answered by
-/// vendor/tiny_http's `send_error` with an empty body and no request id.
+/// non-ASCII bytes, which scripts/schemathesis.sh also finds) get the same
+/// problem+json body and a fresh request id, rendered for vendor/tiny_http's
+/// `send_error` by `Limits::error_body`.
 #[test]
 fn requests_refused_by_the_http_layer_get_a_problem() {
     let api = Api::start(&[("MAX_BODY_BYTES", "256")]);
