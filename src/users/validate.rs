@@ -187,16 +187,19 @@ fn check_name_chars(name: &str) -> Result<(), String> {
             GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
                 return Err("must not contain line or paragraph separators".into())
             }
-            GeneralCategory::Format if c == ZWNJ || c == ZWJ => {
-                if !shows(prev) || !shows(chars.peek().copied()) {
-                    return Err(format!(
-                        "may contain U+{at:04X} only between two visible characters"
-                    ));
-                }
+            GeneralCategory::Format
+                if (c == ZWNJ || c == ZWJ) && (!shows(prev) || !shows(chars.peek().copied())) =>
+            {
+                return Err(format!(
+                    "may contain U+{at:04X} only between two visible characters"
+                ));
             }
-            GeneralCategory::Format => return Err(format!(
+            GeneralCategory::Format if c == ZWNJ || c == ZWJ => {}
+            GeneralCategory::Format => {
+                return Err(format!(
                 "must not contain invisible formatting or text-direction characters (U+{at:04X})"
-            )),
+            ))
+            }
             GeneralCategory::PrivateUse
             | GeneralCategory::Unassigned
             | GeneralCategory::Surrogate => {
