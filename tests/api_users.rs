@@ -286,6 +286,54 @@ fn duplicate_email_is_409_case_insensitive() {
     assert_eq!(api.count("SELECT count(*) FROM events"), 1);
 }
 
+/// Issue 13's refusals, on create and patch: names of invisible characters
+/// only, bidi overrides, line separators (422, nothing written); one
+/// mailbox however its domain is spelt (IDNA), stored in its Unicode form.
+#[test]
+fn hostile_names_are_422_and_idna_spellings_are_one_mailbox() {
+    let api = Api::start(&[]);
+    let created = api.create("Ada", "u@bücher.de");
+    let id = created["id"].as_i64().expect("id");
+    for name in [
+        "\u{200b}",
+        "\u{200b}\u{200b}\u{2060}",
+        "\u{202e}gnp.exe",
+        "Ada\u{2066}x\u{2069}",
+        "line\u{2028}separator",
+        "\u{3164}",
+    ] {
+        let v = assert_problem(
+            &api.post(&json!({"name": name, "email": "new@example.com"}).to_string()),
+            422,
+        );
+        assert_eq!(field_errors(&v), ["name"], "{name:?}: {v}");
+        let v = assert_problem(&api.patch(id, &json!({ "name": name }).to_string()), 422);
+        assert_eq!(field_errors(&v), ["name"], "{name:?}: {v}");
+    }
+    // NFC and space mapping: what is stored is the normalised name.
+    let r = api.patch(
+        id,
+        &json!({"name": "\u{a0}Jose\u{301}\u{3000}\u{3000}K "}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["name"], "José K");
+
+    assert_eq!(created["email"], "u@bücher.de");
+    for spelling in ["u@xn--bcher-kva.de", "U@BÜCHER.DE", "u@bu\u{308}cher.de"] {
+        let r = api.post(&json!({"name": "Twin", "email": spelling}).to_string());
+        assert_problem(&r, 409);
+    }
+    let other = api.create("Bob", "bob@xn--mnchen-3ya.de");
+    assert_eq!(other["email"], "bob@münchen.de");
+    let bob = other["id"].as_i64().expect("id");
+    assert_problem(&api.patch(bob, r#"{"email":"u@xn--bcher-kva.de"}"#), 409);
+    // Its own address in another spelling is no conflict.
+    let r = api.patch(id, r#"{"email":"u@XN--BCHER-KVA.de"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["email"], "u@bücher.de");
+    assert_eq!(api.users_in_table(), 2);
+}
+
 /// A body that is not JSON, or JSON but not an object: 400.
 #[test]
 fn bad_json_or_non_object_is_400() {
@@ -315,6 +363,43 @@ fn bad_json_or_non_object_is_400() {
     );
     assert_problem(&r, 400);
     assert_eq!(api.users_in_table(), 0);
+}
+
+/// A member given twice is refused (400) instead of "last one wins", on
+/// create and patch, however the name is spelt; nothing is written.
+#[test]
+fn duplicate_members_are_400() {
+    let api = Api::start(&[]);
+    let id = api.create("Ada", "ada@example.com")["id"]
+        .as_i64()
+        .expect("id");
+    for (body, member) in [
+        (r#"{"name":"A","email":"bad","email":"ok@x.io"}"#, "email"),
+        (r#"{"name":"A","n\u0061me":"B","email":"b@x.io"}"#, "name"),
+        (r#"{"name":"A","email":"c@x.io","x":1,"x":2}"#, "x"),
+    ] {
+        let v = assert_problem(&api.post(body), 400);
+        let detail = v["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains(&format!("member \"{member}\" more than once")),
+            "{body}: {detail}"
+        );
+        let v = assert_problem(&api.patch(id, body), 400);
+        assert!(v["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("more than once"));
+    }
+    // More members than any user body needs: 400 too.
+    let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\":0")).collect();
+    let v = assert_problem(&api.post(&format!("{{{}}}", many.join(","))), 400);
+    assert!(v["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("more than 32 members"));
+    assert_eq!(api.users_in_table(), 1);
+    let now = api.get(&format!("{USERS}/{id}")).json();
+    assert_user(&now, "Ada", "ada@example.com");
 }
 
 /// Anything but `application/json` (or no `Content-Type`) is 415, with an
