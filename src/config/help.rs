@@ -52,7 +52,12 @@ pub fn help_text() -> String {
          \x20 addresses  :8080 (all IPv4 interfaces), 127.0.0.1:8080, [::1]:8080, localhost:8080\n\
          \n\
          EXIT STATUS:\n\
-         \x20 0 success, 2 invalid configuration or arguments.\n",
+         \x20 0    success; a clean shutdown (all in-flight work finished)\n\
+         \x20 1    a failure at run time\n\
+         \x20 2    invalid configuration or arguments\n\
+         \x20 3    forced shutdown: SHUTDOWN_TIMEOUT passed with work unfinished (queued\n\
+         \x20      requests dropped unexecuted, connections cut, or a worker still busy)\n\
+         \x20 130  a second SIGTERM/SIGINT during shutdown\n",
     );
     out
 }

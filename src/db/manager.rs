@@ -7,11 +7,17 @@
 //! the next request.
 
 use std::fmt;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use postgres::Client;
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::call_deadline::{find_socket, Watchdog};
+use super::commit_gate::{self, CommitGate};
 use super::error::{chain, redact};
 use super::statements::{Db, StatementCache};
 
@@ -20,15 +26,40 @@ pub struct PgConnection {
     client: Client,
     cache: StatementCache,
     broken: bool,
+    /// The connection's TCP socket in this process, for the call deadline
+    /// (see [`super::call_deadline`]); `None` when it could not be found.
+    socket: Option<RawFd>,
 }
 
 impl PgConnection {
-    fn new(client: Client) -> Self {
+    fn new(client: Client, socket: Option<RawFd>) -> Self {
         PgConnection {
             client,
             cache: StatementCache::default(),
             broken: false,
+            socket,
         }
+    }
+
+    /// Runs `f` with a deadline: past it, `watchdog` cuts the connection's
+    /// socket, `f`'s call fails, and the connection is marked broken.
+    /// Returns `f`'s result and whether the deadline cut it.
+    pub(crate) fn within<T>(
+        &mut self,
+        watchdog: &Watchdog,
+        deadline: Instant,
+        f: impl FnOnce(&mut PgConnection) -> T,
+    ) -> (T, bool) {
+        // The guard is created and dropped inside this `&mut self` borrow,
+        // so the socket it names stays open while it is watched.
+        let watch = watchdog.watch(self.socket, deadline);
+        let value = f(self);
+        let fired = watch.fired();
+        drop(watch);
+        if fired {
+            self.broken = true;
+        }
+        (value, fired)
     }
 
     /// A query handle outside any transaction (each statement autocommits).
@@ -48,13 +79,21 @@ impl PgConnection {
     pub(crate) fn transaction<T>(
         &mut self,
         f: &mut dyn FnMut(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T, postgres::Error>,
+        gate: &Arc<CommitGate>,
     ) -> Result<T, TxFailure> {
         let mut tx = self.client.transaction().map_err(TxFailure::BeforeCommit)?;
         let value = {
             let mut db = Db::new(&mut tx, &mut self.cache);
             f(&mut db).map_err(TxFailure::BeforeCommit)?
         };
-        tx.commit().map_err(TxFailure::Commit)?;
+        // Shutting down past the deadline: roll back (dropping `tx`) rather
+        // than commit a write whose client may never hear of it.
+        let Some(permit) = gate.try_enter() else {
+            return Err(TxFailure::Refused);
+        };
+        let committed = tx.commit();
+        commit_gate::keep_until_answered(permit);
+        committed.map_err(TxFailure::Commit)?;
         Ok(value)
     }
 
@@ -74,12 +113,18 @@ impl PgConnection {
     }
 }
 
+/// Whether the "socket unknown" warning has been logged (once per process).
+static SOCKET_UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
+
 /// Where a transaction failed.
 pub(crate) enum TxFailure {
     /// In BEGIN or the body: the server rolls back; nothing was committed.
     BeforeCommit(postgres::Error),
     /// In COMMIT: it may or may not have been applied.
     Commit(postgres::Error),
+    /// COMMIT was not sent: the shutdown deadline closed the commit gate.
+    /// Rolled back; nothing was committed.
+    Refused,
 }
 
 /// A connect/validate failure, already described and scrubbed of the password.
@@ -122,10 +167,27 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<PgConnection, ConnectError> {
-        self.inner
-            .connect()
-            .map(PgConnection::new)
-            .map_err(|e| self.wrap(&e))
+        let mut client = self.inner.connect().map_err(|e| self.wrap(&e))?;
+        // The ports as the server sees them, to find our end of the socket.
+        let row = client
+            .query_one("SELECT inet_client_port(), inet_server_port()", &[])
+            .map_err(|e| self.wrap(&e))?;
+        let ports: (Option<i32>, Option<i32>) = (row.get(0), row.get(1));
+        let socket = match ports {
+            (Some(local), Some(server)) => u16::try_from(local)
+                .ok()
+                .zip(u16::try_from(server).ok())
+                .and_then(|(l, s)| find_socket(l, s)),
+            _ => None,
+        };
+        if socket.is_none() && !SOCKET_UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                target: "usersvc::db",
+                "cannot find the database connection's socket (a Unix socket, or a proxy \
+                 in between): database calls are bounded by statement_timeout only"
+            );
+        }
+        Ok(PgConnection::new(client, socket))
     }
 
     fn is_valid(&self, conn: &mut PgConnection) -> Result<(), ConnectError> {

@@ -122,7 +122,11 @@ fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
             )
         })?),
     };
-    admin.parts.log_level.set(level, for_);
+    admin
+        .parts
+        .log_level
+        .set(level, for_)
+        .map_err(|e| Problem::new(400, e.to_string()))?;
     log::info!(
         level = level.as_str(),
         for_secs = for_.map_or(0, |d: Duration| d.as_secs());
