@@ -283,8 +283,15 @@ fn frozen_database_gives_bounded_503s_frees_workers_and_recovers() {
         let (reply, took) = g.join().expect("join");
         answers.push((reply.map(|r| r.status).ok(), took));
     }
-    // Thaw before asserting, so that a failure leaves no stopped server.
-    let busy_while_frozen = busy_workers(&svc);
+    // Thaw before asserting, so that a failure leaves no stopped server. A
+    // worker marks itself idle just after its answer is written: allow it a
+    // moment.
+    let settle = Instant::now() + Duration::from_secs(1);
+    let mut busy_while_frozen = busy_workers(&svc);
+    while busy_while_frozen > 0 && Instant::now() < settle {
+        thread::sleep(Duration::from_millis(20));
+        busy_while_frozen = busy_workers(&svc);
+    }
     signal_all(&pids, "CONT");
     let thawed = Instant::now();
     for (status, took) in &answers {

@@ -8,7 +8,9 @@
 # Knobs: SOAK_SECS (600), OVERLOAD_SECS (30), STORM_SECS (10), SLOW_SECS
 # (10 per slowhttptest mode), ONLY=frozen_db,soak (a subset; prints the
 # table instead of writing RELIABILITY.md), RELIABILITY_NOTE (a line added to
-# the report, e.g. about a shared machine).
+# the report, e.g. about a shared machine), BEFORE_BIN (a binary from before
+# the fixes: the defect scenarios run against it too, reported apart and not
+# counted).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/ensure-test-services.sh >/dev/null

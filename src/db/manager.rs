@@ -80,12 +80,15 @@ impl PgConnection {
         &mut self,
         f: &mut dyn FnMut(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T, postgres::Error>,
         gate: &Arc<CommitGate>,
-    ) -> Result<T, TxFailure> {
+    ) -> Result<T, TxFailure<T>> {
         let mut tx = self.client.transaction().map_err(TxFailure::BeforeCommit)?;
         let value = {
             let mut db = Db::new(&mut tx, &mut self.cache);
             f(&mut db).map_err(TxFailure::BeforeCommit)?
         };
+        // The transaction's id, so that a COMMIT whose answer is lost can be
+        // looked up afterwards (`txid_status`) instead of reported unknown.
+        let xid = transaction_id(&mut tx).map_err(TxFailure::BeforeCommit)?;
         // Shutting down past the deadline: roll back (dropping `tx`) rather
         // than commit a write whose client may never hear of it.
         let Some(permit) = gate.try_enter() else {
@@ -93,8 +96,10 @@ impl PgConnection {
         };
         let committed = tx.commit();
         commit_gate::keep_until_answered(permit);
-        committed.map_err(TxFailure::Commit)?;
-        Ok(value)
+        match committed {
+            Ok(()) => Ok(value),
+            Err(error) => Err(TxFailure::Commit { error, xid, value }),
+        }
     }
 
     /// Tells the pool to drop this connection instead of reusing it.
@@ -116,12 +121,26 @@ impl PgConnection {
 /// Whether the "socket unknown" warning has been logged (once per process).
 static SOCKET_UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
 
+/// `txid_current()` of the open transaction (one round trip, simple protocol).
+fn transaction_id(tx: &mut postgres::Transaction<'_>) -> Result<Option<i64>, postgres::Error> {
+    let rows = tx.simple_query("SELECT txid_current()")?;
+    Ok(rows.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
+        _ => None,
+    }))
+}
+
 /// Where a transaction failed.
-pub(crate) enum TxFailure {
+pub(crate) enum TxFailure<T> {
     /// In BEGIN or the body: the server rolls back; nothing was committed.
     BeforeCommit(postgres::Error),
-    /// In COMMIT: it may or may not have been applied.
-    Commit(postgres::Error),
+    /// In COMMIT: it may or may not have been applied. `xid` lets the pool
+    /// find out (`txid_status`); `value` is what `f` returned, for when it was.
+    Commit {
+        error: postgres::Error,
+        xid: Option<i64>,
+        value: T,
+    },
     /// COMMIT was not sent: the shutdown deadline closed the commit gate.
     /// Rolled back; nothing was committed.
     Refused,

@@ -14,6 +14,16 @@
 //!   statement fails with a connection error, discard it, and retry once on a
 //!   connection that has just answered a ping — only where nothing can have
 //!   been committed (a read, or a transaction that failed before COMMIT).
+//!   The retry shares the first attempt's acquire budget.
+//! - A COMMIT whose answer is lost with its connection (a terminated
+//!   backend) is not left "unknown": each transaction reads its
+//!   `txid_current()` before COMMIT, and the pool asks a live connection for
+//!   `txid_status` — committed is a success, aborted a clean 503.
+//! - Every call has a client-side deadline, `statement_timeout` +
+//!   [`CALL_MARGIN`] within the operation's `acquire + statement` budget,
+//!   enforced by [`super::call_deadline`]: a frozen database costs a 503,
+//!   never a stuck worker. A cut call is not retried.
+//! - Past the shutdown deadline COMMIT is refused ([`CommitGate`]).
 //! - `statement_timeout` travels in the startup packet (`options`), so it
 //!   costs no extra round trip and survives `RESET ALL`.
 //! - Acquire waits are bounded by the acquire timeout and reported to a
@@ -74,6 +84,12 @@ pub struct Pool {
 /// How far past `statement_timeout` the client waits for the server before
 /// it cuts the call itself (the server should have cancelled it by then).
 pub const CALL_MARGIN: Duration = Duration::from_millis(500);
+
+/// What became of a transaction whose COMMIT answer was lost.
+enum XactStatus {
+    Committed,
+    Aborted,
+}
 
 /// The bounds of one `read` or `write`, first attempt and retry together.
 struct Budget {
@@ -319,10 +335,10 @@ impl Pool {
                 match result {
                     Ok(v) => Ok(v),
                     Err(_) if cut => Err(self.timed_out()),
-                    Err(failure) => Err(self.tx_failed(&mut conn, failure)),
+                    Err(failure) => self.tx_failed(conn, failure, &budget),
                 }
             }
-            Err(failure) => Err(self.tx_failed(&mut conn, failure)),
+            Err(failure) => self.tx_failed(conn, failure, &budget),
         }
     }
 
@@ -331,13 +347,70 @@ impl Pool {
         Arc::clone(&self.gate)
     }
 
-    fn tx_failed(&self, conn: &mut PgConnection, failure: TxFailure) -> DbError {
+    fn tx_failed<T>(
+        &self,
+        mut conn: PooledConnection,
+        failure: TxFailure<T>,
+        budget: &Budget,
+    ) -> Result<T, DbError> {
         match failure {
-            TxFailure::BeforeCommit(e) => self.failed(conn, e),
-            TxFailure::Commit(e) => self.commit_failed(conn, e),
-            TxFailure::Refused => DbError::Unavailable(
+            TxFailure::BeforeCommit(e) => Err(self.failed(&mut conn, e)),
+            TxFailure::Commit { error, xid, value } if is_connection_error(&error) => {
+                // The answer to COMMIT was lost with the connection (a
+                // terminated backend, a restart): ask a live one what
+                // became of the transaction.
+                conn.mark_broken();
+                drop(conn);
+                match xid.map(|xid| self.transaction_status(xid, budget)) {
+                    Some(Some(XactStatus::Committed)) => Ok(value),
+                    Some(Some(XactStatus::Aborted)) => Err(DbError::Unavailable(format!(
+                        "connection lost during COMMIT; the transaction was not committed: {}",
+                        redact(&describe(&error), self.secret.as_deref())
+                    ))),
+                    _ => Err(DbError::Unavailable(format!(
+                        "connection lost during COMMIT, outcome unknown: {}",
+                        redact(&describe(&error), self.secret.as_deref())
+                    ))),
+                }
+            }
+            TxFailure::Commit { error, .. } => Err(self.commit_failed(&mut conn, error)),
+            TxFailure::Refused => Err(DbError::Unavailable(
                 "shutting down: the transaction was rolled back, not committed".to_owned(),
-            ),
+            )),
+        }
+    }
+
+    /// What became of transaction `xid`, asked on a live connection within
+    /// the operation's budget; `None` if that cannot be known in time.
+    fn transaction_status(&self, xid: i64, budget: &Budget) -> Option<XactStatus> {
+        loop {
+            let left = budget.done_by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut conn = self.acquire_within(left).ok()?;
+            let deadline = self.call_deadline(budget);
+            let (status, cut) = conn.within(&self.watchdog, deadline, |c| {
+                c.client()
+                    .query_one("SELECT txid_status($1)", &[&xid])
+                    .map(|row| row.get::<_, Option<String>>(0))
+            });
+            match status {
+                Ok(Some(s)) if s == "committed" => return Some(XactStatus::Committed),
+                Ok(Some(s)) if s == "aborted" => return Some(XactStatus::Aborted),
+                // Still "in progress" (the old backend is finishing): ask again.
+                Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Ok(None) => return None,
+                Err(e) => {
+                    // A dead connection: try another; anything else: unknown.
+                    if cut || is_connection_error(&e) {
+                        conn.mark_broken();
+                    }
+                    if cut || !is_connection_error(&e) {
+                        return None;
+                    }
+                }
+            }
         }
     }
 
