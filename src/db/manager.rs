@@ -188,17 +188,17 @@ impl r2d2::ManageConnection for Manager {
     fn connect(&self) -> Result<PgConnection, ConnectError> {
         let mut client = self.inner.connect().map_err(|e| self.wrap(&e))?;
         // The ports as the server sees them, to find our end of the socket.
-        let row = client
-            .query_one("SELECT inet_client_port(), inet_server_port()", &[])
+        // One round trip (simple protocol); NULL over a Unix socket.
+        let rows = client
+            .simple_query("SELECT inet_client_port(), inet_server_port()")
             .map_err(|e| self.wrap(&e))?;
-        let ports: (Option<i32>, Option<i32>) = (row.get(0), row.get(1));
-        let socket = match ports {
-            (Some(local), Some(server)) => u16::try_from(local)
-                .ok()
-                .zip(u16::try_from(server).ok())
-                .and_then(|(l, s)| find_socket(l, s)),
-            _ => None,
+        let port = |row: &postgres::SimpleQueryRow, i| {
+            row.get(i).and_then(|v: &str| v.parse::<u16>().ok())
         };
+        let socket = rows.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => find_socket(port(row, 0)?, port(row, 1)?),
+            _ => None,
+        });
         if socket.is_none() && !SOCKET_UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
             log::warn!(
                 target: "usersvc::db",
