@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build release run test lint bench docker migrate-up migrate-down clean
+.PHONY: help build release run test lint bench test-reliability docker migrate-up migrate-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ test: ## every test, against real PostgreSQL (started or created as needed)
 	scripts/ensure-test-services.sh
 	scripts/ensure-tools.sh
 	CARGO=$(CARGO) scripts/run-tests.sh
+
+test-reliability: ## fault, overload and abuse scenarios against the release binary; writes RELIABILITY.md (not part of `make test`)
+	scripts/reliability/run.sh
 
 lint: ## rustfmt check + clippy with warnings denied
 	$(CARGO) fmt --all -- --check

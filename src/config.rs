@@ -115,6 +115,9 @@ pub struct Config {
     pub drain_delay: Duration,
     /// `SHUTDOWN_TIMEOUT`.
     pub shutdown_timeout: Duration,
+    /// `QUEUE_TIMEOUT`: a queued request older than this is answered 503
+    /// (`Retry-After`) instead of run.
+    pub queue_timeout: Duration,
     /// `TERMINATION_GRACE_PERIOD`; at least `drain_delay + shutdown_timeout
     /// + SHUTDOWN_MARGIN`.
     pub termination_grace_period: Duration,

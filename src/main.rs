@@ -3,7 +3,8 @@
 //! config → logging → (pool → migrations) → app → serve → drain. Every piece
 //! lives in the library; this file decides which pieces, in which order, and
 //! maps outcomes to exit codes: 0 clean shutdown, 1 a failure at run time,
-//! 2 an invalid configuration or command line, 130 a second signal.
+//! 2 an invalid configuration or command line, 3 a forced shutdown
+//! (`SHUTDOWN_TIMEOUT` passed with work unfinished), 130 a second signal.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use usersvc::http::router::Router;
 use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
 use usersvc::metrics::Metrics;
-use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, StartupWork};
+use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, ShutdownOutcome, StartupWork};
 use usersvc::users::{handlers, PgUserRepository, UserService};
 use usersvc::{build_info, openapi};
 
@@ -155,6 +156,7 @@ fn serve(config: Config) -> ExitCode {
         }),
         startup: startup_work(url, config.migrate_on_start, pool.clone(), database_check),
         background: Vec::new(),
+        commit_gate: pool.commit_gate(),
         resources: vec![Box::new(move || drop(pool))],
         gauges: Box::new(move |g: RuntimeGauges| {
             metrics.on_scrape(move |m| {
@@ -179,7 +181,8 @@ fn serve(config: Config) -> ExitCode {
         }),
     };
     match runtime::run(parts) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(ShutdownOutcome::Clean) => ExitCode::SUCCESS,
+        Ok(ShutdownOutcome::Forced) => ExitCode::from(runtime::EXIT_FORCED),
         Err(e) => {
             log::error!(error = e.to_string().as_str(); "usersvc failed");
             ExitCode::FAILURE

@@ -102,6 +102,8 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub queue_depth: IntGauge,
     pub shed: IntCounter,
+    pub queue_expired: IntCounter,
+    pub shutdown_dropped: IntCounter,
     pub panics: IntCounter,
     pub pool_connections: IntGaugeVec,
     pub pool_acquire: Histogram,
@@ -143,6 +145,14 @@ impl Metrics {
         let shed = IntCounter::new(
             "http_requests_shed_total",
             "Requests answered 503 because the queue was full.",
+        )?;
+        let queue_expired = IntCounter::new(
+            "http_requests_queue_expired_total",
+            "Queued requests older than QUEUE_TIMEOUT, answered 503 without running.",
+        )?;
+        let shutdown_dropped = IntCounter::new(
+            "http_requests_shutdown_dropped_total",
+            "Queued requests dropped unexecuted at the shutdown deadline.",
         )?;
         let panics = IntCounter::new(
             "http_panics_total",
@@ -191,6 +201,8 @@ impl Metrics {
         reg(Box::new(connections_open.clone()))?;
         reg(Box::new(queue_depth.clone()))?;
         reg(Box::new(shed.clone()))?;
+        reg(Box::new(queue_expired.clone()))?;
+        reg(Box::new(shutdown_dropped.clone()))?;
         reg(Box::new(panics.clone()))?;
         reg(Box::new(pool_connections.clone()))?;
         reg(Box::new(pool_acquire.clone()))?;
@@ -224,6 +236,8 @@ impl Metrics {
             connections_open,
             queue_depth,
             shed,
+            queue_expired,
+            shutdown_dropped,
             panics,
             pool_connections,
             pool_acquire,
@@ -313,6 +327,14 @@ impl Hooks for Metrics {
     fn shed(&self, _meta: &Meta) {
         self.shed.inc();
     }
+
+    fn expired(&self, _meta: &Meta) {
+        self.queue_expired.inc();
+    }
+
+    fn dropped(&self, _meta: &Meta) {
+        self.shutdown_dropped.inc();
+    }
 }
 
 /// A status code as three ASCII digits, without allocating.
@@ -359,6 +381,8 @@ mod tests {
             "http_connections_open",
             "http_queue_depth",
             "http_requests_shed_total",
+            "http_requests_queue_expired_total",
+            "http_requests_shutdown_dropped_total",
             "http_panics_total",
             "db_pool_connections",
             "db_pool_acquire_duration_seconds",

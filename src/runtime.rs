@@ -10,8 +10,12 @@
 //! 1. readiness 503 `draining`, the API still served for `DRAIN_DELAY`;
 //! 2. both listeners stop accepting, responses carry `Connection: close`,
 //!    idle keep-alive connections are closed;
-//! 3. in-flight and queued requests finish within `SHUTDOWN_TIMEOUT`, then
-//!    the remaining connections are cut;
+//! 3. in-flight and queued requests finish within `SHUTDOWN_TIMEOUT`; at
+//!    the deadline the commit gate closes (no queued job starts, no COMMIT
+//!    is sent; answers of commits already made get [`COMMIT_ANSWER_GRACE`]),
+//!    jobs still queued are dropped unexecuted (counted, logged at ERROR),
+//!    then the remaining connections are cut: a forced shutdown, exit
+//!    [`EXIT_FORCED`];
 //! 4. the request channel closes (the public server, the only sender, is
 //!    dropped) and every worker is joined;
 //! 5. background workers finish their current item and are joined;
@@ -27,9 +31,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::db::CommitGate;
 use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
-use crate::http::dispatch::{Dispatcher, Job};
+use crate::http::dispatch::{Dispatcher, Job, JobRules};
 use crate::http::listener;
 use crate::http::pipeline::{self, millis, Hooks};
 use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
@@ -44,6 +49,26 @@ pub struct ServeSettings {
     pub limits: tiny_http::Limits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// `QUEUE_TIMEOUT`: queued longer, a request is answered 503.
+    pub queue_timeout: Duration,
+}
+
+/// Exit status of a forced shutdown: `SHUTDOWN_TIMEOUT` passed with work
+/// unfinished (connections cut, queued requests dropped, a worker busy).
+pub const EXIT_FORCED: u8 = 3;
+
+/// At the shutdown deadline, how long requests whose COMMIT already passed
+/// the gate get to write their answer before connections are cut.
+pub const COMMIT_ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// Everything in flight finished within `SHUTDOWN_TIMEOUT`.
+    Clean,
+    /// The deadline passed: connections were cut, queued requests dropped
+    /// or a worker was still busy ([`EXIT_FORCED`]).
+    Forced,
 }
 
 impl ServeSettings {
@@ -66,6 +91,7 @@ impl ServeSettings {
             },
             drain_delay: config.drain_delay,
             shutdown_timeout: config.shutdown_timeout,
+            queue_timeout: config.queue_timeout,
         }
     }
 }
@@ -117,6 +143,8 @@ pub struct Parts {
     pub admin: Box<dyn FnOnce(Arc<[crate::http::worker_pool::WorkerSlot]>) -> AdminParts>,
     pub startup: StartupWork,
     pub background: Vec<Box<dyn Background>>,
+    /// The database pool's commit gate, closed at the shutdown deadline.
+    pub commit_gate: Arc<CommitGate>,
     /// Closed at step 6, in order (pool, exporters, caches).
     pub resources: Vec<Box<dyn FnOnce() + Send>>,
     /// Called once the listeners and workers exist, with what metrics read
@@ -139,19 +167,21 @@ pub struct Running {
     public: tiny_http::Server,
     public_addr: SocketAddr,
     admin: Option<(tiny_http::Server, SocketAddr)>,
-    pool: WorkerPool,
+    pool: WorkerPool<Job>,
+    dispatcher: Arc<Dispatcher>,
+    commit_gate: Arc<CommitGate>,
     background: Vec<Box<dyn Background>>,
     resources: Vec<Box<dyn FnOnce() + Send>>,
 }
 
-/// Serves until SIGTERM/SIGINT, then drains. `Ok` means a clean shutdown
-/// (exit 0); a second signal has already exited the process with 130.
-pub fn run(parts: Parts) -> io::Result<()> {
+/// Serves until SIGTERM/SIGINT, then drains. `Ok` says whether the
+/// shutdown was clean (exit 0) or forced ([`EXIT_FORCED`]); a second signal
+/// has already exited the process with 130.
+pub fn run(parts: Parts) -> io::Result<ShutdownOutcome> {
     let mut signal = ShutdownSignal::install()?;
     let running = start(parts, &|| signal.received())?;
     let which = signal.wait();
-    running.shutdown(which);
-    Ok(())
+    Ok(running.shutdown(which))
 }
 
 /// Binds the listeners, starts the workers, runs the start-up work (retried
@@ -168,12 +198,17 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         background,
         resources,
         gauges,
+        commit_gate,
     } = parts;
 
     // Workers first: the public server's handler needs their queue.
     let worker_dispatcher = Arc::clone(&dispatcher);
+    let rules = JobRules {
+        queue_timeout: settings.queue_timeout,
+        gate: Arc::clone(&commit_gate),
+    };
     let (pool, submitter) = WorkerPool::start(settings.pool, move |slot, job: Job| {
-        worker_dispatcher.work(slot, job)
+        worker_dispatcher.run_job(slot, job, &rules)
     })?;
 
     // Requests the HTTP layer refuses get the same problem+json as the rest,
@@ -259,6 +294,8 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         public_addr,
         admin,
         pool,
+        dispatcher,
+        commit_gate,
         background,
         resources,
     })
@@ -276,17 +313,20 @@ impl Running {
     }
 
     /// SPEC's shutdown sequence; `reason` names the signal for the log.
-    pub fn shutdown(self, reason: &str) {
+    pub fn shutdown(self, reason: &str) -> ShutdownOutcome {
         let Running {
             settings,
             state,
             public,
             admin,
             pool,
+            dispatcher,
+            commit_gate,
             background,
             resources,
             ..
         } = self;
+        let mut outcome = ShutdownOutcome::Clean;
         let t0 = Instant::now();
         // 1. Unready, still serving.
         state.advance(State::Draining);
@@ -311,15 +351,36 @@ impl Running {
 
         // 3. In-flight and queued requests finish, within SHUTDOWN_TIMEOUT.
         let deadline = t1 + settings.shutdown_timeout;
-        let mut cut = 0;
-        for c in &controls {
-            if !c.wait_idle(deadline) {
-                cut += c.open_connections();
+        if !controls.iter().all(|c| c.wait_idle(deadline)) {
+            // The deadline: nothing starts or commits any more; a request
+            // whose COMMIT went through gets a moment to write its answer;
+            // what is still queued is dropped; then the connections are cut.
+            outcome = ShutdownOutcome::Forced;
+            let unanswered = commit_gate.close(Instant::now() + COMMIT_ANSWER_GRACE);
+            if unanswered > 0 {
+                log::error!(
+                    commits = unanswered;
+                    "shutdown deadline: a COMMIT was still in flight; its client may not hear of it"
+                );
+            }
+            // Taken out of the queue first (no worker can start them), and
+            // dropped only once their connections are cut: an unanswered
+            // request is answered 500 by the HTTP layer when dropped, which
+            // would tell its client the wrong thing.
+            let queued = pool.take_queued();
+            let dropped = queued.len();
+            let cut: usize = controls.iter().map(|c| c.open_connections()).sum();
+            for c in &controls {
                 c.force_close();
             }
-        }
-        if cut > 0 {
-            log::warn!(connections = cut; "shutdown timeout reached; remaining connections cut");
+            for job in queued {
+                dispatcher.drop_unstarted(job);
+            }
+            log::error!(
+                connections = cut,
+                dropped = dropped;
+                "shutdown timeout reached; queued requests dropped, remaining connections cut"
+            );
         }
         let t3 = Instant::now();
 
@@ -330,6 +391,7 @@ impl Running {
         drop(admin);
         let grace = Instant::now() + Duration::from_millis(500);
         if !pool.join(deadline.max(grace)) {
+            outcome = ShutdownOutcome::Forced;
             log::warn!("a worker was still busy at the shutdown deadline");
         }
         let t4 = Instant::now();
@@ -357,8 +419,10 @@ impl Running {
             workers_ms = ms(t3, t4),
             background_ms = ms(t4, t5),
             close_ms = ms(t5, t6),
-            total_ms = ms(t0, t6);
+            total_ms = ms(t0, t6),
+            forced = outcome == ShutdownOutcome::Forced;
             "shutdown complete"
         );
+        outcome
     }
 }

@@ -179,6 +179,7 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         ("WEBHOOK_URL", "https://hooks.example.com/users", |c| {
             c.webhook_url.as_ref().map(|u| u.as_str()) == Some("https://hooks.example.com/users")
         }),
+        ("QUEUE_TIMEOUT", "250ms", |c| c.queue_timeout == ms(250)),
     ]
 }
 
@@ -309,6 +310,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("DRAIN_DELAY", "-1s", "expected 0 or a duration"),
     ("SHUTDOWN_TIMEOUT", "0s", "expected a duration"),
     ("TERMINATION_GRACE_PERIOD", "30", "expected a duration"),
+    ("QUEUE_TIMEOUT", "25h", "expected a duration"),
     (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "collector:4318",
@@ -475,6 +477,7 @@ fn defaults() {
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": 0.01,
         "WEBHOOK_URL": null,
+        "QUEUE_TIMEOUT": "1s",
     });
     assert_eq!(json, want);
 

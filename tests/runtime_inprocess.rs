@@ -134,6 +134,7 @@ impl Harness {
                 limits,
                 drain_delay,
                 shutdown_timeout: Duration::from_secs(5),
+                queue_timeout: Duration::from_secs(5),
             },
             state: Arc::clone(&state),
             health,
@@ -148,6 +149,7 @@ impl Harness {
             }),
             startup: Box::new(|| Ok(())),
             background: Vec::new(),
+            commit_gate: usersvc::db::CommitGate::new(),
             resources: Vec::new(),
             gauges: {
                 let slot = Arc::clone(&queue_len);

@@ -52,9 +52,11 @@ pub fn help_text() -> String {
          \x20 addresses  :8080 (all IPv4 interfaces), 127.0.0.1:8080, [::1]:8080, localhost:8080\n\
          \n\
          EXIT STATUS:\n\
-         \x20 0    success: a clean shutdown, or a command that did what it was asked\n\
+         \x20 0    success: a clean shutdown (all in-flight work finished), or a command that did what it was asked\n\
          \x20 1    failure at run time (a listener that cannot bind, a failed migration, ...)\n\
          \x20 2    invalid configuration or arguments (nothing was started)\n\
+         \x20 3    forced shutdown: SHUTDOWN_TIMEOUT passed with work unfinished (queued\n\
+         \x20      requests dropped unexecuted, connections cut, or a worker still busy)\n\
          \x20 130  a second SIGTERM/SIGINT during shutdown: exit at once\n",
     );
     out

@@ -44,6 +44,7 @@ impl Config {
             "MAX_HEADER_BYTES": format_size(max_header_bytes),
             "DRAIN_DELAY": format_duration(self.drain_delay),
             "SHUTDOWN_TIMEOUT": format_duration(self.shutdown_timeout),
+            "QUEUE_TIMEOUT": format_duration(self.queue_timeout),
             "TERMINATION_GRACE_PERIOD": format_duration(self.termination_grace_period),
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otel_endpoint.as_ref().map(|u| u.redacted()),
             "OTEL_SERVICE_NAME": self.otel_service_name,

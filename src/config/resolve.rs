@@ -204,6 +204,7 @@ pub(crate) fn resolve(
         )
         .or(0.01);
     let webhook_url = r.http_url_as("WEBHOOK_URL", WEBHOOK_URL_EXPECTED);
+    let queue_timeout = r.duration("QUEUE_TIMEOUT", 1);
 
     match database_url {
         Some(database_url) if r.errors.is_empty() => Ok(Config {
@@ -229,6 +230,7 @@ pub(crate) fn resolve(
             max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16 << 10),
             drain_delay,
             shutdown_timeout,
+            queue_timeout,
             termination_grace_period,
             otel_endpoint,
             otel_service_name,

@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 27] = [
+pub const VARS: [Var; 28] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -171,6 +171,12 @@ pub const VARS: [Var; 27] = [
         None,
         "(events only logged)",
         "http:// or https:// receiver of user.* events",
+    ),
+    var(
+        "QUEUE_TIMEOUT",
+        None,
+        "1s",
+        "a request queued longer is answered 503 + Retry-After, not run",
     ),
 ];
 

@@ -7,11 +7,17 @@
 //! the next request.
 
 use std::fmt;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use postgres::Client;
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::call_deadline::{find_socket, Watchdog};
+use super::commit_gate::{self, CommitGate};
 use super::error::{chain, redact};
 use super::statements::{Db, StatementCache};
 
@@ -20,15 +26,40 @@ pub struct PgConnection {
     client: Client,
     cache: StatementCache,
     broken: bool,
+    /// The connection's TCP socket in this process, for the call deadline
+    /// (see [`super::call_deadline`]); `None` when it could not be found.
+    socket: Option<RawFd>,
 }
 
 impl PgConnection {
-    fn new(client: Client) -> Self {
+    fn new(client: Client, socket: Option<RawFd>) -> Self {
         PgConnection {
             client,
             cache: StatementCache::default(),
             broken: false,
+            socket,
         }
+    }
+
+    /// Runs `f` with a deadline: past it, `watchdog` cuts the connection's
+    /// socket, `f`'s call fails, and the connection is marked broken.
+    /// Returns `f`'s result and whether the deadline cut it.
+    pub(crate) fn within<T>(
+        &mut self,
+        watchdog: &Watchdog,
+        deadline: Instant,
+        f: impl FnOnce(&mut PgConnection) -> T,
+    ) -> (T, bool) {
+        // The guard is created and dropped inside this `&mut self` borrow,
+        // so the socket it names stays open while it is watched.
+        let watch = watchdog.watch(self.socket, deadline);
+        let value = f(self);
+        let fired = watch.fired();
+        drop(watch);
+        if fired {
+            self.broken = true;
+        }
+        (value, fired)
     }
 
     /// A query handle outside any transaction (each statement autocommits).
@@ -48,14 +79,27 @@ impl PgConnection {
     pub(crate) fn transaction<T>(
         &mut self,
         f: &mut dyn FnMut(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T, postgres::Error>,
-    ) -> Result<T, TxFailure> {
+        gate: &Arc<CommitGate>,
+    ) -> Result<T, TxFailure<T>> {
         let mut tx = self.client.transaction().map_err(TxFailure::BeforeCommit)?;
         let value = {
             let mut db = Db::new(&mut tx, &mut self.cache);
             f(&mut db).map_err(TxFailure::BeforeCommit)?
         };
-        tx.commit().map_err(TxFailure::Commit)?;
-        Ok(value)
+        // The transaction's id, so that a COMMIT whose answer is lost can be
+        // looked up afterwards (`txid_status`) instead of reported unknown.
+        let xid = transaction_id(&mut tx).map_err(TxFailure::BeforeCommit)?;
+        // Shutting down past the deadline: roll back (dropping `tx`) rather
+        // than commit a write whose client may never hear of it.
+        let Some(permit) = gate.try_enter() else {
+            return Err(TxFailure::Refused);
+        };
+        let committed = tx.commit();
+        commit_gate::keep_until_answered(permit);
+        match committed {
+            Ok(()) => Ok(value),
+            Err(error) => Err(TxFailure::Commit { error, xid, value }),
+        }
     }
 
     /// Tells the pool to drop this connection instead of reusing it.
@@ -74,12 +118,32 @@ impl PgConnection {
     }
 }
 
+/// Whether the "socket unknown" warning has been logged (once per process).
+static SOCKET_UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// `txid_current()` of the open transaction (one round trip, simple protocol).
+fn transaction_id(tx: &mut postgres::Transaction<'_>) -> Result<Option<i64>, postgres::Error> {
+    let rows = tx.simple_query("SELECT txid_current()")?;
+    Ok(rows.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
+        _ => None,
+    }))
+}
+
 /// Where a transaction failed.
-pub(crate) enum TxFailure {
+pub(crate) enum TxFailure<T> {
     /// In BEGIN or the body: the server rolls back; nothing was committed.
     BeforeCommit(postgres::Error),
-    /// In COMMIT: it may or may not have been applied.
-    Commit(postgres::Error),
+    /// In COMMIT: it may or may not have been applied. `xid` lets the pool
+    /// find out (`txid_status`); `value` is what `f` returned, for when it was.
+    Commit {
+        error: postgres::Error,
+        xid: Option<i64>,
+        value: T,
+    },
+    /// COMMIT was not sent: the shutdown deadline closed the commit gate.
+    /// Rolled back; nothing was committed.
+    Refused,
 }
 
 /// A connect/validate failure, already described and scrubbed of the password.
@@ -122,10 +186,27 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<PgConnection, ConnectError> {
-        self.inner
-            .connect()
-            .map(PgConnection::new)
-            .map_err(|e| self.wrap(&e))
+        let mut client = self.inner.connect().map_err(|e| self.wrap(&e))?;
+        // The ports as the server sees them, to find our end of the socket.
+        // One round trip (simple protocol); NULL over a Unix socket.
+        let rows = client
+            .simple_query("SELECT inet_client_port(), inet_server_port()")
+            .map_err(|e| self.wrap(&e))?;
+        let port = |row: &postgres::SimpleQueryRow, i| {
+            row.get(i).and_then(|v: &str| v.parse::<u16>().ok())
+        };
+        let socket = rows.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(row) => find_socket(port(row, 0)?, port(row, 1)?),
+            _ => None,
+        });
+        if socket.is_none() && !SOCKET_UNKNOWN_LOGGED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                target: "usersvc::db",
+                "cannot find the database connection's socket (a Unix socket, or a proxy \
+                 in between): database calls are bounded by statement_timeout only"
+            );
+        }
+        Ok(PgConnection::new(client, socket))
     }
 
     fn is_valid(&self, conn: &mut PgConnection) -> Result<(), ConnectError> {

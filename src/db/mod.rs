@@ -9,6 +9,8 @@
 //! Repositories use [`Pool::read`] / [`Pool::write`] with a [`Db`] handle, whose
 //! statements are prepared once per connection.
 
+pub mod call_deadline;
+pub mod commit_gate;
 pub mod dsn;
 pub mod error;
 pub mod manager;
@@ -20,6 +22,7 @@ pub mod settings;
 pub mod statements;
 pub mod tls;
 
+pub use commit_gate::CommitGate;
 pub use error::DbError;
 pub use manager::PgConnection;
 pub use observer::{AcquireOutcome, NoopObserver, PoolObserver};

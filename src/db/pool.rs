@@ -14,6 +14,16 @@
 //!   statement fails with a connection error, discard it, and retry once on a
 //!   connection that has just answered a ping — only where nothing can have
 //!   been committed (a read, or a transaction that failed before COMMIT).
+//!   The retry shares the first attempt's acquire budget.
+//! - A COMMIT whose answer is lost with its connection (a terminated
+//!   backend) is not left "unknown": each transaction reads its
+//!   `txid_current()` before COMMIT, and the pool asks a live connection for
+//!   `txid_status` — committed is a success, aborted a clean 503.
+//! - Every call has a client-side deadline, `statement_timeout` +
+//!   [`CALL_MARGIN`] within the operation's `acquire + statement` budget,
+//!   enforced by [`super::call_deadline`]: a frozen database costs a 503,
+//!   never a stuck worker. A cut call is not retried.
+//! - Past the shutdown deadline COMMIT is refused ([`CommitGate`]).
 //! - `statement_timeout` travels in the startup packet (`options`), so it
 //!   costs no extra round trip and survives `RESET ALL`.
 //! - Acquire waits are bounded by the acquire timeout and reported to a
@@ -27,6 +37,8 @@ use std::time::{Duration, Instant};
 use postgres::{Client, Transaction};
 use scheduled_thread_pool::ScheduledThreadPool;
 
+use super::call_deadline::Watchdog;
+use super::commit_gate::CommitGate;
 use super::dsn::Dsn;
 use super::error::{describe, is_connection_error, redact, DbError};
 use super::manager::{LogConnectErrors, Manager, PgConnection, TxFailure};
@@ -65,6 +77,24 @@ pub struct Pool {
     settings: PoolSettings,
     observer: Arc<dyn PoolObserver>,
     secret: Option<String>,
+    gate: Arc<CommitGate>,
+    watchdog: Watchdog,
+}
+
+/// How far past `statement_timeout` the client waits for the server before
+/// it cuts the call itself (the server should have cancelled it by then).
+pub const CALL_MARGIN: Duration = Duration::from_millis(500);
+
+/// What became of a transaction whose COMMIT answer was lost.
+enum XactStatus {
+    Committed,
+    Aborted,
+}
+
+/// The bounds of one `read` or `write`, first attempt and retry together.
+struct Budget {
+    acquire_by: Instant,
+    done_by: Instant,
 }
 
 /// Threads r2d2 uses to open and reap connections in the background.
@@ -111,6 +141,8 @@ impl Pool {
             settings: settings.clone(),
             observer,
             secret,
+            gate: CommitGate::new(),
+            watchdog: Watchdog::default(),
         })
     }
 
@@ -196,13 +228,14 @@ impl Pool {
         }
     }
 
-    /// A connection that has just answered a ping. Used after a connection
+    /// A connection that has just answered a ping, acquired by `acquire_by`
+    /// (the first attempt's acquire deadline: a retry shares its budget, so
+    /// a dead connection never doubles the wait). Used after a connection
     /// turned out dead: its idle siblings probably are too (server restart,
     /// mass termination), so each candidate is checked and dead ones dropped.
-    fn acquire_live(&self) -> Result<PooledConnection, DbError> {
-        let deadline = Instant::now() + self.settings.acquire_timeout;
+    fn acquire_live(&self, acquire_by: Instant) -> Result<PooledConnection, DbError> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = acquire_by.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(DbError::Unavailable(format!(
                     "no live connection within {} ms",
@@ -217,20 +250,57 @@ impl Pool {
         }
     }
 
+    /// The bounds of one unit of work started now: the acquire deadline
+    /// (shared by a retry) and the deadline of the whole operation,
+    /// `DB_ACQUIRE_TIMEOUT + DB_STATEMENT_TIMEOUT` plus [`CALL_MARGIN`].
+    fn budget(&self) -> Budget {
+        let acquire_by = Instant::now() + self.settings.acquire_timeout;
+        Budget {
+            acquire_by,
+            done_by: acquire_by + self.settings.statement_timeout + CALL_MARGIN,
+        }
+    }
+
+    /// The client-side deadline of a call starting now: the server's
+    /// `statement_timeout` plus [`CALL_MARGIN`], within the operation's.
+    fn call_deadline(&self, budget: &Budget) -> Instant {
+        (Instant::now() + self.settings.statement_timeout + CALL_MARGIN).min(budget.done_by)
+    }
+
+    fn timed_out(&self) -> DbError {
+        DbError::Unavailable(format!(
+            "the database did not answer within DB_STATEMENT_TIMEOUT ({} ms) + {} ms; \
+             the connection was cut",
+            self.settings.statement_timeout.as_millis(),
+            CALL_MARGIN.as_millis()
+        ))
+    }
+
     /// Runs read-only work (autocommit statements). A dead connection is
-    /// discarded and the work retried once on a live one.
+    /// discarded and the work retried once on a live one; a call cut at its
+    /// deadline is not retried (the database is not answering).
     pub fn read<T>(
         &self,
         mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
+        let budget = self.budget();
         let mut conn = self.acquire()?;
-        match f(&mut conn.db()) {
+        let deadline = self.call_deadline(&budget);
+        let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db()));
+        match result {
             Ok(v) => Ok(v),
+            Err(_) if cut => Err(self.timed_out()),
             Err(e) if is_connection_error(&e) => {
                 self.discard(&mut conn, &e);
                 drop(conn);
-                let mut conn = self.acquire_live()?;
-                f(&mut conn.db()).map_err(|e| self.failed(&mut conn, e))
+                let mut conn = self.acquire_live(budget.acquire_by)?;
+                let deadline = self.call_deadline(&budget);
+                let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db()));
+                match result {
+                    Ok(v) => Ok(v),
+                    Err(_) if cut => Err(self.timed_out()),
+                    Err(e) => Err(self.failed(&mut conn, e)),
+                }
             }
             Err(e) => Err(self.failed(&mut conn, e)),
         }
@@ -241,25 +311,106 @@ impl Pool {
     /// committed, so the whole transaction is retried once on a live
     /// connection; if it dies during COMMIT the outcome is unknown and the
     /// error is `Unavailable` (an idempotency key makes a client retry safe).
+    /// Past the shutdown deadline COMMIT is not sent at all (the
+    /// [`CommitGate`] is closed): rolled back, `Unavailable`.
     pub fn write<T>(
         &self,
         mut f: impl FnMut(&mut Db<'_, Transaction<'_>>) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
+        let budget = self.budget();
         let mut conn = self.acquire()?;
-        match conn.transaction(&mut f) {
+        let deadline = self.call_deadline(&budget);
+        let gate = &self.gate;
+        let (result, cut) = conn.within(&self.watchdog, deadline, |c| c.transaction(&mut f, gate));
+        match result {
             Ok(v) => Ok(v),
+            Err(_) if cut => Err(self.timed_out()),
             Err(TxFailure::BeforeCommit(e)) if is_connection_error(&e) => {
                 self.discard(&mut conn, &e);
                 drop(conn);
-                let mut conn = self.acquire_live()?;
-                match conn.transaction(&mut f) {
+                let mut conn = self.acquire_live(budget.acquire_by)?;
+                let deadline = self.call_deadline(&budget);
+                let (result, cut) =
+                    conn.within(&self.watchdog, deadline, |c| c.transaction(&mut f, gate));
+                match result {
                     Ok(v) => Ok(v),
-                    Err(TxFailure::BeforeCommit(e)) => Err(self.failed(&mut conn, e)),
-                    Err(TxFailure::Commit(e)) => Err(self.commit_failed(&mut conn, e)),
+                    Err(_) if cut => Err(self.timed_out()),
+                    Err(failure) => self.tx_failed(conn, failure, &budget),
                 }
             }
-            Err(TxFailure::BeforeCommit(e)) => Err(self.failed(&mut conn, e)),
-            Err(TxFailure::Commit(e)) => Err(self.commit_failed(&mut conn, e)),
+            Err(failure) => self.tx_failed(conn, failure, &budget),
+        }
+    }
+
+    /// The commit gate: closed by the runtime at the shutdown deadline.
+    pub fn commit_gate(&self) -> Arc<CommitGate> {
+        Arc::clone(&self.gate)
+    }
+
+    fn tx_failed<T>(
+        &self,
+        mut conn: PooledConnection,
+        failure: TxFailure<T>,
+        budget: &Budget,
+    ) -> Result<T, DbError> {
+        match failure {
+            TxFailure::BeforeCommit(e) => Err(self.failed(&mut conn, e)),
+            TxFailure::Commit { error, xid, value } if is_connection_error(&error) => {
+                // The answer to COMMIT was lost with the connection (a
+                // terminated backend, a restart): ask a live one what
+                // became of the transaction.
+                conn.mark_broken();
+                drop(conn);
+                match xid.map(|xid| self.transaction_status(xid, budget)) {
+                    Some(Some(XactStatus::Committed)) => Ok(value),
+                    Some(Some(XactStatus::Aborted)) => Err(DbError::Unavailable(format!(
+                        "connection lost during COMMIT; the transaction was not committed: {}",
+                        redact(&describe(&error), self.secret.as_deref())
+                    ))),
+                    _ => Err(DbError::Unavailable(format!(
+                        "connection lost during COMMIT, outcome unknown: {}",
+                        redact(&describe(&error), self.secret.as_deref())
+                    ))),
+                }
+            }
+            TxFailure::Commit { error, .. } => Err(self.commit_failed(&mut conn, error)),
+            TxFailure::Refused => Err(DbError::Unavailable(
+                "shutting down: the transaction was rolled back, not committed".to_owned(),
+            )),
+        }
+    }
+
+    /// What became of transaction `xid`, asked on a live connection within
+    /// the operation's budget; `None` if that cannot be known in time.
+    fn transaction_status(&self, xid: i64, budget: &Budget) -> Option<XactStatus> {
+        loop {
+            let left = budget.done_by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let mut conn = self.acquire_within(left).ok()?;
+            let deadline = self.call_deadline(budget);
+            let (status, cut) = conn.within(&self.watchdog, deadline, |c| {
+                c.client()
+                    .query_one("SELECT txid_status($1)", &[&xid])
+                    .map(|row| row.get::<_, Option<String>>(0))
+            });
+            match status {
+                Ok(Some(s)) if s == "committed" => return Some(XactStatus::Committed),
+                Ok(Some(s)) if s == "aborted" => return Some(XactStatus::Aborted),
+                // Still "in progress" (the old backend is finishing): ask again.
+                Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Ok(None) => return None,
+                Err(e) => {
+                    // A dead connection: try another; anything else: unknown.
+                    if cut || is_connection_error(&e) {
+                        conn.mark_broken();
+                    }
+                    if cut || !is_connection_error(&e) {
+                        return None;
+                    }
+                }
+            }
         }
     }
 
@@ -367,6 +518,21 @@ fn driver_config(dsn: &Dsn, settings: &PoolSettings, app: &str) -> postgres::Con
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(at_least_1ms(settings.acquire_timeout));
+    }
+    // A dead host (no ACKs) is noticed by the kernel within these; a frozen
+    // one (ACKs, no answers) by the call deadline (see `call_deadline`).
+    if config.get_tcp_user_timeout().is_none() {
+        config
+            .tcp_user_timeout(settings.acquire_timeout + settings.statement_timeout + CALL_MARGIN);
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(5));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
     }
     config
 }

@@ -123,7 +123,11 @@ fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
         })?),
     };
     let previous = admin.parts.log_level.current();
-    admin.parts.log_level.set(level, for_);
+    admin
+        .parts
+        .log_level
+        .set(level, for_)
+        .map_err(|e| Problem::new(400, e.to_string()))?;
     // `level` is the record's own field (a second one would be dropped), so
     // the levels go under their own names. WARN: the line must show at the
     // new level too, also when that is `warn`.

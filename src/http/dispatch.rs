@@ -6,14 +6,18 @@
 //! the queue is full — and hands everything else to the worker pool as one
 //! [`Job`] (the only hand-off of a request). [`Dispatcher::work`] runs on a
 //! worker: it routes again (a few hundred nanoseconds, cheaper than carrying
-//! borrowed route data across threads), runs the handler and answers.
+//! borrowed route data across threads), runs the handler and answers —
+//! unless the job waited longer than `QUEUE_TIMEOUT` (503 + `Retry-After`,
+//! counted) or the shutdown deadline has passed (dropped unexecuted,
+//! counted, logged at ERROR): [`Dispatcher::run_job`].
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::Level;
 
+use crate::db::commit_gate::{self, CommitGate};
 use crate::health::Health;
 use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
@@ -31,6 +35,19 @@ pub struct Job {
     req: tiny_http::Request,
     meta: Meta,
     body: Vec<u8>,
+    /// When it entered the queue (its age is checked against `QUEUE_TIMEOUT`).
+    queued: Instant,
+}
+
+/// What a worker checks before it runs a job.
+#[derive(Clone)]
+pub struct JobRules {
+    /// A job older than this is answered 503 instead of run (`QUEUE_TIMEOUT`):
+    /// its client has probably given up, and running it would only delay
+    /// fresher requests.
+    pub queue_timeout: Duration,
+    /// Closed at the shutdown deadline: no job starts after it.
+    pub gate: Arc<CommitGate>,
 }
 
 /// Seconds a shed client is told to wait before retrying.
@@ -68,7 +85,13 @@ impl Dispatcher {
                 Ok(body) => body,
                 Err(problem) => return pipeline::respond(req, &meta, Err(problem), hooks),
             };
-            if let Err(job) = submitter.try_submit(Job { req, meta, body }) {
+            let job = Job {
+                req,
+                meta,
+                body,
+                queued: Instant::now(),
+            };
+            if let Err(job) = submitter.try_submit(job) {
                 hooks.shed(&job.meta);
                 let shed = Problem::new(503, "the server is at capacity; retry shortly")
                     .with_header("Retry-After", RETRY_AFTER_SECS);
@@ -77,9 +100,62 @@ impl Dispatcher {
         });
     }
 
+    /// Worker thread: drop the job if the shutdown deadline has passed,
+    /// answer 503 if it waited longer than `QUEUE_TIMEOUT`, else run it.
+    /// Commit permits taken while it runs are held until its answer is
+    /// written (see `db::commit_gate`).
+    pub fn run_job(&self, slot: &WorkerSlot, job: Job, rules: &JobRules) {
+        if rules.gate.is_closed() {
+            return self.drop_unstarted(job);
+        }
+        let waited = job.queued.elapsed();
+        if waited > rules.queue_timeout {
+            return self.expire(job, waited, rules.queue_timeout);
+        }
+        commit_gate::answer_scope(|| self.work(slot, job));
+    }
+
+    /// A queued job that waited too long: 503 + `Retry-After`, counted.
+    fn expire(&self, job: Job, waited: Duration, limit: Duration) {
+        let hooks = &*self.hooks;
+        pipeline::with_context(job.meta.log_context(), || {
+            hooks.expired(&job.meta);
+            log::warn!(
+                route = job.meta.route,
+                queued_ms = pipeline::millis(waited);
+                "request waited longer than QUEUE_TIMEOUT; answered 503 without running it"
+            );
+            let expired = Problem::new(
+                503,
+                format!(
+                    "the request waited more than {} ms for a worker; retry shortly",
+                    limit.as_millis()
+                ),
+            )
+            .with_header("Retry-After", RETRY_AFTER_SECS);
+            pipeline::respond(job.req, &job.meta, Err(expired), hooks);
+        });
+    }
+
+    /// A queued job the shutdown deadline caught before it started: dropped
+    /// unexecuted (its connection is being cut), counted, logged at ERROR.
+    pub fn drop_unstarted(&self, job: Job) {
+        pipeline::with_context(job.meta.log_context(), || {
+            self.hooks.dropped(&job.meta);
+            log::error!(
+                method = job.meta.method.as_str(),
+                route = job.meta.route,
+                queued_ms = pipeline::millis(job.queued.elapsed());
+                "shutdown deadline: queued request dropped without running it"
+            );
+        });
+    }
+
     /// Worker thread: run the handler and answer.
     pub fn work(&self, slot: &WorkerSlot, job: Job) {
-        let Job { req, meta, body } = job;
+        let Job {
+            req, meta, body, ..
+        } = job;
         slot.set_busy(Busy {
             route: meta.route,
             request_id: meta.request_id,

@@ -2,25 +2,60 @@
 //!
 //! `level=debug` alone changes the level until the next change;
 //! `level=debug&for=10m` changes it for ten minutes and then reverts by
-//! itself to the level that was in force before. Every change bumps a
-//! generation counter, so a pending revert from an older change never undoes
-//! a newer one.
+//! itself to the level that was in force before. Only the newest change can
+//! be pending a revert (a newer change supersedes an older one's revert), so
+//! one timer thread, `log-level-revert`, started with the first temporary
+//! change, serves every revert: however many admin requests arrive, the
+//! thread count does not grow. `for` is capped at [`MAX_FOR`] like every
+//! other duration.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::LevelFilter;
+
+/// The longest temporary change (`for`), as for every configured duration.
+pub const MAX_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// Applies a level; `logging::set_level` in the service, a recorder in tests.
 pub type Apply = Box<dyn Fn(LevelFilter) + Send + Sync>;
 
-struct Inner {
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetError {
+    /// `for` is zero or longer than [`MAX_FOR`].
+    ForOutOfRange(Duration),
+}
+
+impl std::fmt::Display for SetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetError::ForOutOfRange(d) => write!(
+                f,
+                "`for` of {} s is out of range: it must be above zero and at most 24h",
+                d.as_secs()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SetError {}
+
+#[derive(Debug)]
+struct Levels {
     /// The level to return to when a temporary change expires.
-    base: Mutex<LevelFilter>,
-    current: Mutex<LevelFilter>,
-    generation: AtomicU64,
+    base: LevelFilter,
+    current: LevelFilter,
+    /// When the current temporary change expires, if it is temporary.
+    revert_at: Option<Instant>,
+    /// Whether the timer thread runs.
+    timer: bool,
+}
+
+struct Inner {
+    levels: Mutex<Levels>,
+    wake: Condvar,
     apply: Apply,
 }
 
@@ -31,56 +66,109 @@ pub struct LogLevelControl(Arc<Inner>);
 impl LogLevelControl {
     pub fn new(initial: LevelFilter, apply: Apply) -> LogLevelControl {
         LogLevelControl(Arc::new(Inner {
-            base: Mutex::new(initial),
-            current: Mutex::new(initial),
-            generation: AtomicU64::new(0),
+            levels: Mutex::new(Levels {
+                base: initial,
+                current: initial,
+                revert_at: None,
+                timer: false,
+            }),
+            wake: Condvar::new(),
             apply,
         }))
     }
 
     pub fn current(&self) -> LevelFilter {
-        *self
-            .0
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.lock().current
     }
 
     /// Sets `level`; with `for_` it reverts to the previous base level after
-    /// that long (on a short-lived named thread).
-    pub fn set(&self, level: LevelFilter, for_: Option<Duration>) {
-        let generation = self.0.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        if for_.is_none() {
-            *self.0.base.lock().unwrap_or_else(PoisonError::into_inner) = level;
+    /// that long (on the one timer thread). `for_` must be within
+    /// 1 ms..=[`MAX_FOR`].
+    pub fn set(&self, level: LevelFilter, for_: Option<Duration>) -> Result<(), SetError> {
+        if let Some(d) = for_ {
+            if d.is_zero() || d > MAX_FOR {
+                return Err(SetError::ForOutOfRange(d));
+            }
         }
-        self.apply(level);
-        if let Some(after) = for_ {
-            let me = self.clone();
-            let spawned = thread::Builder::new()
-                .name("log-level-revert".into())
-                .spawn(move || {
-                    thread::sleep(after);
-                    if me.0.generation.load(Ordering::Acquire) == generation {
-                        let base = *me.0.base.lock().unwrap_or_else(PoisonError::into_inner);
-                        me.apply(base);
-                        log::info!(new_level = base.as_str(); "log level reverted");
+        let mut levels = self.lock();
+        match for_ {
+            None => {
+                levels.base = level;
+                levels.revert_at = None;
+            }
+            Some(after) => {
+                levels.revert_at = Some(Instant::now() + after);
+                if !levels.timer {
+                    levels.timer = self.start_timer();
+                    if !levels.timer {
+                        // No timer: the change would never revert, so it is
+                        // not made (the thread was refused by the system).
+                        levels.revert_at = None;
+                        let base = levels.base;
+                        self.apply_locked(&mut levels, base);
+                        return Ok(());
                     }
-                });
-            if let Err(e) = spawned {
-                log::error!(error = e.to_string().as_str(); "cannot schedule the log level revert; reverting now");
-                let base = *self.0.base.lock().unwrap_or_else(PoisonError::into_inner);
-                self.apply(base);
+                }
+            }
+        }
+        self.apply_locked(&mut levels, level);
+        drop(levels);
+        self.0.wake.notify_all();
+        Ok(())
+    }
+
+    fn start_timer(&self) -> bool {
+        let weak = Arc::downgrade(&self.0);
+        let spawned = thread::Builder::new()
+            .name("log-level-revert".into())
+            .spawn(move || revert_when_due(&weak));
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                log::error!(error = e.to_string().as_str(); "cannot start the log level revert timer; the change is not made");
+                false
             }
         }
     }
 
-    fn apply(&self, level: LevelFilter) {
-        *self
-            .0
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = level;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Levels> {
+        self.0.levels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn apply_locked(&self, levels: &mut Levels, level: LevelFilter) {
+        levels.current = level;
         (self.0.apply)(level);
+    }
+}
+
+/// The timer thread: sleeps until the pending revert is due (or a change
+/// moves it), reverts, and waits for the next. It ends when every handle to
+/// the control has been dropped.
+fn revert_when_due(weak: &std::sync::Weak<Inner>) {
+    /// How often an idle timer checks whether the control still exists.
+    const IDLE_CHECK: Duration = Duration::from_secs(60);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let control = LogLevelControl(inner);
+        let mut levels = control.lock();
+        let now = Instant::now();
+        match levels.revert_at {
+            Some(at) if at <= now => {
+                levels.revert_at = None;
+                let base = levels.base;
+                control.apply_locked(&mut levels, base);
+                drop(levels);
+                log::info!(new_level = base.as_str(); "log level reverted");
+            }
+            pending => {
+                let wait = pending.map_or(IDLE_CHECK, |at| at - now).min(IDLE_CHECK);
+                let _unused = control
+                    .0
+                    .wake
+                    .wait_timeout(levels, wait)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
     }
 }
 
@@ -99,16 +187,21 @@ mod tests {
     }
 
     fn wait_for(c: &LogLevelControl, want: LevelFilter) -> bool {
-        (0..200).any(|_| {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if c.current() == want {
+                return true;
+            }
             thread::sleep(Duration::from_millis(5));
-            c.current() == want
-        })
+        }
+        false
     }
 
     #[test]
     fn temporary_change_reverts_by_itself() {
         let (c, seen) = recorder();
-        c.set(LevelFilter::Debug, Some(Duration::from_millis(30)));
+        c.set(LevelFilter::Debug, Some(Duration::from_millis(30)))
+            .expect("set");
         assert_eq!(c.current(), LevelFilter::Debug);
         assert!(wait_for(&c, LevelFilter::Info));
         assert_eq!(
@@ -120,17 +213,46 @@ mod tests {
     #[test]
     fn a_newer_change_is_not_undone_by_an_older_revert() {
         let (c, _) = recorder();
-        c.set(LevelFilter::Debug, Some(Duration::from_millis(20)));
-        c.set(LevelFilter::Warn, None);
+        c.set(LevelFilter::Debug, Some(Duration::from_millis(20)))
+            .expect("set");
+        c.set(LevelFilter::Warn, None).expect("set");
         thread::sleep(Duration::from_millis(80));
         assert_eq!(c.current(), LevelFilter::Warn);
     }
 
     #[test]
+    fn a_newer_temporary_change_moves_the_revert() {
+        let (c, _) = recorder();
+        c.set(LevelFilter::Debug, Some(Duration::from_millis(20)))
+            .expect("set");
+        c.set(LevelFilter::Trace, Some(Duration::from_secs(60)))
+            .expect("set");
+        thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.current(), LevelFilter::Trace);
+    }
+
+    #[test]
     fn temporary_change_on_top_of_a_permanent_one_reverts_to_it() {
         let (c, _) = recorder();
-        c.set(LevelFilter::Error, None);
-        c.set(LevelFilter::Trace, Some(Duration::from_millis(20)));
+        c.set(LevelFilter::Error, None).expect("set");
+        c.set(LevelFilter::Trace, Some(Duration::from_millis(20)))
+            .expect("set");
         assert!(wait_for(&c, LevelFilter::Error));
+    }
+
+    #[test]
+    fn for_is_capped() {
+        let (c, seen) = recorder();
+        let too_long = MAX_FOR + Duration::from_secs(1);
+        let err = c
+            .set(LevelFilter::Debug, Some(too_long))
+            .expect_err("capped");
+        assert!(err.to_string().contains("at most 24h"), "{err}");
+        assert!(c.set(LevelFilter::Debug, Some(MAX_FOR)).is_ok());
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [LevelFilter::Debug],
+            "the refused change changed nothing"
+        );
     }
 }

@@ -46,6 +46,11 @@ pub trait Hooks: Send + Sync {
     fn panicked(&self, _meta: &Meta) {}
     /// A request was shed because the queue was full.
     fn shed(&self, _meta: &Meta) {}
+    /// A queued request waited longer than `QUEUE_TIMEOUT` and was answered
+    /// 503 without running.
+    fn expired(&self, _meta: &Meta) {}
+    /// A queued request was dropped unexecuted at the shutdown deadline.
+    fn dropped(&self, _meta: &Meta) {}
     /// The HTTP layer refused a request before any handler saw it (400,
     /// 408, 413, 414, 431, 501, 505); called before the answer is written.
     fn refused(&self, _status: u16) {}

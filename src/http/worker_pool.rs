@@ -7,6 +7,9 @@
 //! (`worker-0` …) `recv` jobs until the channel is closed *and* empty, so
 //! closing it at shutdown still finishes every queued job.
 //!
+//! At the shutdown deadline the runtime takes what is still queued
+//! ([`WorkerPool::take_queued`]) so that it is dropped, not run.
+//!
 //! Each worker publishes what it is doing in a [`WorkerSlot`], read by
 //! `GET /debug/workers`.
 
@@ -58,10 +61,12 @@ pub struct PoolSize {
 
 /// The pool. Dropping the last [`Submitter`] and calling
 /// [`WorkerPool::join`] shuts it down.
-pub struct WorkerPool {
+pub struct WorkerPool<J> {
     handles: Vec<JoinHandle<()>>,
     slots: Arc<[WorkerSlot]>,
     queue_len: QueueLen,
+    /// For [`WorkerPool::take_queued`] at the shutdown deadline.
+    rx: Receiver<J>,
 }
 
 /// Reads how many jobs wait in the queue (for the `http_queue_depth` gauge),
@@ -96,13 +101,12 @@ impl<J> Submitter<J> {
     }
 }
 
-impl WorkerPool {
+impl<J: Send + 'static> WorkerPool<J> {
     /// Starts `size.workers` threads, each running `work(slot, job)` for every
     /// job it receives. `work` must not panic; wrap handlers in
     /// `catch_unwind` (the pipeline does).
-    pub fn start<J, F>(size: PoolSize, work: F) -> io::Result<(WorkerPool, Submitter<J>)>
+    pub fn start<F>(size: PoolSize, work: F) -> io::Result<(WorkerPool<J>, Submitter<J>)>
     where
-        J: Send + 'static,
         F: Fn(&WorkerSlot, J) + Send + Sync + 'static,
     {
         let (tx, rx) = bounded::<J>(size.queue_depth.max(1));
@@ -124,12 +128,14 @@ impl WorkerPool {
                 })?;
             handles.push(handle);
         }
-        let queue_len: QueueLen = Arc::new(move || rx.len());
+        let len_rx = rx.clone();
+        let queue_len: QueueLen = Arc::new(move || len_rx.len());
         Ok((
             WorkerPool {
                 handles,
                 slots,
                 queue_len,
+                rx,
             },
             Submitter { tx },
         ))
@@ -143,6 +149,12 @@ impl WorkerPool {
     /// Per-worker status, for `/debug/workers`.
     pub fn slots(&self) -> Arc<[WorkerSlot]> {
         Arc::clone(&self.slots)
+    }
+
+    /// Takes every job still waiting in the queue, so that no worker starts
+    /// it (the shutdown deadline drops them).
+    pub fn take_queued(&self) -> Vec<J> {
+        self.rx.try_iter().collect()
     }
 
     /// Waits for the workers to finish every queued job and exit. Every

@@ -1,0 +1,78 @@
+//! A COMMIT whose answer is lost (the backend terminated while committing)
+//! is looked up by transaction id instead of being reported "unknown": here
+//! the backend dies in a deferred trigger at COMMIT, so the transaction was
+//! rolled back, and the caller is told exactly that.
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::TestDb;
+use usersvc::db::{DbError, Pool, PoolSettings};
+
+fn settings() -> PoolSettings {
+    PoolSettings {
+        max_connections: 2,
+        conn_max_lifetime: Duration::from_secs(300),
+        acquire_timeout: Duration::from_secs(2),
+        statement_timeout: Duration::from_secs(5),
+    }
+}
+
+#[test]
+fn a_commit_killed_midway_is_reported_as_not_committed() {
+    let db = TestDb::new();
+    let mut admin = db.client();
+    admin
+        .batch_execute(
+            "CREATE TABLE t (v int);
+             CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON t
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow();",
+        )
+        .expect("schema");
+    let pool = Pool::build(db.url(), &settings()).expect("pool");
+    let writer = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.write(|db| db.execute("INSERT INTO t VALUES (1)", &[])))
+    };
+    // Wait until COMMIT is running the deferred trigger, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE wait_event = 'PgSleep' AND datname = current_database()",
+                &[],
+            )
+            .expect("kill")
+            .get(0);
+        if killed > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "COMMIT never reached the trigger"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let err = writer.join().expect("join").expect_err("killed");
+    let text = err.to_string();
+    assert!(matches!(err, DbError::Unavailable(_)), "{text}");
+    assert!(text.contains("was not committed"), "{text}");
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0);
+    // The pool carries on.
+    assert_eq!(
+        pool.read(|db| db
+            .query_one("SELECT 1::int4", &[])
+            .map(|r| r.get::<_, i32>(0)))
+            .expect("read"),
+        1
+    );
+}

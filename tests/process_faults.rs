@@ -1,0 +1,314 @@
+//! The real binary when things go wrong (issue 13): the shutdown deadline
+//! drops queued work and writes nothing nobody was told about; queued
+//! requests past `QUEUE_TIMEOUT` get 503; a frozen database costs a bounded
+//! 503, not a stuck worker; the admin log-level switch keeps one timer.
+
+mod support;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::client;
+use support::service::Service;
+use support::{TempCluster, TestDb};
+
+fn start(url: &str, extra: &[(&str, &str)]) -> Service {
+    let mut env = vec![("DATABASE_URL", url)];
+    env.extend_from_slice(extra);
+    let svc = Service::start(&env);
+    svc.wait_ready(Duration::from_secs(20));
+    svc
+}
+
+/// One metric's value from the admin listener (0 when absent).
+fn metric(svc: &Service, name: &str) -> f64 {
+    let admin = svc.admin.expect("admin listener");
+    let text = client::get(admin, "/metrics").expect("metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until `cond` holds; panics with `what` at the deadline.
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn create(addr: std::net::SocketAddr, email: &str) -> std::io::Result<client::Reply> {
+    let body = format!(r#"{{"name":"N","email":"{email}"}}"#);
+    client::request(
+        addr,
+        "POST",
+        "/api/v1/users",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+}
+
+fn busy_workers(svc: &Service) -> usize {
+    let admin = svc.admin.expect("admin listener");
+    let v = client::get(admin, "/debug/workers")
+        .expect("workers")
+        .json();
+    v["workers"]
+        .as_array()
+        .map_or(0, |w| w.iter().filter(|w| w["state"] == "busy").count())
+}
+
+#[test]
+fn shutdown_deadline_drops_queued_jobs_commits_nothing_and_exits_forced() {
+    let db = TestDb::new();
+    let mut svc = start(
+        db.url(),
+        &[
+            ("WORKERS", "1"),
+            ("SHUTDOWN_TIMEOUT", "1s"),
+            ("QUEUE_TIMEOUT", "30s"),
+        ],
+    );
+    let mut locker = db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .expect("lock");
+    let addr = svc.addr;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        clients.push(thread::spawn(move || {
+            create(addr, &format!("cut{i}@example.com"))
+        }));
+        if i == 0 {
+            // The first one holds the only worker, blocked on the lock.
+            wait_until("the worker to be busy", Duration::from_secs(5), || {
+                metric(&svc, "http_queue_depth") == 0.0 && metric(&svc, "active_connections") >= 1.0
+            });
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    wait_until("four queued requests", Duration::from_secs(5), || {
+        metric(&svc, "http_queue_depth") == 4.0
+    });
+
+    svc.signal("TERM");
+    svc.wait_for_log(
+        |v| {
+            v["msg"]
+                == "shutdown timeout reached; queued requests dropped, remaining connections cut"
+        },
+        Duration::from_secs(10),
+    );
+    // The blocked insert may now go on: its COMMIT must be refused.
+    tx.rollback().expect("unlock");
+    let status = svc.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(3), "{}", svc.lines().join("\n"));
+
+    for c in clients {
+        let reply = c.join().expect("join");
+        assert!(
+            reply.is_err(),
+            "a client was told something: {:?}\n{}",
+            reply.map(|r| r.text()),
+            svc.lines().join("\n")
+        );
+    }
+    let rows: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM users WHERE email LIKE 'cut%'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "nothing written for clients told nothing");
+    let logs = svc.logs();
+    let dropped = logs
+        .iter()
+        .filter(|v| {
+            v["level"] == "ERROR"
+                && v["msg"] == "shutdown deadline: queued request dropped without running it"
+        })
+        .count();
+    assert_eq!(dropped, 4, "{}", svc.lines().join("\n"));
+    let last = logs.last().expect("a line");
+    assert_eq!(last["msg"], "shutdown complete");
+    assert_eq!(last["forced"], true);
+}
+
+#[test]
+fn queued_requests_older_than_queue_timeout_get_503() {
+    let db = TestDb::new();
+    let svc = start(db.url(), &[("WORKERS", "1"), ("QUEUE_TIMEOUT", "300ms")]);
+    let mut locker = db.client();
+    let mut tx = locker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .expect("lock");
+    let addr = svc.addr;
+    let first = thread::spawn(move || create(addr, "first@example.com"));
+    wait_until("the worker to be busy", Duration::from_secs(5), || {
+        metric(&svc, "active_connections") >= 1.0 && metric(&svc, "http_queue_depth") == 0.0
+    });
+    let queued: Vec<_> = (0..2)
+        .map(|i| thread::spawn(move || create(addr, &format!("late{i}@example.com"))))
+        .collect();
+    wait_until("two queued", Duration::from_secs(5), || {
+        metric(&svc, "http_queue_depth") == 2.0
+    });
+    thread::sleep(Duration::from_millis(400));
+    tx.rollback().expect("unlock");
+
+    assert_eq!(first.join().expect("join").expect("reply").status, 201);
+    for q in queued {
+        let r = q.join().expect("join").expect("reply");
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("Retry-After"), Some("1"));
+        assert!(r.text().contains("waited more than 300 ms"), "{}", r.text());
+    }
+    assert_eq!(metric(&svc, "http_requests_queue_expired_total"), 2.0);
+    let rows: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM users WHERE email LIKE 'late%'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "expired requests did not run");
+}
+
+fn threads_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads line")
+}
+
+#[test]
+fn log_level_changes_share_one_timer_thread_and_for_is_capped() {
+    let db = TestDb::new();
+    let svc = start(db.url(), &[]);
+    let admin = svc.admin.expect("admin listener");
+    let mut conn = client::Conn::open(admin).expect("connect");
+    let put = |conn: &mut client::Conn, path: &str| conn.send("PUT", path, &[], b"").expect("put");
+    assert_eq!(
+        put(&mut conn, "/debug/log-level?level=debug&for=1h").status,
+        200
+    );
+    let before = threads_of(svc.pid());
+    for _ in 0..500 {
+        assert_eq!(
+            put(&mut conn, "/debug/log-level?level=debug&for=1h").status,
+            200
+        );
+    }
+    let after = threads_of(svc.pid());
+    assert!(after <= before + 1, "threads {before} -> {after}");
+
+    for absurd in ["5124095576h", "25h"] {
+        let r = put(
+            &mut conn,
+            &format!("/debug/log-level?level=debug&for={absurd}"),
+        );
+        assert_eq!(r.status, 400, "{absurd}: {}", r.text());
+        assert!(r.text().contains("24h"), "the cap is said: {}", r.text());
+    }
+    let r = put(&mut conn, "/debug/log-level?level=warn&for=24h");
+    assert_eq!(r.status, 200);
+}
+
+/// The postmaster of `cluster` and its children (the backends).
+fn cluster_pids(cluster: &TempCluster) -> Vec<String> {
+    let pidfile = std::fs::read_to_string(cluster.dir().join("data/postmaster.pid")).expect("pid");
+    let postmaster = pidfile
+        .lines()
+        .next()
+        .expect("first line")
+        .trim()
+        .to_owned();
+    let mut pids = vec![postmaster.clone()];
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...
+        let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        if after.split_whitespace().nth(1) == Some(postmaster.as_str()) {
+            pids.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    pids
+}
+
+fn signal_all(pids: &[String], sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids)
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+#[test]
+fn frozen_database_gives_bounded_503s_frees_workers_and_recovers() {
+    let cluster = TempCluster::start_new();
+    let url = cluster.url();
+    let svc = start(
+        &url,
+        &[
+            ("WORKERS", "2"),
+            ("MAX_CONNECTIONS", "2"),
+            ("DB_ACQUIRE_TIMEOUT", "1s"),
+            ("DB_STATEMENT_TIMEOUT", "2s"),
+            ("QUEUE_TIMEOUT", "10s"),
+        ],
+    );
+    let created = create(svc.addr, "frozen@example.com").expect("create");
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].to_string();
+    let path = format!("/api/v1/users/{}", id.trim_matches('"'));
+    assert_eq!(client::get(svc.addr, &path).expect("get").status, 200);
+
+    let pids = cluster_pids(&cluster);
+    signal_all(&pids, "STOP");
+    let bound = Duration::from_secs(1 + 2 + 1);
+    let addr = svc.addr;
+    let gets: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            thread::spawn(move || {
+                let t = Instant::now();
+                (client::get(addr, &path), t.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for g in gets {
+        let (reply, took) = g.join().expect("join");
+        answers.push((reply.map(|r| r.status).ok(), took));
+    }
+    // Thaw before asserting, so that a failure leaves no stopped server. A
+    // worker marks itself idle just after its answer is written: allow it a
+    // moment.
+    let settle = Instant::now() + Duration::from_secs(1);
+    let mut busy_while_frozen = busy_workers(&svc);
+    while busy_while_frozen > 0 && Instant::now() < settle {
+        thread::sleep(Duration::from_millis(20));
+        busy_while_frozen = busy_workers(&svc);
+    }
+    signal_all(&pids, "CONT");
+    let thawed = Instant::now();
+    for (status, took) in &answers {
+        assert_eq!(
+            *status,
+            Some(503),
+            "{answers:?}\n{}",
+            svc.lines().join("\n")
+        );
+        assert!(*took <= bound, "{took:?} > {bound:?}");
+    }
+    assert_eq!(busy_while_frozen, 0, "every worker was freed");
+    wait_until("full service after SIGCONT", Duration::from_secs(2), || {
+        client::get(addr, &path).map(|r| r.status).ok() == Some(200)
+    });
+    assert!(thawed.elapsed() < Duration::from_secs(2));
+    for _ in 0..10 {
+        assert_eq!(client::get(addr, &path).expect("get").status, 200);
+    }
+}
