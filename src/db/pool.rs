@@ -38,7 +38,7 @@ use postgres::{Client, Transaction};
 use scheduled_thread_pool::ScheduledThreadPool;
 
 use super::call_deadline::Watchdog;
-use super::commit_gate::CommitGate;
+use super::commit_gate::{self, CommitGate};
 use super::dsn::Dsn;
 use super::error::{describe, is_connection_error, redact, DbError};
 use super::manager::{LogConnectErrors, Manager, PgConnection, TxFailure};
@@ -49,6 +49,11 @@ use super::tls;
 
 /// A connection checked out of the pool; returned when dropped.
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// The answer to a write refused by the closed [`CommitGate`].
+fn refused_at_shutdown() -> DbError {
+    DbError::Unavailable("shutting down: the write was not committed".to_owned())
+}
 
 /// Connection counts for `db_pool_connections{state}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,9 +379,7 @@ impl Pool {
                 }
             }
             TxFailure::Commit { error, .. } => Err(self.commit_failed(&mut conn, error)),
-            TxFailure::Refused => Err(DbError::Unavailable(
-                "shutting down: the transaction was rolled back, not committed".to_owned(),
-            )),
+            TxFailure::Refused => Err(refused_at_shutdown()),
         }
     }
 
@@ -430,14 +433,34 @@ impl Pool {
         f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
         recover: impl FnOnce(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
+        let budget = self.budget();
         let mut conn = self.acquire()?;
-        match f(&mut conn.db()) {
+        // The statement is its own COMMIT: it passes the shutdown gate
+        // before it is sent, and the permit is kept until the answer is
+        // written, exactly as `write`'s COMMIT.
+        let Some(permit) = self.gate.try_enter() else {
+            return Err(refused_at_shutdown());
+        };
+        commit_gate::keep_until_answered(permit);
+        let deadline = self.call_deadline(&budget);
+        let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db()));
+        match result {
             Ok(v) => Ok(v),
-            Err(e) if is_connection_error(&e) => {
+            // Cut at its deadline or dead: the outcome is unknown either way,
+            // so `recover` looks for the row on a live connection (within the
+            // same budget: a frozen database answers 503, never twice the wait).
+            Err(e) if cut || is_connection_error(&e) => {
                 self.discard(&mut conn, &e);
                 drop(conn);
-                let mut conn = self.acquire_live()?;
-                recover(&mut conn.db()).map_err(|e| self.failed(&mut conn, e))
+                let mut conn = self.acquire_live(budget.acquire_by)?;
+                let deadline = self.call_deadline(&budget);
+                let (result, cut) =
+                    conn.within(&self.watchdog, deadline, |c| recover(&mut c.db()));
+                match result {
+                    Ok(v) => Ok(v),
+                    Err(_) if cut => Err(self.timed_out()),
+                    Err(e) => Err(self.failed(&mut conn, e)),
+                }
             }
             Err(e) => Err(self.failed(&mut conn, e)),
         }
