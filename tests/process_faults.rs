@@ -105,14 +105,21 @@ fn shutdown_deadline_drops_queued_jobs_commits_nothing_and_exits_forced() {
     let status = svc.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(3), "{}", svc.lines().join("\n"));
 
-    for c in clients {
+    // The blocked create was running on the server at the deadline: it is
+    // cancelled there (rolled back) and may still be answered 503 before
+    // its connection is cut. The queued ones never ran: no answer at all.
+    for (i, c) in clients.into_iter().enumerate() {
         let reply = c.join().expect("join");
-        assert!(
-            reply.is_err(),
-            "a client was told something: {:?}\n{}",
-            reply.map(|r| r.text()),
-            svc.lines().join("\n")
-        );
+        match reply {
+            Err(_) => {}
+            Ok(r) if i == 0 && r.status == 503 => {}
+            Ok(r) => panic!(
+                "client {i} was told {} {}\n{}",
+                r.status,
+                r.text(),
+                svc.lines().join("\n")
+            ),
+        }
     }
     let rows: i64 = db
         .client()

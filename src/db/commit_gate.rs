@@ -15,9 +15,19 @@
 //! permits before the runtime cuts anything. So every write is either
 //! committed and answered, or not committed — except a COMMIT still in
 //! flight when that short wait ends, which is logged as such.
+//!
+//! A single-statement write ([`Pool::write_one`](crate::db::Pool::write_one))
+//! is its own COMMIT: it takes its permit before it is sent, and registers a
+//! [`Canceller`] for as long as it runs. Closing the gate cancels every such
+//! statement still running on the server (a lock wait, a slow plan): the
+//! server rolls it back, its worker answers 503, and nothing is written for
+//! a client that is about to be cut off. One that finished first is
+//! committed and keeps its permit until it is answered, like a COMMIT.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
 use std::time::Instant;
 
 /// Shared by the pool (which asks it before each COMMIT) and the runtime
@@ -33,6 +43,38 @@ struct GateState {
     closed: bool,
     /// Permits alive: commits in flight or committed requests not yet answered.
     holders: usize,
+    /// Single-statement writes running on the server, by id.
+    statements: Vec<(u64, Canceller)>,
+    next_statement: u64,
+}
+
+/// Asks the server to cancel one running statement (a cancel request on a
+/// connection of its own: it may block, so it runs on a thread of its own).
+pub(crate) struct Canceller(Box<dyn FnOnce() + Send>);
+
+impl Canceller {
+    pub(crate) fn new(cancel: impl FnOnce() + Send + 'static) -> Canceller {
+        Canceller(Box::new(cancel))
+    }
+}
+
+impl fmt::Debug for Canceller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Canceller")
+    }
+}
+
+/// A single-statement write registered with the gate while it runs.
+#[derive(Debug)]
+pub(crate) struct StatementInFlight {
+    gate: Arc<CommitGate>,
+    id: u64,
+}
+
+impl Drop for StatementInFlight {
+    fn drop(&mut self) {
+        self.gate.lock().statements.retain(|(id, _)| *id != self.id);
+    }
 }
 
 /// Held from just before COMMIT until the request's answer is written.
@@ -67,6 +109,32 @@ impl CommitGate {
         })
     }
 
+    /// A permit for a single-statement write, registered with `cancel` until
+    /// the returned guard drops (when the statement has returned); `None`
+    /// once the gate is closed.
+    pub(crate) fn enter_statement(
+        self: &Arc<Self>,
+        cancel: Canceller,
+    ) -> Option<(CommitPermit, StatementInFlight)> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        state.holders += 1;
+        state.next_statement += 1;
+        let id = state.next_statement;
+        state.statements.push((id, cancel));
+        Some((
+            CommitPermit {
+                gate: Arc::clone(self),
+            },
+            StatementInFlight {
+                gate: Arc::clone(self),
+                id,
+            },
+        ))
+    }
+
     /// Whether the gate has been closed (no new job, no new COMMIT).
     pub fn is_closed(&self) -> bool {
         self.lock().closed
@@ -78,6 +146,14 @@ impl CommitGate {
     pub fn close(&self, until: Instant) -> usize {
         let mut state = self.lock();
         state.closed = true;
+        for (_, cancel) in std::mem::take(&mut state.statements) {
+            let spawned = thread::Builder::new()
+                .name("db-cancel".into())
+                .spawn(cancel.0);
+            if let Err(e) = spawned {
+                log::error!(error = e.to_string().as_str(); "cannot cancel a write still running at the shutdown deadline");
+            }
+        }
         while state.holders > 0 {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {

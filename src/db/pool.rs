@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, Transaction};
 use scheduled_thread_pool::ScheduledThreadPool;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::call_deadline::Watchdog;
-use super::commit_gate::{self, CommitGate};
+use super::commit_gate::{self, Canceller, CommitGate};
 use super::dsn::Dsn;
 use super::error::{describe, is_connection_error, redact, DbError};
 use super::manager::{LogConnectErrors, Manager, PgConnection, TxFailure};
@@ -84,6 +85,8 @@ pub struct Pool {
     secret: Option<String>,
     gate: Arc<CommitGate>,
     watchdog: Watchdog,
+    /// For cancel requests ([`Pool::write_one`] at the shutdown deadline).
+    tls: MakeRustlsConnect,
 }
 
 /// How far past `statement_timeout` the client waits for the server before
@@ -139,7 +142,7 @@ impl Pool {
         let secret = dsn.password();
         let connector = tls::connector(dsn.ssl_mode, dsn.root_cert.as_deref())?;
         let config = driver_config(&dsn, settings, "usersvc");
-        let manager = Manager::new(config, connector, secret.clone());
+        let manager = Manager::new(config, connector.clone(), secret.clone());
         Ok(Pool {
             inner: Arc::new(OnceLock::new()),
             opener: Arc::new(Mutex::new(Some(manager))),
@@ -148,6 +151,7 @@ impl Pool {
             secret,
             gate: CommitGate::new(),
             watchdog: Watchdog::default(),
+            tls: connector,
         })
     }
 
@@ -436,14 +440,25 @@ impl Pool {
         let budget = self.budget();
         let mut conn = self.acquire()?;
         // The statement is its own COMMIT: it passes the shutdown gate
-        // before it is sent, and the permit is kept until the answer is
-        // written, exactly as `write`'s COMMIT.
-        let Some(permit) = self.gate.try_enter() else {
+        // before it is sent and keeps its permit until the answer is
+        // written, exactly as `write`'s COMMIT; while it runs, closing the
+        // gate cancels it on the server (see `commit_gate`).
+        let cancel = {
+            let token = conn.client().cancel_token();
+            let tls = self.tls.clone();
+            Canceller::new(move || {
+                if let Err(e) = token.cancel_query(tls) {
+                    log::warn!(target: "usersvc::db", error = e.to_string().as_str(); "cancel request failed");
+                }
+            })
+        };
+        let Some((permit, in_flight)) = self.gate.enter_statement(cancel) else {
             return Err(refused_at_shutdown());
         };
         commit_gate::keep_until_answered(permit);
         let deadline = self.call_deadline(&budget);
         let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db()));
+        drop(in_flight);
         match result {
             Ok(v) => Ok(v),
             // Cut at its deadline or dead: the outcome is unknown either way,
@@ -454,8 +469,7 @@ impl Pool {
                 drop(conn);
                 let mut conn = self.acquire_live(budget.acquire_by)?;
                 let deadline = self.call_deadline(&budget);
-                let (result, cut) =
-                    conn.within(&self.watchdog, deadline, |c| recover(&mut c.db()));
+                let (result, cut) = conn.within(&self.watchdog, deadline, |c| recover(&mut c.db()));
                 match result {
                     Ok(v) => Ok(v),
                     Err(_) if cut => Err(self.timed_out()),
