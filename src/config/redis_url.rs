@@ -38,6 +38,8 @@ pub enum RedisUrlError {
     InvalidHost,
     InvalidPort,
     InvalidDatabase,
+    /// Valid by the shared grammar, but the Redis client refuses it.
+    RefusedByClient,
 }
 
 impl fmt::Display for RedisUrlError {
@@ -48,6 +50,7 @@ impl fmt::Display for RedisUrlError {
             RedisUrlError::InvalidHost => "has an invalid host",
             RedisUrlError::InvalidPort => "has an invalid port (expected 1 to 65535)",
             RedisUrlError::InvalidDatabase => "has an invalid database number after the host",
+            RedisUrlError::RefusedByClient => "is not accepted by the Redis client",
         })
     }
 }
@@ -69,6 +72,10 @@ impl RedisUrl {
         };
         let (host, port) = split_host_port(host_port)?;
         let db = parse_db(tail)?;
+        // The client has its own parser (query parameters, percent-encoding):
+        // what it refuses must fail here, at start-up, not at the first
+        // connect. It parses without any I/O.
+        redis::Client::open(text).map_err(|_| RedisUrlError::RefusedByClient)?;
 
         let mut redacted = format!("{scheme}://");
         if userinfo.is_some() {
