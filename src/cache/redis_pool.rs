@@ -135,6 +135,8 @@ impl r2d2::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct RedisPool {
     pool: r2d2::Pool<Manager>,
+    client: redis::Client,
+    timeouts: Timeouts,
 }
 
 impl RedisPool {
@@ -161,8 +163,25 @@ impl RedisPool {
             // Failures are counted and logged (rate-limited) by the cache.
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .thread_pool(threads)
-            .build_unchecked(Manager { client, timeouts });
-        Ok(RedisPool { pool })
+            .build_unchecked(Manager {
+                client: client.clone(),
+                timeouts,
+            });
+        Ok(RedisPool {
+            pool,
+            client,
+            timeouts,
+        })
+    }
+
+    /// Whether Redis answers a `PING` on a fresh connection. Used by the
+    /// breaker's probe instead of the pool: r2d2 keeps retrying a refused
+    /// connect until its wait is over, while a direct connect fails at once
+    /// (and within [`Timeouts::connect`] when nothing answers at all).
+    pub fn probe(&self) -> Result<(), CacheError> {
+        let mut conn = connect(&self.client, self.timeouts)?;
+        redis::cmd("PING").query::<()>(&mut conn)?;
+        Ok(())
     }
 
     /// Runs `f` on a pooled connection.

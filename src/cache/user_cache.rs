@@ -174,7 +174,7 @@ impl UserCache {
         match permit {
             Permit::Use => true,
             Permit::Skip => false,
-            Permit::Probe => match self.replay_pending() {
+            Permit::Probe => match self.redis.probe().and_then(|()| self.replay_pending()) {
                 Ok(()) => {
                     self.breaker().success();
                     log::info!(target: "usersvc::cache", "Redis answers again; cache resumed");
