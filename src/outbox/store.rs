@@ -6,6 +6,13 @@
 //! one extra connection (`application_name` `usersvc-outbox`), with the
 //! same `DB_STATEMENT_TIMEOUT`, its statements prepared once.
 //!
+//! Its commits are asynchronous (`synchronous_commit = off`): the worker
+//! records outcomes one event at a time, and waiting for a WAL flush per
+//! event capped delivery at a few dozen events per second. What a database
+//! crash can lose is the last fraction of a second of *outcomes*, never an
+//! event (those are written by the API's own, synchronous transactions): the
+//! affected events are delivered again, which at-least-once allows.
+//!
 //! # Claiming
 //!
 //! A claim is one statement: pick up to `batch` due events that are the
@@ -125,7 +132,7 @@ impl Store {
         let mut client = db::connect_as(url, connect_timeout, APPLICATION_NAME)?;
         let prepared = (|| -> Result<Statements, postgres::Error> {
             client.batch_execute(&format!(
-                "SET statement_timeout = {}",
+                "SET statement_timeout = {}; SET synchronous_commit = off",
                 millis(statement_timeout)
             ))?;
             Ok(Statements {
