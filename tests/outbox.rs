@@ -274,6 +274,80 @@ fn retries_with_growing_gaps_and_parks_what_the_receiver_refuses() {
 }
 
 #[test]
+fn a_users_later_events_wait_for_its_earlier_ones() {
+    let db = TestDb::new();
+    // Ada's creation fails twice; her update is written meanwhile. Bob's
+    // event is not held up by hers.
+    let receiver = Receiver::start(Arc::new(|d, before| {
+        let ev = d.json();
+        if ev["type"] == "user.created" && ev["data"]["email"] == "ada@example.com" && before < 2 {
+            Answer::Status(503)
+        } else {
+            Answer::Status(200)
+        }
+    }));
+    let url = receiver.url();
+    let svc = start(&db, &[("WEBHOOK_URL", &url), ("OUTBOX_BACKOFF", "300ms")]);
+    let mut conn = Conn::open(svc.addr).expect("connect");
+    let ada = create(&mut conn, "Ada", "ada@example.com").json()["id"]
+        .as_i64()
+        .expect("id");
+    receiver.wait_for("Ada's first attempt", Duration::from_secs(10), |d| {
+        !d.is_empty()
+    });
+    let patched = conn
+        .send(
+            "PATCH",
+            &format!("/api/v1/users/{ada}"),
+            &[("Content-Type", "application/json")],
+            br#"{"name":"Ada L."}"#,
+        )
+        .expect("patch");
+    assert_eq!(patched.status, 200);
+    assert_eq!(create(&mut conn, "Bob", "bob@example.com").status, 201);
+    let got = receiver.wait_for("Ada's update", Duration::from_secs(10), |d| {
+        d.iter().any(|d| d.json()["type"] == "user.updated")
+    });
+    let order: Vec<(String, String)> = got
+        .iter()
+        .map(|d| {
+            let ev = d.json();
+            (
+                ev["data"]["email"].as_str().unwrap_or_default().to_owned(),
+                ev["type"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let ada_order: Vec<&str> = order
+        .iter()
+        .filter(|(e, _)| e == "ada@example.com")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(
+        ada_order,
+        [
+            "user.created",
+            "user.created",
+            "user.created",
+            "user.updated"
+        ],
+        "the update only after the creation was delivered"
+    );
+    let bob_at = order
+        .iter()
+        .position(|(e, _)| e == "bob@example.com")
+        .expect("Bob delivered");
+    let ada_done = order
+        .iter()
+        .rposition(|(e, t)| e == "ada@example.com" && t == "user.created")
+        .expect("Ada created");
+    assert!(
+        bob_at < ada_done,
+        "another user's event is not held up: {order:?}"
+    );
+}
+
+#[test]
 fn attempts_are_capped_and_429_waits_for_retry_after() {
     let db = TestDb::new();
     let receiver = Receiver::start(Arc::new(|_, before| match before {
