@@ -380,3 +380,41 @@ fn redis_stopped_mid_load_costs_nothing_and_hits_resume_when_it_returns() {
         .count();
     assert!((1..=3).contains(&warned), "{warned} cache warnings");
 }
+
+/// `rediss://` really is TLS, verified against the web PKI roots: a server
+/// whose certificate no public CA signed is refused (degraded, with the
+/// reason), and so is plaintext to a TLS port.
+#[test]
+fn rediss_speaks_verified_tls() {
+    let pki = support::certs::generate(&["127.0.0.1", "localhost"]);
+    let dir = std::env::temp_dir().join(format!("usersvc-redis-tls-{}", unique_prefix()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&cert, format!("{}{}", pki.leaf_pem, pki.ca_pem)).expect("cert");
+    std::fs::write(&key, &pki.leaf_key_pem).expect("key");
+    let redis = PrivateRedis::start_tls(&cert, &key);
+    let db = TestDb::new();
+    for (url, needle) in [
+        (format!("rediss://127.0.0.1:{}", redis.port), "certificate"),
+        (format!("redis://127.0.0.1:{}", redis.port), ""),
+    ] {
+        let svc = start(
+            &db,
+            &[("REDIS_URL", &url), ("CACHE_KEY_PREFIX", &unique_prefix())],
+        );
+        let ready = client::get(svc.addr, "/readyz").expect("readyz");
+        assert_eq!(ready.status, 200, "{}", ready.text());
+        assert_eq!(
+            ready.json()["status"],
+            "degraded",
+            "{url}: {}",
+            ready.text()
+        );
+        let reason = ready.json()["checks"]["redis"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        assert!(reason.contains(needle), "{url}: {reason}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

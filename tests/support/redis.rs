@@ -40,6 +40,36 @@ impl PrivateRedis {
         r
     }
 
+    /// A server that speaks only TLS on its port, with `cert`/`key` (PEM
+    /// files); clients are not asked for certificates.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> PrivateRedis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server (TLS) did not start"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis {
+            port,
+            child: Some(child),
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
