@@ -202,6 +202,7 @@ impl Outbox {
             shared: Arc::clone(&shared),
             store: None,
             errors: RateLimitedLog::new(Duration::from_secs(10)),
+            backlog_at: None,
         };
         Outbox {
             shared,
@@ -285,7 +286,12 @@ struct Worker {
     shared: Arc<Shared>,
     store: Option<Store>,
     errors: RateLimitedLog,
+    /// When the backlog gauges were last refreshed.
+    backlog_at: Option<Instant>,
 }
+
+/// The backlog gauges are refreshed at least this often while busy.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Time allowed to open the outbox's connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -353,6 +359,11 @@ impl Worker {
             *next_purge = Instant::now() + PURGE_INTERVAL;
         }
         if self.webhook.is_some() {
+            if self.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+                // While busy the loop never idles: keep the gauges current.
+                self.observer.backlog(store.backlog()?);
+                self.backlog_at = Some(Instant::now());
+            }
             let lease = self.lease();
             let batch = store.claim(BATCH, lease)?;
             if !batch.is_empty() {
@@ -362,6 +373,7 @@ impl Worker {
         }
         let backlog = store.backlog()?;
         self.observer.backlog(backlog);
+        self.backlog_at = Some(Instant::now());
         let mut wait = POLL_INTERVAL;
         if self.webhook.is_some() && backlog.pending > 0 {
             if let Some(due) = store.next_due()? {
