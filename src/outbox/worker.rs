@@ -141,7 +141,7 @@ impl Shared {
 pub struct Outbox {
     shared: Arc<Shared>,
     delivering: bool,
-    worker: Mutex<Option<Worker>>,
+    worker: Arc<Mutex<Option<Worker>>>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -207,21 +207,29 @@ impl Outbox {
         Outbox {
             shared,
             delivering,
-            worker: Mutex::new(Some(worker)),
+            worker: Arc::new(Mutex::new(Some(worker))),
             handle: Mutex::new(None),
         }
     }
 
-    /// Starts the `outbox` thread; later calls do nothing.
+    /// Starts the `outbox` thread; later calls do nothing. A failed spawn
+    /// leaves the worker in place, so the next call tries again.
     pub fn spawn(&self) -> std::io::Result<()> {
-        let mut slot = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(worker) = slot.take() else {
+        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        if handle.is_some() {
             return Ok(());
-        };
-        let handle = thread::Builder::new()
-            .name("outbox".into())
-            .spawn(move || worker.run())?;
-        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        }
+        let slot = Arc::clone(&self.worker);
+        *handle = Some(
+            thread::Builder::new()
+                .name("outbox".into())
+                .spawn(move || {
+                    let worker = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(worker) = worker {
+                        worker.run();
+                    }
+                })?,
+        );
         Ok(())
     }
 
