@@ -8,7 +8,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::duration::{format_duration, parse_duration};
+use super::duration::{format_duration, parse_duration, DurationError};
 
 /// One day.
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -17,19 +17,35 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 pub(crate) const RETENTION: RangeInclusive<Duration> =
     Duration::from_secs(60)..=Duration::from_secs(365 * 24 * 3600);
 
+/// Why a retention was refused; `Display` follows the value as a phrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RetentionError {
+    Duration(DurationError),
+    OutOfRange,
+}
+
+impl std::fmt::Display for RetentionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RetentionError::Duration(e) => e.fmt(f),
+            RetentionError::OutOfRange => f.write_str("is out of range"),
+        }
+    }
+}
+
 /// `7d`, or anything [`parse_duration`] reads (`36h`, `90m`).
-pub(crate) fn parse_retention(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_retention(text: &str) -> Result<Duration, RetentionError> {
     let parsed = match text.strip_suffix('d') {
         Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => {
-            let days: u32 = days.parse().map_err(|_| "is too large".to_owned())?;
-            DAY.checked_mul(days).ok_or("is too large")?
+            let days: u32 = days.parse().map_err(|_| RetentionError::OutOfRange)?;
+            DAY.checked_mul(days).ok_or(RetentionError::OutOfRange)?
         }
-        _ => parse_duration(text).map_err(|e| e.to_string())?,
+        _ => parse_duration(text).map_err(RetentionError::Duration)?,
     };
     if RETENTION.contains(&parsed) {
         Ok(parsed)
     } else {
-        Err("is out of range".to_owned())
+        Err(RetentionError::OutOfRange)
     }
 }
 
