@@ -6,6 +6,11 @@
 # the Debian cluster (pg_ctlcluster); else install the packages and/or run a
 # throwaway cluster under .dev/test-pg on port 55432. Tests create their own
 # databases on it (and their own throwaway clusters when they stop one).
+#
+# Redis: the server on 127.0.0.1:6379 if it answers PING; else start
+# redis-server there (no persistence), installing Debian's package first if
+# it is missing. Tests use their own key prefixes on it, and start private
+# servers on other ports when they stop one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-postgres.sh
@@ -34,7 +39,25 @@ else
   url="postgres://postgres@127.0.0.1:55432/postgres"
 fi
 
+redis_ping() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "==> installing redis-server" >&2
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+  else
+    sudo apt-get update -qq >&2 && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+  fi
+fi
+if ! redis_ping; then
+  echo "==> starting redis-server on 127.0.0.1:6379" >&2
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >&2
+  for _ in $(seq 1 50); do redis_ping && break; sleep 0.1; done
+  redis_ping || { echo "redis-server did not start" >&2; exit 1; }
+fi
+redis_url="redis://127.0.0.1:6379"
+
 cat > .dev/test.env <<ENV
 export USERSVC_TEST_DATABASE_URL='$url'
+export USERSVC_TEST_REDIS_URL='$redis_url'
 ENV
-echo "==> tests use $url" >&2
+echo "==> tests use $url and $redis_url" >&2

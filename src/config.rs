@@ -32,6 +32,7 @@ mod otel;
 mod redacted;
 mod redis_url;
 mod resolve;
+mod retention;
 mod secret;
 mod size;
 mod vars;
@@ -46,6 +47,7 @@ pub use listen_addr::{parse_listen_addr, ListenAddrError};
 pub use log_options::LogFormat;
 pub use otel::OtelSampler;
 pub use redis_url::{RedisUrl, RedisUrlError};
+pub use retention::format_retention;
 pub use secret::Secret;
 pub use size::{format_size, parse_size, SizeError};
 pub use vars::{Var, VARS};
@@ -129,8 +131,20 @@ pub struct Config {
     pub otel_traces_sampler: OtelSampler,
     /// `OTEL_TRACES_SAMPLER_ARG`: 0 to 1.
     pub otel_traces_sampler_arg: f64,
-    /// `WEBHOOK_URL`; `None` = events are only logged.
+    /// `WEBHOOK_URL`; `None` = events stay pending.
     pub webhook_url: Option<HttpUrl>,
+    /// `CACHE_TTL`: lifetime of a cached user.
+    pub cache_ttl: Duration,
+    /// `CACHE_KEY_PREFIX`: the first part of every Redis key.
+    pub cache_key_prefix: String,
+    /// `OUTBOX_MAX_ATTEMPTS`: attempts before an event is parked as failed.
+    pub outbox_max_attempts: u32,
+    /// `OUTBOX_RETENTION`: delivered events older than this are purged.
+    pub outbox_retention: Duration,
+    /// `OUTBOX_BACKOFF`: the delay before the first retry.
+    pub outbox_backoff: Duration,
+    /// `WEBHOOK_TIMEOUT`: one delivery attempt, connect included.
+    pub webhook_timeout: Duration,
 }
 
 /// Parses the command line (`args`: the arguments after the program name)

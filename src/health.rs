@@ -613,7 +613,14 @@ mod tests {
                 panic!("boom")
             }
         }
-        let f = SingleFlight::new(Arc::new(Boom), QUICK);
+        // A generous timeout: the panic's report (a backtrace) can take
+        // longer than QUICK's 300 ms on a loaded machine, and the point here
+        // is the outcome, not the timing.
+        let patient = CheckPolicy {
+            timeout: Duration::from_secs(10),
+            ..QUICK
+        };
+        let f = SingleFlight::new(Arc::new(Boom), patient);
         assert_eq!(f.get(), Err("the check panicked".to_owned()));
     }
 

@@ -6,6 +6,7 @@
 //! shutdown sequence.
 
 pub mod build_info;
+pub mod cache;
 pub mod config;
 pub mod database_check;
 pub mod db;
@@ -15,6 +16,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod outbox;
 pub mod rfc3339;
 pub mod runtime;
 pub mod users;

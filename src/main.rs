@@ -9,6 +9,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use usersvc::cache::{self, CachedUserRepository, RedisCheck, RedisPool, UserCache};
 use usersvc::config::{self, Command, Config, MigrateCommand, Secret};
 use usersvc::database_check::{self, DatabaseCheck};
 use usersvc::db::PoolObserver;
@@ -22,8 +23,10 @@ use usersvc::http::router::Router;
 use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
 use usersvc::metrics::Metrics;
+use usersvc::outbox::{Outbox, OutboxSettings, WakeOnWrite};
 use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, ShutdownOutcome, StartupWork};
-use usersvc::users::{handlers, PgUserRepository, UserService};
+use usersvc::users::idempotency::KEY_TTL;
+use usersvc::users::{handlers, PgUserRepository, UserRepository, UserService};
 use usersvc::{build_info, openapi};
 
 /// Exit status for an invalid configuration or command line.
@@ -113,9 +116,15 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let users = Arc::new(UserService::new(Arc::new(PgUserRepository::new(
-        pool.clone(),
-    ))));
+    let outbox = Arc::new(Outbox::new(outbox_settings(&config, &url), metrics.clone()));
+    let (repo, redis_check) = match users_repository(&config, &pool, &metrics, &outbox) {
+        Ok(wired) => wired,
+        Err(e) => {
+            log::error!(error = e.to_string().as_str(); "cannot set up the Redis cache");
+            return ExitCode::FAILURE;
+        }
+    };
+    let users = Arc::new(UserService::new(repo));
     let router = match handlers::routes(Router::new(), users).and_then(openapi::routes) {
         Ok(router) => router,
         Err(e) => {
@@ -126,7 +135,8 @@ fn serve(config: Config) -> ExitCode {
 
     let state = ServiceState::new();
     let database_check = Arc::new(DatabaseCheck::new(Secret::new(url.clone())));
-    let checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(Arc::clone(&database_check))];
+    let mut checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(Arc::clone(&database_check))];
+    checks.extend(redis_check);
     let health = Arc::new(Health::new(Arc::clone(&state), checks));
     let hooks: Arc<dyn Hooks> = metrics.clone();
     let dispatcher = Arc::new(Dispatcher {
@@ -141,6 +151,7 @@ fn serve(config: Config) -> ExitCode {
     let scrape_metrics = Arc::clone(&metrics);
     let gauge_state = Arc::clone(&state);
     let gauge_pool = pool.clone();
+    let outbox_status = outbox.handle();
     let parts = Parts {
         settings: ServeSettings::from_config(&config),
         state,
@@ -151,11 +162,18 @@ fn serve(config: Config) -> ExitCode {
             metrics: Box::new(move || scrape_metrics.render()),
             config: config_json,
             workers,
+            background: Box::new(move || vec![outbox_status.status()]),
             log_level,
             hooks,
         }),
-        startup: startup_work(url, config.migrate_on_start, pool.clone(), database_check),
-        background: Vec::new(),
+        startup: startup_work(
+            url,
+            config.migrate_on_start,
+            pool.clone(),
+            database_check,
+            Arc::clone(&outbox),
+        ),
+        background: vec![Box::new(outbox)],
         commit_gate: pool.commit_gate(),
         resources: vec![Box::new(move || drop(pool))],
         gauges: Box::new(move |g: RuntimeGauges| {
@@ -214,6 +232,7 @@ fn startup_work(
     migrate_on_start: bool,
     pool: Pool,
     database_check: Arc<DatabaseCheck>,
+    outbox: Arc<Outbox>,
 ) -> StartupWork {
     let mut migrated = !migrate_on_start;
     Box::new(move || {
@@ -227,8 +246,64 @@ fn startup_work(
             database_check.adopt(client);
         }
         pool.open();
-        database_check.check()
+        database_check.check()?;
+        // The outbox reads columns the migrations add: it starts after them.
+        outbox
+            .spawn()
+            .map_err(|e| format!("cannot start the outbox worker: {e}"))
     })
+}
+
+/// The repository handlers use, and the `redis` readiness check if any.
+type WiredUsers = (Arc<dyn UserRepository>, Option<Box<dyn DependencyCheck>>);
+
+/// The users repository: PostgreSQL, the outbox's wake-up on every write,
+/// and (with `REDIS_URL`) the read-through cache in front; plus the `redis`
+/// readiness check when there is a cache.
+fn users_repository(
+    config: &Config,
+    pool: &Pool,
+    metrics: &Arc<Metrics>,
+    outbox: &Outbox,
+) -> Result<WiredUsers, redis::RedisError> {
+    let outbox = outbox.handle();
+    let repo: Arc<dyn UserRepository> = Arc::new(WakeOnWrite::new(
+        Arc::new(PgUserRepository::new(pool.clone())),
+        Arc::new(move || outbox.nudge()),
+    ));
+    let Some(redis_url) = &config.redis_url else {
+        return Ok((repo, None));
+    };
+    let timeouts = cache::Timeouts::default();
+    let max_size = u32::try_from(config.workers).unwrap_or(u32::MAX);
+    let redis = RedisPool::new(redis_url, max_size, timeouts)?;
+    let settings = cache::CacheSettings {
+        ttl: config.cache_ttl,
+        prefix: config.cache_key_prefix.clone(),
+        breaker: cache::BreakerPolicy::default(),
+    };
+    let cache = Arc::new(UserCache::new(redis, settings, metrics.clone()));
+    let check = RedisCheck::new(redis::Client::open(redis_url.expose_secret())?, timeouts);
+    Ok((
+        Arc::new(CachedUserRepository::new(repo, cache)),
+        Some(Box::new(check)),
+    ))
+}
+
+fn outbox_settings(config: &Config, url: &str) -> OutboxSettings {
+    OutboxSettings {
+        database_url: Secret::new(url.to_owned()),
+        statement_timeout: config.db_statement_timeout,
+        webhook_url: config.webhook_url.as_ref().map(|u| u.as_str().to_owned()),
+        webhook_timeout: config.webhook_timeout,
+        max_attempts: config.outbox_max_attempts,
+        backoff: config.outbox_backoff,
+        retention: config.outbox_retention,
+        key_ttl: KEY_TTL,
+        // Seam for tracing: a supplier of the current `traceparent` header.
+        // TODO(merge): the tracing branch connects it here.
+        headers: None,
+    }
 }
 
 /// Time allowed to open the migration connection.

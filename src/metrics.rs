@@ -22,16 +22,20 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::build_info;
+use crate::cache::{CacheObserver, Lookup};
 use crate::db::{AcquireOutcome, PoolObserver};
 use crate::http::method::Method;
 use crate::http::pipeline::{Hooks, Meta, UNMATCHED};
 use crate::http::response::Response;
 use crate::lifecycle::State;
+use crate::outbox::policy::AttemptResult;
+use crate::outbox::store::Backlog;
+use crate::outbox::OutboxObserver;
 
 /// Request latency buckets, in seconds (SPEC).
 pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -111,6 +115,10 @@ pub struct Metrics {
     pub cache_requests: IntCounterVec,
     pub outbox_pending: IntGauge,
     pub outbox_delivered: IntCounter,
+    pub outbox_failed: IntCounter,
+    pub outbox_attempts: IntCounterVec,
+    pub outbox_delivery_duration: Histogram,
+    pub outbox_oldest_pending_age: Gauge,
     pub service_state: IntGaugeVec,
     scrape: Mutex<Vec<ScrapeFn>>,
 }
@@ -180,6 +188,28 @@ impl Metrics {
         let outbox_pending = IntGauge::new("outbox_pending", "Events not yet delivered.")?;
         let outbox_delivered =
             IntCounter::new("outbox_delivered_total", "Events delivered to the webhook.")?;
+        let outbox_failed = IntCounter::new(
+            "outbox_failed_total",
+            "Events parked as failed (attempts exhausted, or refused by the receiver).",
+        )?;
+        let outbox_attempts = IntCounterVec::new(
+            Opts::new(
+                "outbox_attempts_total",
+                "Webhook delivery attempts by result.",
+            ),
+            &["result"],
+        )?;
+        let outbox_delivery_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "outbox_delivery_duration_seconds",
+                "Time of one webhook delivery attempt.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let outbox_oldest_pending_age = Gauge::new(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest event not yet delivered (0 when none).",
+        )?;
         let service_state = IntGaugeVec::new(
             Opts::new(
                 "service_state",
@@ -210,6 +240,10 @@ impl Metrics {
         reg(Box::new(cache_requests.clone()))?;
         reg(Box::new(outbox_pending.clone()))?;
         reg(Box::new(outbox_delivered.clone()))?;
+        reg(Box::new(outbox_failed.clone()))?;
+        reg(Box::new(outbox_attempts.clone()))?;
+        reg(Box::new(outbox_delivery_duration.clone()))?;
+        reg(Box::new(outbox_oldest_pending_age.clone()))?;
         reg(Box::new(service_state.clone()))?;
         reg(Box::new(build))?;
         reg(Box::new(READINESS_CHECKS.clone()))?;
@@ -228,6 +262,11 @@ impl Metrics {
         for result in CACHE_RESULTS {
             cache_requests.with_label_values(&[result]).inc_by(0);
         }
+        for result in AttemptResult::ALL {
+            outbox_attempts
+                .with_label_values(&[result.as_str()])
+                .inc_by(0);
+        }
         Ok(Metrics {
             registry,
             http_requests,
@@ -245,6 +284,10 @@ impl Metrics {
             cache_requests,
             outbox_pending,
             outbox_delivered,
+            outbox_failed,
+            outbox_attempts,
+            outbox_delivery_duration,
+            outbox_oldest_pending_age,
             service_state,
             scrape: Mutex::new(Vec::new()),
         })
@@ -356,6 +399,37 @@ impl PoolObserver for Metrics {
     }
 }
 
+impl CacheObserver for Metrics {
+    fn lookup(&self, result: Lookup) {
+        self.cache_requests
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+}
+
+impl OutboxObserver for Metrics {
+    fn attempt(&self, result: AttemptResult, took: Duration) {
+        self.outbox_attempts
+            .with_label_values(&[result.as_str()])
+            .inc();
+        self.outbox_delivery_duration.observe(took.as_secs_f64());
+    }
+
+    fn delivered(&self) {
+        self.outbox_delivered.inc();
+    }
+
+    fn parked(&self) {
+        self.outbox_failed.inc();
+    }
+
+    fn backlog(&self, backlog: Backlog) {
+        self.outbox_pending.set(backlog.pending);
+        self.outbox_oldest_pending_age
+            .set(backlog.oldest_age_secs.max(0.0));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +464,10 @@ mod tests {
             "cache_requests_total",
             "outbox_pending",
             "outbox_delivered_total",
+            "outbox_failed_total",
+            "outbox_attempts_total",
+            "outbox_delivery_duration_seconds",
+            "outbox_oldest_pending_age_seconds",
             "service_state",
             "build_info",
         ] {

@@ -129,6 +129,10 @@ pub type StartupWork = Box<dyn FnMut() -> Result<(), String>>;
 /// A background worker (e.g. the outbox): asked to stop at step 5, joined.
 pub trait Background: Send {
     fn name(&self) -> &'static str;
+    /// Called when the listeners stop accepting (step 2): claim no new
+    /// work, and start nothing that could not end by `deadline` (the
+    /// in-flight budget), so the work in hand overlaps steps 3-4.
+    fn request_stop(&self, _deadline: Instant) {}
     /// Finish the current item, then return.
     fn stop_and_join(self: Box<Self>, deadline: Instant);
 }
@@ -347,10 +351,13 @@ impl Running {
             c.stop_accepting();
             c.start_draining();
         }
+        let deadline = t1 + settings.shutdown_timeout;
+        for b in &background {
+            b.request_stop(deadline);
+        }
         let t2 = Instant::now();
 
         // 3. In-flight and queued requests finish, within SHUTDOWN_TIMEOUT.
-        let deadline = t1 + settings.shutdown_timeout;
         if !controls.iter().all(|c| c.wait_idle(deadline)) {
             // The deadline: nothing starts or commits any more; a request
             // whose COMMIT went through gets a moment to write its answer;

@@ -180,6 +180,28 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
             c.webhook_url.as_ref().map(|u| u.as_str()) == Some("https://hooks.example.com/users")
         }),
         ("QUEUE_TIMEOUT", "250ms", |c| c.queue_timeout == ms(250)),
+        ("CACHE_TTL", "5m", |c| c.cache_ttl == secs(300)),
+        ("CACHE_TTL", "500ms", |c| c.cache_ttl == ms(500)),
+        ("CACHE_KEY_PREFIX", "test-1:a_b.c", |c| {
+            c.cache_key_prefix == "test-1:a_b.c"
+        }),
+        ("OUTBOX_MAX_ATTEMPTS", "1", |c| c.outbox_max_attempts == 1),
+        ("OUTBOX_MAX_ATTEMPTS", "1000", |c| {
+            c.outbox_max_attempts == 1000
+        }),
+        ("OUTBOX_RETENTION", "30d", |c| {
+            c.outbox_retention == secs(30 * 86400)
+        }),
+        ("OUTBOX_RETENTION", "36h", |c| {
+            c.outbox_retention == secs(36 * 3600)
+        }),
+        ("OUTBOX_RETENTION", "1m", |c| c.outbox_retention == secs(60)),
+        ("OUTBOX_BACKOFF", "50ms", |c| c.outbox_backoff == ms(50)),
+        ("OUTBOX_BACKOFF", "1h", |c| c.outbox_backoff == secs(3600)),
+        ("WEBHOOK_TIMEOUT", "1500ms", |c| {
+            c.webhook_timeout == ms(1500)
+        }),
+        ("WEBHOOK_TIMEOUT", "25s", |c| c.webhook_timeout == secs(25)),
     ]
 }
 
@@ -362,6 +384,48 @@ const INVALID: &[(&str, &str, &str)] = &[
         "http://",
         "expected an http:// or https:// URL",
     ),
+    ("CACHE_TTL", "60", "expected a duration"),
+    ("CACHE_TTL", "0s", "expected a duration"),
+    ("CACHE_TTL", "2d", "expected a duration"),
+    ("CACHE_KEY_PREFIX", "a b", "expected 1 to 64 letters"),
+    ("CACHE_KEY_PREFIX", "x{1}", "expected 1 to 64 letters"),
+    (
+        "CACHE_KEY_PREFIX",
+        "0123456789012345678901234567890123456789012345678901234567890123456789",
+        "expected 1 to 64 letters",
+    ),
+    (
+        "OUTBOX_MAX_ATTEMPTS",
+        "0",
+        "expected a whole number from 1 to 1000",
+    ),
+    (
+        "OUTBOX_MAX_ATTEMPTS",
+        "1001",
+        "expected a whole number from 1 to 1000",
+    ),
+    (
+        "OUTBOX_MAX_ATTEMPTS",
+        "ten",
+        "expected a whole number from 1 to 1000",
+    ),
+    ("OUTBOX_RETENTION", "7", "expected an age from 1m to 365d"),
+    ("OUTBOX_RETENTION", "0d", "expected an age from 1m to 365d"),
+    (
+        "OUTBOX_RETENTION",
+        "366d",
+        "expected an age from 1m to 365d",
+    ),
+    ("OUTBOX_RETENTION", "30s", "expected an age from 1m to 365d"),
+    ("OUTBOX_RETENTION", "1w", "expected an age from 1m to 365d"),
+    (
+        "OUTBOX_BACKOFF",
+        "0ms",
+        "expected a duration from 1ms to 1h",
+    ),
+    ("OUTBOX_BACKOFF", "2h", "expected a duration from 1ms to 1h"),
+    ("WEBHOOK_TIMEOUT", "5", "expected a duration"),
+    ("WEBHOOK_TIMEOUT", "1.5s", "expected a duration"),
 ];
 
 #[test]
@@ -478,6 +542,12 @@ fn defaults() {
         "OTEL_TRACES_SAMPLER_ARG": 0.01,
         "WEBHOOK_URL": null,
         "QUEUE_TIMEOUT": "1s",
+        "CACHE_TTL": "1m",
+        "CACHE_KEY_PREFIX": "usersvc",
+        "OUTBOX_MAX_ATTEMPTS": 10,
+        "OUTBOX_RETENTION": "7d",
+        "OUTBOX_BACKOFF": "1s",
+        "WEBHOOK_TIMEOUT": "5s",
     });
     assert_eq!(json, want);
 
@@ -510,6 +580,46 @@ fn defaults() {
     assert_eq!(c.otel_traces_sampler, OtelSampler::ParentBasedTraceIdRatio);
     assert_eq!(c.otel_traces_sampler_arg, 0.01);
     assert!(c.webhook_url.is_none());
+    assert_eq!(
+        (c.cache_ttl, c.cache_key_prefix.as_str()),
+        (secs(60), "usersvc")
+    );
+    assert_eq!(c.outbox_max_attempts, 10);
+    assert_eq!(c.outbox_retention, secs(7 * 86400));
+    assert_eq!((c.outbox_backoff, c.webhook_timeout), (secs(1), secs(5)));
+}
+
+#[test]
+fn webhook_timeout_fits_the_shutdown_budget() {
+    const HOOK: (&str, &str) = ("WEBHOOK_URL", "http://hooks.example.com/users");
+    config(&[], &[HOOK, ("WEBHOOK_TIMEOUT", "25s")]);
+    config(
+        &[],
+        &[HOOK, ("WEBHOOK_TIMEOUT", "3s"), ("SHUTDOWN_TIMEOUT", "3s")],
+    );
+    // Without a webhook nothing is delivered: no constraint.
+    config(
+        &[],
+        &[("WEBHOOK_TIMEOUT", "4s"), ("SHUTDOWN_TIMEOUT", "3s")],
+    );
+    let errors = refused(
+        &[],
+        &[HOOK, ("WEBHOOK_TIMEOUT", "4s"), ("SHUTDOWN_TIMEOUT", "3s")],
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.errors()[0].variable_name(), Some("WEBHOOK_TIMEOUT"));
+    let line = errors.to_string();
+    assert!(
+        line.contains("4s is longer than SHUTDOWN_TIMEOUT (3s)"),
+        "{line}"
+    );
+    // Not checked on top of an invalid input.
+    let errors = refused(
+        &[],
+        &[HOOK, ("WEBHOOK_TIMEOUT", "9s"), ("SHUTDOWN_TIMEOUT", "x")],
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.errors()[0].variable_name(), Some("SHUTDOWN_TIMEOUT"));
 }
 
 #[test]

@@ -109,7 +109,7 @@ fn promtool_check_metrics_passes_on_a_live_scrape() {
     );
 }
 
-/// SPEC's metrics: name, type, label names.
+/// SPEC's metrics (and issue 15's outbox metrics): name, type, label names.
 const SPEC: &[(&str, &str, &[&str])] = &[
     (
         "http_requests_total",
@@ -134,6 +134,10 @@ const SPEC: &[(&str, &str, &[&str])] = &[
     ("cache_requests_total", "counter", &["result"]),
     ("outbox_pending", "gauge", &[]),
     ("outbox_delivered_total", "counter", &[]),
+    ("outbox_failed_total", "counter", &[]),
+    ("outbox_attempts_total", "counter", &["result"]),
+    ("outbox_delivery_duration_seconds", "histogram", &[]),
+    ("outbox_oldest_pending_age_seconds", "gauge", &[]),
     ("service_state", "gauge", &["state"]),
     ("build_info", "gauge", &["version", "commit"]),
     (

@@ -144,6 +144,7 @@ impl Harness {
                 metrics: Box::new(|| Response::text(200, "")),
                 config: Value::Null,
                 workers,
+                background: Box::new(Vec::new),
                 log_level: LogLevelControl::new(log::LevelFilter::Info, Box::new(|_| {})),
                 hooks,
             }),

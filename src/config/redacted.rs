@@ -51,6 +51,12 @@ impl Config {
             "OTEL_TRACES_SAMPLER": self.otel_traces_sampler.as_str(),
             "OTEL_TRACES_SAMPLER_ARG": self.otel_traces_sampler_arg,
             "WEBHOOK_URL": self.webhook_url.as_ref().map(|u| u.redacted()),
+            "CACHE_TTL": format_duration(self.cache_ttl),
+            "CACHE_KEY_PREFIX": self.cache_key_prefix,
+            "OUTBOX_MAX_ATTEMPTS": self.outbox_max_attempts,
+            "OUTBOX_RETENTION": super::retention::format_retention(self.outbox_retention),
+            "OUTBOX_BACKOFF": format_duration(self.outbox_backoff),
+            "WEBHOOK_TIMEOUT": format_duration(self.webhook_timeout),
         })
     }
 }

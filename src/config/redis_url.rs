@@ -41,6 +41,8 @@ pub enum RedisUrlError {
     /// An `@` after the host: a password holding `/`, `?` or `#` as well as
     /// `@` would otherwise be read as host, path and query, and printed.
     StrayAt,
+    /// Valid by the shared grammar, but the Redis client refuses it.
+    RefusedByClient,
 }
 
 impl fmt::Display for RedisUrlError {
@@ -55,6 +57,7 @@ impl fmt::Display for RedisUrlError {
                 "has an `@` after the host; write `/`, `?`, `#` and `@` in a password as \
                  %2F, %3F, %23 and %40"
             }
+            RedisUrlError::RefusedByClient => "is not accepted by the Redis client",
         })
     }
 }
@@ -79,6 +82,10 @@ impl RedisUrl {
         };
         let (host, port) = split_host_port(host_port)?;
         let db = parse_db(tail)?;
+        // The client has its own parser (query parameters, percent-encoding):
+        // what it refuses must fail here, at start-up, not at the first
+        // connect. It parses without any I/O.
+        redis::Client::open(text).map_err(|_| RedisUrlError::RefusedByClient)?;
 
         let mut redacted = format!("{scheme}://");
         if userinfo.is_some() {

@@ -24,6 +24,7 @@ use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
 use super::log_options::{parse_log_level, LogFormat};
 use super::otel::{parse_ratio, OtelSampler};
 use super::redis_url::RedisUrl;
+use super::retention::parse_retention;
 use super::size::{format_size, parse_size};
 use super::{Config, SHUTDOWN_MARGIN};
 
@@ -33,6 +34,11 @@ pub(crate) const WORKERS: RangeInclusive<usize> = 1..=1024;
 pub(crate) const QUEUE_DEPTH: RangeInclusive<usize> = 1..=65536;
 pub(crate) const MAX_CONNS: RangeInclusive<usize> = 1..=65536;
 pub(crate) const MAX_BODY_BYTES: RangeInclusive<u64> = 1..=(1 << 30);
+/// `OUTBOX_MAX_ATTEMPTS`.
+pub(crate) const OUTBOX_MAX_ATTEMPTS: RangeInclusive<u32> = 1..=1000;
+/// `OUTBOX_BACKOFF`: at most an hour (it doubles from there).
+pub(crate) const OUTBOX_BACKOFF: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(3600);
 pub(crate) const MAX_HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
 /// Every duration: above zero (parsing refuses zero), at most a day, so
 /// that `Instant + duration` can never overflow.
@@ -205,6 +211,40 @@ pub(crate) fn resolve(
         .or(0.01);
     let webhook_url = r.http_url_as("WEBHOOK_URL", WEBHOOK_URL_EXPECTED);
     let queue_timeout = r.duration("QUEUE_TIMEOUT", 1);
+    let cache_ttl = r.duration("CACHE_TTL", 60);
+    let cache_key_prefix = r
+        .read(
+            "CACHE_KEY_PREFIX",
+            Show::Value,
+            "1 to 64 letters, digits or . _ - :",
+            parse_key_prefix,
+        )
+        .or_else_default("usersvc");
+    let outbox_max_attempts = r.int("OUTBOX_MAX_ATTEMPTS", OUTBOX_MAX_ATTEMPTS).or(10);
+    let outbox_retention = r
+        .read(
+            "OUTBOX_RETENTION",
+            Show::Value,
+            "an age from 1m to 365d such as 7d, 36h or 90m",
+            parse_retention,
+        )
+        .or(Duration::from_secs(7 * 24 * 3600));
+    let outbox_backoff = r
+        .read(
+            "OUTBOX_BACKOFF",
+            Show::Value,
+            "a duration from 1ms to 1h such as 500ms or 1s",
+            |s| match parse_duration(s) {
+                Ok(d) if OUTBOX_BACKOFF.contains(&d) => Ok(d),
+                Ok(_) => Err("is out of range".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .or(Duration::from_secs(1));
+    let webhook_timeout = r.duration("WEBHOOK_TIMEOUT", 5);
+    if webhook_url.is_some() {
+        r.check_webhook_timeout(webhook_timeout, shutdown_timeout);
+    }
 
     match database_url {
         Some(database_url) if r.errors.is_empty() => Ok(Config {
@@ -237,6 +277,12 @@ pub(crate) fn resolve(
             otel_traces_sampler,
             otel_traces_sampler_arg,
             webhook_url,
+            cache_ttl,
+            cache_key_prefix,
+            outbox_max_attempts,
+            outbox_retention,
+            outbox_backoff,
+            webhook_timeout,
         }),
         _ => Err(r.errors),
     }
@@ -369,6 +415,29 @@ impl Resolver<'_> {
         self.errors.iter().any(|e| e.variable_name() == Some(name))
     }
 
+    /// The outbox worker's delivery in hand at shutdown runs inside the
+    /// `SHUTDOWN_TIMEOUT` budget (it is asked to stop when the listeners
+    /// stop accepting, and starts no attempt that could not end by the
+    /// deadline): one attempt must fit in it. Checked only with a
+    /// `WEBHOOK_URL` (without one nothing is delivered).
+    fn check_webhook_timeout(&mut self, webhook: Duration, shutdown: Duration) {
+        if self.failed("WEBHOOK_TIMEOUT") || self.failed("SHUTDOWN_TIMEOUT") {
+            return;
+        }
+        if webhook > shutdown {
+            self.errors.push(ConfigError::variable(
+                "WEBHOOK_TIMEOUT",
+                None,
+                format!(
+                    "{} is longer than SHUTDOWN_TIMEOUT ({}); expected at most SHUTDOWN_TIMEOUT, \
+                     so that the delivery in hand at shutdown ends within the budget",
+                    format_duration(webhook),
+                    format_duration(shutdown),
+                ),
+            ));
+        }
+    }
+
     /// Kubernetes kills the pod `TERMINATION_GRACE_PERIOD` after SIGTERM; the
     /// drain, the in-flight budget and a margin for the rest of the
     /// shutdown must fit in it, or in-flight requests get cut.
@@ -401,6 +470,21 @@ impl Resolver<'_> {
                 ),
             ));
         }
+    }
+}
+
+/// `CACHE_KEY_PREFIX`: short, and made of characters that need no quoting
+/// in `redis-cli` and cannot collide with the key's own separators' meaning.
+fn parse_key_prefix(text: &str) -> Result<String, &'static str> {
+    if text.len() > 64 {
+        Err("is too long")
+    } else if !text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+    {
+        Err("contains characters other than letters, digits and . _ - :")
+    } else {
+        Ok(text.to_owned())
     }
 }
 

@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 28] = [
+pub const VARS: [Var; 34] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -177,6 +177,42 @@ pub const VARS: [Var; 28] = [
         None,
         "1s",
         "a request queued longer is answered 503 + Retry-After, not run",
+    ),
+    var(
+        "CACHE_TTL",
+        None,
+        "60s",
+        "lifetime of a cached user in Redis (with REDIS_URL)",
+    ),
+    var(
+        "CACHE_KEY_PREFIX",
+        None,
+        "usersvc",
+        "first part of every Redis key: letters, digits, . _ - :, up to 64",
+    ),
+    var(
+        "OUTBOX_MAX_ATTEMPTS",
+        None,
+        "10",
+        "webhook attempts before an event is parked as failed, 1 to 1000",
+    ),
+    var(
+        "OUTBOX_RETENTION",
+        None,
+        "7d",
+        "delivered events older than this are purged; 1m to 365d (days as 7d)",
+    ),
+    var(
+        "OUTBOX_BACKOFF",
+        None,
+        "1s",
+        "delay before the first retry; doubles per attempt (with jitter), at most 1h",
+    ),
+    var(
+        "WEBHOOK_TIMEOUT",
+        None,
+        "5s",
+        "one webhook attempt, connect included; at most SHUTDOWN_TIMEOUT",
     ),
 ];
 

@@ -36,6 +36,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(2, "000002_events"),
     migration!(3, "000003_idempotency_keys"),
     migration!(4, "000004_events_payload_json"),
+    migration!(5, "000005_outbox_worker"),
 ];
 
 #[cfg(test)]

@@ -36,6 +36,8 @@ pub struct AdminParts {
     pub metrics: Box<dyn Fn() -> Response + Send + Sync>,
     pub config: Value,
     pub workers: Arc<[WorkerSlot]>,
+    /// The background threads' states (the outbox), for `/debug/workers`.
+    pub background: Box<dyn Fn() -> Vec<Value> + Send + Sync>,
     pub log_level: LogLevelControl,
     pub hooks: Arc<dyn Hooks>,
 }
@@ -165,7 +167,11 @@ fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
             }),
         })
         .collect();
-    Ok(Response::json(200, &json!({ "workers": list })))
+    let background = (admin.parts.background)();
+    Ok(Response::json(
+        200,
+        &json!({ "workers": list, "background": background }),
+    ))
 }
 
 fn config(admin: &Admin, _req: &Request<'_>) -> HandlerResult {

@@ -7,6 +7,8 @@
 //! - [`TempCluster`]: a private PostgreSQL server for tests that stop the
 //!   database or need TLS, so they never disturb the shared one.
 //! - [`certs`]: a throwaway CA and server certificate.
+//! - [`redis`]: the shared Redis, key prefixes, private `redis-server`s.
+//! - [`webhook`]: a recording webhook receiver with scripted answers.
 //!
 //! Each test binary uses a different subset, hence `dead_code` is allowed.
 #![allow(dead_code, unused_imports)]
@@ -14,8 +16,10 @@
 pub mod certs;
 pub mod client;
 pub mod cluster;
+pub mod redis;
 pub mod service;
 pub mod test_db;
+pub mod webhook;
 
 use std::time::Duration;
 

@@ -1,0 +1,531 @@
+//! The `outbox` thread: delivers pending events and purges old rows.
+//!
+//! One loop, one connection ([`Store`]):
+//!
+//! 1. every [`PURGE_INTERVAL`] (and at start): retention, in batches of
+//!    [`PURGE_BATCH`] rows — expired idempotency keys, then events delivered
+//!    more than `OUTBOX_RETENTION` ago; pending and parked events never;
+//! 2. with a `WEBHOOK_URL`: claim a batch (see `store`), deliver it in
+//!    order, record each outcome as soon as it is known, and loop at once
+//!    while there is work;
+//! 3. otherwise refresh `outbox_pending` / `outbox_oldest_pending_age_seconds`
+//!    and sleep until the next event is due, a write nudges it
+//!    ([`super::wake`]) or [`POLL_INTERVAL`] passes — two small indexed
+//!    queries per interval when idle.
+//!
+//! Shutdown: [`Outbox::request_stop`] (the runtime calls it when the
+//! listeners stop accepting) ends the claiming; the batch in hand is
+//! finished, except that an attempt that could not end by the shutdown
+//! deadline is not started — those events are released, pending for the
+//! next start or another replica. Step 5 joins the thread.
+//!
+//! A database error drops the connection; the loop reconnects with back-off
+//! (logged at most every 10 s). A claimed event whose outcome could not be
+//! recorded is delivered again after its lease: at least once.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::cloudevent;
+use super::policy::{self, AttemptResult, Outcome};
+use super::store::{Backlog, Event, Store};
+use super::webhook::{HeaderSupplier, Webhook};
+use crate::cache::rate_log::RateLimitedLog;
+use crate::config::Secret;
+use crate::runtime::Background;
+
+/// Idle poll: how late an event written by another replica is seen.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often retention runs.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// Rows per purge statement.
+pub const PURGE_BATCH: i64 = 500;
+/// Purge statements per round at most (the rest waits for the next round).
+pub const PURGE_ROUNDS: u32 = 20;
+/// Events per claim.
+pub const BATCH: i64 = 10;
+
+/// Receives what the worker does (metrics).
+pub trait OutboxObserver: Send + Sync {
+    fn attempt(&self, result: AttemptResult, took: Duration);
+    fn delivered(&self);
+    fn parked(&self);
+    fn backlog(&self, backlog: Backlog);
+}
+
+/// Counts nothing.
+pub struct NoopOutboxObserver;
+
+impl OutboxObserver for NoopOutboxObserver {
+    fn attempt(&self, _: AttemptResult, _: Duration) {}
+    fn delivered(&self) {}
+    fn parked(&self) {}
+    fn backlog(&self, _: Backlog) {}
+}
+
+/// How the worker behaves.
+#[derive(Clone)]
+pub struct OutboxSettings {
+    pub database_url: Secret<String>,
+    pub statement_timeout: Duration,
+    /// `WEBHOOK_URL`; `None`: purge only, events stay pending.
+    pub webhook_url: Option<String>,
+    pub webhook_timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub retention: Duration,
+    /// How long an idempotency key is kept.
+    pub key_ttl: Duration,
+    /// Extra headers per call (the `traceparent` seam).
+    pub headers: Option<HeaderSupplier>,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    /// Set by `request_stop`: claim nothing more; no attempt may run past it.
+    stop: Option<Instant>,
+    nudged: bool,
+}
+
+/// What `/debug/workers` shows.
+#[derive(Debug, Clone)]
+enum Activity {
+    Idle,
+    Connecting,
+    Purging,
+    Delivering { event: String, since: Instant },
+}
+
+struct Shared {
+    control: Mutex<Control>,
+    changed: Condvar,
+    activity: Mutex<Activity>,
+}
+
+impl Shared {
+    fn control(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, a: Activity) {
+        *self.activity.lock().unwrap_or_else(PoisonError::into_inner) = a;
+    }
+
+    fn stop_deadline(&self) -> Option<Instant> {
+        self.control().stop
+    }
+
+    /// Sleeps up to `d`; returns early on a nudge or a stop request.
+    fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut c = self.control();
+        while !c.nudged && c.stop.is_none() {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            c = self
+                .changed
+                .wait_timeout(c, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        c.nudged = false;
+    }
+}
+
+/// The outbox worker.
+pub struct Outbox {
+    shared: Arc<Shared>,
+    delivering: bool,
+    worker: Arc<Mutex<Option<Worker>>>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A cheap handle for `/debug/workers` and the write nudge.
+#[derive(Clone)]
+pub struct OutboxHandle {
+    shared: Arc<Shared>,
+    delivering: bool,
+}
+
+impl OutboxHandle {
+    /// Wakes the worker: something was written.
+    pub fn nudge(&self) {
+        self.shared.control().nudged = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// The thread's state for `/debug/workers`.
+    pub fn status(&self) -> Value {
+        let activity = self
+            .shared
+            .activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut v = json!({ "thread": "outbox", "webhook": self.delivering });
+        match activity {
+            Activity::Idle => v["state"] = json!("idle"),
+            Activity::Connecting => v["state"] = json!("connecting"),
+            Activity::Purging => v["state"] = json!("purging"),
+            Activity::Delivering { event, since } => {
+                v["state"] = json!("delivering");
+                v["event_id"] = json!(event);
+                v["elapsed_ms"] = json!(crate::http::pipeline::millis(since.elapsed()));
+            }
+        }
+        v
+    }
+}
+
+impl Outbox {
+    /// The worker, not yet running ([`Outbox::spawn`] starts it once the
+    /// schema is current).
+    pub fn new(settings: OutboxSettings, observer: Arc<dyn OutboxObserver>) -> Outbox {
+        let shared = Arc::new(Shared {
+            control: Mutex::new(Control::default()),
+            changed: Condvar::new(),
+            activity: Mutex::new(Activity::Idle),
+        });
+        let delivering = settings.webhook_url.is_some();
+        let worker = Worker {
+            webhook: settings
+                .webhook_url
+                .as_deref()
+                .map(|url| Webhook::new(url, settings.webhook_timeout, settings.headers.clone())),
+            settings,
+            observer,
+            shared: Arc::clone(&shared),
+            store: None,
+            errors: RateLimitedLog::new(Duration::from_secs(10)),
+            backlog_at: None,
+        };
+        Outbox {
+            shared,
+            delivering,
+            worker: Arc::new(Mutex::new(Some(worker))),
+            handle: Mutex::new(None),
+        }
+    }
+
+    /// Starts the `outbox` thread; later calls do nothing. A failed spawn
+    /// leaves the worker in place, so the next call tries again.
+    pub fn spawn(&self) -> std::io::Result<()> {
+        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        if handle.is_some() {
+            return Ok(());
+        }
+        let slot = Arc::clone(&self.worker);
+        *handle = Some(
+            thread::Builder::new()
+                .name("outbox".into())
+                .spawn(move || {
+                    let worker = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some(worker) = worker {
+                        worker.run();
+                    }
+                })?,
+        );
+        Ok(())
+    }
+
+    /// A handle for `/debug/workers` and the write nudge.
+    pub fn handle(&self) -> OutboxHandle {
+        OutboxHandle {
+            shared: Arc::clone(&self.shared),
+            delivering: self.delivering,
+        }
+    }
+
+    /// Claim nothing more; start no attempt that could not end by `deadline`.
+    pub fn request_stop(&self, deadline: Instant) {
+        let mut c = self.shared.control();
+        c.stop = Some(c.stop.map_or(deadline, |d| d.min(deadline)));
+        drop(c);
+        self.shared.changed.notify_all();
+    }
+
+    /// [`Outbox::request_stop`], then waits for the thread, at most until
+    /// `deadline`; `false` if it was still running then.
+    pub fn stop_and_wait(&self, deadline: Instant) -> bool {
+        self.request_stop(deadline);
+        let Some(handle) = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return true;
+        };
+        while !handle.is_finished() {
+            if Instant::now() >= deadline {
+                log::warn!(target: "usersvc::outbox", "outbox worker still busy at the shutdown deadline");
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = handle.join();
+        true
+    }
+}
+
+impl Background for Arc<Outbox> {
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    fn request_stop(&self, deadline: Instant) {
+        Outbox::request_stop(self, deadline);
+    }
+
+    fn stop_and_join(self: Box<Self>, deadline: Instant) {
+        self.stop_and_wait(deadline);
+    }
+}
+
+struct Worker {
+    settings: OutboxSettings,
+    webhook: Option<Webhook>,
+    observer: Arc<dyn OutboxObserver>,
+    shared: Arc<Shared>,
+    store: Option<Store>,
+    errors: RateLimitedLog,
+    /// When the backlog gauges were last refreshed.
+    backlog_at: Option<Instant>,
+}
+
+/// The backlog gauges are refreshed at least this often while busy.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Time allowed to open the outbox's connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Worker {
+    fn run(mut self) {
+        log::info!(
+            target: "usersvc::outbox",
+            webhook = self.webhook.is_some();
+            "outbox worker started"
+        );
+        let mut next_purge = Instant::now();
+        let mut reconnect = Duration::from_millis(100);
+        while self.shared.stop_deadline().is_none() {
+            if self.store.is_none() {
+                self.shared.set(Activity::Connecting);
+                match Store::connect(
+                    self.settings.database_url.expose_secret(),
+                    CONNECT_TIMEOUT,
+                    self.settings.statement_timeout,
+                ) {
+                    Ok(store) => {
+                        self.store = Some(store);
+                        reconnect = Duration::from_millis(100);
+                    }
+                    Err(e) => {
+                        self.errors
+                            .warn("usersvc::outbox", "outbox cannot reach the database", &e);
+                        self.shared.set(Activity::Idle);
+                        self.shared.sleep(reconnect);
+                        reconnect = (reconnect * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let Some(mut store) = self.store.take() else {
+                continue;
+            };
+            match self.round(&mut store, &mut next_purge) {
+                Ok(()) => self.store = Some(store),
+                Err(e) => {
+                    self.errors.warn(
+                        "usersvc::outbox",
+                        "outbox database error; reconnecting",
+                        &crate::db::error::describe(&e),
+                    );
+                    self.shared.set(Activity::Idle);
+                    self.shared.sleep(reconnect);
+                }
+            }
+        }
+        self.shared.set(Activity::Idle);
+        log::info!(target: "usersvc::outbox", "outbox worker stopped");
+    }
+
+    /// One pass of the loop (see the module docs).
+    fn round(
+        &mut self,
+        store: &mut Store,
+        next_purge: &mut Instant,
+    ) -> Result<(), postgres::Error> {
+        if Instant::now() >= *next_purge {
+            self.shared.set(Activity::Purging);
+            self.purge(store)?;
+            *next_purge = Instant::now() + PURGE_INTERVAL;
+        }
+        if self.webhook.is_some() {
+            if self.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+                // While busy the loop never idles: keep the gauges current.
+                self.observer.backlog(store.backlog()?);
+                self.backlog_at = Some(Instant::now());
+            }
+            let lease = self.lease();
+            let batch = store.claim(BATCH, lease)?;
+            if !batch.is_empty() {
+                self.deliver_batch(store, batch)?;
+                return Ok(());
+            }
+        }
+        let backlog = store.backlog()?;
+        self.observer.backlog(backlog);
+        self.backlog_at = Some(Instant::now());
+        let mut wait = POLL_INTERVAL;
+        if self.webhook.is_some() && backlog.pending > 0 {
+            if let Some(due) = store.next_due()? {
+                wait = wait.min(due);
+            }
+        }
+        self.shared.set(Activity::Idle);
+        if !wait.is_zero() {
+            self.shared.sleep(wait);
+        }
+        Ok(())
+    }
+
+    /// Long enough for a whole batch of attempts that each time out.
+    fn lease(&self) -> Duration {
+        self.settings.webhook_timeout * BATCH as u32 + Duration::from_secs(10)
+    }
+
+    fn purge(&mut self, store: &mut Store) -> Result<(), postgres::Error> {
+        let (ttl, retention) = (self.settings.key_ttl, self.settings.retention);
+        let mut keys = 0;
+        let mut events = 0;
+        for _ in 0..PURGE_ROUNDS {
+            if self.shared.stop_deadline().is_some() {
+                break;
+            }
+            let k = store.purge_keys(ttl, PURGE_BATCH)?;
+            let e = store.purge_events(retention, PURGE_BATCH)?;
+            keys += k;
+            events += e;
+            if k < PURGE_BATCH as u64 && e < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        if keys + events > 0 {
+            log::info!(
+                target: "usersvc::outbox",
+                idempotency_keys = keys,
+                events = events;
+                "retention purge"
+            );
+        }
+        Ok(())
+    }
+
+    fn deliver_batch(
+        &mut self,
+        store: &mut Store,
+        batch: Vec<Event>,
+    ) -> Result<(), postgres::Error> {
+        let mut events = batch.into_iter();
+        while let Some(event) = events.next() {
+            if let Some(deadline) = self.shared.stop_deadline() {
+                if Instant::now() + self.settings.webhook_timeout > deadline {
+                    // No time for a whole attempt: give this one and the
+                    // rest back, pending for the next start.
+                    for e in std::iter::once(event).chain(events.by_ref()) {
+                        store.release(&e.id)?;
+                    }
+                    break;
+                }
+            }
+            self.deliver(store, &event)?;
+        }
+        self.shared.set(Activity::Idle);
+        Ok(())
+    }
+
+    fn deliver(&mut self, store: &mut Store, event: &Event) -> Result<(), postgres::Error> {
+        let Some(webhook) = &self.webhook else {
+            return Ok(());
+        };
+        let body = match cloudevent::body(&event.id, &event.kind, event.created_at, &event.payload)
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let reason = format!("payload is not JSON: {e}");
+                self.park(store, event, &reason)?;
+                return Ok(());
+            }
+        };
+        self.shared.set(Activity::Delivering {
+            event: event.id.clone(),
+            since: Instant::now(),
+        });
+        let attempt = webhook.post(&event.id, &body);
+        self.observer.attempt(attempt.result, attempt.took);
+        let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+        match attempt.outcome {
+            Outcome::Delivered => {
+                store.mark_delivered(&event.id)?;
+                self.observer.delivered();
+                log::debug!(
+                    target: "usersvc::outbox",
+                    event_id = event.id.as_str(),
+                    attempts = attempts;
+                    "event delivered"
+                );
+            }
+            Outcome::Reject { reason } => self.park(store, event, &reason)?,
+            Outcome::Retry { reason, .. } if attempts >= self.settings.max_attempts => {
+                self.park(
+                    store,
+                    event,
+                    &format!(
+                        "{reason} (attempt {attempts} of {})",
+                        self.settings.max_attempts
+                    ),
+                )?;
+            }
+            Outcome::Retry { after, reason } => {
+                let gap = after.unwrap_or_else(|| {
+                    policy::backoff(self.settings.backoff, attempts, policy::jitter())
+                });
+                store.mark_retry(&event.id, gap, &reason)?;
+                log::debug!(
+                    target: "usersvc::outbox",
+                    event_id = event.id.as_str(),
+                    attempts = attempts,
+                    retry_in_ms = crate::http::pipeline::millis(gap),
+                    reason = reason.as_str();
+                    "delivery failed; will retry"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn park(
+        &mut self,
+        store: &mut Store,
+        event: &Event,
+        reason: &str,
+    ) -> Result<(), postgres::Error> {
+        store.park(&event.id, reason)?;
+        self.observer.parked();
+        log::warn!(
+            target: "usersvc::outbox",
+            event_id = event.id.as_str(),
+            event_type = event.kind.as_str(),
+            attempts = event.attempts.saturating_add(1),
+            reason = reason;
+            "event parked as failed"
+        );
+        Ok(())
+    }
+}
