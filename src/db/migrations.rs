@@ -35,6 +35,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(1, "000001_users"),
     migration!(2, "000002_events"),
     migration!(3, "000003_idempotency_keys"),
+    migration!(4, "000004_events_payload_json"),
 ];
 
 #[cfg(test)]

@@ -263,6 +263,35 @@ impl Pool {
         }
     }
 
+    /// Runs `f`: ONE autocommit statement that writes (a data-modifying CTE
+    /// is one statement, applied all or nothing), in one round trip: no
+    /// BEGIN, no COMMIT. For writes that fit one statement this replaces
+    /// [`Pool::write`]'s four round trips.
+    ///
+    /// A connection error leaves the outcome unknown (the statement may have
+    /// committed just before the answer was lost), so `f` is not simply run
+    /// again: the connection is discarded and `recover` runs once on a
+    /// connection that has just answered a ping. `recover` must find out
+    /// whether the write was applied (e.g. look for the row by a value the
+    /// statement wrote) and apply it if it was not.
+    pub fn write_one<T>(
+        &self,
+        f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
+        recover: impl FnOnce(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        let mut conn = self.acquire()?;
+        match f(&mut conn.db()) {
+            Ok(v) => Ok(v),
+            Err(e) if is_connection_error(&e) => {
+                self.discard(&mut conn, &e);
+                drop(conn);
+                let mut conn = self.acquire_live()?;
+                recover(&mut conn.db()).map_err(|e| self.failed(&mut conn, e))
+            }
+            Err(e) => Err(self.failed(&mut conn, e)),
+        }
+    }
+
     fn discard(&self, conn: &mut PgConnection, e: &postgres::Error) {
         conn.mark_broken();
         log::debug!(

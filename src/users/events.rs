@@ -1,7 +1,11 @@
 //! The outbox event types a user change produces.
 //!
 //! The payload is the user exactly as the API returns it ([`User::to_json_string`]),
-//! so the outbox worker can put it into a CloudEvent's `data` untouched.
+//! so the outbox worker can put it into a CloudEvent's `data` untouched. The
+//! repository renders it inside the writing statement with the SQL function
+//! `user_json` (migration 000004; why: `pg_repository`'s module docs);
+//! [`payload`] is the API's rendition it must equal byte for byte, which
+//! `tests/users_events.rs` checks.
 
 use super::model::User;
 

@@ -1,19 +1,59 @@
 //! [`UserRepository`] on PostgreSQL.
 //!
-//! Each write is one transaction holding the row change and its `events`
-//! row, so an event exists if and only if the change committed. Duplicate
-//! e-mails are detected by the unique index (`23505` on
-//! `users_email_lower_key`), never by a check-then-insert that could race.
-//! All SQL is `&'static str` so [`crate::db::Db`] prepares it once per
-//! connection.
+//! # One round trip per write
+//!
+//! Every write and its outbox event are ONE statement, a data-modifying CTE
+//! (`WITH u AS (INSERT … RETURNING …), e AS (INSERT INTO events …) SELECT …
+//! FROM u`), run in autocommit through [`crate::db::Pool::write_one`]: one
+//! Bind/Execute/Sync exchange on a prepared statement instead of BEGIN,
+//! INSERT, INSERT, COMMIT. A statement is atomic, so the event still exists
+//! if and only if the change committed. Duplicate e-mails are detected by the
+//! unique index (`23505` on `users_email_lower_key`), never by a
+//! check-then-insert that could race. All SQL is `&'static str` so
+//! [`crate::db::Db`] prepares it once per connection.
+//!
+//! # The event payload: the API's bytes, rendered in the same statement
+//!
+//! The payload must be the user exactly as the API shows it (the outbox
+//! embeds `payload::text` verbatim). In one statement it has to be produced
+//! by the database: the API encoder ([`User::to_json_string`]) can only run
+//! once the row is back, and pre-computing it in Rust works only for a
+//! create (id excepted) — an update's unchanged fields and `created_at`, and a
+//! delete's whole row, are known only to the statement. So the payload is
+//! rendered by the SQL function `user_json` (migration 000004: string-built,
+//! `to_json` for the two strings, `to_char` for the timestamps), stored in a
+//! `json` column (text-preserving; `jsonb` would reorder the keys), and
+//! `tests/users_events.rs` pins it to the API encoder byte for byte over a
+//! table of awkward values (quotes, backslashes, non-ASCII, emoji, µs edges).
+//! The alternative — a second round trip, or storing each user's rendering —
+//! costs more than the one pinned rendition.
+//!
+//! # Timestamps chosen before the statement
+//!
+//! `created_at` / `updated_at` are the service's clock, passed as a
+//! parameter, not the database's `now()`. That is what makes a lost answer
+//! recoverable: when the connection dies mid-statement the outcome is
+//! unknown, and the recovery (on a live connection) looks for the row
+//! carrying exactly that timestamp. Found: the write committed, answer it.
+//! Not found: nothing was applied, run it again. A delete that finds the row
+//! gone answers "no such user" (404), the state the client asked for.
+//!
+//! # Idempotency keys
+//!
+//! A create with a new key is one statement too (the key row, with the
+//! stored 201 body rendered by `user_json`, is a third CTE member). Any
+//! unique violation — the key exists (replay, mismatch, expired key, or a
+//! concurrent twin), or the e-mail is taken (which may be this key's own
+//! earlier create) — and an unknown outcome fall back to the transaction that
+//! claims the key first and reads what it holds: only replays and conflicts
+//! pay for the extra round trips.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
 use postgres::{GenericClient, Row};
 
 use super::error::UserError;
-use super::events::{payload, EventType};
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY_TTL};
 use super::model::{NewUser, User, UserChanges};
 use super::repository::{Respond, UserRepository};
@@ -21,17 +61,42 @@ use crate::db::{Db, DbError, Pool};
 
 // Every statement returning users selects `id, name, email, created_at,
 // updated_at` in this order: `checked_user` reads them by position.
-const INSERT_USER: &str =
-    "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id, name, email, created_at, updated_at";
+const CREATE_USER: &str = "WITH u AS (\
+     INSERT INTO users (name, email, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+     RETURNING id, name, email, created_at, updated_at), \
+     e AS (INSERT INTO events (type, payload) \
+     SELECT 'user.created', user_json(id, name, email, created_at, updated_at)::json FROM u) \
+     SELECT id, name, email, created_at, updated_at FROM u";
+/// [`CREATE_USER`] plus the idempotency key and its stored response; the
+/// sixth column is that response's body.
+const CREATE_USER_KEYED: &str = "WITH u AS (\
+     INSERT INTO users (name, email, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+     RETURNING id, name, email, created_at, updated_at, \
+     user_json(id, name, email, created_at, updated_at) AS doc), \
+     e AS (INSERT INTO events (type, payload) SELECT 'user.created', doc::json FROM u), \
+     k AS (INSERT INTO idempotency_keys \
+     (key, fingerprint, response_status, response_body, resource_id) \
+     SELECT $4::text, $5::text, 201, doc, id FROM u) \
+     SELECT id, name, email, created_at, updated_at, doc FROM u";
+const FIND_CREATED: &str = "SELECT id, name, email, created_at, updated_at FROM users \
+     WHERE lower(email) = lower($1) AND created_at = $2";
 const FIND_USER: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id = $1";
+const FIND_UPDATED: &str = "SELECT id, name, email, created_at, updated_at FROM users \
+     WHERE id = $1 AND updated_at = $2";
 const LIST_USERS: &str = "SELECT id, name, email, created_at, updated_at FROM users \
      WHERE id > $1 ORDER BY id LIMIT $2";
-const UPDATE_USER: &str = "UPDATE users SET name = COALESCE($2, name), \
-     email = COALESCE($3, email), updated_at = now() WHERE id = $1 \
-     RETURNING id, name, email, created_at, updated_at";
-const DELETE_USER: &str =
-    "DELETE FROM users WHERE id = $1 RETURNING id, name, email, created_at, updated_at";
-const INSERT_EVENT: &str = "INSERT INTO events (type, payload) VALUES ($1, $2::text::jsonb)";
+const UPDATE_USER: &str = "WITH u AS (\
+     UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
+     updated_at = $4 WHERE id = $1 \
+     RETURNING id, name, email, created_at, updated_at), \
+     e AS (INSERT INTO events (type, payload) \
+     SELECT 'user.updated', user_json(id, name, email, created_at, updated_at)::json FROM u) \
+     SELECT id, name, email, created_at, updated_at FROM u";
+const DELETE_USER: &str = "WITH u AS (\
+     DELETE FROM users WHERE id = $1 RETURNING id, name, email, created_at, updated_at), \
+     e AS (INSERT INTO events (type, payload) \
+     SELECT 'user.deleted', user_json(id, name, email, created_at, updated_at)::json FROM u) \
+     SELECT id, name, email, created_at, updated_at FROM u";
 
 const EXPIRE_KEY: &str = "DELETE FROM idempotency_keys WHERE key = $1 \
      AND created_at < now() - $2::bigint * interval '1 second'";
@@ -70,12 +135,120 @@ enum Claim {
 
 impl UserRepository for PgUserRepository {
     fn insert(&self, user: &NewUser) -> Result<User, UserError> {
+        let now = SystemTime::now();
+        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&user.name, &user.email, &now];
         self.pool
-            .write(|db| insert_with_event(db, user))
+            .write_one(
+                |db| {
+                    db.query_one(CREATE_USER, &params)
+                        .and_then(|r| checked_user(&r))
+                },
+                |db| match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
+                    Some(row) => checked_user(&row),
+                    None => db
+                        .query_one(CREATE_USER, &params)
+                        .and_then(|r| checked_user(&r)),
+                },
+            )
             .map_err(map_write_error)
     }
 
     fn insert_idempotent(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        user: &NewUser,
+        respond: Respond<'_>,
+    ) -> Result<IdempotentResponse, UserError> {
+        // The common case, a key never seen: one statement.
+        let now = SystemTime::now();
+        let fast = self.pool.write_one(
+            |db| {
+                let row = db.query_one(
+                    CREATE_USER_KEYED,
+                    &[&user.name, &user.email, &now, &key.as_str(), &fingerprint],
+                )?;
+                let created = checked_user(&row)?;
+                Ok(Some(StoredResponse {
+                    status: 201,
+                    body: row.try_get(5)?,
+                    resource_id: Some(created.id),
+                }))
+            },
+            // Outcome unknown: the transaction below replays if it committed.
+            |_| Ok(None),
+        );
+        match fast {
+            Ok(Some(response)) => {
+                return Ok(IdempotentResponse {
+                    response,
+                    replayed: false,
+                })
+            }
+            Ok(None) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(map_write_error(e)),
+        }
+        self.insert_idempotent_slow(key, fingerprint, user, respond)
+    }
+
+    fn find(&self, id: i64) -> Result<Option<User>, UserError> {
+        self.pool
+            .read(|db| db.query_opt(FIND_USER, &[&id]))
+            .map_err(UserError::from)?
+            .map(|r| user_from_row(&r))
+            .transpose()
+    }
+
+    fn list(&self, after: Option<i64>, limit: u32) -> Result<Vec<User>, UserError> {
+        let after = after.unwrap_or(0);
+        let limit = i64::from(limit);
+        self.pool
+            .read(|db| db.query(LIST_USERS, &[&after, &limit]))
+            .map_err(UserError::from)?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
+        let now = SystemTime::now();
+        let (name, email) = (changes.name.as_deref(), changes.email.as_deref());
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&id, &name, &email, &now];
+        self.pool
+            .write_one(
+                |db| optional_user(db.query_opt(UPDATE_USER, &params)?),
+                |db| match db.query_opt(FIND_UPDATED, &[&id, &now])? {
+                    Some(row) => checked_user(&row).map(Some),
+                    None => optional_user(db.query_opt(UPDATE_USER, &params)?),
+                },
+            )
+            .map_err(map_write_error)
+    }
+
+    fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
+        // Recovery runs the delete again: if the first one committed the row
+        // is gone and the answer is "no such user", the state asked for.
+        self.pool
+            .write_one(
+                |db| optional_user(db.query_opt(DELETE_USER, &[&id])?),
+                |db| optional_user(db.query_opt(DELETE_USER, &[&id])?),
+            )
+            .map_err(map_write_error)
+    }
+
+    fn purge_idempotency_keys(&self, ttl: Duration, batch: i64) -> Result<u64, UserError> {
+        let ttl = ttl_secs(ttl);
+        self.pool
+            .write(|db| db.execute(PURGE_KEYS, &[&ttl, &batch]))
+            .map_err(UserError::from)
+    }
+}
+
+impl PgUserRepository {
+    /// The key is taken (or may be): claim it in a transaction, then create
+    /// and store, or read what the key holds.
+    fn insert_idempotent_slow(
         &self,
         key: &IdempotencyKey,
         fingerprint: &str,
@@ -137,81 +310,20 @@ impl UserRepository for PgUserRepository {
             )),
         }
     }
-
-    fn find(&self, id: i64) -> Result<Option<User>, UserError> {
-        self.pool
-            .read(|db| db.query_opt(FIND_USER, &[&id]))
-            .map_err(UserError::from)?
-            .map(|r| user_from_row(&r))
-            .transpose()
-    }
-
-    fn list(&self, after: Option<i64>, limit: u32) -> Result<Vec<User>, UserError> {
-        let after = after.unwrap_or(0);
-        let limit = i64::from(limit);
-        self.pool
-            .read(|db| db.query(LIST_USERS, &[&after, &limit]))
-            .map_err(UserError::from)?
-            .iter()
-            .map(user_from_row)
-            .collect()
-    }
-
-    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
-        self.pool
-            .write(|db| {
-                let Some(row) = db.query_opt(
-                    UPDATE_USER,
-                    &[&id, &changes.name.as_deref(), &changes.email.as_deref()],
-                )?
-                else {
-                    return Ok(None);
-                };
-                let user = checked_user(&row)?;
-                record_event(db, EventType::Updated, &user)?;
-                Ok(Some(user))
-            })
-            .map_err(map_write_error)
-    }
-
-    fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
-        self.pool
-            .write(|db| {
-                let Some(row) = db.query_opt(DELETE_USER, &[&id])? else {
-                    return Ok(None);
-                };
-                let user = checked_user(&row)?;
-                record_event(db, EventType::Deleted, &user)?;
-                Ok(Some(user))
-            })
-            .map_err(map_write_error)
-    }
-
-    fn purge_idempotency_keys(&self, ttl: Duration, batch: i64) -> Result<u64, UserError> {
-        let ttl = ttl_secs(ttl);
-        self.pool
-            .write(|db| db.execute(PURGE_KEYS, &[&ttl, &batch]))
-            .map_err(UserError::from)
-    }
 }
 
+/// The create statement inside the idempotency transaction.
 fn insert_with_event<C: GenericClient>(
     db: &mut Db<'_, C>,
     user: &NewUser,
 ) -> Result<User, postgres::Error> {
-    let row = db.query_one(INSERT_USER, &[&user.name, &user.email])?;
-    let created = checked_user(&row)?;
-    record_event(db, EventType::Created, &created)?;
-    Ok(created)
+    let now = SystemTime::now();
+    let row = db.query_one(CREATE_USER, &[&user.name, &user.email, &now])?;
+    checked_user(&row)
 }
 
-fn record_event<C: GenericClient>(
-    db: &mut Db<'_, C>,
-    kind: EventType,
-    user: &User,
-) -> Result<(), postgres::Error> {
-    db.execute(INSERT_EVENT, &[&kind.as_str(), &payload(user)])
-        .map(|_| ())
+fn optional_user(row: Option<Row>) -> Result<Option<User>, postgres::Error> {
+    row.as_ref().map(checked_user).transpose()
 }
 
 /// Reads a user row; decoding errors surface as driver errors.
