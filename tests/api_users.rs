@@ -317,6 +317,43 @@ fn bad_json_or_non_object_is_400() {
     assert_eq!(api.users_in_table(), 0);
 }
 
+/// A member given twice is refused (400) instead of "last one wins", on
+/// create and patch, however the name is spelt; nothing is written.
+#[test]
+fn duplicate_members_are_400() {
+    let api = Api::start(&[]);
+    let id = api.create("Ada", "ada@example.com")["id"]
+        .as_i64()
+        .expect("id");
+    for (body, member) in [
+        (r#"{"name":"A","email":"bad","email":"ok@x.io"}"#, "email"),
+        (r#"{"name":"A","n\u0061me":"B","email":"b@x.io"}"#, "name"),
+        (r#"{"name":"A","email":"c@x.io","x":1,"x":2}"#, "x"),
+    ] {
+        let v = assert_problem(&api.post(body), 400);
+        let detail = v["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains(&format!("member \"{member}\" more than once")),
+            "{body}: {detail}"
+        );
+        let v = assert_problem(&api.patch(id, body), 400);
+        assert!(v["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("more than once"));
+    }
+    // More members than any user body needs: 400 too.
+    let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\":0")).collect();
+    let v = assert_problem(&api.post(&format!("{{{}}}", many.join(","))), 400);
+    assert!(v["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("more than 32 members"));
+    assert_eq!(api.users_in_table(), 1);
+    let now = api.get(&format!("{USERS}/{id}")).json();
+    assert_user(&now, "Ada", "ada@example.com");
+}
+
 /// Anything but `application/json` (or no `Content-Type`) is 415, with an
 /// `Accept` hint, on POST and PATCH alike.
 #[test]

@@ -6,7 +6,7 @@
 //!
 //! | outcome | status |
 //! |---|---|
-//! | body is not JSON / path id not a positive integer / bad query | 400 |
+//! | body is not a JSON object (or repeats a member, or has more than 32) / path id not a positive integer / bad query | 400 |
 //! | no such user | 404 |
 //! | duplicate e-mail | 409 |
 //! | wrong `Content-Type` | 415 |
@@ -16,8 +16,7 @@
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::http::dispatch::Handler;
 use crate::http::method::Method;
@@ -26,6 +25,7 @@ use crate::http::problem::Problem;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::http::router::{RouteError, Router};
+use crate::users::body::{self, Member};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
 use crate::users::validate::{self, parse_id};
 use crate::users::{CreateUser, FieldError, ListParams, PatchUser, UserError, UserService};
@@ -60,7 +60,12 @@ pub fn routes(
 }
 
 pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
-    let (input, type_errors) = json_body::<CreateUser>(req, Unknown::Ignore)?;
+    let Fields {
+        name,
+        email,
+        type_errors,
+    } = json_body(req, Unknown::Ignore)?;
+    let input = CreateUser { name, email };
     if !type_errors.is_empty() {
         let rule_errors = validate::new_user(&input).err().unwrap_or_default();
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
@@ -110,7 +115,12 @@ pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
 
 pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
     let id = path_id(req)?;
-    let (input, type_errors) = json_body::<PatchUser>(req, Unknown::Reject)?;
+    let Fields {
+        name,
+        email,
+        type_errors,
+    } = json_body(req, Unknown::Reject)?;
+    let input = PatchUser { name, email };
     if !type_errors.is_empty() {
         let rule_errors = validate::changes(&input).err().unwrap_or_default();
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
@@ -140,18 +150,22 @@ enum Unknown {
     Reject,
 }
 
-/// Parses a JSON object body: 415 unless `Content-Type` is JSON, 400 unless
-/// the body is a JSON object.
+/// The fields of a create/patch body, and the field errors of its shape.
+struct Fields {
+    name: Option<String>,
+    email: Option<String>,
+    type_errors: Vec<FieldError>,
+}
+
+/// Reads a JSON object body in one pass ([`body::decode`]): 415 unless
+/// `Content-Type` is JSON, 400 unless the body is a JSON object without
+/// duplicate members.
 ///
 /// Members of the wrong JSON type (e.g. a number for `name`, or `null`) and,
-/// with [`Unknown::Reject`], members that are no field are left out of the
-/// returned value and reported as field errors, so the caller can list them
-/// together with the other fields' rule errors in one 422. `T` must accept
-/// any subset of its fields (all optional), as the request shapes do.
-fn json_body<T: DeserializeOwned>(
-    req: &Request<'_>,
-    unknown: Unknown,
-) -> Result<(T, Vec<FieldError>), Problem> {
+/// with [`Unknown::Reject`], members that are no field are left out and
+/// reported as field errors, so the caller can list them together with the
+/// other fields' rule errors in one 422.
+fn json_body(req: &Request<'_>, unknown: Unknown) -> Result<Fields, Problem> {
     let is_json = req.header("Content-Type").is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")
@@ -160,43 +174,34 @@ fn json_body<T: DeserializeOwned>(
         return Err(Problem::new(415, "the body must be application/json")
             .with_header("Accept", "application/json"));
     }
-    let value: Value = serde_json::from_slice(req.body)
-        .map_err(|e| Problem::new(400, format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(mut members) = value else {
-        return Err(Problem::new(400, "the body must be a JSON object"));
-    };
+    let decoded = body::decode(req.body).map_err(|e| Problem::new(400, e.to_string()))?;
     let mut type_errors = Vec::new();
-    let names: Vec<String> = members.keys().cloned().collect();
-    for name in names {
-        let Some(member) = members.get(&name) else {
-            continue;
-        };
-        let known = FIELD_ORDER.contains(&name.as_str());
-        let wrong_type = if !known && unknown == Unknown::Reject {
-            Some(format!(
-                "is not a field; expected {}",
-                FIELD_ORDER.join(" or ")
-            ))
-        } else if member.is_null() && known {
-            // `null` is no string: not "absent" (which would let a PATCH
-            // silently skip the member) and not "required" either.
-            Some("must be a string, not null".to_owned())
-        } else {
-            let alone = Value::Object(Map::from_iter([(name.clone(), member.clone())]));
-            serde_json::from_value::<T>(alone)
-                .err()
-                .map(|e| e.to_string())
-        };
-        if let Some(message) = wrong_type {
-            members.remove(&name);
-            type_errors.push(FieldError::new(&name, message));
+    let mut field = |name: &str, member: Member| match member {
+        Member::Absent => None,
+        Member::Text(s) => Some(s),
+        Member::Other(kind) => {
+            type_errors.push(FieldError::new(
+                name,
+                format!("must be a string, not {kind}"),
+            ));
+            None
+        }
+    };
+    let name = field("name", decoded.name);
+    let email = field("email", decoded.email);
+    if unknown == Unknown::Reject {
+        for member in decoded.unknown {
+            type_errors.push(FieldError::new(
+                &member,
+                format!("is not a field; expected {}", FIELD_ORDER.join(" or ")),
+            ));
         }
     }
-    let input = serde_json::from_value(Value::Object(members)).map_err(|e| {
-        // Unreachable for the request shapes (every field optional).
-        Problem::new(422, format!("invalid body: {e}")).with_type(TYPE_VALIDATION, "Invalid fields")
-    })?;
-    Ok((input, type_errors))
+    Ok(Fields {
+        name,
+        email,
+        type_errors,
+    })
 }
 
 /// The request fields in the order errors are listed.

@@ -4,6 +4,7 @@
 //! apart from I/O ([`PgUserRepository`]) so it is unit-tested without a
 //! database. [`UserService`] is what HTTP handlers call.
 
+pub mod body;
 pub mod cursor;
 pub mod error;
 pub mod events;
