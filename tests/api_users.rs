@@ -286,6 +286,54 @@ fn duplicate_email_is_409_case_insensitive() {
     assert_eq!(api.count("SELECT count(*) FROM events"), 1);
 }
 
+/// Issue 13's refusals, on create and patch: names of invisible characters
+/// only, bidi overrides, line separators (422, nothing written); one
+/// mailbox however its domain is spelt (IDNA), stored in its Unicode form.
+#[test]
+fn hostile_names_are_422_and_idna_spellings_are_one_mailbox() {
+    let api = Api::start(&[]);
+    let created = api.create("Ada", "u@bücher.de");
+    let id = created["id"].as_i64().expect("id");
+    for name in [
+        "\u{200b}",
+        "\u{200b}\u{200b}\u{2060}",
+        "\u{202e}gnp.exe",
+        "Ada\u{2066}x\u{2069}",
+        "line\u{2028}separator",
+        "\u{3164}",
+    ] {
+        let v = assert_problem(
+            &api.post(&json!({"name": name, "email": "new@example.com"}).to_string()),
+            422,
+        );
+        assert_eq!(field_errors(&v), ["name"], "{name:?}: {v}");
+        let v = assert_problem(&api.patch(id, &json!({ "name": name }).to_string()), 422);
+        assert_eq!(field_errors(&v), ["name"], "{name:?}: {v}");
+    }
+    // NFC and space mapping: what is stored is the normalised name.
+    let r = api.patch(
+        id,
+        &json!({"name": "\u{a0}Jose\u{301}\u{3000}\u{3000}K "}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["name"], "José K");
+
+    assert_eq!(created["email"], "u@bücher.de");
+    for spelling in ["u@xn--bcher-kva.de", "U@BÜCHER.DE", "u@bu\u{308}cher.de"] {
+        let r = api.post(&json!({"name": "Twin", "email": spelling}).to_string());
+        assert_problem(&r, 409);
+    }
+    let other = api.create("Bob", "bob@xn--mnchen-3ya.de");
+    assert_eq!(other["email"], "bob@münchen.de");
+    let bob = other["id"].as_i64().expect("id");
+    assert_problem(&api.patch(bob, r#"{"email":"u@xn--bcher-kva.de"}"#), 409);
+    // Its own address in another spelling is no conflict.
+    let r = api.patch(id, r#"{"email":"u@XN--BCHER-KVA.de"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["email"], "u@bücher.de");
+    assert_eq!(api.users_in_table(), 2);
+}
+
 /// A body that is not JSON, or JSON but not an object: 400.
 #[test]
 fn bad_json_or_non_object_is_400() {

@@ -1,16 +1,55 @@
 //! Input rules for users: pure functions, no I/O, all errors at once.
 //!
 //! Every invalid field is reported in one answer (`[{field, message}]`, 422)
-//! so a client fixes a form in one round. Names are trimmed and limited to
-//! 1–200 characters without control characters (PostgreSQL rejects NUL, and
-//! newlines in a display name are a bug). E-mails are trimmed and lower-cased
-//! (the whole address: case-insensitive uniqueness is the product rule), then
-//! checked for shape: one `@`, a local part of 1–64 bytes of RFC 5322 atext
-//! or Unicode letters/digits with single inner dots, a domain of at least two
-//! dot-separated labels (1–63 bytes, letters/digits/hyphens, no hyphen at an
-//! end, TLD not numeric), 254 bytes in total. Deliverability is not checked.
+//! so a client fixes a form in one round. The same rules apply to create and
+//! patch; what is stored is the normalised value, so equal inputs are equal
+//! rows.
+//!
+//! # Names: a documented subset of PRECIS (RFC 8264/8266)
+//!
+//! The display-name rules follow the PRECIS Nickname profile (RFC 8266),
+//! with NFC where it says NFKC:
+//!
+//! 1. Non-ASCII spaces (general category Zs, e.g. U+00A0, U+3000) become
+//!    U+0020; leading and trailing spaces are removed and runs of spaces
+//!    collapse to one (8266 §2.2 rules 1, 3).
+//! 2. NFC normalisation (canonical equivalence: `é` typed as `e` + U+0301 is
+//!    stored as U+00E9). Not NFKC, which would rewrite what people typed
+//!    (`ﬁ` → `fi`, `①` → `1`, full-width forms) for no gain in a display name.
+//! 3. Refused anywhere (422): controls (Cc: NUL, tab, newline, DEL, C1);
+//!    format characters (Cf) — which include the invisible U+200B ZERO WIDTH
+//!    SPACE, U+2060 WORD JOINER, U+FEFF, U+00AD SOFT HYPHEN, the bidi marks
+//!    (U+200E, U+200F, U+061C), embeddings and overrides (U+202A–U+202E) and
+//!    isolates (U+2066–U+2069), and tag characters — except U+200C ZWNJ and
+//!    U+200D ZWJ between two visible characters (Persian and Indic names,
+//!    emoji sequences: a simplified PRECIS CONTEXTJ); line and paragraph
+//!    separators (U+2028, U+2029); private-use and unassigned code points
+//!    (Co, Cn, including noncharacters); the Hangul fillers U+115F, U+1160,
+//!    U+3164, U+FFA0 and U+034F COMBINING GRAPHEME JOINER, which render as
+//!    nothing although they are not Cf.
+//! 4. A combining mark may not come first, and the name must contain at least
+//!    one letter, digit, punctuation mark or symbol: no name made only of
+//!    spaces, joiners or marks.
+//! 5. 1–200 characters after the steps above.
+//!
+//! # E-mail addresses
+//!
+//! Trimmed; the local part is lower-cased (case-insensitive uniqueness is the
+//! product rule) and NFC-normalised, 1–64 bytes of RFC 5322 atext or Unicode
+//! letters/digits with single inner dots. The domain goes through IDNA
+//! (UTS 46 ToASCII, nontransitional, STD3 rules, hyphens not first or last,
+//! DNS lengths verified), which maps case and width and validates every
+//! label, then back to Unicode (ToUnicode): **the stored form is the
+//! canonical Unicode one**, so `u@bücher.de`, `u@BÜCHER.de` and
+//! `u@xn--bcher-kva.de` are one mailbox, stored and shown as `u@bücher.de`
+//! (the form people type and read; the local part may be Unicode anyway).
+//! At least two labels, the last not numeric; 254 bytes in total.
+//! Deliverability is not checked.
 
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use serde::Serialize;
+use unicode_normalization::{is_nfc, UnicodeNormalization};
+use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
 
 use super::model::{CreateUser, NewUser, PatchUser, UserChanges};
 
@@ -100,36 +139,133 @@ fn optional(
     }
 }
 
-/// A trimmed name, or why not.
+/// A normalised name, or why not (rules: the module docs).
 pub fn name(raw: &str) -> Result<String, String> {
-    let name = raw.trim();
+    // Rule 1: spaces mapped, trimmed, collapsed; rule 2: NFC.
+    let mut spaced = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = if c != ' ' && c.general_category() == GeneralCategory::SpaceSeparator {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (spaced.is_empty() || spaced.ends_with(' ')) {
+            continue;
+        }
+        spaced.push(c);
+    }
+    if spaced.ends_with(' ') {
+        spaced.pop();
+    }
+    let name: String = if is_nfc(&spaced) {
+        spaced
+    } else {
+        spaced.nfc().collect()
+    };
     if name.is_empty() {
         return Err("must not be empty".into());
     }
     if name.chars().count() > NAME_MAX_CHARS {
         return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(name.to_owned())
+    check_name_chars(&name)?;
+    Ok(name)
 }
 
-/// A normalised e-mail address, or why not.
+/// Rules 3 and 4 on a mapped, NFC name.
+fn check_name_chars(name: &str) -> Result<(), String> {
+    let shows = |d: Option<char>| d.is_some_and(|d| d != ' ' && d != ZWNJ && d != ZWJ);
+    let mut prev: Option<char> = None;
+    let mut chars = name.chars().peekable();
+    let mut visible = false;
+    while let Some(c) = chars.next() {
+        let at = u32::from(c);
+        match c.general_category() {
+            GeneralCategory::Control => {
+                return Err("must not contain control characters (such as a newline or tab)".into())
+            }
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+                return Err("must not contain line or paragraph separators".into())
+            }
+            GeneralCategory::Format
+                if (c == ZWNJ || c == ZWJ) && (!shows(prev) || !shows(chars.peek().copied())) =>
+            {
+                return Err(format!(
+                    "may contain U+{at:04X} only between two visible characters"
+                ));
+            }
+            GeneralCategory::Format if c == ZWNJ || c == ZWJ => {}
+            GeneralCategory::Format => {
+                return Err(format!(
+                "must not contain invisible formatting or text-direction characters (U+{at:04X})"
+            ))
+            }
+            GeneralCategory::PrivateUse
+            | GeneralCategory::Unassigned
+            | GeneralCategory::Surrogate => {
+                return Err(format!(
+                    "must not contain private-use or unassigned code points (U+{at:04X})"
+                ))
+            }
+            _ if INVISIBLE_LETTERS.contains(&c) => {
+                return Err(format!(
+                    "must not contain characters that render as nothing (U+{at:04X})"
+                ))
+            }
+            _ => {}
+        }
+        match c.general_category_group() {
+            GeneralCategoryGroup::Mark if prev.is_none() => {
+                return Err("must not start with a combining mark".into())
+            }
+            GeneralCategoryGroup::Letter
+            | GeneralCategoryGroup::Number
+            | GeneralCategoryGroup::Punctuation
+            | GeneralCategoryGroup::Symbol => visible = true,
+            _ => {}
+        }
+        prev = Some(c);
+    }
+    if !visible {
+        return Err("must contain at least one visible character".into());
+    }
+    Ok(())
+}
+
+const ZWNJ: char = '\u{200C}';
+const ZWJ: char = '\u{200D}';
+
+/// Default-ignorable code points that are not Cf (so the category check does
+/// not catch them) and render as nothing: Hangul fillers and the CGJ.
+const INVISIBLE_LETTERS: [char; 5] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{034F}'];
+
+/// A normalised e-mail address, or why not (rules: the module docs).
 pub fn email(raw: &str) -> Result<String, String> {
-    let email = raw.trim().to_lowercase();
+    let email = raw.trim();
     if email.is_empty() {
         return Err("must not be empty".into());
     }
-    if email.len() > EMAIL_MAX_BYTES {
+    // Bounded before any work that grows with it (IDNA mapping may grow or
+    // shrink it; the final form is checked again below).
+    if email.len() > 4 * EMAIL_MAX_BYTES {
         return Err(format!("must be at most {EMAIL_MAX_BYTES} bytes"));
     }
     let mut parts = email.split('@');
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err("must contain exactly one @".into());
     };
-    check_local(local)?;
-    check_domain(domain)?;
+    let lower = local.to_lowercase();
+    let local: String = if is_nfc(&lower) {
+        lower
+    } else {
+        lower.nfc().collect()
+    };
+    check_local(&local)?;
+    let domain = canonical_domain(domain)?;
+    let email = format!("{local}@{domain}");
+    if email.len() > EMAIL_MAX_BYTES {
+        return Err(format!("must be at most {EMAIL_MAX_BYTES} bytes"));
+    }
     Ok(email)
 }
 
@@ -159,31 +295,45 @@ fn check_local(local: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_domain(domain: &str) -> Result<(), String> {
-    let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2 {
+/// The domain through IDNA: validated, mapped, and returned in canonical
+/// Unicode form.
+fn canonical_domain(domain: &str) -> Result<String, String> {
+    if domain.is_empty() {
+        return Err("must have a domain after the @".into());
+    }
+    let uts46 = Uts46::new();
+    let ascii = uts46
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+            DnsLength::Verify,
+        )
+        .map_err(|_| {
+            "the domain must be a valid domain name: dot-separated labels of letters, digits \
+             and inner hyphens, each at most 63 bytes in its ASCII form"
+                .to_owned()
+        })?;
+    if !ascii.contains('.') {
         return Err("the domain must contain a dot".into());
     }
-    for label in &labels {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.chars().all(|c| c.is_alphanumeric() || c == '-');
-        if !ok {
-            return Err(
-                "the domain must be dot-separated labels of letters, digits and inner hyphens"
-                    .into(),
-            );
-        }
-    }
-    if labels
-        .last()
-        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    if ascii
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
     {
         return Err("the domain must not end in a numeric label".into());
     }
-    Ok(())
+    let (unicode, result) = uts46.to_unicode(
+        ascii.as_bytes(),
+        AsciiDenyList::STD3,
+        Hyphens::CheckFirstLast,
+    );
+    match result {
+        Ok(()) => Ok(unicode.into_owned()),
+        // ToASCII succeeded, so its output decodes; an error all the same.
+        Err(_) => Err("the domain must be a valid domain name".into()),
+    }
 }
 
 /// Parses a path id: a positive decimal integer without sign or spaces.
@@ -223,6 +373,126 @@ mod tests {
             Ok("ada.lovelace+x@example.com")
         );
         assert_eq!(email("josé@bücher.de").as_deref(), Ok("josé@bücher.de"));
+    }
+
+    /// One mailbox, one stored form: IDNA (UTS 46) maps every spelling of a
+    /// domain to its canonical Unicode form; the local part is lower-cased
+    /// and NFC.
+    #[test]
+    fn idna_spellings_of_a_domain_are_one_mailbox() {
+        let table = [
+            ("u@bücher.de", "u@bücher.de"),
+            ("u@xn--bcher-kva.de", "u@bücher.de"),
+            ("u@XN--BCHER-KVA.DE", "u@bücher.de"),
+            ("u@BÜCHER.de", "u@bücher.de"),
+            ("u@bu\u{308}cher.de", "u@bücher.de"), // decomposed ü
+            ("u@ｂücher．de", "u@bücher.de"),      // full-width letters and dot
+            ("U@Example.COM", "u@example.com"),
+            ("Jose\u{301}@example.com", "josé@example.com"), // local part NFC
+            ("u@faß.de", "u@faß.de"),                        // nontransitional: ß kept
+            ("u@xn--mnchen-3ya.de", "u@münchen.de"),
+            ("u@例え.jp", "u@例え.jp"),
+            ("u@xn--r8jz45g.jp", "u@例え.jp"),
+            // UTS 46 maps ignorables (U+200B, soft hyphen) to nothing.
+            ("u@\u{200b}exam\u{ad}ple.com", "u@example.com"),
+        ];
+        for (raw, want) in table {
+            assert_eq!(email(raw).as_deref(), Ok(want), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_idna_domains_are_refused() {
+        for bad in [
+            "u@xn--zz.de",           // not valid Punycode
+            "u@xn--a.de",            // decodes to nothing valid
+            "u@b\u{fc}cher_x.de",    // underscore (STD3)
+            "u@bücher.de.",          // trailing root dot
+            "u@exa\u{202e}mple.com", // bidi override in a label
+            "u@-bücher.de",
+            "u@bücher-.de",
+            "u@localhost",
+            "u@1.2",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?} accepted: {:?}", email(bad));
+        }
+        let long_label = format!("u@{}.de", "ü".repeat(60));
+        assert!(
+            email(&long_label).is_err(),
+            "label over 63 bytes in ASCII form"
+        );
+    }
+
+    /// The name rules (module docs), as a table: input → stored form or refusal.
+    #[test]
+    fn names_follow_the_precis_subset() {
+        let accepted = [
+            ("  Ada  ", "Ada"),
+            ("Ada\u{a0}\u{a0}King", "Ada King"), // NBSP mapped, run collapsed
+            ("\u{3000}李小龍\u{3000}", "李小龍"), // ideographic spaces trimmed
+            ("Jose\u{301}", "José"),             // NFC
+            ("ﬁ ①", "ﬁ ①"),                      // not NFKC
+            ("می\u{200c}خواهم", "می\u{200c}خواهم"), // ZWNJ inside a Persian word
+            ("👨\u{200d}👩\u{200d}👧", "👨\u{200d}👩\u{200d}👧"), // ZWJ emoji sequence
+            ("❤\u{fe0f}", "❤\u{fe0f}"),          // variation selector after a base
+            ("!!!", "!!!"),
+            ("😀", "😀"),
+            ("O'Brien-Smith Jr.", "O'Brien-Smith Jr."),
+        ];
+        for (raw, want) in accepted {
+            assert_eq!(name(raw).as_deref(), Ok(want), "{raw:?}");
+        }
+        let refused = [
+            "",
+            "   ",
+            "\u{200b}", // zero width space only
+            "\u{200b}\u{200b}\u{200b}",
+            "Ada\u{200b}",     // ZWSP anywhere
+            "\u{2060}",        // word joiner
+            "\u{feff}Ada",     // BOM
+            "Ada\u{ad}",       // soft hyphen
+            "\u{202e}gnp.exe", // right-to-left override
+            "a\u{202a}b",
+            "a\u{202b}b",
+            "a\u{202c}b",
+            "a\u{202d}b",
+            "a\u{2066}b",
+            "a\u{2067}b",
+            "a\u{2068}b",
+            "a\u{2069}b", // isolates
+            "a\u{200e}b",
+            "a\u{200f}b",
+            "a\u{61c}b", // direction marks
+            "line\u{2028}sep",
+            "para\u{2029}sep",
+            "line\nbreak",
+            "tab\there",
+            "a\u{0}b",
+            "del\u{7f}",
+            "c1\u{85}",
+            "\u{e000}private",
+            "\u{fdd0}nonchar",
+            "\u{10ffff}",
+            "\u{3164}",
+            "\u{115f}\u{1160}",
+            "\u{ffa0}",
+            "a\u{34f}b", // fillers, CGJ
+            "\u{200d}",
+            "\u{200c}Ada",
+            "Ada\u{200d}",
+            "a \u{200d} b",       // stray joiners
+            "\u{301}Ada",         // combining mark first
+            "\u{e0041}\u{e0042}", // tag characters
+        ];
+        for raw in refused {
+            assert!(name(raw).is_err(), "{raw:?} accepted as {:?}", name(raw));
+        }
+        assert!(name(&"é".repeat(200)).is_ok(), "200 characters, 400 bytes");
+        assert!(
+            name(&"e\u{301}".repeat(200)).is_ok(),
+            "400 chars, 200 after NFC"
+        );
+        assert!(name(&"x".repeat(201)).is_err());
     }
 
     #[test]
