@@ -85,6 +85,7 @@ run_ceilings() {
   local sql="$BENCH_LIB_DIR/sql"
   ceiling_nginx
   ceiling_pgbench W2 "point select (W2's SQL)" -f "$sql/pgbench_w2.sql"
-  ceiling_pgbench W3 "insert user + event, one tx (W3's SQL)" -f "$sql/pgbench_w3.sql"
+  ceiling_pgbench W3 "insert user + event, one statement (W3's SQL)" -f "$sql/pgbench_w3.sql"
+  ceiling_pgbench W3-insert "one INSERT of the user, no event" -f "$sql/pgbench_w3_insert.sql"
   ceiling_pgbench W4 "90/10 mix of the two scripts" -f "$sql/pgbench_w2.sql@9" -f "$sql/pgbench_w3.sql@1"
 }

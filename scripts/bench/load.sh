@@ -55,7 +55,7 @@ measure_wrk() {
   wait_bounded "$sampler" 10 || true
   untrack "$sampler"
   python3 "$BENCH_LIB_DIR/report.py" record --wrk "$out" --sample "$sample" \
-    --kv "name=$name" --kv "workload=$workload" --kv "cpu_us=$((cpu1 - cpu0))" \
+    --kv "name=$name" --kv "workload=$workload" --kv "connections=$BENCH_CONNECTIONS" --kv "cpu_us=$((cpu1 - cpu0))" \
     --kv "db_cpu_us=${db1:+$((db1 - db0))}" "${@/#/--kv=}" >>"$BENCH_OUT/raw.jsonl"
   python3 "$BENCH_LIB_DIR/report.py" show "$BENCH_OUT/raw.jsonl"
 }

@@ -40,9 +40,9 @@ log_min_messages = warning
 CONF
   on_exit "pg_stop"
   # The postmaster is started directly, not with `pg_ctl start` (which gives
-  # it a session of its own), so that with autogroup scheduling left on
-  # (BENCH_AUTOGROUP=keep) PostgreSQL, the service, wrk, pgbench and nginx
-  # still share one group and are measured on the same terms.
+  # it a session of its own), so that under autogroup scheduling (the host's
+  # default) PostgreSQL, the service, wrk, pgbench and nginx share one group
+  # and are measured on the same terms.
   as_pg_owner "$bindir/postgres" -D "$dir/data" >"$dir/postgres.log" 2>&1 &
   local i
   for ((i = 0; i < 600; i++)); do

@@ -14,12 +14,16 @@
 #                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
 #   BENCH_WORKLOADS="W1 W2 W3 W4 W1-info W2-info"
+#   BENCH_SWEEP_WORKLOADS="W2 W3" BENCH_SWEEP_CONNECTIONS="16 64 256"  also run these at these
+#                           connection counts (binary A, one round) for the throughput/p99 plot
+#   BENCH_PLOT=path         the plot (SVG; default BENCHMARKS-throughput-p99.svg beside BENCHMARKS.md)
 #   BENCH_PGBENCH_CLIENTS=25 BENCH_PGBENCH_JOBS=2
 #   BENCH_DRAIN_DELAY=1ms   DRAIN_DELAY for the service (falls back to its default if refused)
 #   BENCH_SERVICE_ENV="K=V ..." extra service environment (e.g. "WORKERS=8 MAX_CONNECTIONS=8")
 #   BENCH_OUT=bench-out     output directory   BENCH_KEEP_PG=1 keep the cluster's data afterwards
 #
-# Output: $BENCH_OUT/results.md, $BENCH_OUT/results.jsonl, logs under $BENCH_OUT/logs.
+# Output: $BENCH_OUT/results.md, $BENCH_OUT/results.jsonl, logs under $BENCH_OUT/logs, $BENCH_PLOT.
+# The host runs as it is: no scheduler or other tuning (BENCHMARKS.md, "Scheduling").
 # Traffic goes to 127.0.0.1 only; everything started is stopped on exit, Ctrl-C or failure.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -56,14 +60,21 @@ BENCH_DURATION=$(seconds "${BENCH_DURATION:-15}")
 BENCH_WARMUP=$(seconds "${BENCH_WARMUP:-3}")
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
 BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W3 W4 W1-info W2-info}
+BENCH_SWEEP_WORKLOADS=${BENCH_SWEEP_WORKLOADS-W2 W3}
+BENCH_SWEEP_CONNECTIONS=${BENCH_SWEEP_CONNECTIONS-16 64 256}
+BENCH_PLOT=${BENCH_PLOT:-$ROOT/BENCHMARKS-throughput-p99.svg}
 [ "$BENCH_DURATION" -ge 1 ] || die "BENCH_DURATION must be at least 1 s"
 [ "$BENCH_CONNECTIONS" -ge "${BENCH_THREADS:-2}" ] || die "BENCH_CONNECTIONS must be >= BENCH_THREADS"
-for w in $BENCH_WORKLOADS; do lua_for "$w" >/dev/null; done
+for w in $BENCH_WORKLOADS $BENCH_SWEEP_WORKLOADS; do lua_for "$w" >/dev/null; done
+for c in $BENCH_SWEEP_CONNECTIONS; do
+  case $c in '' | *[!0-9]*) die "BENCH_SWEEP_CONNECTIONS: '$c' is not a connection count" ;; esac
+  [ "$c" -ge "${BENCH_THREADS:-2}" ] || die "BENCH_SWEEP_CONNECTIONS: $c is below BENCH_THREADS"
+done
 RUN_ID=$(date +%s)$$
 
 install_traps
 need_tools
-sched_setup
+sched_check
 
 rm -rf "$BENCH_OUT/logs" "$BENCH_OUT/tmp" "$BENCH_OUT/raw.jsonl" "$BENCH_OUT/results.jsonl" "$BENCH_OUT/results.md"
 mkdir -p "$BENCH_OUT/logs" "$BENCH_OUT/tmp"
@@ -128,24 +139,24 @@ preflight() { # WORKLOAD: one request of the workload's kind, warn when it is no
   esac || warn "preflight for $1 did not answer 2xx: $(echo "$out" | head -c 300)"
 }
 
-if [ "$MODE" != ceilings ]; then
-  for w in $BENCH_WORKLOADS; do
-    level=warn
-    case $w in *-info) level=info ;; esac
-    for ((round = 1; round <= ROUNDS; round++)); do
-      for l in "${LABELS[@]}"; do
-        name="$w-$l$round"
-        svc_start "${BIN[$l]}" "$name" "$level"
-        preflight "$w"
-        pid=$SVC_PID
-        measure_wrk "$name" "$w" "$SVC_PORT" "$pid" "$PM_PID" \
-          kind=service target=usersvc "label=$l" "round=$round" "log_level=$level" \
-          "binary=${BIN[$l]}" "binary_size=$(stat -c %s "${BIN[$l]}")" \
-          "startup_ms=$SVC_STARTUP_MS" "idle_rss_kib=$SVC_IDLE_RSS_KIB" "idle_threads=$SVC_IDLE_THREADS" \
-          "first_start_ms=$FIRST_START_MS" >/dev/null
-        svc_stop "${BIN[$l]}"
-        # the stop numbers belong to the record just written
-        python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" <<'PY'
+# run_one WORKLOAD LABEL ROUND KV...: a fresh start of binary LABEL, the
+# workload at $BENCH_CONNECTIONS, the stop; one record in raw.jsonl.
+run_one() {
+  local w=$1 l=$2 round=$3 level=warn name pid n; shift 3
+  case $w in *-info) level=info ;; esac
+  name="$w-$l$round"
+  [ "$BENCH_CONNECTIONS" = "$BENCH_CONNECTIONS_MAIN" ] || name="$name-c$BENCH_CONNECTIONS"
+  svc_start "${BIN[$l]}" "$name" "$level"
+  preflight "$w"
+  pid=$SVC_PID
+  measure_wrk "$name" "$w" "$SVC_PORT" "$pid" "$PM_PID" \
+    kind=service target=usersvc "label=$l" "round=$round" "log_level=$level" \
+    "binary=${BIN[$l]}" "binary_size=$(stat -c %s "${BIN[$l]}")" \
+    "startup_ms=$SVC_STARTUP_MS" "idle_rss_kib=$SVC_IDLE_RSS_KIB" "idle_threads=$SVC_IDLE_THREADS" \
+    "first_start_ms=$FIRST_START_MS" "$@" >/dev/null
+  svc_stop "${BIN[$l]}"
+  # the stop numbers belong to the record just written
+  python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" <<'PY'
 import json, sys
 path, term, net, drain, code = sys.argv[1:]
 lines = open(path).read().splitlines()
@@ -154,13 +165,28 @@ r.update(sigterm_to_exit_ms=float(term), sigterm_net_ms=float(net), drain_delay_
 lines[-1] = json.dumps(r, sort_keys=True)
 open(path, "w").write("\n".join(lines) + "\n")
 PY
-        if [ "$level" = info ] && [ -f "$SVC_LOG" ]; then
-          # keep the info-level log small: line count, then the last lines
-          n=$(wc -l <"$SVC_LOG")
-          tail -200 "$SVC_LOG" >"$SVC_LOG.tail" && mv "$SVC_LOG.tail" "$SVC_LOG"
-          echo "($n log lines during the run; last 200 kept)" >>"$SVC_LOG"
-        fi
-      done
+  if [ "$level" = info ] && [ -f "$SVC_LOG" ]; then
+    # keep the info-level log small: line count, then the last lines
+    n=$(wc -l <"$SVC_LOG")
+    tail -200 "$SVC_LOG" >"$SVC_LOG.tail" && mv "$SVC_LOG.tail" "$SVC_LOG"
+    echo "($n log lines during the run; last 200 kept)" >>"$SVC_LOG"
+  fi
+}
+
+BENCH_CONNECTIONS_MAIN=$BENCH_CONNECTIONS
+if [ "$MODE" != ceilings ]; then
+  for w in $BENCH_WORKLOADS; do
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for l in "${LABELS[@]}"; do run_one "$w" "$l" "$round"; done
+    done
+  done
+  # Throughput against p99 at other connection counts (binary A, one round;
+  # the main run stands for BENCH_CONNECTIONS): the plot's points.
+  for w in $BENCH_SWEEP_WORKLOADS; do
+    case " $BENCH_WORKLOADS " in *" $w "*) ;; *) continue ;; esac
+    for c in $BENCH_SWEEP_CONNECTIONS; do
+      [ "$c" != "$BENCH_CONNECTIONS_MAIN" ] || continue
+      BENCH_CONNECTIONS=$c run_one "$w" A 1 sweep=1
     done
   done
 fi
@@ -197,6 +223,10 @@ json.dump(meta, open(sys.argv[1], "w"), indent=1)
 PY
 python3 "$HERE/report.py" finalize "$BENCH_OUT/raw.jsonl" --jsonl "$BENCH_OUT/results.jsonl" \
   --md "$BENCH_OUT/results.md" --meta "$BENCH_OUT/meta.json"
+if [ "$MODE" != ceilings ]; then
+  python3 "$HERE/plot.py" "$BENCH_OUT/results.jsonl" --meta "$BENCH_OUT/meta.json" --out "$BENCH_PLOT" \
+    && log "plot: $BENCH_PLOT"
+fi
 rm -rf "$BENCH_OUT/tmp"
 echo >&2
 cat "$BENCH_OUT/results.md"

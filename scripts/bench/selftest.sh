@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Self-test of the benchmark harness, without the real service: shellcheck,
 # the ceilings, an end-to-end run against the Python stand-in
-# (testdata/fake_usersvc.py), A/B, the no-migrate-subcommand and
+# (testdata/fake_usersvc.py) with the connection sweep and the plot, A/B, the no-migrate-subcommand and
 # refused-DRAIN_DELAY paths, a binary that never gets ready, and Ctrl-C.
 # After every case: no process of ours is left (postgres, nginx, wrk, pgbench,
 # stand-ins). About 3 minutes. Output in bench-out/selftest.
@@ -11,7 +11,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$ROOT/bench-out/selftest
 TD=$HERE/testdata
-export BENCH_OUT=$OUT BENCH_DURATION=2 BENCH_WARMUP=1
+export BENCH_OUT=$OUT BENCH_DURATION=2 BENCH_WARMUP=1 BENCH_PLOT=$OUT/plot.svg
 fails=0
 
 ok() { printf 'ok    %s\n' "$*"; }
@@ -50,16 +50,23 @@ fi
 expect "python parses" python3 -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' "$HERE"/*.py "$TD"/*.py
 
 run ceilings 0 "$HERE/run.sh" --ceilings-only
-expect "ceilings: 4 ceilings measured" jq_py 'c=[r for r in R if r["kind"]=="ceiling" and r["rps"]>0]; sys.exit(0 if len(c)==4 else 1)'
+expect "ceilings: 5 ceilings measured" jq_py 'c=[r for r in R if r["kind"]=="ceiling" and r["rps"]>0]; sys.exit(0 if len(c)==5 else 1)'
+expect "ceilings: the one-INSERT ceiling beside the same-statement one" jq_py 'w={r["workload"] for r in R if r["kind"]=="ceiling"}; sys.exit(0 if {"W3","W3-insert"} <= w else 1)'
 
 run e2e 0 env USERSVC_BIN="$TD/fake_usersvc.py" "$HERE/run.sh"
-expect "e2e: 6 workloads, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
-assert len(s)==6, len(s)
+expect "e2e: 6 workloads + 4 sweep runs, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
+assert len([r for r in s if not r.get("sweep")])==6, len(s)
+sw=sorted((r["workload"], r["connections"]) for r in s if r.get("sweep"))
+assert sw==[("W2",16),("W2",256),("W3",16),("W3",256)], sw
+assert all(r.get("ceiling2_ratio") for r in s if r["workload"]=="W3")
 assert all(r["non2xx"]==0 and r["socket_errors_total"]==0 and r["requests"]>0 for r in s)
 assert all(r.get("ceiling_ratio") for r in s)
 assert all(r.get("startup_ms") and r.get("idle_rss_kib") and r.get("peak_rss_kib") and r.get("exit_status")==0 for r in s)
 w4=[r for r in s if r["workload"]=="W4"][0]["statuses"]; assert "201" in w4 and "200" in w4'
 expect "e2e: results.md has the targets table" grep -q '## Targets' "$OUT/results.md"
+expect "e2e: W1 with INFO logging is a target" grep -q 'W1 with INFO logging of every request' "$OUT/results.md"
+expect "e2e: W3 against the one-INSERT ceiling is a target" grep -q 'W3 ≥ 0.60 × pgbench one-INSERT' "$OUT/results.md"
+expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); sys.exit(0 if len(d.getElementsByTagName("circle"))==6 else 1)' "$OUT/plot.svg"
 
 run ab 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_VS="$TD/fake_usersvc_slow" BENCH_WORKLOADS=W2 "$HERE/run.sh" --no-ceilings
 expect "ab: ran A1 B1 A2 B2" jq_py 'l=[r["label"]+str(r["round"]) for r in R]; sys.exit(0 if l==["A1","B1","A2","B2"] else 1)'
@@ -72,6 +79,8 @@ run drain 0 env USERSVC_BIN="$TD/fake_usersvc_strict_drain" BENCH_WORKLOADS=W1 "
 expect "drain: refused 1ms, default 2s subtracted" jq_py 'r=R[0]; sys.exit(0 if r["drain_delay_ms"]==2000 and r["sigterm_net_ms"] < r["sigterm_to_exit_ms"] - 1999 else 1)'
 
 run never-ready 1 env USERSVC_BIN=/bin/true BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
+run no-tuning 1 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_AUTOGROUP=off BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
+expect "no-tuning: BENCH_AUTOGROUP refused, scheduler untouched" grep -q 'BENCH_AUTOGROUP is no longer supported' "$OUT.no-tuning.log"
 
 # Ctrl-C: SIGINT to the whole process group in the middle of a wrk run.
 rc=0
