@@ -171,6 +171,30 @@ fn sql_renderer_equals_the_api_encoder() {
         ]
         .map(String::from),
     );
+    // And 100 pseudo-random strings over every plane (xorshift, fixed seed).
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..100 {
+        let len = (next() % 24) as usize;
+        let s: String = (0..len)
+            .filter_map(|_| {
+                let r = next();
+                // Half ASCII (where the escapes are), half anywhere.
+                let c = if r % 2 == 0 {
+                    (r >> 8) % 0x80
+                } else {
+                    (r >> 8) % 0x11_0000
+                };
+                char::from_u32(c as u32)
+            })
+            .collect();
+        strings.push(s);
+    }
     let mut checked = 0;
     for (i, name) in strings.iter().enumerate() {
         for (j, t) in times.iter().enumerate() {

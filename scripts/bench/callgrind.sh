@@ -8,10 +8,12 @@
 #
 # BINARY: best `cargo build --profile profiling` (release + line tables).
 # Environment: CG_DATABASE_URL (default: .dev/test.env's server, a fresh
-# database per run, dropped afterwards), CG_SECONDS (10), CG_OUT (bench-out/callgrind).
+# database per run, dropped afterwards), CG_SECONDS (10), CG_OUT (bench-out/callgrind),
+# CG_TOOL=dhat for heap allocations per request instead (the run minus a run
+# without load, over the requests).
 # Per workload: the service under callgrind with WORKERS=2, 10,000 seeded
-# users, a 2 s warm-up with collection off, then `wrk -t1 -c2` for CG_SECONDS
-# with collection on; prints `W2 <instructions per request> (<requests>)`.
+# users, a 2 s warm-up, counters zeroed, `wrk -t1 -c2` for CG_SECONDS, counters
+# dumped (FILE.1: the measured requests only); prints `W2 <instructions per request> (<requests>)`.
 # Read a profile with `callgrind_annotate --inclusive=yes FILE`.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -33,7 +35,9 @@ if [ -z "${CG_DATABASE_URL:-}" ]; then
 fi
 ADMIN_URL=$CG_DATABASE_URL
 DB="cg_$(date +%s)_$$"
-DB_URL="${ADMIN_URL%/*}/$DB"
+# No TLS by default, like `make bench`'s cluster (CG_SSLMODE=prefer for the
+# server's default): TLS adds ~20% to a GET's instructions.
+DB_URL="${ADMIN_URL%/*}/$DB?sslmode=${CG_SSLMODE:-disable}"
 PID=""
 cleanup() {
   [ -z "$PID" ] || { kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; }
@@ -46,10 +50,36 @@ wait_ready() { # PORT
   local i
   for ((i = 0; i < 600; i++)); do
     python3 "$HERE/probe.py" get --port "$1" --path /readyz >/dev/null 2>&1 && return 0
+    kill -0 "$PID" 2>/dev/null || break
     sleep 0.1
   done
   echo "callgrind.sh: the service did not get ready (log: $OUT/$w.log)" >&2
   exit 1
+}
+
+# start_service WORKLOAD-LABEL VALGRIND-ARGS...: the service under valgrind on
+# a fresh database, ready and seeded; sets PID and P.
+start_service() {
+  local label=$1; shift
+  psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
+  P=$(port)
+  env -i PATH="$PATH" DATABASE_URL="$DB_URL" ADDR="127.0.0.1:$P" ADMIN_ADDR=off \
+    WORKERS=2 MAX_CONNECTIONS=2 LOG_LEVEL=warn DRAIN_DELAY=1ms \
+    valgrind "$@" "$BIN" >"$OUT/$label.log" 2>&1 &
+  PID=$!
+  w=$label wait_ready "$P"
+  psql -X -q "$DB_URL" -v n=10000 -f "$HERE/sql/seed.sql" >/dev/null
+}
+stop_service() {
+  kill -TERM "$PID"
+  wait "$PID" 2>/dev/null || true
+  PID=""
+}
+requests_of() { # WRK-OUTPUT: the requests, or fails on any non-2xx
+  python3 -c "import json,re,sys; t=open(sys.argv[1]).read(); m=re.search(r'^BENCH_RESULT (\{.*\})', t, re.M); r=json.loads(m.group(1)); sys.exit('non-2xx answers: %d' % r['non2xx']) if r['non2xx'] else print(r['requests'])" "$1"
+}
+dhat_blocks() { # LOG: total heap blocks allocated over the run
+  awk '/Total:/ { for (i = 1; i <= NF; i++) if ($i == "blocks") { gsub(",", "", $(i-1)); print $(i-1); exit } }' "$1"
 }
 
 for w in $WORKLOADS; do
@@ -58,25 +88,30 @@ for w in $WORKLOADS; do
     W3) lua=$HERE/lua/w3_create_user.lua ;;
     *) echo "callgrind.sh: unknown workload '$w' (W2 or W3)" >&2; exit 2 ;;
   esac
-  psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-  p=$(port)
+  if [ "${CG_TOOL:-callgrind}" = dhat ]; then
+    # dhat cannot zero its counters: a run without load is the baseline.
+    start_service "$w-dhat-idle" --tool=dhat --dhat-out-file="$OUT/dhat.$w.idle.json"
+    stop_service
+    start_service "$w-dhat" --tool=dhat --dhat-out-file="$OUT/dhat.$w.json"
+    wrk -t1 -c2 -d"${SECS}s" -s "$lua" "http://127.0.0.1:$P/" -- "d$$" >"$OUT/$w.dhat.wrk.txt"
+    stop_service
+    reqs=$(requests_of "$OUT/$w.dhat.wrk.txt")
+    b0=$(dhat_blocks "$OUT/$w-dhat-idle.log")
+    b1=$(dhat_blocks "$OUT/$w-dhat.log")
+    echo "$w $(((b1 - b0) / reqs)) allocations/request ($reqs requests; $b1 blocks, $b0 without load)"
+    continue
+  fi
   file="$OUT/callgrind.$w.out"
-  env -i PATH="$PATH" DATABASE_URL="$DB_URL" ADDR="127.0.0.1:$p" ADMIN_ADDR=off \
-    WORKERS=2 MAX_CONNECTIONS=2 LOG_LEVEL=warn DRAIN_DELAY=0s \
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$file" "$BIN" \
-    >"$OUT/$w.log" 2>&1 &
-  PID=$!
-  wait_ready "$p"
-  psql -X -q "$DB_URL" -v n=10000 -f "$HERE/sql/seed.sql" >/dev/null
-  wrk -t1 -c2 -d2s -s "$lua" "http://127.0.0.1:$p/" -- "w$$" >/dev/null
-  callgrind_control --instr=on "$PID" >/dev/null
-  wrk -t1 -c2 -d"${SECS}s" --latency -s "$lua" "http://127.0.0.1:$p/" -- "m$$" >"$OUT/$w.wrk.txt"
-  callgrind_control --instr=off "$PID" >/dev/null
-  kill -TERM "$PID"
-  wait "$PID" 2>/dev/null || true
-  PID=""
-  reqs=$(python3 -c "import json,re,sys; t=open(sys.argv[1]).read(); m=re.search(r'^BENCH_RESULT (\{.*\})', t, re.M); r=json.loads(m.group(1)); print(r['requests'] if r['non2xx']==0 else 'non2xx:%d' % r['non2xx'])" "$OUT/$w.wrk.txt")
-  case $reqs in non2xx*) echo "callgrind.sh: $w answered $reqs (see $OUT/$w.wrk.txt)" >&2; exit 1 ;; esac
-  ir=$(callgrind_annotate "$file" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
-  echo "$w $((ir / reqs)) instructions/request ($reqs requests, $ir instructions; $file)"
+  start_service "$w" --tool=callgrind --callgrind-out-file="$file"
+  wrk -t1 -c2 -d2s -s "$lua" "http://127.0.0.1:$P/" -- "w$$" >/dev/null
+  rm -f "$file".*
+  callgrind_control --zero "$PID" >/dev/null
+  wrk -t1 -c2 -d"${SECS}s" --latency -s "$lua" "http://127.0.0.1:$P/" -- "m$$" >"$OUT/$w.wrk.txt"
+  # The counts since --zero: the measured requests only (dumped to $file.1).
+  callgrind_control --dump "$PID" >/dev/null
+  stop_service
+  reqs=$(requests_of "$OUT/$w.wrk.txt")
+  ir=$(callgrind_annotate "$file.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+  case $ir in '' | *[!0-9]*) echo "callgrind.sh: no instruction total in $file.1" >&2; exit 1 ;; esac
+  echo "$w $((ir / reqs)) instructions/request ($reqs requests, $ir instructions; $file.1)"
 done

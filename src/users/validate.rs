@@ -49,7 +49,7 @@
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use serde::Serialize;
 use unicode_normalization::{is_nfc, UnicodeNormalization};
-use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use super::model::{CreateUser, NewUser, PatchUser, UserChanges};
 
@@ -144,7 +144,8 @@ pub fn name(raw: &str) -> Result<String, String> {
     // Rule 1: spaces mapped, trimmed, collapsed; rule 2: NFC.
     let mut spaced = String::with_capacity(raw.len());
     for c in raw.chars() {
-        let c = if c != ' ' && c.general_category() == GeneralCategory::SpaceSeparator {
+        // ASCII's only Zs is U+0020 itself: no table lookup for it.
+        let c = if !c.is_ascii() && c.general_category() == GeneralCategory::SpaceSeparator {
             ' '
         } else {
             c
@@ -179,8 +180,21 @@ fn check_name_chars(name: &str) -> Result<(), String> {
     let mut chars = name.chars().peekable();
     let mut visible = false;
     while let Some(c) = chars.next() {
+        // ASCII without the tables: controls refused, the rest is a space
+        // or visible (letters, digits, punctuation, symbols).
+        if c.is_ascii() {
+            if c.is_ascii_control() {
+                return Err(
+                    "must not contain control characters (such as a newline or tab)".into(),
+                );
+            }
+            visible |= c != ' ';
+            prev = Some(c);
+            continue;
+        }
         let at = u32::from(c);
-        match c.general_category() {
+        let category = c.general_category();
+        match category {
             GeneralCategory::Control => {
                 return Err("must not contain control characters (such as a newline or tab)".into())
             }
@@ -214,15 +228,22 @@ fn check_name_chars(name: &str) -> Result<(), String> {
             }
             _ => {}
         }
-        match c.general_category_group() {
-            GeneralCategoryGroup::Mark if prev.is_none() => {
+        use GeneralCategory as G;
+        match category {
+            G::NonspacingMark | G::SpacingMark | G::EnclosingMark if prev.is_none() => {
                 return Err("must not start with a combining mark".into())
             }
-            GeneralCategoryGroup::Letter
-            | GeneralCategoryGroup::Number
-            | GeneralCategoryGroup::Punctuation
-            | GeneralCategoryGroup::Symbol => visible = true,
-            _ => {}
+            G::NonspacingMark | G::SpacingMark | G::EnclosingMark => {}
+            G::SpaceSeparator
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::Control
+            | G::Format
+            | G::Surrogate
+            | G::PrivateUse
+            | G::Unassigned => {}
+            // Letters, numbers, punctuation, symbols.
+            _ => visible = true,
         }
         prev = Some(c);
     }
