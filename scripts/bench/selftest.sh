@@ -69,7 +69,7 @@ expect "e2e: W3 against the one-INSERT ceiling is a target" grep -q 'W3 ≥ 0.60
 expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); sys.exit(0 if len(d.getElementsByTagName("circle"))==6 else 1)' "$OUT/plot.svg"
 
 run ab 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_VS="$TD/fake_usersvc_slow" BENCH_WORKLOADS=W2 "$HERE/run.sh" --no-ceilings
-expect "ab: ran A1 B1 A2 B2" jq_py 'l=[r["label"]+str(r["round"]) for r in R]; sys.exit(0 if l==["A1","B1","A2","B2"] else 1)'
+expect "ab: ran A1 B1 A2 B2, then the sweep with A" jq_py 'l=[r["label"]+str(r["round"]) for r in R if not r.get("sweep")]; sw=[(r["label"], r["connections"]) for r in R if r.get("sweep")]; sys.exit(0 if l==["A1","B1","A2","B2"] and sw==[("A",16),("A",256)] else 1)'
 expect "ab: results.md has the A/B table" grep -q '## A/B' "$OUT/results.md"
 
 run automigrate 0 env USERSVC_BIN="$TD/fake_usersvc_automigrate" BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
