@@ -4,7 +4,7 @@
 
   plot.py RESULTS.jsonl --out PLOT.svg [--meta META.json]
 
-One panel per workload: x = requests per second, y = p99 in ms, one point per
+One panel per workload: x = 2xx responses per second, y = p99 in ms, one point per
 connection count (16 / 64 / 256 by default), joined in that order, so a
 reader sees what more concurrency buys in throughput and costs in the tail.
 The same-run pgbench ceilings are drawn as dashed vertical lines.
@@ -57,7 +57,7 @@ def panel(ox, workload, points, ceilings):
         out.append(f'<text x="{x0 - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{fmt(t)}</text>')
     out.append(f'<line x1="{x0}" y1="{y0}" x2="{x0 + pw}" y2="{y0}" class="axis"/>')
     out.append(f'<line x1="{x0}" y1="{M["t"]}" x2="{x0}" y2="{y0}" class="axis"/>')
-    out.append(f'<text x="{x0 + pw / 2}" y="{H - 8}" text-anchor="middle">requests per second</text>')
+    out.append(f'<text x="{x0 + pw / 2}" y="{H - 8}" text-anchor="middle">2xx responses per second</text>')
     out.append(f'<text transform="translate({ox + 16},{M["t"] + ph / 2}) rotate(-90)" '
                f'text-anchor="middle">p99 latency (ms)</text>')
     for i, (label, rps) in enumerate(ceilings):
@@ -68,9 +68,9 @@ def panel(ox, workload, points, ceilings):
     if points:
         path = " ".join(f"{sx(r):.1f},{sy(p):.1f}" for _, r, p in points)
         out.append(f'<polyline points="{path}" class="line"/>')
-    for conns, rps, p99 in points:
+    for label, rps, p99 in points:
         out.append(f'<circle cx="{sx(rps):.1f}" cy="{sy(p99):.1f}" r="4" class="dot"/>')
-        out.append(f'<text x="{sx(rps) + 7:.1f}" y="{sy(p99) - 7:.1f}" class="note">{conns} conns</text>')
+        out.append(f'<text x="{sx(rps) + 7:.1f}" y="{sy(p99) - 7:.1f}" class="note">{escape(label)}</text>')
     if not points:
         out.append(f'<text x="{x0 + pw / 2}" y="{M["t"] + ph / 2}" text-anchor="middle" class="note">'
                    f'not measured in this run</text>')
@@ -94,7 +94,10 @@ def main():
                     and r.get("round", 1) == 1 and r.get("connections") and r.get("rps")):
                 p99 = (r.get("latency_ms") or {}).get("p99")
                 if p99 is not None:
-                    pts[int(r["connections"])] = (int(r["connections"]), r["rps"], p99)
+                    # Goodput: 2xx per second (a shed 503 is no throughput).
+                    bad = (r.get("non2xx") or 0) / r["requests"] if r.get("requests") else 0.0
+                    label = f"{int(r['connections'])} conns" + (f", {bad:.0%} non-2xx" if bad else "")
+                    pts[int(r["connections"])] = (label, r["rps"] * (1 - bad), p99)
         points = [pts[c] for c in sorted(pts)]
         ceilings = [(f"pgbench {r['workload']}", r["rps"]) for r in recs
                     if r.get("kind") == "ceiling" and r.get("target") == "pgbench"
@@ -102,7 +105,7 @@ def main():
         parts += panel(i * W, wl, points, ceilings)
     caption = (f"usersvc, {meta.get('date', '?')}, commit {meta.get('commit', '?')}, "
                f"{meta.get('nproc', '?')} CPUs, {meta.get('duration', '?')} s per point "
-               f"(warm-up {meta.get('warmup', '?')} s), scheduling: "
+               f"(warm-up {meta.get('warmup', '?')} s), 16/256-connection points with QUEUE_DEPTH = connections, scheduling: "
                f"{str(meta.get('scheduling', '?')).split(';')[0]}")
     total_w, total_h = W * len(WORKLOADS), H + 24
     svg = [

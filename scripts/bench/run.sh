@@ -181,12 +181,18 @@ if [ "$MODE" != ceilings ]; then
     done
   done
   # Throughput against p99 at other connection counts (binary A, one round;
-  # the main run stands for BENCH_CONNECTIONS): the plot's points.
+  # the main run stands for BENCH_CONNECTIONS): the plot's points. Each runs
+  # with QUEUE_DEPTH = its connections (unless BENCH_SERVICE_ENV sets one), so
+  # nothing is shed: with the default (4 x WORKERS = 100) 256 connections are
+  # partly answered 503 at once, and those fast answers would hide the
+  # queueing tail the plot is for.
   for w in $BENCH_SWEEP_WORKLOADS; do
     case " $BENCH_WORKLOADS " in *" $w "*) ;; *) continue ;; esac
     for c in $BENCH_SWEEP_CONNECTIONS; do
       [ "$c" != "$BENCH_CONNECTIONS_MAIN" ] || continue
-      BENCH_CONNECTIONS=$c run_one "$w" A 1 sweep=1
+      extra=${BENCH_SERVICE_ENV:-}
+      case " $extra " in *" QUEUE_DEPTH="*) ;; *) extra="$extra QUEUE_DEPTH=$c" ;; esac
+      BENCH_CONNECTIONS=$c BENCH_SERVICE_ENV=$extra run_one "$w" A 1 sweep=1 "service_env=${extra# }"
     done
   done
 fi

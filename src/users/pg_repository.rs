@@ -36,7 +36,10 @@
 //! unknown, and the recovery (on a live connection) looks for the row
 //! carrying exactly that timestamp. Found: the write committed, answer it.
 //! Not found: nothing was applied, run it again. A delete that finds the row
-//! gone answers "no such user" (404), the state the client asked for.
+//! gone answers "no such user" (404), the state the client asked for. (If the
+//! lost statement is still running on a backend cut off from us, the re-run
+//! of a create waits for it on the e-mail's unique index and answers 409; the
+//! row that exists is the one asked for.)
 //!
 //! # Idempotency keys
 //!

@@ -21,9 +21,12 @@ pub trait UserRepository: Send + Sync {
     fn insert(&self, user: &NewUser) -> Result<User, UserError>;
 
     /// Like [`UserRepository::insert`], at most once per key: a first call
-    /// stores `respond(&user)` under the key; a later call with the same
-    /// fingerprint returns it (`replayed`), with another fingerprint fails
-    /// with `IdempotencyMismatch`. Concurrent calls with one key serialise.
+    /// stores `respond(&user)` under the key (or, when it can do so in the
+    /// same statement, the same bytes rendered by the database: 201 and the
+    /// user's API representation; `tests/users_events.rs` pins the two); a
+    /// later call with the same fingerprint returns it (`replayed`), with
+    /// another fingerprint fails with `IdempotencyMismatch`. Concurrent calls
+    /// with one key serialise.
     fn insert_idempotent(
         &self,
         key: &IdempotencyKey,

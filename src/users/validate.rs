@@ -275,15 +275,20 @@ pub fn email(raw: &str) -> Result<String, String> {
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
         return Err("must contain exactly one @".into());
     };
-    let lower = local.to_lowercase();
+    // `str::to_lowercase`, not per char: a final Σ becomes ς, as stored so far.
+    let mut lower = local.to_lowercase();
+    lower.reserve(domain.len() + 1);
     let local: String = if is_nfc(&lower) {
         lower
     } else {
         lower.nfc().collect()
     };
     check_local(&local)?;
-    let domain = canonical_domain(domain)?;
-    let email = format!("{local}@{domain}");
+    // The address is built in the local part's buffer (room reserved above
+    // for an ASCII domain), not by `format!` from two more strings.
+    let mut email = local;
+    email.push('@');
+    push_canonical_domain(&mut email, domain)?;
     if email.len() > EMAIL_MAX_BYTES {
         return Err(format!("must be at most {EMAIL_MAX_BYTES} bytes"));
     }
@@ -316,9 +321,9 @@ fn check_local(local: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The domain through IDNA: validated, mapped, and returned in canonical
-/// Unicode form.
-fn canonical_domain(domain: &str) -> Result<String, String> {
+/// The domain through IDNA: validated, mapped, and appended to `out` in
+/// canonical Unicode form.
+fn push_canonical_domain(out: &mut String, domain: &str) -> Result<(), String> {
     if domain.is_empty() {
         return Err("must have a domain after the @".into());
     }
@@ -351,7 +356,10 @@ fn canonical_domain(domain: &str) -> Result<String, String> {
         Hyphens::CheckFirstLast,
     );
     match result {
-        Ok(()) => Ok(unicode.into_owned()),
+        Ok(()) => {
+            out.push_str(&unicode);
+            Ok(())
+        }
         // ToASCII succeeded, so its output decodes; an error all the same.
         Err(_) => Err("the domain must be a valid domain name".into()),
     }
@@ -446,6 +454,7 @@ mod tests {
             ("u@ｂücher．de", "u@bücher.de"),      // full-width letters and dot
             ("U@Example.COM", "u@example.com"),
             ("Jose\u{301}@example.com", "josé@example.com"), // local part NFC
+            ("ΟΔΟΣ@example.gr", "οδος@example.gr"),          // final sigma, as str::to_lowercase
             ("u@faß.de", "u@faß.de"),                        // nontransitional: ß kept
             ("u@xn--mnchen-3ya.de", "u@münchen.de"),
             ("u@例え.jp", "u@例え.jp"),
