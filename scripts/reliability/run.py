@@ -124,11 +124,20 @@ class Cluster:
         return pids
 
     def signal(self, sig):
-        for p in self.pids():
-            try:
-                os.kill(int(p), sig)
-            except ProcessLookupError:
-                pass
+        # The postmaster first (pids() lists it first), then its children,
+        # again until no new child appears: a backend forked meanwhile is
+        # caught too.
+        done = set()
+        while True:
+            fresh = [p for p in self.pids() if p not in done]
+            if not fresh:
+                return
+            for p in fresh:
+                try:
+                    os.kill(int(p), sig)
+                except ProcessLookupError:
+                    pass
+            done.update(fresh)
 
     def destroy(self):
         try:
