@@ -242,6 +242,23 @@ fn cluster_pids(cluster: &TempCluster) -> Vec<String> {
     pids
 }
 
+/// Stops the postmaster first (so that it forks no new backend), then every
+/// child, until no unstopped child is left; returns every pid stopped.
+fn freeze(cluster: &TempCluster) -> Vec<String> {
+    let mut stopped: Vec<String> = Vec::new();
+    loop {
+        let fresh: Vec<String> = cluster_pids(cluster)
+            .into_iter()
+            .filter(|p| !stopped.contains(p))
+            .collect();
+        if fresh.is_empty() {
+            return stopped;
+        }
+        signal_all(&fresh, "STOP");
+        stopped.extend(fresh);
+    }
+}
+
 fn signal_all(pids: &[String], sig: &str) {
     let ok = std::process::Command::new("kill")
         .arg(format!("-{sig}"))
@@ -272,8 +289,7 @@ fn frozen_database_gives_bounded_503s_frees_workers_and_recovers() {
     let path = format!("/api/v1/users/{}", id.trim_matches('"'));
     assert_eq!(client::get(svc.addr, &path).expect("get").status, 200);
 
-    let pids = cluster_pids(&cluster);
-    signal_all(&pids, "STOP");
+    let pids = freeze(&cluster);
     let bound = Duration::from_secs(1 + 2 + 1);
     let addr = svc.addr;
     let gets: Vec<_> = (0..2)
