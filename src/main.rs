@@ -22,6 +22,7 @@ use usersvc::lifecycle::ServiceState;
 use usersvc::logging::{self, LogSettings};
 use usersvc::metrics::Metrics;
 use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, StartupWork};
+use usersvc::tracing::{self, TracingSettings};
 use usersvc::users::{handlers, PgUserRepository, UserService};
 use usersvc::{build_info, openapi};
 
@@ -96,6 +97,13 @@ fn serve(config: Config) -> ExitCode {
         "starting usersvc"
     );
 
+    if let Some(settings) = TracingSettings::from_config(&config) {
+        if let Err(e) = tracing::install(&settings) {
+            log::error!(error = e.to_string().as_str(); "cannot start tracing");
+            return ExitCode::FAILURE;
+        }
+    }
+
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),
         Err(e) => {
@@ -155,7 +163,12 @@ fn serve(config: Config) -> ExitCode {
         }),
         startup: startup_work(url, config.migrate_on_start, pool.clone(), database_check),
         background: Vec::new(),
-        resources: vec![Box::new(move || drop(pool))],
+        // Spans first: the last requests' spans are flushed while the pool
+        // closes nothing they need.
+        resources: vec![
+            Box::new(|| tracing::shutdown(config::SPAN_FLUSH_TIMEOUT)),
+            Box::new(move || drop(pool)),
+        ],
         gauges: Box::new(move |g: RuntimeGauges| {
             metrics.on_scrape(move |m| {
                 m.set_state(gauge_state.get());

@@ -172,6 +172,64 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         ("OTEL_TRACES_SAMPLER_ARG", "0.25", |c| {
             c.otel_traces_sampler_arg == 0.25
         }),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://otel.example.com/custom/traces",
+            |c| {
+                c.otel_traces_endpoint.as_ref().map(|u| u.as_str())
+                    == Some("https://otel.example.com/custom/traces")
+            },
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=abc%2C123,x-tenant=users",
+            |c| {
+                c.otel_headers.expose()
+                    == [
+                        ("api-key".to_owned(), "abc,123".to_owned()),
+                        ("x-tenant".to_owned(), "users".to_owned()),
+                    ]
+            },
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=v", |c| {
+            c.otel_traces_headers.as_ref().map(|h| h.expose().len()) == Some(1)
+        }),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500", |c| {
+            c.otel_timeout == ms(2500)
+        }),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3s", |c| {
+            c.otel_timeout == secs(3)
+        }),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "500ms", |c| {
+            c.otel_traces_timeout == Some(ms(500))
+        }),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", |_| true),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "HTTP/PROTOBUF",
+            |_| true,
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none", |_| true),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none", |_| true),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,team=users%20core",
+            |c| {
+                c.otel_resource_attributes
+                    == [
+                        ("deployment.environment".to_owned(), "prod".to_owned()),
+                        ("team".to_owned(), "users core".to_owned()),
+                    ]
+            },
+        ),
+        ("OTEL_SDK_DISABLED", "true", |c| c.otel_sdk_disabled),
+        ("OTEL_SDK_DISABLED", "False", |c| !c.otel_sdk_disabled),
+        ("OTEL_BSP_SCHEDULE_DELAY", "250", |c| {
+            c.otel_bsp_schedule_delay == ms(250)
+        }),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "64", |c| {
+            c.otel_bsp_max_queue_size == 64
+        }),
         ("WEBHOOK_URL", "https://hooks.example.com/users", |c| {
             c.webhook_url.as_ref().map(|u| u.as_str()) == Some("https://hooks.example.com/users")
         }),
@@ -345,6 +403,56 @@ const INVALID: &[(&str, &str, &str)] = &[
         "expected a ratio from 0 to 1",
     ),
     (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "collector:4318/v1/traces",
+        "expected an http:// or https:// URL",
+    ),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "0", "expected milliseconds"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "61s", "1ms to 60s"),
+    (
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "soon",
+        "expected milliseconds",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "-5",
+        "expected milliseconds",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "grpc",
+        "expected http/protobuf",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "http/json",
+        "expected http/protobuf",
+    ),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", "expected none"),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "zstd",
+        "expected none",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "deployment.environment",
+        "expected comma-separated key=value pairs",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "team=%zz",
+        "expected comma-separated key=value pairs",
+    ),
+    ("OTEL_SDK_DISABLED", "yes", "expected true or false"),
+    ("OTEL_BSP_SCHEDULE_DELAY", "0", "expected milliseconds"),
+    (
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "0",
+        "expected a whole number from 1",
+    ),
+    (
         "WEBHOOK_URL",
         "hooks.example.com",
         "expected an http:// or https:// URL",
@@ -395,6 +503,16 @@ fn secret_variables_are_refused_without_their_value() {
         ),
         ("REDIS_URL", "cache:6379", "expected redis://"),
         ("REDIS_URL", "redis://:pw@cache:0", "expected redis://"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=s3cr3t\u{1}",
+            "expected comma-separated name=value pairs",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "api key=s3cr3t",
+            "expected comma-separated name=value pairs",
+        ),
     ];
     for (var, value, expected) in cases {
         let errors = refused(&[], &[(var, value)]);
@@ -468,6 +586,19 @@ fn defaults() {
         "OTEL_SERVICE_NAME": "usersvc",
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": 0.01,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": null,
+        "OTEL_EXPORTER_OTLP_HEADERS": null,
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": null,
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "10s",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": null,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none",
+        "OTEL_RESOURCE_ATTRIBUTES": {},
+        "OTEL_SDK_DISABLED": false,
+        "OTEL_BSP_SCHEDULE_DELAY": "5s",
+        "OTEL_BSP_MAX_QUEUE_SIZE": 2048,
         "WEBHOOK_URL": null,
     });
     assert_eq!(json, want);
@@ -501,6 +632,36 @@ fn defaults() {
     assert_eq!(c.otel_traces_sampler, OtelSampler::ParentBasedTraceIdRatio);
     assert_eq!(c.otel_traces_sampler_arg, 0.01);
     assert!(c.webhook_url.is_none());
+    assert_eq!(c.otel_timeout, secs(10));
+    assert!(c.otel_headers.is_empty() && c.otel_traces_headers.is_none());
+    assert!(!c.otel_sdk_disabled);
+}
+
+#[test]
+fn otlp_headers_are_never_printed() {
+    let c = config(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t-value"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "authorization=Bearer%20tok3n",
+            ),
+        ],
+    );
+    let shown = format!("{} {c:?}", c.redacted_json());
+    assert!(
+        !shown.contains("s3cr3t-value") && !shown.contains("tok3n"),
+        "{shown}"
+    );
+    assert_eq!(
+        c.redacted_json()["OTEL_EXPORTER_OTLP_HEADERS"],
+        "api-key=***"
+    );
+    assert_eq!(
+        c.redacted_json()["OTEL_EXPORTER_OTLP_TRACES_HEADERS"],
+        "authorization=***"
+    );
 }
 
 #[test]

@@ -49,6 +49,26 @@ impl Config {
             "OTEL_SERVICE_NAME": self.otel_service_name,
             "OTEL_TRACES_SAMPLER": self.otel_traces_sampler.as_str(),
             "OTEL_TRACES_SAMPLER_ARG": self.otel_traces_sampler_arg,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+                self.otel_traces_endpoint.as_ref().map(|u| u.redacted()),
+            "OTEL_EXPORTER_OTLP_HEADERS":
+                (!self.otel_headers.is_empty()).then(|| self.otel_headers.redacted()),
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS":
+                self.otel_traces_headers.as_ref().map(|h| h.redacted()),
+            "OTEL_EXPORTER_OTLP_TIMEOUT": format_duration(self.otel_timeout),
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": self.otel_traces_timeout.map(format_duration),
+            "OTEL_EXPORTER_OTLP_PROTOCOL": super::OTLP_PROTOCOL,
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": super::OTLP_PROTOCOL,
+            "OTEL_EXPORTER_OTLP_COMPRESSION": super::OTLP_COMPRESSION,
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": super::OTLP_COMPRESSION,
+            "OTEL_RESOURCE_ATTRIBUTES": self
+                .otel_resource_attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>(),
+            "OTEL_SDK_DISABLED": self.otel_sdk_disabled,
+            "OTEL_BSP_SCHEDULE_DELAY": format_duration(self.otel_bsp_schedule_delay),
+            "OTEL_BSP_MAX_QUEUE_SIZE": self.otel_bsp_max_queue_size,
             "WEBHOOK_URL": self.webhook_url.as_ref().map(|u| u.redacted()),
         })
     }

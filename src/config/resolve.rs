@@ -22,7 +22,10 @@ use super::error::{quote, ConfigError};
 use super::http_url::{mask_userinfo, HttpUrl};
 use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
 use super::log_options::{parse_log_level, LogFormat};
-use super::otel::{parse_ratio, OtelSampler};
+use super::otel::{
+    parse_headers, parse_only, parse_otlp_timeout, parse_ratio, parse_resource_attributes,
+    parse_sdk_disabled, OtelSampler, OTLP_COMPRESSION, OTLP_PROTOCOL,
+};
 use super::redis_url::RedisUrl;
 use super::size::{format_size, parse_size};
 use super::{Config, SHUTDOWN_MARGIN};
@@ -34,6 +37,7 @@ pub(crate) const QUEUE_DEPTH: RangeInclusive<usize> = 1..=65536;
 pub(crate) const MAX_CONNS: RangeInclusive<usize> = 1..=65536;
 pub(crate) const MAX_BODY_BYTES: RangeInclusive<u64> = 1..=(1 << 30);
 pub(crate) const MAX_HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
+pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: RangeInclusive<usize> = 1..=65536;
 /// Every duration: above zero (parsing refuses zero), at most a day, so
 /// that `Instant + duration` can never overflow.
 pub(crate) const DURATION: RangeInclusive<Duration> =
@@ -201,6 +205,87 @@ pub(crate) fn resolve(
             |s| parse_ratio(s).ok_or("is not a ratio from 0 to 1"),
         )
         .or(0.01);
+    let otel_traces_endpoint = r.http_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let headers_expected = "comma-separated name=value pairs (values percent-encoded) \
+        such as api-key=abc123,x-tenant=users";
+    let otel_headers = r
+        .read(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            Show::Hidden,
+            headers_expected,
+            parse_headers,
+        )
+        .or(Default::default());
+    let otel_traces_headers = r
+        .read(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            Show::Hidden,
+            headers_expected,
+            parse_headers,
+        )
+        .optional();
+    let timeout_expected = "milliseconds such as 10000, or a duration such as 10s; 1ms to 60s";
+    let otel_timeout = r
+        .read(
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            Show::Value,
+            timeout_expected,
+            parse_otlp_timeout,
+        )
+        .or(Duration::from_secs(10));
+    let otel_traces_timeout = r
+        .read(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            Show::Value,
+            timeout_expected,
+            parse_otlp_timeout,
+        )
+        .optional();
+    for name in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    ] {
+        r.read(name, Show::Value, OTLP_PROTOCOL, parse_only(OTLP_PROTOCOL));
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    ] {
+        r.read(
+            name,
+            Show::Value,
+            OTLP_COMPRESSION,
+            parse_only(OTLP_COMPRESSION),
+        );
+    }
+    let otel_resource_attributes = r
+        .read(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            Show::Value,
+            "comma-separated key=value pairs (values percent-encoded) \
+             such as deployment.environment=prod",
+            parse_resource_attributes,
+        )
+        .or(Vec::new());
+    let otel_sdk_disabled = r
+        .read(
+            "OTEL_SDK_DISABLED",
+            Show::Value,
+            "true or false",
+            parse_sdk_disabled,
+        )
+        .or(false);
+    let otel_bsp_schedule_delay = r
+        .read(
+            "OTEL_BSP_SCHEDULE_DELAY",
+            Show::Value,
+            "milliseconds such as 5000, or a duration such as 5s; 1ms to 60s",
+            parse_otlp_timeout,
+        )
+        .or(Duration::from_secs(5));
+    let otel_bsp_max_queue_size = r
+        .int("OTEL_BSP_MAX_QUEUE_SIZE", OTEL_BSP_MAX_QUEUE_SIZE)
+        .or(2048);
     let webhook_url = r.http_url("WEBHOOK_URL");
 
     match database_url {
@@ -232,6 +317,15 @@ pub(crate) fn resolve(
             otel_service_name,
             otel_traces_sampler,
             otel_traces_sampler_arg,
+            otel_traces_endpoint,
+            otel_headers,
+            otel_traces_headers,
+            otel_timeout,
+            otel_traces_timeout,
+            otel_resource_attributes,
+            otel_sdk_disabled,
+            otel_bsp_schedule_delay,
+            otel_bsp_max_queue_size,
             webhook_url,
         }),
         _ => Err(r.errors),

@@ -7,6 +7,11 @@
 //! [`Job`] (the only hand-off of a request). [`Dispatcher::work`] runs on a
 //! worker: it routes again (a few hundred nanoseconds, cheaper than carrying
 //! borrowed route data across threads), runs the handler and answers.
+//!
+//! With tracing on, the request's server span starts here once the route is
+//! known and travels in the [`Job`]; the worker enters it around the handler
+//! and ends it with the status (`tracing::request`). With tracing off the
+//! only cost is the `tracing::active()` check.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use crate::http::request::{split_target, Request};
 use crate::http::response::Response;
 use crate::http::router::{Match, Router};
 use crate::http::worker_pool::{Busy, Submitter, WorkerSlot};
+use crate::tracing::{self, RequestSpan};
 
 /// An API handler: a pure function of the request.
 pub type Handler = Box<dyn Fn(&Request<'_>) -> HandlerResult + Send + Sync>;
@@ -31,6 +37,8 @@ pub struct Job {
     req: tiny_http::Request,
     meta: Meta,
     body: Vec<u8>,
+    /// The server span, when tracing is on.
+    span: Option<RequestSpan>,
 }
 
 /// Seconds a shed client is told to wait before retrying.
@@ -56,37 +64,61 @@ impl Dispatcher {
                 Match::MethodNotAllowed { pattern, allow } => {
                     meta.route = pattern;
                     let answer = method_not_allowed(meta.method, allow);
-                    return pipeline::respond(req, &meta, answer, hooks);
+                    let span = start_span(&req, &meta);
+                    return respond_in_span(req, &meta, answer, hooks, span);
                 }
                 Match::NotFound => {
                     let answer = Err(Problem::new(404, "no such route"));
-                    return pipeline::respond(req, &meta, answer, hooks);
+                    let span = start_span(&req, &meta);
+                    return respond_in_span(req, &meta, answer, hooks, span);
                 }
             };
             meta.route = route;
+            let mut span = start_span(&req, &meta);
             let body = match read_body(&mut req, self.max_body_bytes) {
                 Ok(body) => body,
-                Err(problem) => return pipeline::respond(req, &meta, Err(problem), hooks),
+                Err(problem) => return respond_in_span(req, &meta, Err(problem), hooks, span),
             };
-            if let Err(job) = submitter.try_submit(Job { req, meta, body }) {
+            if let Some(span) = &mut span {
+                span.queued();
+            }
+            if let Err(job) = submitter.try_submit(Job {
+                req,
+                meta,
+                body,
+                span,
+            }) {
                 hooks.shed(&job.meta);
                 let shed = Problem::new(503, "the server is at capacity; retry shortly")
                     .with_header("Retry-After", RETRY_AFTER_SECS);
-                pipeline::respond(job.req, &job.meta, Err(shed), hooks);
+                respond_in_span(job.req, &job.meta, Err(shed), hooks, job.span);
             }
         });
     }
 
     /// Worker thread: run the handler and answer.
     pub fn work(&self, slot: &WorkerSlot, job: Job) {
-        let Job { req, meta, body } = job;
+        let Job {
+            req,
+            meta,
+            body,
+            span,
+        } = job;
         slot.set_busy(Busy {
             route: meta.route,
             request_id: meta.request_id,
             since: Instant::now(),
         });
         let hooks = &*self.hooks;
-        pipeline::with_context(meta.log_context(), || {
+        let log_context = match &span {
+            Some(span) => span.log_context(&meta),
+            None => meta.log_context(),
+        };
+        let entered = span.as_ref().map(|span| {
+            span.dequeued();
+            span.enter()
+        });
+        let status = pipeline::with_context(log_context, || {
             let (path, query) = split_target(req.url());
             let result = match self.router.at(meta.method, path) {
                 Match::Found {
@@ -110,9 +142,38 @@ impl Dispatcher {
                 // thread matches here.
                 _ => Err(Problem::new(404, "no such route")),
             };
-            pipeline::respond(req, &meta, result, hooks);
+            pipeline::respond(req, &meta, result, hooks)
         });
+        drop(entered);
+        if let Some(span) = span {
+            span.end(status);
+        }
     }
+}
+
+/// The request's server span, when tracing is on.
+fn start_span(req: &tiny_http::Request, meta: &Meta) -> Option<RequestSpan> {
+    tracing::active().map(|t| t.start_request(req, meta))
+}
+
+/// [`pipeline::respond`] on the connection thread, inside the request's
+/// span (its ids in the log line) when there is one; ends the span.
+fn respond_in_span(
+    req: tiny_http::Request,
+    meta: &Meta,
+    result: HandlerResult,
+    hooks: &dyn Hooks,
+    span: Option<RequestSpan>,
+) {
+    let Some(span) = span else {
+        pipeline::respond(req, meta, result, hooks);
+        return;
+    };
+    let status = pipeline::with_context(span.log_context(meta), || {
+        let _entered = span.enter();
+        pipeline::respond(req, meta, result, hooks)
+    });
+    span.end(status);
 }
 
 /// The start every listener shares: the request id and clock ([`Meta`]), the
