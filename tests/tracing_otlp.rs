@@ -415,6 +415,60 @@ fn a_sampled_parent_is_exported_with_route_attributes_and_db_spans() {
 }
 
 #[test]
+fn a_5xx_is_an_error_span_and_a_failed_statement_an_error_db_span() {
+    let db = TestDb::new();
+    let receiver = Receiver::start(Mode::Accept);
+    let mut svc = start(
+        &db,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+        ],
+    );
+    // The statement now fails with 42P01 (undefined table): a 500.
+    db.client()
+        .batch_execute("ALTER TABLE users RENAME TO users_gone")
+        .expect("rename");
+    let reply = client::get(svc.addr, "/api/v1/users/7").expect("get");
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    receiver.wait_for("the 500's spans", Duration::from_secs(10), |spans| {
+        spans.iter().any(|e| {
+            e.span.kind == SpanKind::Server as i32
+                && attrs(&e.span.attributes).get("http.response.status_code")
+                    == Some(&"500".to_owned())
+        })
+    });
+    let spans = receiver.spans();
+    let server = spans
+        .iter()
+        .find(|e| e.span.kind == SpanKind::Server as i32 && e.span.name == "GET /api/v1/users/{id}")
+        .expect("server span");
+    assert_eq!(
+        server.span.status.as_ref().map(|st| st.code),
+        Some(StatusCode::Error as i32)
+    );
+    assert!(server.span.parent_span_id.is_empty(), "a root span");
+    let failed = spans
+        .iter()
+        .find(|e| e.span.parent_span_id == server.span.span_id)
+        .expect("db span");
+    let a = attrs(&failed.span.attributes);
+    assert_eq!(
+        a.get("db.response.status_code").map(String::as_str),
+        Some("42P01")
+    );
+    assert_eq!(
+        a.get("db.operation.name").map(String::as_str),
+        Some("SELECT")
+    );
+    assert_eq!(
+        failed.span.status.as_ref().map(|st| st.code),
+        Some(StatusCode::Error as i32)
+    );
+    stop(&mut svc, Duration::from_secs(3));
+}
+
+#[test]
 fn without_a_parent_ratio_zero_exports_nothing_and_ratio_one_everything() {
     let db = TestDb::new();
     for (ratio, want) in [("0", 0), ("1", 5)] {
