@@ -44,7 +44,7 @@ pub use help::{help_text, version_text};
 pub use http_url::{HttpUrl, HttpUrlError};
 pub use listen_addr::{parse_listen_addr, ListenAddrError};
 pub use log_options::LogFormat;
-pub use otel::{OtelSampler, OtlpHeaders, OTLP_COMPRESSION, OTLP_PROTOCOL};
+pub use otel::{OtelSampler, OtlpHeaders, OTLP_COMPRESSION, OTLP_PROTOCOL, PROPAGATOR};
 pub use redis_url::{RedisUrl, RedisUrlError};
 pub use secret::Secret;
 pub use size::{format_size, parse_size, SizeError};
@@ -153,6 +153,11 @@ pub struct Config {
     pub otel_bsp_schedule_delay: Duration,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`: spans waiting for export at most.
     pub otel_bsp_max_queue_size: usize,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: spans per export at most; at most
+    /// `otel_bsp_max_queue_size`.
+    pub otel_bsp_max_export_batch_size: usize,
+    /// `OTEL_TRACES_EXPORTER`: `otlp` (true) or `none` (false: tracing off).
+    pub otel_traces_exporter_otlp: bool,
     /// `WEBHOOK_URL`; `None` = events are only logged.
     pub webhook_url: Option<HttpUrl>,
 }

@@ -14,8 +14,9 @@
 //! [`crate::config::SPAN_FLUSH_TIMEOUT`], part of the budget the
 //! grace-period check reserves.
 //!
-//! With no endpoint (or `OTEL_SDK_DISABLED=true`) nothing is built and
-//! [`active`] is `None`: the request path's only tracing work is that check.
+//! With no endpoint (or `OTEL_SDK_DISABLED=true`, or
+//! `OTEL_TRACES_EXPORTER=none`) nothing is built and [`active`] is `None`:
+//! the request path's only tracing work is that check.
 //!
 //! Pieces: [`request`] (server spans, `traceparent` extraction), [`db`]
 //! (statement spans), [`propagation`] (the outgoing-call seam), [`client`],
@@ -65,15 +66,15 @@ pub struct TracingSettings {
     pub schedule_delay: Duration,
     /// Spans queued for export at most; beyond, they are dropped.
     pub max_queue_size: usize,
+    /// Spans per export at most.
+    pub max_export_batch_size: usize,
 }
 
-/// Spans exported at once at most.
-const MAX_EXPORT_BATCH: usize = 512;
-
 impl TracingSettings {
-    /// `None` when tracing is off: no endpoint, or `OTEL_SDK_DISABLED=true`.
+    /// `None` when tracing is off: no endpoint, `OTEL_SDK_DISABLED=true` or
+    /// `OTEL_TRACES_EXPORTER=none`.
     pub fn from_config(config: &Config) -> Option<TracingSettings> {
-        if config.otel_sdk_disabled {
+        if config.otel_sdk_disabled || !config.otel_traces_exporter_otlp {
             return None;
         }
         let traces_url = match (&config.otel_traces_endpoint, &config.otel_endpoint) {
@@ -96,6 +97,7 @@ impl TracingSettings {
             resource_attributes: config.otel_resource_attributes.clone(),
             schedule_delay: config.otel_bsp_schedule_delay,
             max_queue_size: config.otel_bsp_max_queue_size,
+            max_export_batch_size: config.otel_bsp_max_export_batch_size,
         })
     }
 }
@@ -159,13 +161,9 @@ pub fn install(settings: &TracingSettings) -> Result<&'static Tracing, TracingEr
     if ACTIVE.get().is_some() {
         return Err(TracingError::AlreadyInstalled);
     }
-    let tracing = build(settings)?;
-    let mut installed = Err(TracingError::AlreadyInstalled);
-    ACTIVE.get_or_init(|| {
-        installed = Ok(());
-        tracing
-    });
-    installed?;
+    ACTIVE
+        .set(build(settings)?)
+        .map_err(|_| TracingError::AlreadyInstalled)?;
     let active = ACTIVE.get().ok_or(TracingError::AlreadyInstalled)?;
     log::info!(
         endpoint = crate::config::HttpUrl::parse(&settings.traces_url)
@@ -199,7 +197,7 @@ fn build(settings: &TracingSettings) -> Result<Tracing, TracingError> {
     // from the environment, unvalidated.
     let batch = BatchConfigBuilder::default()
         .with_max_queue_size(settings.max_queue_size)
-        .with_max_export_batch_size(MAX_EXPORT_BATCH.min(settings.max_queue_size))
+        .with_max_export_batch_size(settings.max_export_batch_size.min(settings.max_queue_size))
         .with_scheduled_delay(settings.schedule_delay)
         .build();
     let processor = export::Gate {

@@ -3,6 +3,9 @@
 //! command line, and every error reported at once. The environment is a
 //! map handed in as a closure; the process environment is never touched.
 
+// The `defaults` test spells out every variable in one `json!`.
+#![recursion_limit = "256"]
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -230,6 +233,16 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         ("OTEL_BSP_MAX_QUEUE_SIZE", "64", |c| {
             c.otel_bsp_max_queue_size == 64
         }),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100", |c| {
+            c.otel_bsp_max_export_batch_size == 100
+        }),
+        ("OTEL_TRACES_EXPORTER", "none", |c| {
+            !c.otel_traces_exporter_otlp
+        }),
+        ("OTEL_TRACES_EXPORTER", "otlp", |c| {
+            c.otel_traces_exporter_otlp
+        }),
+        ("OTEL_PROPAGATORS", "tracecontext", |_| true),
         ("WEBHOOK_URL", "https://hooks.example.com/users", |c| {
             c.webhook_url.as_ref().map(|u| u.as_str()) == Some("https://hooks.example.com/users")
         }),
@@ -453,6 +466,24 @@ const INVALID: &[(&str, &str, &str)] = &[
         "expected a whole number from 1",
     ),
     (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "0",
+        "expected a whole number from 1",
+    ),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "4096",
+        "expected at most the queue size",
+    ),
+    ("OTEL_TRACES_EXPORTER", "console", "expected otlp, or none"),
+    ("OTEL_TRACES_EXPORTER", "zipkin", "expected otlp, or none"),
+    (
+        "OTEL_PROPAGATORS",
+        "tracecontext,baggage",
+        "expected tracecontext",
+    ),
+    ("OTEL_PROPAGATORS", "b3", "expected tracecontext"),
+    (
         "WEBHOOK_URL",
         "hooks.example.com",
         "expected an http:// or https:// URL",
@@ -599,6 +630,9 @@ fn defaults() {
         "OTEL_SDK_DISABLED": false,
         "OTEL_BSP_SCHEDULE_DELAY": "5s",
         "OTEL_BSP_MAX_QUEUE_SIZE": 2048,
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_PROPAGATORS": "tracecontext",
         "WEBHOOK_URL": null,
     });
     assert_eq!(json, want);
@@ -635,6 +669,29 @@ fn defaults() {
     assert_eq!(c.otel_timeout, secs(10));
     assert!(c.otel_headers.is_empty() && c.otel_traces_headers.is_none());
     assert!(!c.otel_sdk_disabled);
+}
+
+#[test]
+fn export_batch_follows_a_small_queue() {
+    let c = config(&[], &[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]);
+    assert_eq!(c.otel_bsp_max_export_batch_size, 64);
+    let c = config(
+        &[],
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ],
+    );
+    assert_eq!(c.otel_bsp_max_export_batch_size, 64);
+    // A bad queue size is reported once, not again as the batch's problem.
+    let errors = refused(
+        &[],
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100"),
+        ],
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
 }
 
 #[test]

@@ -584,6 +584,65 @@ fn a_dead_black_holed_or_failing_collector_never_blocks_requests_or_shutdown() {
     );
 }
 
+/// The names of the process's threads, from `/proc/PID/task/*/comm`.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir") {
+        let comm = entry.expect("entry").path().join("comm");
+        if let Ok(name) = std::fs::read_to_string(comm) {
+            names.push(name.trim().to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn tracing_switched_off_builds_nothing_and_sends_nothing() {
+    let db = TestDb::new();
+    let receiver = Receiver::start(Mode::Accept);
+    let endpoint = receiver.endpoint();
+    let cases: [&[(&str, &str)]; 3] = [
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ],
+    ];
+    for off in cases {
+        let mut env = vec![("OTEL_TRACES_SAMPLER", "always_on")];
+        env.extend_from_slice(off);
+        let mut svc = start(&db, &env);
+        let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+        let reply = client::request(
+            svc.addr,
+            "GET",
+            "/api/v1/users",
+            &[("traceparent", &traceparent)],
+            b"",
+        )
+        .expect("list");
+        assert_eq!(reply.status, 200);
+        let names = thread_names(svc.pid());
+        assert!(
+            !names.iter().any(|n| n.starts_with("OpenTelemetry")),
+            "{off:?}: {names:?}"
+        );
+        let logs = stop(&mut svc, Duration::from_secs(3));
+        assert!(
+            !logs
+                .iter()
+                .any(|v| v["msg"] == "tracing on" || v["msg"] == "tracing stopped"),
+            "{off:?}"
+        );
+        assert!(logs.iter().all(|v| v.get("trace_id").is_none()), "{off:?}");
+    }
+    assert_eq!(receiver.export_requests(), 0);
+}
+
 #[test]
 fn every_thread_of_a_tracing_process_is_named_and_none_is_tokio() {
     let db = TestDb::new();
@@ -602,13 +661,7 @@ fn every_thread_of_a_tracing_process_is_named_and_none_is_tokio() {
         );
     }
     receiver.wait_for("an export", Duration::from_secs(10), |s| !s.is_empty());
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{}/task", svc.pid())).expect("task dir") {
-        let comm = entry.expect("entry").path().join("comm");
-        if let Ok(name) = std::fs::read_to_string(comm) {
-            names.push(name.trim().to_owned());
-        }
-    }
+    let names = thread_names(svc.pid());
     let known = [
         "usersvc",
         "worker-",

@@ -90,6 +90,35 @@ pub const OTLP_PROTOCOL: &str = "http/protobuf";
 /// (`OTEL_EXPORTER_OTLP_COMPRESSION`): `gzip` is refused.
 pub const OTLP_COMPRESSION: &str = "none";
 
+/// The one propagator built in (`OTEL_PROPAGATORS`): W3C Trace Context.
+/// `baggage`, `b3`, `jaeger`, `xray` are refused.
+pub const PROPAGATOR: &str = "tracecontext";
+
+/// `OTEL_PROPAGATORS`: a comma-separated list whose every entry is
+/// `tracecontext`.
+pub fn parse_propagators(text: &str) -> Result<(), &'static str> {
+    if text
+        .split(',')
+        .map(str::trim)
+        .all(|p| p.eq_ignore_ascii_case(PROPAGATOR))
+    {
+        Ok(())
+    } else {
+        Err("names a propagator this build does not implement")
+    }
+}
+
+/// `OTEL_TRACES_EXPORTER`: `otlp` (true) or `none` (false).
+pub fn parse_traces_exporter(text: &str) -> Result<bool, &'static str> {
+    if text.eq_ignore_ascii_case("otlp") {
+        Ok(true)
+    } else if text.eq_ignore_ascii_case("none") {
+        Ok(false)
+    } else {
+        Err("is not an exporter this build implements")
+    }
+}
+
 /// The longest `OTEL_EXPORTER_OTLP_TIMEOUT`: an export attempt longer than a
 /// minute only holds spans that will be dropped anyway.
 pub const MAX_OTLP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -276,6 +305,11 @@ mod tests {
         assert!(parse_sdk_disabled("1").is_err());
         assert!(parse_only(OTLP_PROTOCOL)("http/protobuf").is_ok());
         assert!(parse_only(OTLP_PROTOCOL)("grpc").is_err());
+        assert!(parse_propagators("tracecontext, TraceContext").is_ok());
+        assert!(parse_propagators("tracecontext,baggage").is_err());
+        assert_eq!(parse_traces_exporter("OTLP"), Ok(true));
+        assert_eq!(parse_traces_exporter("none"), Ok(false));
+        assert!(parse_traces_exporter("console").is_err());
     }
 
     #[test]

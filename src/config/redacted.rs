@@ -20,7 +20,7 @@ impl Config {
     /// dependencies as `null`.
     pub fn redacted_json(&self) -> Value {
         let max_header_bytes = u64::try_from(self.max_header_bytes).unwrap_or(u64::MAX);
-        json!({
+        let mut json = json!({
             "ADDR": self.addr.to_string(),
             "ADMIN_ADDR": self
                 .admin_addr
@@ -49,6 +49,11 @@ impl Config {
             "OTEL_SERVICE_NAME": self.otel_service_name,
             "OTEL_TRACES_SAMPLER": self.otel_traces_sampler.as_str(),
             "OTEL_TRACES_SAMPLER_ARG": self.otel_traces_sampler_arg,
+            "WEBHOOK_URL": self.webhook_url.as_ref().map(|u| u.redacted()),
+        });
+        // The exporter's variables, in a second object: one `json!` of every
+        // key exceeds the macro's recursion limit.
+        let otlp = json!({
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
                 self.otel_traces_endpoint.as_ref().map(|u| u.redacted()),
             "OTEL_EXPORTER_OTLP_HEADERS":
@@ -69,7 +74,13 @@ impl Config {
             "OTEL_SDK_DISABLED": self.otel_sdk_disabled,
             "OTEL_BSP_SCHEDULE_DELAY": format_duration(self.otel_bsp_schedule_delay),
             "OTEL_BSP_MAX_QUEUE_SIZE": self.otel_bsp_max_queue_size,
-            "WEBHOOK_URL": self.webhook_url.as_ref().map(|u| u.redacted()),
-        })
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": self.otel_bsp_max_export_batch_size,
+            "OTEL_TRACES_EXPORTER": if self.otel_traces_exporter_otlp { "otlp" } else { "none" },
+            "OTEL_PROPAGATORS": super::PROPAGATOR,
+        });
+        if let (Value::Object(all), Value::Object(otlp)) = (&mut json, otlp) {
+            all.extend(otlp);
+        }
+        json
     }
 }

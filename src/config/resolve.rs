@@ -23,8 +23,9 @@ use super::http_url::{mask_userinfo, HttpUrl};
 use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
 use super::log_options::{parse_log_level, LogFormat};
 use super::otel::{
-    parse_headers, parse_only, parse_otlp_timeout, parse_ratio, parse_resource_attributes,
-    parse_sdk_disabled, OtelSampler, OTLP_COMPRESSION, OTLP_PROTOCOL,
+    parse_headers, parse_only, parse_otlp_timeout, parse_propagators, parse_ratio,
+    parse_resource_attributes, parse_sdk_disabled, parse_traces_exporter, OtelSampler,
+    OTLP_COMPRESSION, OTLP_PROTOCOL, PROPAGATOR,
 };
 use super::redis_url::RedisUrl;
 use super::size::{format_size, parse_size};
@@ -38,6 +39,7 @@ pub(crate) const MAX_CONNS: RangeInclusive<usize> = 1..=65536;
 pub(crate) const MAX_BODY_BYTES: RangeInclusive<u64> = 1..=(1 << 30);
 pub(crate) const MAX_HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
 pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: RangeInclusive<usize> = 1..=65536;
+pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: RangeInclusive<usize> = 1..=65536;
 /// Every duration: above zero (parsing refuses zero), at most a day, so
 /// that `Instant + duration` can never overflow.
 pub(crate) const DURATION: RangeInclusive<Duration> =
@@ -286,6 +288,39 @@ pub(crate) fn resolve(
     let otel_bsp_max_queue_size = r
         .int("OTEL_BSP_MAX_QUEUE_SIZE", OTEL_BSP_MAX_QUEUE_SIZE)
         .or(2048);
+    let otel_bsp_max_export_batch_size = r
+        .int(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+        )
+        .or(512.min(otel_bsp_max_queue_size));
+    if otel_bsp_max_export_batch_size > otel_bsp_max_queue_size
+        && !r.failed("OTEL_BSP_MAX_QUEUE_SIZE")
+    {
+        r.errors.push(ConfigError::variable(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            None,
+            format!(
+                "{} is more than OTEL_BSP_MAX_QUEUE_SIZE ({otel_bsp_max_queue_size}); \
+                 expected at most the queue size",
+                quote(&otel_bsp_max_export_batch_size.to_string()),
+            ),
+        ));
+    }
+    let otel_traces_exporter_otlp = r
+        .read(
+            "OTEL_TRACES_EXPORTER",
+            Show::Value,
+            "otlp, or none to turn tracing off",
+            parse_traces_exporter,
+        )
+        .or(true);
+    r.read(
+        "OTEL_PROPAGATORS",
+        Show::Value,
+        PROPAGATOR,
+        parse_propagators,
+    );
     let webhook_url = r.http_url("WEBHOOK_URL");
 
     match database_url {
@@ -326,6 +361,8 @@ pub(crate) fn resolve(
             otel_sdk_disabled,
             otel_bsp_schedule_delay,
             otel_bsp_max_queue_size,
+            otel_bsp_max_export_batch_size,
+            otel_traces_exporter_otlp,
             webhook_url,
         }),
         _ => Err(r.errors),

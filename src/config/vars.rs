@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 40] = [
+pub const VARS: [Var; 43] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -243,6 +243,24 @@ pub const VARS: [Var; 40] = [
         None,
         "2048",
         "spans waiting for export, 1 to 65536; beyond, spans are dropped and counted",
+    ),
+    var(
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        None,
+        "512",
+        "spans per export at most, up to OTEL_BSP_MAX_QUEUE_SIZE",
+    ),
+    var(
+        "OTEL_TRACES_EXPORTER",
+        None,
+        "otlp",
+        "otlp, or none to turn tracing off",
+    ),
+    var(
+        "OTEL_PROPAGATORS",
+        None,
+        "tracecontext",
+        "the only propagator built in (W3C traceparent/tracestate); others are refused",
     ),
     var(
         "WEBHOOK_URL",

@@ -57,7 +57,9 @@ impl Injector for Setter<'_> {
     fn set(&mut self, key: &str, value: String) {
         match key {
             "traceparent" => (self.0)("traceparent", &value),
-            "tracestate" => (self.0)("tracestate", &value),
+            // The propagator writes an empty `tracestate` for a trace
+            // without one; an empty header is not worth sending.
+            "tracestate" if !value.is_empty() => (self.0)("tracestate", &value),
             _ => {}
         }
     }
@@ -103,4 +105,56 @@ fn strip_userinfo(url: &str) -> String {
     crate::config::HttpUrl::parse(url)
         .map(|u| u.redacted().to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::OtelSampler;
+    use crate::tracing::{install, TracingSettings};
+
+    #[test]
+    fn a_client_span_is_current_inside_its_call_only() {
+        // A collector nobody listens on: spans are dropped, nothing waits.
+        let settings = TracingSettings {
+            traces_url: "http://127.0.0.1:1/v1/traces".into(),
+            headers: Vec::new(),
+            timeout: Duration::from_millis(100),
+            sampler: OtelSampler::AlwaysOn,
+            ratio: 1.0,
+            service_name: "propagation-test".into(),
+            resource_attributes: Vec::new(),
+            schedule_delay: Duration::from_secs(1),
+            max_queue_size: 16,
+            max_export_batch_size: 16,
+        };
+        install(&settings).expect("install");
+        assert_eq!(current_traceparent(), None, "no span is current");
+
+        let (outer, inner, injected) =
+            client_span("POST webhook", "http://u:pw@h.example/x", || {
+                let outer = current_traceparent();
+                let inner = client_span("GET nested", "http://h.example/y", || {
+                    (current_traceparent(), Some(200))
+                });
+                let mut injected = Vec::new();
+                inject_current(&mut |name, value| injected.push((name, value.to_owned())));
+                ((outer, inner, injected), Some(204))
+            });
+        let outer = outer.expect("a traceparent inside the call");
+        let parts: Vec<&str> = outer.split('-').collect();
+        assert_eq!(parts.len(), 4, "{outer}");
+        assert_eq!((parts[0], parts[3]), ("00", "01"), "{outer}");
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16), "{outer}");
+        let inner = inner.expect("nested");
+        assert!(
+            inner.starts_with(&format!("00-{}-", parts[1])),
+            "same trace: {inner}"
+        );
+        assert_ne!(inner, outer, "a span of its own");
+        assert_eq!(injected, vec![("traceparent", outer)]);
+        assert_eq!(current_traceparent(), None, "left when the call returned");
+    }
 }

@@ -8,7 +8,6 @@
 //! caller's W3C `traceparent`/`tracestate` make it a child of the caller's
 //! span; malformed headers are ignored (a new trace starts), never an error.
 
-use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
@@ -49,17 +48,14 @@ impl Tracing {
             .propagator
             .extract_with_context(&Context::new(), &Headers(req.headers()));
         let method = meta.method.as_str();
-        let name: Cow<'static, str> = if meta.route == UNMATCHED {
-            Cow::Borrowed(method)
-        } else {
-            Cow::Owned(format!("{method} {}", meta.route))
-        };
+        // The full name is built only for a span that is recorded: most
+        // requests are not sampled at the default ratio.
         let start = SystemTime::now()
             .checked_sub(meta.started.elapsed())
             .unwrap_or_else(SystemTime::now);
         let span = self
             .tracer
-            .span_builder(name)
+            .span_builder(method)
             .with_kind(SpanKind::Server)
             .with_start_time(start)
             .start_with_context(&self.tracer, &parent);
@@ -70,6 +66,9 @@ impl Tracing {
             .is_sampled()
             .then(|| (sc.trace_id().to_bytes(), sc.span_id().to_bytes()));
         if span.is_recording() {
+            if meta.route != UNMATCHED {
+                span.update_name(format!("{method} {}", meta.route));
+            }
             let headers = req.headers();
             let (path, _) = split_target(req.url());
             let mut attributes = vec![
