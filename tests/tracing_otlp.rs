@@ -567,6 +567,19 @@ fn a_dead_black_holed_or_failing_collector_never_blocks_requests_or_shutdown() {
         }
         // DRAIN_DELAY 300ms + the 1s flush bound + slack.
         let logs = stop(&mut svc, Duration::from_secs(3));
+        let stopped = logs
+            .iter()
+            .find(|v| v["msg"] == "tracing stopped")
+            .expect("tracing stopped line");
+        // Nothing is lost silently: whatever did not arrive is counted.
+        assert!(
+            stopped["dropped_total"].as_u64().unwrap_or(0) >= 30,
+            "{what}: {stopped}"
+        );
+        assert_eq!(stopped["exported_total"], 0, "{what}: {stopped}");
+        if what == "black hole" {
+            assert_eq!(stopped["flushed"], false, "{what}: {stopped}");
+        }
         let warnings = logs.iter().filter(|v| v["msg"] == "spans dropped").count();
         assert!(
             (1..=2).contains(&warnings),

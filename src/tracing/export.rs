@@ -7,12 +7,13 @@
 //! do the accounting:
 //!
 //! - [`Gate`] (the span processor the provider sees) keeps the number of
-//!   spans handed over but not yet taken for export; at the queue's capacity
-//!   it drops the span itself, so the SDK's own queue can never overflow
-//!   and every drop is ours to count;
-//! - [`Counting`] (the exporter the batch processor drives) takes spans off
-//!   that number when a batch is exported and counts a failed batch as
-//!   dropped.
+//!   spans handed over and not yet exported (queued, or in the batch being
+//!   sent); at the queue's capacity it drops the span itself, so the SDK's
+//!   own queue can never overflow and every drop is ours to count;
+//! - [`Counting`] (the exporter the batch processor drives) takes a batch's
+//!   spans off that number once its export has ended, and counts a failed
+//!   batch as dropped. What is left at shutdown when the flush bound runs
+//!   out (a black-holed collector) is counted as dropped too.
 //!
 //! Drops go to `otel_spans_dropped_total` and to one WARN line at most once
 //! a minute (the first at once), so a dead collector cannot flood the logs.
@@ -77,7 +78,7 @@ pub(crate) fn record_dropped(n: usize, reason: &str) {
     }
 }
 
-/// Spans handed to the batch processor and not yet taken for export.
+/// Spans handed to the batch processor whose export has not ended.
 pub(crate) type Queued = Arc<AtomicUsize>;
 
 /// The span processor the provider calls: bounds and counts, then passes
@@ -130,12 +131,12 @@ pub(crate) struct Counting<E> {
 impl<E: SpanExporter> SpanExporter for Counting<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
+        let result = self.inner.export(batch).await;
         let _ = self
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
                 Some(q.saturating_sub(n))
             });
-        let result = self.inner.export(batch).await;
         match &result {
             Ok(()) => SPANS_EXPORTED.inc_by(n as u64),
             Err(e) => record_dropped(n, &format!("export failed: {e}")),
