@@ -13,7 +13,9 @@
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
 #                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
-#   BENCH_WORKLOADS="W1 W2 W3 W4 W1-info W2-info"
+#   BENCH_WORKLOADS="W1 W2 W2-otel0.01 W2-otel1 W3 W4 W1-info W2-info"
+#                           W2-otel*: W2 with tracing on (parentbased_traceidratio at 0.01 / 1),
+#                           exporting to a local stand-in collector (otlp_sink.py)
 #   BENCH_PGBENCH_CLIENTS=25 BENCH_PGBENCH_JOBS=2
 #   BENCH_DRAIN_DELAY=1ms   DRAIN_DELAY for the service (falls back to its default if refused)
 #   BENCH_SERVICE_ENV="K=V ..." extra service environment (e.g. "WORKERS=8 MAX_CONNECTIONS=8")
@@ -55,7 +57,7 @@ BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 BENCH_DURATION=$(seconds "${BENCH_DURATION:-15}")
 BENCH_WARMUP=$(seconds "${BENCH_WARMUP:-3}")
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
-BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W3 W4 W1-info W2-info}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W2-otel0.01 W2-otel1 W3 W4 W1-info W2-info}
 [ "$BENCH_DURATION" -ge 1 ] || die "BENCH_DURATION must be at least 1 s"
 [ "$BENCH_CONNECTIONS" -ge "${BENCH_THREADS:-2}" ] || die "BENCH_CONNECTIONS must be >= BENCH_THREADS"
 for w in $BENCH_WORKLOADS; do lua_for "$w" >/dev/null; done
@@ -128,10 +130,32 @@ preflight() { # WORKLOAD: one request of the workload's kind, warn when it is no
   esac || warn "preflight for $1 did not answer 2xx: $(echo "$out" | head -c 300)"
 }
 
+# The tracing workloads export to a stand-in collector on this machine.
+SINK_PORT=""
+start_otlp_sink() {
+  local ready="$BENCH_OUT/tmp/sink.ready" pid
+  SINK_PORT=$(free_port)
+  python3 "$HERE/otlp_sink.py" --port "$SINK_PORT" --ready "$ready" >"$BENCH_OUT/logs/otlp-sink.log" 2>&1 &
+  pid=$!
+  track "$pid"
+  for _ in $(seq 1 500); do [ -e "$ready" ] && return 0; sleep 0.01; done
+  die "the OTLP sink did not start (log: $BENCH_OUT/logs/otlp-sink.log)"
+}
+workload_env() { # WORKLOAD -> extra service environment
+  case $1 in
+    W2-otel*)
+      echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT" \
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=${1#W2-otel}" ;;
+  esac
+}
+
 if [ "$MODE" != ceilings ]; then
+  # In this shell (not in the $(...) below), so that cleanup stops it.
+  case " $BENCH_WORKLOADS " in *" W2-otel"*) start_otlp_sink ;; esac
   for w in $BENCH_WORKLOADS; do
     level=warn
     case $w in *-info) level=info ;; esac
+    SVC_WORKLOAD_ENV=$(workload_env "$w")
     for ((round = 1; round <= ROUNDS; round++)); do
       for l in "${LABELS[@]}"; do
         name="$w-$l$round"
