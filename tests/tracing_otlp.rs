@@ -425,6 +425,44 @@ fn a_5xx_is_an_error_span_and_a_failed_statement_an_error_db_span() {
             ("OTEL_TRACES_SAMPLER", "always_on"),
         ],
     );
+    // Answered on the connection thread: a 404 (no route) and an unknown
+    // method, still one span each.
+    assert_eq!(client::get(svc.addr, "/nope").expect("404").status, 404);
+    let brew = client::request(svc.addr, "BREW", "/nope", &[], b"").expect("brew");
+    assert_eq!(brew.status, 404);
+    receiver.wait_for("the 404 spans", Duration::from_secs(10), |spans| {
+        spans
+            .iter()
+            .filter(|e| e.span.kind == SpanKind::Server as i32)
+            .count()
+            >= 2
+    });
+    let spans = receiver.spans();
+    let get = spans
+        .iter()
+        .find(|e| e.span.name == "GET")
+        .expect("GET span");
+    let a = attrs(&get.span.attributes);
+    assert_eq!(
+        a.get("http.response.status_code").map(String::as_str),
+        Some("404")
+    );
+    assert!(!a.contains_key("http.route"), "{a:?}");
+    assert_ne!(
+        get.span.status.as_ref().map(|st| st.code),
+        Some(StatusCode::Error as i32),
+        "a 4xx is not a server error"
+    );
+    let other = spans
+        .iter()
+        .find(|e| e.span.name == "HTTP")
+        .expect("HTTP span");
+    let a = attrs(&other.span.attributes);
+    assert_eq!(
+        a.get("http.request.method").map(String::as_str),
+        Some("_OTHER")
+    );
+
     // The statement now fails with 42P01 (undefined table): a 500.
     db.client()
         .batch_execute("ALTER TABLE users RENAME TO users_gone")

@@ -15,6 +15,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use super::Tracing;
+use crate::http::method::Method;
 use crate::http::pipeline::{Meta, UNMATCHED};
 use crate::http::request::{header, split_target};
 use crate::logging::context::RequestContext;
@@ -47,7 +48,12 @@ impl Tracing {
         let parent = self
             .propagator
             .extract_with_context(&Context::new(), &Headers(req.headers()));
-        let method = meta.method.as_str();
+        // The semantic conventions' spelling of a method outside the
+        // standard set, and its span name.
+        let (method, name) = match meta.method {
+            Method::Other => ("_OTHER", "HTTP"),
+            m => (m.as_str(), m.as_str()),
+        };
         // The full name is built only for a span that is recorded: most
         // requests are not sampled at the default ratio.
         let start = SystemTime::now()
@@ -55,7 +61,7 @@ impl Tracing {
             .unwrap_or_else(SystemTime::now);
         let span = self
             .tracer
-            .span_builder(method)
+            .span_builder(name)
             .with_kind(SpanKind::Server)
             .with_start_time(start)
             .start_with_context(&self.tracer, &parent);
@@ -67,7 +73,7 @@ impl Tracing {
             .then(|| (sc.trace_id().to_bytes(), sc.span_id().to_bytes()));
         if span.is_recording() {
             if meta.route != UNMATCHED {
-                span.update_name(format!("{method} {}", meta.route));
+                span.update_name(format!("{name} {}", meta.route));
             }
             let headers = req.headers();
             let (path, _) = split_target(req.url());
