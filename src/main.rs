@@ -163,8 +163,9 @@ fn serve(config: Config) -> ExitCode {
         }),
         startup: startup_work(url, config.migrate_on_start, pool.clone(), database_check),
         background: Vec::new(),
-        // Spans first: the last requests' spans are flushed while the pool
-        // closes nothing they need.
+        // Step 6: the last spans are flushed first (for at most
+        // SPAN_FLUSH_TIMEOUT, part of the grace-period budget), then the
+        // pool is closed.
         resources: vec![
             Box::new(|| tracing::shutdown(config::SPAN_FLUSH_TIMEOUT)),
             Box::new(move || drop(pool)),

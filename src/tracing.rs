@@ -82,14 +82,24 @@ impl TracingSettings {
             (None, Some(base)) => traces_url_of(base.as_str()),
             (None, None) => return None,
         };
+        let mut headers = config
+            .otel_traces_headers
+            .as_ref()
+            .unwrap_or(&config.otel_headers)
+            .expose()
+            .to_vec();
+        let (traces_url, credentials) = split_userinfo(&traces_url);
+        if let Some(basic) = credentials {
+            if !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            {
+                headers.push(("Authorization".to_owned(), basic));
+            }
+        }
         Some(TracingSettings {
             traces_url,
-            headers: config
-                .otel_traces_headers
-                .as_ref()
-                .unwrap_or(&config.otel_headers)
-                .expose()
-                .to_vec(),
+            headers,
             timeout: config.otel_traces_timeout.unwrap_or(config.otel_timeout),
             sampler: config.otel_traces_sampler,
             ratio: config.otel_traces_sampler_arg,
@@ -100,6 +110,34 @@ impl TracingSettings {
             max_export_batch_size: config.otel_bsp_max_export_batch_size,
         })
     }
+}
+
+/// The URL without its `user:password@`, and those credentials as an
+/// `Authorization` header value (`Basic …`): the HTTP client does not send
+/// credentials written in a URL. An `Authorization` header set in
+/// `OTEL_EXPORTER_OTLP_HEADERS` wins.
+fn split_userinfo(url: &str) -> (String, Option<String>) {
+    use base64::Engine as _;
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let pair = format!("{}:{}", decode(user), decode(password));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    );
+    (format!("{scheme}://{host}{tail}"), Some(basic))
 }
 
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL: the specification appends
@@ -300,7 +338,78 @@ pub fn shutdown(bound: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use super::traces_url_of;
+    use super::{split_userinfo, traces_url_of, TracingSettings};
+
+    fn settings(env: &[(&str, &str)]) -> Option<TracingSettings> {
+        let mut all = vec![("DATABASE_URL", "postgres://u@h/db")];
+        all.extend_from_slice(env);
+        let lookup = |k: &str| {
+            all.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        match crate::config::parse(&[], &lookup) {
+            Ok(crate::config::Command::Serve(config)) => TracingSettings::from_config(&config),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_turns_tracing_on_and_which_variable_wins() {
+        assert!(settings(&[]).is_none());
+        let on = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")];
+        let s = settings(&on).expect("on");
+        assert_eq!(s.traces_url, "http://c:4318/v1/traces");
+        assert_eq!(s.timeout, std::time::Duration::from_secs(10));
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            assert!(settings(&[on[0], off]).is_none(), "{off:?}");
+        }
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1/x"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "b=2"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3s"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2s"),
+        ])
+        .expect("on");
+        assert_eq!(s.traces_url, "http://t:1/x", "used as given");
+        assert_eq!(s.headers, [("b".to_owned(), "2".to_owned())]);
+        assert_eq!(s.timeout, std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn url_credentials_become_a_basic_header() {
+        let s = settings(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://otel:s3cr%21t@c:4318",
+        )])
+        .expect("on");
+        assert_eq!(s.traces_url, "https://c:4318/v1/traces");
+        // base64("otel:s3cr!t")
+        assert_eq!(
+            s.headers,
+            [(
+                "Authorization".to_owned(),
+                "Basic b3RlbDpzM2NyIXQ=".to_owned()
+            )]
+        );
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel:pw@c"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t"),
+        ])
+        .expect("on");
+        assert_eq!(
+            s.headers,
+            [("authorization".to_owned(), "Bearer t".to_owned())]
+        );
+        assert_eq!(
+            split_userinfo("http://c/p@q"),
+            ("http://c/p@q".to_owned(), None)
+        );
+    }
 
     #[test]
     fn base_endpoint_gets_the_signal_path() {

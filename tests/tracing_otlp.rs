@@ -226,10 +226,12 @@ const UNSAMPLED_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 fn a_sampled_parent_is_exported_with_route_attributes_and_db_spans() {
     let db = TestDb::new();
     let receiver = Receiver::start(Mode::Accept);
+    // Credentials in the URL are sent as basic authentication.
+    let endpoint = format!("http://otel:hunter2@{}", receiver.addr);
     let mut svc = start(
         &db,
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=s3cret%21"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
             ("OTEL_SERVICE_NAME", "users-traced"),
@@ -374,6 +376,9 @@ fn a_sampled_parent_is_exported_with_route_attributes_and_db_spans() {
         .all(|h| h.get("x-api-key").map(String::as_str) == Some("s3cret!")));
     assert!(requests
         .iter()
+        .all(|h| h.get("authorization").map(String::as_str) == Some("Basic b3RlbDpodW50ZXIy")));
+    assert!(requests
+        .iter()
         .all(|h| h[":request-line"].starts_with("POST /v1/traces ")
             && h.get("content-type").map(String::as_str) == Some("application/x-protobuf")));
 
@@ -410,8 +415,11 @@ fn a_sampled_parent_is_exported_with_route_attributes_and_db_spans() {
         .spans()
         .iter()
         .any(|e| hex(&e.span.trace_id) == UNSAMPLED_TRACE_ID));
-    // The header value is a secret: never logged.
-    assert!(!svc.lines().iter().any(|l| l.contains("s3cret")));
+    // Header values and URL credentials are secrets: never logged.
+    assert!(!svc
+        .lines()
+        .iter()
+        .any(|l| l.contains("s3cret") || l.contains("hunter2")));
 }
 
 #[test]

@@ -45,9 +45,20 @@ pub struct RequestSpan {
 impl Tracing {
     /// Starts the server span of `req`, whose route is `meta.route`.
     pub fn start_request(&self, req: &tiny_http::Request, meta: &Meta) -> RequestSpan {
+        self.start_server_span(req.headers(), req.url(), meta)
+    }
+
+    /// [`Tracing::start_request`] from the request's parts: its headers and
+    /// target (`/path?query`).
+    pub fn start_server_span(
+        &self,
+        headers: &[tiny_http::Header],
+        target: &str,
+        meta: &Meta,
+    ) -> RequestSpan {
         let parent = self
             .propagator
-            .extract_with_context(&Context::new(), &Headers(req.headers()));
+            .extract_with_context(&Context::new(), &Headers(headers));
         // The semantic conventions' spelling of a method outside the
         // standard set, and its span name.
         let (method, name) = match meta.method {
@@ -75,8 +86,7 @@ impl Tracing {
             if meta.route != UNMATCHED {
                 span.update_name(format!("{name} {}", meta.route));
             }
-            let headers = req.headers();
-            let (path, _) = split_target(req.url());
+            let (path, _) = split_target(target);
             let mut attributes = vec![
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("url.path", path.to_owned()),
@@ -147,21 +157,25 @@ impl RequestSpan {
     }
 
     /// Makes this span the current one on this thread (for database spans
-    /// and [`super::propagation`]) until the guard drops.
-    pub fn enter(&self) -> ContextGuard {
-        self.cx.clone().attach()
+    /// and [`super::propagation`]) until the guard drops. Only a sampled
+    /// span needs to be: the children of an unsampled one are not recorded
+    /// and no `traceparent` is sent for it, so that case costs nothing.
+    pub fn enter(&self) -> Option<ContextGuard> {
+        self.ids.map(|_| self.cx.clone().attach())
     }
 
     /// Ends the span with the response status (5xx = error).
     pub fn end(self, status: u16) {
         let span = self.cx.span();
-        span.set_attribute(KeyValue::new(
-            "http.response.status_code",
-            i64::from(status),
-        ));
-        if status >= 500 {
-            span.set_status(Status::error(""));
-            span.set_attribute(KeyValue::new("error.type", status.to_string()));
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                span.set_status(Status::error(""));
+                span.set_attribute(KeyValue::new("error.type", status.to_string()));
+            }
         }
         span.end();
     }
