@@ -53,47 +53,37 @@ pub fn span<T>(
 
 /// The operation (`SELECT`, `INSERT`, …) and the table it works on, read
 /// from the SQL text. For `WITH … <statement>` it is the outer statement's
-/// (the one after the common table expressions).
+/// (the one after the common table expressions). Allocates nothing: it runs
+/// for every statement of a traced request.
 pub fn summarize(sql: &'static str) -> (&'static str, Option<&'static str>) {
-    let words = top_level_words(sql);
-    let mut iter = words.iter().copied();
-    let Some(first) = iter.next() else {
+    let mut words = TopLevelWords::new(sql);
+    let Some(first) = words.next() else {
         return ("", None);
     };
     let operation = if first.eq_ignore_ascii_case("WITH") {
-        words
-            .iter()
-            .copied()
-            .skip(1)
-            .find(|w| is_statement(w))
-            .unwrap_or(first)
+        match words.by_ref().find(|w| is_statement(w)) {
+            Some(op) => op,
+            None => return (first, None),
+        }
     } else {
         first
     };
-    let after = |keyword: &str| -> Option<&'static str> {
-        let mut seen_op = false;
-        let mut iter = words.iter().copied();
-        while let Some(w) = iter.next() {
-            if !seen_op {
-                seen_op = std::ptr::eq(w, operation);
-                continue;
-            }
-            if w.eq_ignore_ascii_case(keyword) {
-                return iter.next().map(|t| t.trim_end_matches([',', ';']));
-            }
-        }
-        None
+    // `words` now stands just after the operation.
+    let table = |keyword: &str, mut rest: TopLevelWords| {
+        rest.find(|w| w.eq_ignore_ascii_case(keyword))
+            .and_then(|_| rest.next())
+            .map(|t| t.trim_end_matches([',', ';']))
     };
-    let collection = match operation.to_ascii_uppercase().as_str() {
-        "SELECT" | "DELETE" => after("FROM"),
-        "INSERT" => after("INTO"),
-        "UPDATE" => {
-            let mut iter = words.iter().copied();
-            iter.find(|w| std::ptr::eq(*w, operation));
-            iter.next()
-        }
-        _ => None,
-    };
+    let collection =
+        if operation.eq_ignore_ascii_case("SELECT") || operation.eq_ignore_ascii_case("DELETE") {
+            table("FROM", words)
+        } else if operation.eq_ignore_ascii_case("INSERT") {
+            table("INTO", words)
+        } else if operation.eq_ignore_ascii_case("UPDATE") {
+            words.next()
+        } else {
+            None
+        };
     (operation, collection)
 }
 
@@ -103,35 +93,56 @@ fn is_statement(word: &str) -> bool {
         .any(|k| word.eq_ignore_ascii_case(k))
 }
 
-/// The words of `sql` outside any parentheses (a CTE's body, a sub-query, a
-/// value list), as slices of the original text.
-fn top_level_words(sql: &'static str) -> Vec<&'static str> {
-    let mut words = Vec::new();
-    let mut depth = 0usize;
-    let mut start = None;
-    for (i, c) in sql.char_indices() {
-        let boundary = c.is_whitespace() || c == '(' || c == ')';
-        if boundary {
-            if let Some(s) = start.take() {
-                if depth == 0 {
-                    words.push(&sql[s..i]);
+/// The words of a SQL text outside any parentheses (a CTE's body, a
+/// sub-query, a value list), as slices of the original text.
+#[derive(Clone)]
+struct TopLevelWords {
+    sql: &'static str,
+    at: usize,
+    depth: usize,
+}
+
+impl TopLevelWords {
+    fn new(sql: &'static str) -> Self {
+        TopLevelWords {
+            sql,
+            at: 0,
+            depth: 0,
+        }
+    }
+}
+
+impl Iterator for TopLevelWords {
+    type Item = &'static str;
+
+    fn next(&mut self) -> Option<&'static str> {
+        let bytes = self.sql.as_bytes();
+        while self.at < bytes.len() {
+            let b = bytes[self.at];
+            if b.is_ascii_whitespace() || b == b'(' || b == b')' {
+                match b {
+                    b'(' => self.depth += 1,
+                    b')' => self.depth = self.depth.saturating_sub(1),
+                    _ => {}
                 }
+                self.at += 1;
+                continue;
             }
-            match c {
-                '(' => depth += 1,
-                ')' => depth = depth.saturating_sub(1),
-                _ => {}
+            let start = self.at;
+            while self.at < bytes.len()
+                && !(bytes[self.at].is_ascii_whitespace()
+                    || bytes[self.at] == b'('
+                    || bytes[self.at] == b')')
+            {
+                self.at += 1;
             }
-        } else if start.is_none() {
-            start = Some(i);
+            if self.depth == 0 {
+                // Boundaries are ASCII bytes, so these are char boundaries.
+                return self.sql.get(start..self.at);
+            }
         }
+        None
     }
-    if let Some(s) = start {
-        if depth == 0 {
-            words.push(&sql[s..]);
-        }
-    }
-    words
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ impl RequestSpan {
         self.queued_at = Some(Instant::now());
     }
 
-    /// A worker took the request: the time it waited becomes an event and
+    /// A worker took the request: the time it waited in the queue becomes
     /// the `usersvc.queue.duration_ms` attribute.
     pub fn dequeued(&self) {
         let Some(at) = self.queued_at else {
@@ -148,10 +148,6 @@ impl RequestSpan {
         let span = self.cx.span();
         if span.is_recording() {
             let waited = crate::http::pipeline::millis(at.elapsed());
-            span.add_event(
-                "dequeued",
-                vec![KeyValue::new("usersvc.queue.duration_ms", waited)],
-            );
             span.set_attribute(KeyValue::new("usersvc.queue.duration_ms", waited));
         }
     }
