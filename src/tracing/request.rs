@@ -87,11 +87,13 @@ impl Tracing {
                 span.update_name(format!("{name} {}", meta.route));
             }
             let (path, _) = split_target(target);
-            let mut attributes = vec![
+            // Sized for every attribute below: one allocation.
+            let mut attributes = Vec::with_capacity(10);
+            attributes.extend([
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("url.path", path.to_owned()),
                 KeyValue::new("url.scheme", "http"),
-            ];
+            ]);
             if meta.route != UNMATCHED {
                 attributes.push(KeyValue::new("http.route", meta.route));
             }
