@@ -45,7 +45,7 @@ pub use help::{help_text, version_text};
 pub use http_url::{HttpUrl, HttpUrlError};
 pub use listen_addr::{parse_listen_addr, ListenAddrError};
 pub use log_options::LogFormat;
-pub use otel::OtelSampler;
+pub use otel::{OtelSampler, OtlpHeaders, OTLP_COMPRESSION, OTLP_PROTOCOL, PROPAGATOR};
 pub use redis_url::{RedisUrl, RedisUrlError};
 pub use retention::format_retention;
 pub use secret::Secret;
@@ -54,7 +54,15 @@ pub use vars::{Var, VARS};
 
 /// Time the shutdown needs beyond `DRAIN_DELAY + SHUTDOWN_TIMEOUT` (joining
 /// workers, flushing spans, closing the pool) before Kubernetes' SIGKILL.
+/// It includes [`SPAN_FLUSH_TIMEOUT`].
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
+/// The longest shutdown step 6 waits for the last spans to be exported,
+/// whatever the collector does; part of [`SHUTDOWN_MARGIN`], so the
+/// grace-period check covers it. Spans still unsent then are dropped and
+/// counted.
+pub const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+const _: () = assert!(SPAN_FLUSH_TIMEOUT.as_millis() < SHUTDOWN_MARGIN.as_millis());
 
 /// What the process was asked to do.
 #[derive(Debug)]
@@ -131,6 +139,30 @@ pub struct Config {
     pub otel_traces_sampler: OtelSampler,
     /// `OTEL_TRACES_SAMPLER_ARG`: 0 to 1.
     pub otel_traces_sampler_arg: f64,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: used as given (nothing appended);
+    /// overrides `otel_endpoint`, and alone also turns tracing on.
+    pub otel_traces_endpoint: Option<HttpUrl>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub otel_headers: OtlpHeaders,
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`: replaces `otel_headers` when set.
+    pub otel_traces_headers: Option<OtlpHeaders>,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`: one export attempt.
+    pub otel_timeout: Duration,
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`: replaces `otel_timeout` when set.
+    pub otel_traces_timeout: Option<Duration>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`: extra resource attributes, in order.
+    pub otel_resource_attributes: Vec<(String, String)>,
+    /// `OTEL_SDK_DISABLED`: tracing off whatever the endpoint.
+    pub otel_sdk_disabled: bool,
+    /// `OTEL_BSP_SCHEDULE_DELAY`: how often queued spans are exported.
+    pub otel_bsp_schedule_delay: Duration,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: spans waiting for export at most.
+    pub otel_bsp_max_queue_size: usize,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: spans per export at most; at most
+    /// `otel_bsp_max_queue_size`.
+    pub otel_bsp_max_export_batch_size: usize,
+    /// `OTEL_TRACES_EXPORTER`: `otlp` (true) or `none` (false: tracing off).
+    pub otel_traces_exporter_otlp: bool,
     /// `WEBHOOK_URL`; `None` = events stay pending.
     pub webhook_url: Option<HttpUrl>,
     /// `CACHE_TTL`: lifetime of a cached user.

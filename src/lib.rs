@@ -19,4 +19,5 @@ pub mod openapi;
 pub mod outbox;
 pub mod rfc3339;
 pub mod runtime;
+pub mod tracing;
 pub mod users;

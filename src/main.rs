@@ -25,6 +25,7 @@ use usersvc::logging::{self, LogSettings};
 use usersvc::metrics::Metrics;
 use usersvc::outbox::{Outbox, OutboxSettings, WakeOnWrite};
 use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, ShutdownOutcome, StartupWork};
+use usersvc::tracing::{self, TracingSettings};
 use usersvc::users::idempotency::KEY_TTL;
 use usersvc::users::{handlers, PgUserRepository, UserRepository, UserService};
 use usersvc::{build_info, openapi};
@@ -99,6 +100,13 @@ fn serve(config: Config) -> ExitCode {
         commit = build_info::COMMIT;
         "starting usersvc"
     );
+
+    if let Some(settings) = TracingSettings::from_config(&config) {
+        if let Err(e) = tracing::install(&settings) {
+            log::error!(error = e.to_string().as_str(); "cannot start tracing");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let metrics = match Metrics::new() {
         Ok(m) => Arc::new(m),
@@ -175,7 +183,13 @@ fn serve(config: Config) -> ExitCode {
         ),
         background: vec![Box::new(outbox)],
         commit_gate: pool.commit_gate(),
-        resources: vec![Box::new(move || drop(pool))],
+        // Step 6: the last spans are flushed first (for at most
+        // SPAN_FLUSH_TIMEOUT, part of the grace-period budget), then the
+        // pool is closed.
+        resources: vec![
+            Box::new(|| tracing::shutdown(config::SPAN_FLUSH_TIMEOUT)),
+            Box::new(move || drop(pool)),
+        ],
         gauges: Box::new(move |g: RuntimeGauges| {
             metrics.on_scrape(move |m| {
                 m.set_state(gauge_state.get());
@@ -300,9 +314,11 @@ fn outbox_settings(config: &Config, url: &str) -> OutboxSettings {
         backoff: config.outbox_backoff,
         retention: config.outbox_retention,
         key_ttl: KEY_TTL,
-        // Seam for tracing: a supplier of the current `traceparent` header.
-        // TODO(merge): the tracing branch connects it here.
-        headers: None,
+        // `traceparent` (and `tracestate`) of the webhook call's client span
+        // when tracing is on (`Webhook::post` runs in one).
+        headers: Some(Arc::new(|| {
+            tracing::propagation::current_traceparent().map(|v| ("traceparent", v))
+        })),
     }
 }
 

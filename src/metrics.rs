@@ -248,6 +248,8 @@ impl Metrics {
         reg(Box::new(build))?;
         reg(Box::new(READINESS_CHECKS.clone()))?;
         reg(Box::new(READINESS_UP.clone()))?;
+        reg(Box::new(crate::tracing::SPANS_DROPPED.clone()))?;
+        reg(Box::new(crate::tracing::SPANS_EXPORTED.clone()))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(process::ProcessMetrics::new()?))?;
 

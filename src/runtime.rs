@@ -19,7 +19,9 @@
 //! 4. the request channel closes (the public server, the only sender, is
 //!    dropped) and every worker is joined;
 //! 5. background workers finish their current item and are joined;
-//! 6. resources (DB pool, span exporter, Redis) are closed;
+//! 6. resources are closed: spans flushed (within
+//!    `config::SPAN_FLUSH_TIMEOUT`, part of `SHUTDOWN_MARGIN`), then the DB
+//!    pool and Redis;
 //! 7. `shutdown complete` with each phase's duration.
 //!
 //! A second signal exits with 130 at once (see `lifecycle`).

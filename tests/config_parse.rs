@@ -3,6 +3,9 @@
 //! command line, and every error reported at once. The environment is a
 //! map handed in as a closure; the process environment is never touched.
 
+// The `defaults` test spells out every variable in one `json!`.
+#![recursion_limit = "256"]
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -176,6 +179,74 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         ("OTEL_TRACES_SAMPLER_ARG", "0.25", |c| {
             c.otel_traces_sampler_arg == 0.25
         }),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://otel.example.com/custom/traces",
+            |c| {
+                c.otel_traces_endpoint.as_ref().map(|u| u.as_str())
+                    == Some("https://otel.example.com/custom/traces")
+            },
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=abc%2C123,x-tenant=users",
+            |c| {
+                c.otel_headers.expose()
+                    == [
+                        ("api-key".to_owned(), "abc,123".to_owned()),
+                        ("x-tenant".to_owned(), "users".to_owned()),
+                    ]
+            },
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=v", |c| {
+            c.otel_traces_headers.as_ref().map(|h| h.expose().len()) == Some(1)
+        }),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500", |c| {
+            c.otel_timeout == ms(2500)
+        }),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3s", |c| {
+            c.otel_timeout == secs(3)
+        }),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "500ms", |c| {
+            c.otel_traces_timeout == Some(ms(500))
+        }),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", |_| true),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "HTTP/PROTOBUF",
+            |_| true,
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none", |_| true),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none", |_| true),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,team=users%20core",
+            |c| {
+                c.otel_resource_attributes
+                    == [
+                        ("deployment.environment".to_owned(), "prod".to_owned()),
+                        ("team".to_owned(), "users core".to_owned()),
+                    ]
+            },
+        ),
+        ("OTEL_SDK_DISABLED", "true", |c| c.otel_sdk_disabled),
+        ("OTEL_SDK_DISABLED", "False", |c| !c.otel_sdk_disabled),
+        ("OTEL_BSP_SCHEDULE_DELAY", "250", |c| {
+            c.otel_bsp_schedule_delay == ms(250)
+        }),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "64", |c| {
+            c.otel_bsp_max_queue_size == 64
+        }),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100", |c| {
+            c.otel_bsp_max_export_batch_size == 100
+        }),
+        ("OTEL_TRACES_EXPORTER", "none", |c| {
+            !c.otel_traces_exporter_otlp
+        }),
+        ("OTEL_TRACES_EXPORTER", "otlp", |c| {
+            c.otel_traces_exporter_otlp
+        }),
+        ("OTEL_PROPAGATORS", "tracecontext", |_| true),
         ("WEBHOOK_URL", "https://hooks.example.com/users", |c| {
             c.webhook_url.as_ref().map(|u| u.as_str()) == Some("https://hooks.example.com/users")
         }),
@@ -375,6 +446,74 @@ const INVALID: &[(&str, &str, &str)] = &[
         "expected a ratio from 0 to 1",
     ),
     (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "collector:4318/v1/traces",
+        "expected an http:// or https:// URL",
+    ),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "0", "expected milliseconds"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "61s", "1ms to 60s"),
+    (
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "soon",
+        "expected milliseconds",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "-5",
+        "expected milliseconds",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "grpc",
+        "expected http/protobuf",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "http/json",
+        "expected http/protobuf",
+    ),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", "expected none"),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "zstd",
+        "expected none",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "deployment.environment",
+        "expected comma-separated key=value pairs",
+    ),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "team=%zz",
+        "expected comma-separated key=value pairs",
+    ),
+    ("OTEL_SDK_DISABLED", "yes", "expected true or false"),
+    ("OTEL_BSP_SCHEDULE_DELAY", "0", "expected milliseconds"),
+    (
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "0",
+        "expected a whole number from 1",
+    ),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "0",
+        "expected a whole number from 1",
+    ),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "4096",
+        "expected at most the queue size",
+    ),
+    ("OTEL_TRACES_EXPORTER", "console", "expected otlp, or none"),
+    ("OTEL_TRACES_EXPORTER", "zipkin", "expected otlp, or none"),
+    (
+        "OTEL_PROPAGATORS",
+        "tracecontext,baggage",
+        "expected tracecontext",
+    ),
+    ("OTEL_PROPAGATORS", "b3", "expected tracecontext"),
+    (
         "WEBHOOK_URL",
         "hooks.example.com",
         "expected an http:// or https:// URL",
@@ -467,6 +606,16 @@ fn secret_variables_are_refused_without_their_value() {
         ),
         ("REDIS_URL", "cache:6379", "expected redis://"),
         ("REDIS_URL", "redis://:pw@cache:0", "expected redis://"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=s3cr3t\u{1}",
+            "expected comma-separated name=value pairs",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "api key=s3cr3t",
+            "expected comma-separated name=value pairs",
+        ),
     ];
     for (var, value, expected) in cases {
         let errors = refused(&[], &[(var, value)]);
@@ -540,6 +689,22 @@ fn defaults() {
         "OTEL_SERVICE_NAME": "usersvc",
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": 0.01,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": null,
+        "OTEL_EXPORTER_OTLP_HEADERS": null,
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": null,
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "10s",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": null,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "none",
+        "OTEL_RESOURCE_ATTRIBUTES": {},
+        "OTEL_SDK_DISABLED": false,
+        "OTEL_BSP_SCHEDULE_DELAY": "5s",
+        "OTEL_BSP_MAX_QUEUE_SIZE": 2048,
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_PROPAGATORS": "tracecontext",
         "WEBHOOK_URL": null,
         "QUEUE_TIMEOUT": "1s",
         "CACHE_TTL": "1m",
@@ -580,6 +745,9 @@ fn defaults() {
     assert_eq!(c.otel_traces_sampler, OtelSampler::ParentBasedTraceIdRatio);
     assert_eq!(c.otel_traces_sampler_arg, 0.01);
     assert!(c.webhook_url.is_none());
+    assert_eq!(c.otel_timeout, secs(10));
+    assert!(c.otel_headers.is_empty() && c.otel_traces_headers.is_none());
+    assert!(!c.otel_sdk_disabled);
     assert_eq!(
         (c.cache_ttl, c.cache_key_prefix.as_str()),
         (secs(60), "usersvc")
@@ -620,6 +788,56 @@ fn webhook_timeout_fits_the_shutdown_budget() {
     );
     assert_eq!(errors.len(), 1, "{errors}");
     assert_eq!(errors.errors()[0].variable_name(), Some("SHUTDOWN_TIMEOUT"));
+}
+
+#[test]
+fn export_batch_follows_a_small_queue() {
+    let c = config(&[], &[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]);
+    assert_eq!(c.otel_bsp_max_export_batch_size, 64);
+    let c = config(
+        &[],
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ],
+    );
+    assert_eq!(c.otel_bsp_max_export_batch_size, 64);
+    // A bad queue size is reported once, not again as the batch's problem.
+    let errors = refused(
+        &[],
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100"),
+        ],
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+}
+
+#[test]
+fn otlp_headers_are_never_printed() {
+    let c = config(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cr3t-value"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "authorization=Bearer%20tok3n",
+            ),
+        ],
+    );
+    let shown = format!("{} {c:?}", c.redacted_json());
+    assert!(
+        !shown.contains("s3cr3t-value") && !shown.contains("tok3n"),
+        "{shown}"
+    );
+    assert_eq!(
+        c.redacted_json()["OTEL_EXPORTER_OTLP_HEADERS"],
+        "api-key=***"
+    );
+    assert_eq!(
+        c.redacted_json()["OTEL_EXPORTER_OTLP_TRACES_HEADERS"],
+        "authorization=***"
+    );
 }
 
 #[test]

@@ -146,6 +146,8 @@ const SPEC: &[(&str, &str, &[&str])] = &[
         &["dependency", "result"],
     ),
     ("readiness_dependency_up", "gauge", &["dependency"]),
+    ("otel_spans_dropped_total", "counter", &[]),
+    ("otel_spans_exported_total", "counter", &[]),
     ("process_cpu_seconds_total", "counter", &[]),
     ("process_open_fds", "gauge", &[]),
     ("process_max_fds", "gauge", &[]),

@@ -24,6 +24,7 @@ import sys
 CEILING_OF = {
     "W1": ("nginx", "W1"), "W1-info": ("nginx", "W1"),
     "W2": ("pgbench", "W2"), "W2-info": ("pgbench", "W2"),
+    "W2-otel0.01": ("pgbench", "W2"), "W2-otel1": ("pgbench", "W2"),
     "W3": ("pgbench", "W3"), "W4": ("pgbench", "W4"),
 }
 # workload -> its second ceiling (reported beside the first)
@@ -33,6 +34,8 @@ WORKLOAD_TEXT = {
     "W1-info": "GET /healthz, LOG_LEVEL=info",
     "W2": "GET /api/v1/users/{random 1..10000}",
     "W2-info": "GET /api/v1/users/{id}, LOG_LEVEL=info",
+    "W2-otel0.01": "GET /api/v1/users/{id}, tracing on, ratio 0.01 (to a local OTLP sink)",
+    "W2-otel1": "GET /api/v1/users/{id}, tracing on, ratio 1 (every request exported)",
     "W3": "POST /api/v1/users (unique email)",
     "W4": "90 % W2 + 10 % W3",
 }
@@ -273,6 +276,11 @@ def finalize(a):
     target("W4 (90/10 mix) ≥ 0.60 × its pgbench mix", ratio("W4"), lambda v: v >= 0.60, fmt(ratio("W4"), 3))
     target("W1 p99 < 10 ms", p99("W1"), lambda v: v < 10, fmt(p99("W1"), 2) + " ms" if p99("W1") is not None else "–")
     target("W2 p99 < 10 ms", p99("W2"), lambda v: v < 10, fmt(p99("W2"), 2) + " ms" if p99("W2") is not None else "–")
+    w2_rps = med([r.get("rps") for r in w("W2")])
+    for name, floor in (("W2-otel0.01", 0.97), ("W2-otel1", 0.85)):
+        rps = med([r.get("rps") for r in w(name)])
+        rel = rps / w2_rps if rps and w2_rps else None
+        target(f"{name} req/s ≥ {floor} × W2 (tracing off)", rel, lambda v, f=floor: v >= f, fmt(rel, 3))
     mx_idle = max(idle) if idle else None
     target("idle RSS < 4 MiB (worst start)", mx_idle, lambda v: v < 4 * 1024, fmt(mib(mx_idle), 2) + " MiB" if idle else "–")
     mx_peak = max(peak) if peak else None

@@ -13,7 +13,9 @@
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
 #                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
-#   BENCH_WORKLOADS="W1 W2 W3 W4 W1-info W2-info"
+#   BENCH_WORKLOADS="W1 W2 W2-otel0.01 W2-otel1 W3 W4 W1-info W2-info"
+#                           W2-otel*: W2 with tracing on (parentbased_traceidratio at 0.01 / 1),
+#                           exporting to a local stand-in collector (otlp_sink.py)
 #   BENCH_SWEEP_WORKLOADS="W2 W3" BENCH_SWEEP_CONNECTIONS="16 64 256"  also run these at these
 #                           connection counts (binary A, one round) for the throughput/p99 plot
 #   BENCH_PLOT=path         the plot (SVG; default BENCHMARKS-throughput-p99.svg beside BENCHMARKS.md)
@@ -59,7 +61,7 @@ BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 BENCH_DURATION=$(seconds "${BENCH_DURATION:-15}")
 BENCH_WARMUP=$(seconds "${BENCH_WARMUP:-3}")
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
-BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W3 W4 W1-info W2-info}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W2-otel0.01 W2-otel1 W3 W4 W1-info W2-info}
 BENCH_SWEEP_WORKLOADS=${BENCH_SWEEP_WORKLOADS-W2 W3}
 BENCH_SWEEP_CONNECTIONS=${BENCH_SWEEP_CONNECTIONS-16 64 256}
 BENCH_PLOT=${BENCH_PLOT:-$ROOT/BENCHMARKS-throughput-p99.svg}
@@ -139,6 +141,25 @@ preflight() { # WORKLOAD: one request of the workload's kind, warn when it is no
   esac || warn "preflight for $1 did not answer 2xx: $(echo "$out" | head -c 300)"
 }
 
+# The tracing workloads export to a stand-in collector on this machine.
+SINK_PORT=""
+start_otlp_sink() {
+  local ready="$BENCH_OUT/tmp/sink.ready" pid
+  SINK_PORT=$(free_port)
+  python3 "$HERE/otlp_sink.py" --port "$SINK_PORT" --ready "$ready" >"$BENCH_OUT/logs/otlp-sink.log" 2>&1 &
+  pid=$!
+  track "$pid"
+  for _ in $(seq 1 500); do [ -e "$ready" ] && return 0; sleep 0.01; done
+  die "the OTLP sink did not start (log: $BENCH_OUT/logs/otlp-sink.log)"
+}
+workload_env() { # WORKLOAD -> extra service environment
+  case $1 in
+    W2-otel*)
+      echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT" \
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=${1#W2-otel}" ;;
+  esac
+}
+
 # run_one WORKLOAD LABEL ROUND KV...: a fresh start of binary LABEL, the
 # workload at $BENCH_CONNECTIONS, the stop; one record in raw.jsonl.
 run_one() {
@@ -146,6 +167,7 @@ run_one() {
   case $w in *-info) level=info ;; esac
   name="$w-$l$round"
   [ "$BENCH_CONNECTIONS" = "$BENCH_CONNECTIONS_MAIN" ] || name="$name-c$BENCH_CONNECTIONS"
+  SVC_WORKLOAD_ENV=$(workload_env "$w")
   svc_start "${BIN[$l]}" "$name" "$level"
   preflight "$w"
   pid=$SVC_PID
@@ -175,6 +197,8 @@ PY
 
 BENCH_CONNECTIONS_MAIN=$BENCH_CONNECTIONS
 if [ "$MODE" != ceilings ]; then
+  # In this shell (not in a $(...)), so that cleanup stops it.
+  case " $BENCH_WORKLOADS " in *" W2-otel"*) start_otlp_sink ;; esac
   for w in $BENCH_WORKLOADS; do
     for ((round = 1; round <= ROUNDS; round++)); do
       for l in "${LABELS[@]}"; do run_one "$w" "$l" "$round"; done

@@ -80,7 +80,7 @@ _svc_spawn() {
   [ -e "$started" ] || die "the readiness poller did not start"
 
   # shellcheck disable=SC2206 # word splitting of BENCH_SERVICE_ENV is the point
-  env_extra=(${BENCH_SERVICE_ENV:-})
+  env_extra=(${BENCH_SERVICE_ENV:-} ${SVC_WORKLOAD_ENV:-})
   [ "$drain" = "default" ] || env_extra+=("DRAIN_DELAY=$drain")
   svc_settle
   t0=$(now_us)

@@ -20,7 +20,7 @@ impl Config {
     /// dependencies as `null`.
     pub fn redacted_json(&self) -> Value {
         let max_header_bytes = u64::try_from(self.max_header_bytes).unwrap_or(u64::MAX);
-        json!({
+        let mut json = json!({
             "ADDR": self.addr.to_string(),
             "ADMIN_ADDR": self
                 .admin_addr
@@ -57,6 +57,37 @@ impl Config {
             "OUTBOX_RETENTION": super::retention::format_retention(self.outbox_retention),
             "OUTBOX_BACKOFF": format_duration(self.outbox_backoff),
             "WEBHOOK_TIMEOUT": format_duration(self.webhook_timeout),
-        })
+        });
+        // The exporter's variables, in a second object: one `json!` of every
+        // key exceeds the macro's recursion limit.
+        let otlp = json!({
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+                self.otel_traces_endpoint.as_ref().map(|u| u.redacted()),
+            "OTEL_EXPORTER_OTLP_HEADERS":
+                (!self.otel_headers.is_empty()).then(|| self.otel_headers.redacted()),
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS":
+                self.otel_traces_headers.as_ref().map(|h| h.redacted()),
+            "OTEL_EXPORTER_OTLP_TIMEOUT": format_duration(self.otel_timeout),
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": self.otel_traces_timeout.map(format_duration),
+            "OTEL_EXPORTER_OTLP_PROTOCOL": super::OTLP_PROTOCOL,
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": super::OTLP_PROTOCOL,
+            "OTEL_EXPORTER_OTLP_COMPRESSION": super::OTLP_COMPRESSION,
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": super::OTLP_COMPRESSION,
+            "OTEL_RESOURCE_ATTRIBUTES": self
+                .otel_resource_attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect::<serde_json::Map<_, _>>(),
+            "OTEL_SDK_DISABLED": self.otel_sdk_disabled,
+            "OTEL_BSP_SCHEDULE_DELAY": format_duration(self.otel_bsp_schedule_delay),
+            "OTEL_BSP_MAX_QUEUE_SIZE": self.otel_bsp_max_queue_size,
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": self.otel_bsp_max_export_batch_size,
+            "OTEL_TRACES_EXPORTER": if self.otel_traces_exporter_otlp { "otlp" } else { "none" },
+            "OTEL_PROPAGATORS": super::PROPAGATOR,
+        });
+        if let (Value::Object(all), Value::Object(otlp)) = (&mut json, otlp) {
+            all.extend(otlp);
+        }
+        json
     }
 }

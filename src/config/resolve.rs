@@ -22,7 +22,11 @@ use super::error::{quote, ConfigError};
 use super::http_url::{mask_userinfo, HttpUrl};
 use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
 use super::log_options::{parse_log_level, LogFormat};
-use super::otel::{parse_ratio, OtelSampler};
+use super::otel::{
+    parse_headers, parse_only, parse_otlp_timeout, parse_propagators, parse_ratio,
+    parse_resource_attributes, parse_sdk_disabled, parse_traces_exporter, OtelSampler,
+    OTLP_COMPRESSION, OTLP_PROTOCOL, PROPAGATOR,
+};
 use super::redis_url::RedisUrl;
 use super::retention::parse_retention;
 use super::size::{format_size, parse_size};
@@ -40,6 +44,8 @@ pub(crate) const OUTBOX_MAX_ATTEMPTS: RangeInclusive<u32> = 1..=1000;
 pub(crate) const OUTBOX_BACKOFF: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(3600);
 pub(crate) const MAX_HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
+pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: RangeInclusive<usize> = 1..=65536;
+pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: RangeInclusive<usize> = 1..=65536;
 /// Every duration: above zero (parsing refuses zero), at most a day, so
 /// that `Instant + duration` can never overflow.
 pub(crate) const DURATION: RangeInclusive<Duration> =
@@ -209,6 +215,120 @@ pub(crate) fn resolve(
             |s| parse_ratio(s).ok_or("is not a ratio from 0 to 1"),
         )
         .or(0.01);
+    let otel_traces_endpoint = r.http_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    let headers_expected = "comma-separated name=value pairs (values percent-encoded) \
+        such as api-key=abc123,x-tenant=users";
+    let otel_headers = r
+        .read(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            Show::Hidden,
+            headers_expected,
+            parse_headers,
+        )
+        .or(Default::default());
+    let otel_traces_headers = r
+        .read(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            Show::Hidden,
+            headers_expected,
+            parse_headers,
+        )
+        .optional();
+    let timeout_expected = "milliseconds such as 10000, or a duration such as 10s; 1ms to 60s";
+    let otel_timeout = r
+        .read(
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            Show::Value,
+            timeout_expected,
+            parse_otlp_timeout,
+        )
+        .or(Duration::from_secs(10));
+    let otel_traces_timeout = r
+        .read(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            Show::Value,
+            timeout_expected,
+            parse_otlp_timeout,
+        )
+        .optional();
+    for name in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    ] {
+        r.read(name, Show::Value, OTLP_PROTOCOL, parse_only(OTLP_PROTOCOL));
+    }
+    for name in [
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    ] {
+        r.read(
+            name,
+            Show::Value,
+            OTLP_COMPRESSION,
+            parse_only(OTLP_COMPRESSION),
+        );
+    }
+    let otel_resource_attributes = r
+        .read(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            Show::Value,
+            "comma-separated key=value pairs (values percent-encoded) \
+             such as deployment.environment=prod",
+            parse_resource_attributes,
+        )
+        .or(Vec::new());
+    let otel_sdk_disabled = r
+        .read(
+            "OTEL_SDK_DISABLED",
+            Show::Value,
+            "true or false",
+            parse_sdk_disabled,
+        )
+        .or(false);
+    let otel_bsp_schedule_delay = r
+        .read(
+            "OTEL_BSP_SCHEDULE_DELAY",
+            Show::Value,
+            "milliseconds such as 5000, or a duration such as 5s; 1ms to 60s",
+            parse_otlp_timeout,
+        )
+        .or(Duration::from_secs(5));
+    let otel_bsp_max_queue_size = r
+        .int("OTEL_BSP_MAX_QUEUE_SIZE", OTEL_BSP_MAX_QUEUE_SIZE)
+        .or(2048);
+    let otel_bsp_max_export_batch_size = r
+        .int(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+        )
+        .or(512.min(otel_bsp_max_queue_size));
+    if otel_bsp_max_export_batch_size > otel_bsp_max_queue_size
+        && !r.failed("OTEL_BSP_MAX_QUEUE_SIZE")
+    {
+        r.errors.push(ConfigError::variable(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            None,
+            format!(
+                "{} is more than OTEL_BSP_MAX_QUEUE_SIZE ({otel_bsp_max_queue_size}); \
+                 expected at most the queue size",
+                quote(&otel_bsp_max_export_batch_size.to_string()),
+            ),
+        ));
+    }
+    let otel_traces_exporter_otlp = r
+        .read(
+            "OTEL_TRACES_EXPORTER",
+            Show::Value,
+            "otlp, or none to turn tracing off",
+            parse_traces_exporter,
+        )
+        .or(true);
+    r.read(
+        "OTEL_PROPAGATORS",
+        Show::Value,
+        PROPAGATOR,
+        parse_propagators,
+    );
     let webhook_url = r.http_url_as("WEBHOOK_URL", WEBHOOK_URL_EXPECTED);
     let queue_timeout = r.duration("QUEUE_TIMEOUT", 1);
     let cache_ttl = r.duration("CACHE_TTL", 60);
@@ -276,6 +396,17 @@ pub(crate) fn resolve(
             otel_service_name,
             otel_traces_sampler,
             otel_traces_sampler_arg,
+            otel_traces_endpoint,
+            otel_headers,
+            otel_traces_headers,
+            otel_timeout,
+            otel_traces_timeout,
+            otel_resource_attributes,
+            otel_sdk_disabled,
+            otel_bsp_schedule_delay,
+            otel_bsp_max_queue_size,
+            otel_bsp_max_export_batch_size,
+            otel_traces_exporter_otlp,
             webhook_url,
             cache_ttl,
             cache_key_prefix,

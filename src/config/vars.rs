@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 34] = [
+pub const VARS: [Var; 50] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -165,6 +165,102 @@ pub const VARS: [Var; 34] = [
         None,
         "0.01",
         "sampling ratio, 0 to 1",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        None,
+        "(OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces)",
+        "full URL spans are POSTed to, used as given; also turns tracing on",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        None,
+        "(none)",
+        "name=value,... headers on every export (percent-encoded values; never shown)",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        None,
+        "(OTEL_EXPORTER_OTLP_HEADERS)",
+        "replaces OTEL_EXPORTER_OTLP_HEADERS for spans",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        None,
+        "10s",
+        "one export attempt, in ms (10000) or as a duration; 1ms to 60s",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        None,
+        "(OTEL_EXPORTER_OTLP_TIMEOUT)",
+        "replaces OTEL_EXPORTER_OTLP_TIMEOUT for spans",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        None,
+        "http/protobuf",
+        "the only protocol built in; grpc and http/json are refused",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        None,
+        "http/protobuf",
+        "as OTEL_EXPORTER_OTLP_PROTOCOL, for spans",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        None,
+        "none",
+        "the only compression built in; gzip is refused",
+    ),
+    var(
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        None,
+        "none",
+        "as OTEL_EXPORTER_OTLP_COMPRESSION, for spans",
+    ),
+    var(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        None,
+        "(none)",
+        "key=value,... added to the span resource (percent-encoded values)",
+    ),
+    var(
+        "OTEL_SDK_DISABLED",
+        None,
+        "false",
+        "true turns tracing off whatever the endpoint",
+    ),
+    var(
+        "OTEL_BSP_SCHEDULE_DELAY",
+        None,
+        "5s",
+        "how often queued spans are exported, in ms (5000) or as a duration; 1ms to 60s",
+    ),
+    var(
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        None,
+        "2048",
+        "spans waiting for export, 1 to 65536; beyond, spans are dropped and counted",
+    ),
+    var(
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        None,
+        "512",
+        "spans per export at most, up to OTEL_BSP_MAX_QUEUE_SIZE",
+    ),
+    var(
+        "OTEL_TRACES_EXPORTER",
+        None,
+        "otlp",
+        "otlp, or none to turn tracing off",
+    ),
+    var(
+        "OTEL_PROPAGATORS",
+        None,
+        "tracecontext",
+        "the only propagator built in (W3C traceparent/tracestate); others are refused",
     ),
     var(
         "WEBHOOK_URL",

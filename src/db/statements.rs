@@ -6,6 +6,8 @@
 //! literals compiled into the binary and can never grow from user input.
 //! [`Db`] is the handle repositories use: the same `query`/`execute` calls on
 //! a plain connection or inside a transaction (anything `GenericClient`).
+//! Every statement runs inside `tracing::db::span` (a child span of the
+//! request's when it is traced; a single check otherwise).
 
 use std::collections::HashMap;
 
@@ -61,8 +63,10 @@ impl<'a, C: GenericClient> Db<'a, C> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
-        let st = self.cache.get(self.client, sql)?;
-        self.client.query(&st, params)
+        crate::tracing::db::span(sql, || {
+            let st = self.cache.get(self.client, sql)?;
+            self.client.query(&st, params)
+        })
     }
 
     /// Exactly one row (an error otherwise).
@@ -71,8 +75,10 @@ impl<'a, C: GenericClient> Db<'a, C> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, postgres::Error> {
-        let st = self.cache.get(self.client, sql)?;
-        self.client.query_one(&st, params)
+        crate::tracing::db::span(sql, || {
+            let st = self.cache.get(self.client, sql)?;
+            self.client.query_one(&st, params)
+        })
     }
 
     /// Zero or one row.
@@ -81,8 +87,10 @@ impl<'a, C: GenericClient> Db<'a, C> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, postgres::Error> {
-        let st = self.cache.get(self.client, sql)?;
-        self.client.query_opt(&st, params)
+        crate::tracing::db::span(sql, || {
+            let st = self.cache.get(self.client, sql)?;
+            self.client.query_opt(&st, params)
+        })
     }
 
     /// Affected row count.
@@ -91,8 +99,10 @@ impl<'a, C: GenericClient> Db<'a, C> {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, postgres::Error> {
-        let st = self.cache.get(self.client, sql)?;
-        self.client.execute(&st, params)
+        crate::tracing::db::span(sql, || {
+            let st = self.cache.get(self.client, sql)?;
+            self.client.execute(&st, params)
+        })
     }
 
     /// How many statements the underlying connection has prepared (for tests).

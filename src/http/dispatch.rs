@@ -10,6 +10,11 @@
 //! unless the job waited longer than `QUEUE_TIMEOUT` (503 + `Retry-After`,
 //! counted) or the shutdown deadline has passed (dropped unexecuted,
 //! counted, logged at ERROR): [`Dispatcher::run_job`].
+//!
+//! With tracing on, the request's server span starts here once the route is
+//! known and travels in the [`Job`]; the worker enters it around the handler
+//! and ends it with the status (`tracing::request`). With tracing off the
+//! only cost is the `tracing::active()` check.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use crate::http::request::{split_target, Request};
 use crate::http::response::Response;
 use crate::http::router::{Match, Router};
 use crate::http::worker_pool::{Busy, Submitter, WorkerSlot};
+use crate::tracing::{self, RequestSpan};
 
 /// An API handler: a pure function of the request.
 pub type Handler = Box<dyn Fn(&Request<'_>) -> HandlerResult + Send + Sync>;
@@ -37,6 +43,8 @@ pub struct Job {
     body: Vec<u8>,
     /// When it entered the queue (its age is checked against `QUEUE_TIMEOUT`).
     queued: Instant,
+    /// The server span, when tracing is on.
+    span: Option<RequestSpan>,
 }
 
 /// What a worker checks before it runs a job.
@@ -73,29 +81,35 @@ impl Dispatcher {
                 Match::MethodNotAllowed { pattern, allow } => {
                     meta.route = pattern;
                     let answer = method_not_allowed(meta.method, allow);
-                    return pipeline::respond(req, &meta, answer, hooks);
+                    let span = start_span(&req, &meta);
+                    return respond_in_span(req, &meta, answer, hooks, span);
                 }
                 Match::NotFound => {
                     let answer = Err(Problem::new(404, "no such route"));
-                    return pipeline::respond(req, &meta, answer, hooks);
+                    let span = start_span(&req, &meta);
+                    return respond_in_span(req, &meta, answer, hooks, span);
                 }
             };
             meta.route = route;
+            let mut span = start_span(&req, &meta);
             let body = match read_body(&mut req, self.max_body_bytes) {
                 Ok(body) => body,
-                Err(problem) => return pipeline::respond(req, &meta, Err(problem), hooks),
+                Err(problem) => return respond_in_span(req, &meta, Err(problem), hooks, span),
             };
-            let job = Job {
+            if let Some(span) = &mut span {
+                span.queued();
+            }
+            if let Err(job) = submitter.try_submit(Job {
                 req,
                 meta,
                 body,
+                span,
                 queued: Instant::now(),
-            };
-            if let Err(job) = submitter.try_submit(job) {
+            }) {
                 hooks.shed(&job.meta);
                 let shed = Problem::new(503, "the server is at capacity; retry shortly")
                     .with_header("Retry-After", RETRY_AFTER_SECS);
-                pipeline::respond(job.req, &job.meta, Err(shed), hooks);
+                respond_in_span(job.req, &job.meta, Err(shed), hooks, job.span);
             }
         });
     }
@@ -154,7 +168,11 @@ impl Dispatcher {
     /// Worker thread: run the handler and answer.
     pub fn work(&self, slot: &WorkerSlot, job: Job) {
         let Job {
-            req, meta, body, ..
+            req,
+            meta,
+            body,
+            span,
+            ..
         } = job;
         slot.set_busy(Busy {
             route: meta.route,
@@ -162,7 +180,15 @@ impl Dispatcher {
             since: Instant::now(),
         });
         let hooks = &*self.hooks;
-        pipeline::with_context(meta.log_context(), || {
+        let log_context = match &span {
+            Some(span) => span.log_context(&meta),
+            None => meta.log_context(),
+        };
+        let entered = span.as_ref().map(|span| {
+            span.dequeued();
+            span.enter()
+        });
+        let status = pipeline::with_context(log_context, || {
             let (path, query) = split_target(req.url());
             let result = match self.router.at(meta.method, path) {
                 Match::Found {
@@ -186,9 +212,38 @@ impl Dispatcher {
                 // thread matches here.
                 _ => Err(Problem::new(404, "no such route")),
             };
-            pipeline::respond(req, &meta, result, hooks);
+            pipeline::respond(req, &meta, result, hooks)
         });
+        drop(entered);
+        if let Some(span) = span {
+            span.end(status);
+        }
     }
+}
+
+/// The request's server span, when tracing is on.
+fn start_span(req: &tiny_http::Request, meta: &Meta) -> Option<RequestSpan> {
+    tracing::active().map(|t| t.start_request(req, meta))
+}
+
+/// [`pipeline::respond`] on the connection thread, inside the request's
+/// span (its ids in the log line) when there is one; ends the span.
+fn respond_in_span(
+    req: tiny_http::Request,
+    meta: &Meta,
+    result: HandlerResult,
+    hooks: &dyn Hooks,
+    span: Option<RequestSpan>,
+) {
+    let Some(span) = span else {
+        pipeline::respond(req, meta, result, hooks);
+        return;
+    };
+    let status = pipeline::with_context(span.log_context(meta), || {
+        let _entered = span.enter();
+        pipeline::respond(req, meta, result, hooks)
+    });
+    span.end(status);
 }
 
 /// The start every listener shares: the request id and clock ([`Meta`]), the

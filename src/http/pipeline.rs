@@ -131,9 +131,15 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("(non-string panic payload)")
 }
 
-/// Renders, writes and logs the answer to `req`. Call it with the request
-/// context entered ([`with_context`]) so the log line carries the ids.
-pub fn respond(mut req: tiny_http::Request, meta: &Meta, result: HandlerResult, hooks: &dyn Hooks) {
+/// Renders, writes and logs the answer to `req`; returns the status sent.
+/// Call it with the request context entered ([`with_context`]) so the log
+/// line carries the ids.
+pub fn respond(
+    mut req: tiny_http::Request,
+    meta: &Meta,
+    result: HandlerResult,
+    hooks: &dyn Hooks,
+) -> u16 {
     let resp = match result {
         Ok(r) => r,
         Err(p) => Response::problem(&p, meta.request_id.as_str()),
@@ -160,6 +166,7 @@ pub fn respond(mut req: tiny_http::Request, meta: &Meta, result: HandlerResult, 
         "request completed"
     );
     hooks.finished(meta, status, elapsed, sent);
+    status
 }
 
 fn write_response(

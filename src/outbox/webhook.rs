@@ -54,8 +54,15 @@ impl Webhook {
         }
     }
 
-    /// Delivers one event (`body` from [`cloudevent::body`]).
+    /// Delivers one event (`body` from [`cloudevent::body`]). With tracing
+    /// on, the call is a client span and carries its `traceparent`.
     pub fn post(&self, event_id: &str, body: &[u8]) -> Attempt {
+        crate::tracing::propagation::client_span("POST webhook", &self.url, || {
+            self.post_now(event_id, body)
+        })
+    }
+
+    fn post_now(&self, event_id: &str, body: &[u8]) -> (Attempt, Option<u16>) {
         let start = Instant::now();
         let mut request = self
             .agent
@@ -65,8 +72,10 @@ impl Webhook {
         if let Some((name, value)) = self.headers.as_ref().and_then(|h| h()) {
             request = request.header(name, value);
         }
+        let mut status = None;
         let (outcome, result) = match request.send(body) {
             Ok(response) => {
+                status = Some(response.status().as_u16());
                 let retry_after = response
                     .headers()
                     .get("retry-after")
@@ -89,10 +98,11 @@ impl Webhook {
                 AttemptResult::Network,
             ),
         };
-        Attempt {
+        let attempt = Attempt {
             outcome,
             result,
             took: start.elapsed(),
-        }
+        };
+        (attempt, status)
     }
 }

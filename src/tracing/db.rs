@@ -1,0 +1,187 @@
+//! One client span per database statement, child of the request span.
+//!
+//! Called by `db::statements::Db` around every statement, so every query a
+//! repository runs is covered without touching the repositories. Only the
+//! statement's shape is recorded — `db.system.name`, `db.operation.name`,
+//! `db.collection.name`, and the SQLSTATE of a failure — never a parameter
+//! value. Outside a sampled span (tracing off, a background job, an
+//! unsampled request) it costs one check and runs the statement as is.
+
+use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+
+/// Runs `statement` (the execution of `sql`) inside a database span when
+/// the current span is sampled.
+pub fn span<T>(
+    sql: &'static str,
+    statement: impl FnOnce() -> Result<T, postgres::Error>,
+) -> Result<T, postgres::Error> {
+    let Some(tracing) = super::active() else {
+        return statement();
+    };
+    if !Context::map_current(|cx| cx.span().span_context().is_sampled()) {
+        return statement();
+    }
+    let (operation, collection) = summarize(sql);
+    let name = match collection {
+        Some(table) => format!("{operation} {table}"),
+        None => operation.to_owned(),
+    };
+    let mut attributes = vec![
+        KeyValue::new("db.system.name", "postgresql"),
+        KeyValue::new("db.operation.name", operation),
+    ];
+    if let Some(table) = collection {
+        attributes.push(KeyValue::new("db.collection.name", table));
+    }
+    let mut span = tracing
+        .tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes)
+        .start(&tracing.tracer);
+    let result = statement();
+    if let Err(e) = &result {
+        let code = e.code().map_or("connection", |c| c.code()).to_owned();
+        span.set_attribute(KeyValue::new("db.response.status_code", code.clone()));
+        span.set_attribute(KeyValue::new("error.type", code));
+        span.set_status(Status::error(""));
+    }
+    span.end();
+    result
+}
+
+/// The operation (`SELECT`, `INSERT`, …) and the table it works on, read
+/// from the SQL text. For `WITH … <statement>` it is the outer statement's
+/// (the one after the common table expressions). Allocates nothing: it runs
+/// for every statement of a traced request.
+pub fn summarize(sql: &'static str) -> (&'static str, Option<&'static str>) {
+    let mut words = TopLevelWords::new(sql);
+    let Some(first) = words.next() else {
+        return ("", None);
+    };
+    let operation = if first.eq_ignore_ascii_case("WITH") {
+        match words.by_ref().find(|w| is_statement(w)) {
+            Some(op) => op,
+            None => return (first, None),
+        }
+    } else {
+        first
+    };
+    // `words` now stands just after the operation.
+    let table = |keyword: &str, mut rest: TopLevelWords| {
+        rest.find(|w| w.eq_ignore_ascii_case(keyword))
+            .and_then(|_| rest.next())
+            .map(|t| t.trim_end_matches([',', ';']))
+    };
+    let collection =
+        if operation.eq_ignore_ascii_case("SELECT") || operation.eq_ignore_ascii_case("DELETE") {
+            table("FROM", words)
+        } else if operation.eq_ignore_ascii_case("INSERT") {
+            table("INTO", words)
+        } else if operation.eq_ignore_ascii_case("UPDATE") {
+            words.next()
+        } else {
+            None
+        };
+    (operation, collection)
+}
+
+fn is_statement(word: &str) -> bool {
+    ["SELECT", "INSERT", "UPDATE", "DELETE"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+/// The words of a SQL text outside any parentheses (a CTE's body, a
+/// sub-query, a value list), as slices of the original text.
+#[derive(Clone)]
+struct TopLevelWords {
+    sql: &'static str,
+    at: usize,
+    depth: usize,
+}
+
+impl TopLevelWords {
+    fn new(sql: &'static str) -> Self {
+        TopLevelWords {
+            sql,
+            at: 0,
+            depth: 0,
+        }
+    }
+}
+
+impl Iterator for TopLevelWords {
+    type Item = &'static str;
+
+    fn next(&mut self) -> Option<&'static str> {
+        let bytes = self.sql.as_bytes();
+        while self.at < bytes.len() {
+            let b = bytes[self.at];
+            if b.is_ascii_whitespace() || b == b'(' || b == b')' {
+                match b {
+                    b'(' => self.depth += 1,
+                    b')' => self.depth = self.depth.saturating_sub(1),
+                    _ => {}
+                }
+                self.at += 1;
+                continue;
+            }
+            let start = self.at;
+            while self.at < bytes.len()
+                && !(bytes[self.at].is_ascii_whitespace()
+                    || bytes[self.at] == b'('
+                    || bytes[self.at] == b')')
+            {
+                self.at += 1;
+            }
+            if self.depth == 0 {
+                // Boundaries are ASCII bytes, so these are char boundaries.
+                return self.sql.get(start..self.at);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+
+    #[test]
+    fn operation_and_table() {
+        let cases = [
+            (
+                "SELECT id, name FROM users WHERE id = $1",
+                ("SELECT", Some("users")),
+            ),
+            (
+                "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING id",
+                ("INSERT", Some("users")),
+            ),
+            (
+                "UPDATE users SET name = COALESCE($2, name) WHERE id = $1",
+                ("UPDATE", Some("users")),
+            ),
+            (
+                "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM other LIMIT $2)",
+                ("DELETE", Some("idempotency_keys")),
+            ),
+            (
+                "WITH u AS (INSERT INTO users (name) VALUES ($1) RETURNING *) \
+                 INSERT INTO events (type) SELECT 'x' FROM u",
+                ("INSERT", Some("events")),
+            ),
+            (
+                "WITH d AS (DELETE FROM users WHERE id = $1 RETURNING *) SELECT * FROM d",
+                ("SELECT", Some("d")),
+            ),
+            ("SELECT 1", ("SELECT", None)),
+            ("", ("", None)),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(summarize(sql), want, "{sql}");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The server span of one request, from parsing to the written response.
+//!
+//! Started on the connection thread once the route is known (its start time
+//! is the request's, so the span covers reading the body and waiting in the
+//! queue), carried to the worker inside the job, entered there around the
+//! handler (so database spans become its children and log lines carry its
+//! ids), and ended with the status after the response is written. The
+//! caller's W3C `traceparent`/`tracestate` make it a child of the caller's
+//! span; malformed headers are ignored (a new trace starts), never an error.
+
+use std::time::{Instant, SystemTime};
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, ContextGuard, KeyValue};
+
+use super::Tracing;
+use crate::http::method::Method;
+use crate::http::pipeline::{Meta, UNMATCHED};
+use crate::http::request::{header, split_target};
+use crate::logging::context::RequestContext;
+
+/// The request headers as the propagator reads them.
+struct Headers<'a>(&'a [tiny_http::Header]);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        header(self.0, key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|h| h.field.as_str().as_str()).collect()
+    }
+}
+
+/// A request's span in flight (see the module docs). `Send`: it travels
+/// from the connection thread to a worker.
+pub struct RequestSpan {
+    cx: Context,
+    /// `(trace id, span id)` when sampled: what the log lines carry.
+    ids: Option<([u8; 16], [u8; 8])>,
+    queued_at: Option<Instant>,
+}
+
+impl Tracing {
+    /// Starts the server span of `req`, whose route is `meta.route`.
+    pub fn start_request(&self, req: &tiny_http::Request, meta: &Meta) -> RequestSpan {
+        self.start_server_span(req.headers(), req.url(), meta)
+    }
+
+    /// [`Tracing::start_request`] from the request's parts: its headers and
+    /// target (`/path?query`).
+    pub fn start_server_span(
+        &self,
+        headers: &[tiny_http::Header],
+        target: &str,
+        meta: &Meta,
+    ) -> RequestSpan {
+        let parent = self
+            .propagator
+            .extract_with_context(&Context::new(), &Headers(headers));
+        // The semantic conventions' spelling of a method outside the
+        // standard set, and its span name.
+        let (method, name) = match meta.method {
+            Method::Other => ("_OTHER", "HTTP"),
+            m => (m.as_str(), m.as_str()),
+        };
+        // The full name is built only for a span that is recorded: most
+        // requests are not sampled at the default ratio.
+        let start = SystemTime::now()
+            .checked_sub(meta.started.elapsed())
+            .unwrap_or_else(SystemTime::now);
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(start)
+            .start_with_context(&self.tracer, &parent);
+        let cx = parent.with_span(span);
+        let span = cx.span();
+        let sc = span.span_context();
+        let ids = sc
+            .is_sampled()
+            .then(|| (sc.trace_id().to_bytes(), sc.span_id().to_bytes()));
+        if span.is_recording() {
+            if meta.route != UNMATCHED {
+                span.update_name(format!("{name} {}", meta.route));
+            }
+            let (path, _) = split_target(target);
+            // Sized for every attribute below: one allocation.
+            let mut attributes = Vec::with_capacity(10);
+            attributes.extend([
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.path", path.to_owned()),
+                KeyValue::new("url.scheme", "http"),
+            ]);
+            if meta.route != UNMATCHED {
+                attributes.push(KeyValue::new("http.route", meta.route));
+            }
+            if let Some(host) = header(headers, "host") {
+                let (address, port) = split_host(host);
+                attributes.push(KeyValue::new("server.address", address.to_owned()));
+                if let Some(port) = port {
+                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+                }
+            }
+            if let Some(addr) = meta.remote_addr {
+                attributes.push(KeyValue::new("client.address", addr.ip().to_string()));
+                attributes.push(KeyValue::new("client.port", i64::from(addr.port())));
+            }
+            if let Some(agent) = header(headers, "user-agent") {
+                attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
+            }
+            attributes.push(KeyValue::new(
+                "usersvc.request_id",
+                meta.request_id.as_str().to_owned(),
+            ));
+            span.set_attributes(attributes);
+        }
+        RequestSpan {
+            cx,
+            ids,
+            queued_at: None,
+        }
+    }
+}
+
+impl RequestSpan {
+    /// The logging context of the request with this span's ids (when sampled).
+    pub fn log_context(&self, meta: &Meta) -> RequestContext {
+        let mut ctx = meta.log_context();
+        if let Some((trace_id, span_id)) = self.ids {
+            ctx.trace_id = Some(trace_id);
+            ctx.span_id = Some(span_id);
+        }
+        ctx
+    }
+
+    /// The request is about to wait in the worker queue.
+    pub fn queued(&mut self) {
+        self.queued_at = Some(Instant::now());
+    }
+
+    /// A worker took the request: the time it waited in the queue becomes
+    /// the `usersvc.queue.duration_ms` attribute.
+    pub fn dequeued(&self) {
+        let Some(at) = self.queued_at else {
+            return;
+        };
+        let span = self.cx.span();
+        if span.is_recording() {
+            let waited = crate::http::pipeline::millis(at.elapsed());
+            span.set_attribute(KeyValue::new("usersvc.queue.duration_ms", waited));
+        }
+    }
+
+    /// Makes this span the current one on this thread (for database spans
+    /// and [`super::propagation`]) until the guard drops. Only a sampled
+    /// span needs to be: the children of an unsampled one are not recorded
+    /// and no `traceparent` is sent for it, so that case costs nothing.
+    pub fn enter(&self) -> Option<ContextGuard> {
+        self.ids.map(|_| self.cx.clone().attach())
+    }
+
+    /// Ends the span with the response status (5xx = error).
+    pub fn end(self, status: u16) {
+        let span = self.cx.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                span.set_status(Status::error(""));
+                span.set_attribute(KeyValue::new("error.type", status.to_string()));
+            }
+        }
+        span.end();
+    }
+}
+
+/// `host[:port]` or `[v6][:port]` of a `Host` header.
+fn split_host(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((addr, after)) = rest.split_once(']') {
+            return (addr, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+        return (host, None);
+    }
+    match host.rsplit_once(':') {
+        Some((addr, port)) => match port.parse() {
+            Ok(port) => (addr, Some(port)),
+            Err(_) => (host, None),
+        },
+        None => (host, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn host_header_forms() {
+        assert_eq!(split_host("api.example.com"), ("api.example.com", None));
+        assert_eq!(split_host("127.0.0.1:8080"), ("127.0.0.1", Some(8080)));
+        assert_eq!(split_host("[::1]:8080"), ("::1", Some(8080)));
+        assert_eq!(split_host("[::1]"), ("::1", None));
+        assert_eq!(split_host("h:x"), ("h:x", None));
+    }
+}
