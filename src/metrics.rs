@@ -102,6 +102,7 @@ pub struct Metrics {
     pub connections_open: IntGaugeVec,
     pub queue_depth: IntGauge,
     pub shed: IntCounter,
+    pub abandoned: IntCounter,
     pub panics: IntCounter,
     pub pool_connections: IntGaugeVec,
     pub pool_acquire: Histogram,
@@ -143,6 +144,10 @@ impl Metrics {
         let shed = IntCounter::new(
             "http_requests_shed_total",
             "Requests answered 503 because the queue was full.",
+        )?;
+        let abandoned = IntCounter::new(
+            "http_requests_abandoned_total",
+            "Queued requests skipped because their client had closed the connection.",
         )?;
         let panics = IntCounter::new(
             "http_panics_total",
@@ -191,6 +196,7 @@ impl Metrics {
         reg(Box::new(connections_open.clone()))?;
         reg(Box::new(queue_depth.clone()))?;
         reg(Box::new(shed.clone()))?;
+        reg(Box::new(abandoned.clone()))?;
         reg(Box::new(panics.clone()))?;
         reg(Box::new(pool_connections.clone()))?;
         reg(Box::new(pool_acquire.clone()))?;
@@ -224,6 +230,7 @@ impl Metrics {
             connections_open,
             queue_depth,
             shed,
+            abandoned,
             panics,
             pool_connections,
             pool_acquire,
@@ -313,6 +320,10 @@ impl Hooks for Metrics {
     fn shed(&self, _meta: &Meta) {
         self.shed.inc();
     }
+
+    fn abandoned(&self, _meta: &Meta) {
+        self.abandoned.inc();
+    }
 }
 
 /// A status code as three ASCII digits, without allocating.
@@ -359,6 +370,7 @@ mod tests {
             "http_connections_open",
             "http_queue_depth",
             "http_requests_shed_total",
+            "http_requests_abandoned_total",
             "http_panics_total",
             "db_pool_connections",
             "db_pool_acquire_duration_seconds",

@@ -125,6 +125,7 @@ const SPEC: &[(&str, &str, &[&str])] = &[
     ("http_connections_open", "gauge", &["listener"]),
     ("http_queue_depth", "gauge", &[]),
     ("http_requests_shed_total", "counter", &[]),
+    ("http_requests_abandoned_total", "counter", &[]),
     ("http_panics_total", "counter", &[]),
     ("db_pool_connections", "gauge", &["state"]),
     ("db_pool_acquire_duration_seconds", "histogram", &[]),

@@ -1,12 +1,14 @@
 //! The public listener's request path.
 //!
-//! [`Dispatcher::dispatch`] runs on the connection thread that parsed the
-//! request. It answers inline whatever needs no worker — probes, unknown
+//! [`Dispatcher::dispatch`] runs on the listener's I/O thread that parsed the
+//! request (head and body). It answers inline whatever needs no worker — probes, unknown
 //! routes (404), wrong methods (405), oversized bodies (413), and 503 when
 //! the queue is full — and hands everything else to the worker pool as one
 //! [`Job`] (the only hand-off of a request). [`Dispatcher::work`] runs on a
 //! worker: it routes again (a few hundred nanoseconds, cheaper than carrying
-//! borrowed route data across threads), runs the handler and answers.
+//! borrowed route data across threads), runs the handler and answers — unless the client
+//! closed its connection while the job was queued (`Request::client_gone`): then the job is
+//! skipped and counted (`http_requests_abandoned_total`).
 
 use std::io::Read;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub struct Job {
     meta: Meta,
     body: Vec<u8>,
 }
+
+/// The status recorded for a queued request whose client left (nginx's "client closed
+/// request"; never seen by the client).
+pub const CLIENT_GONE: u16 = 499;
 
 /// Seconds a shed client is told to wait before retrying.
 pub const RETRY_AFTER_SECS: &str = "1";
@@ -80,12 +86,26 @@ impl Dispatcher {
     /// Worker thread: run the handler and answer.
     pub fn work(&self, slot: &WorkerSlot, job: Job) {
         let Job { req, meta, body } = job;
+        let hooks = &*self.hooks;
+        if req.client_gone() {
+            // The client closed its connection while the job was queued: nobody reads the
+            // answer, so the handler is not run. 499 (nginx's "client closed request") is
+            // what the log line and `http_requests_total` record.
+            hooks.abandoned(&meta);
+            let gone = Problem::new(
+                CLIENT_GONE,
+                "the client closed the connection before a worker took the request",
+            );
+            pipeline::with_context(meta.log_context(), || {
+                pipeline::respond(req, &meta, Err(gone), hooks);
+            });
+            return;
+        }
         slot.set_busy(Busy {
             route: meta.route,
             request_id: meta.request_id,
             since: Instant::now(),
         });
-        let hooks = &*self.hooks;
         pipeline::with_context(meta.log_context(), || {
             let (path, query) = split_target(req.url());
             let result = match self.router.at(meta.method, path) {

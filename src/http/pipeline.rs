@@ -49,6 +49,8 @@ pub trait Hooks: Send + Sync {
     /// The HTTP layer refused a request before any handler saw it (400,
     /// 408, 413, 414, 431, 501, 505); called before the answer is written.
     fn refused(&self, _status: u16) {}
+    /// A queued request was skipped because its client had closed the connection.
+    fn abandoned(&self, _meta: &Meta) {}
 }
 
 /// Hooks that observe nothing.
@@ -215,6 +217,7 @@ pub fn refused_by_http_layer(
                 431 => "the request header fields are too large",
                 501 => "the request uses a transfer coding this server does not implement",
                 505 => "only HTTP/1.0 and HTTP/1.1 are supported",
+                503 => "the server holds as many request bodies as it can; retry shortly",
                 _ => "the request was refused",
             },
         ),
