@@ -128,6 +128,11 @@ pub struct Config {
     pub otel_traces_sampler_arg: f64,
     /// `WEBHOOK_URL`; `None` = events are only logged.
     pub webhook_url: Option<HttpUrl>,
+    /// `MAX_BODY_BUFFER`: request body bytes held at once (both listeners); at least
+    /// `max_body_bytes`.
+    pub max_body_buffer: u64,
+    /// `REUSE_PORT`: bind the listeners with `SO_REUSEPORT`.
+    pub reuse_port: bool,
 }
 
 /// Parses the command line (`args`: the arguments after the program name)

@@ -44,6 +44,8 @@ pub struct ServeSettings {
     pub limits: tiny_http::Limits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// `REUSE_PORT`: bind both listeners with `SO_REUSEPORT`.
+    pub port_sharing: listener::PortSharing,
 }
 
 impl ServeSettings {
@@ -62,26 +64,36 @@ impl ServeSettings {
                 idle_timeout: config.idle_timeout,
                 max_header_bytes: config.max_header_bytes,
                 max_body_bytes: config.max_body_bytes,
+                // One budget for both listeners (clones of `Limits` share it).
+                body_buffer: tiny_http::BodyBudget::new(config.max_body_buffer),
                 ..tiny_http::Limits::default()
             },
             drain_delay: config.drain_delay,
             shutdown_timeout: config.shutdown_timeout,
+            port_sharing: listener::PortSharing::from_flag(config.reuse_port),
         }
     }
 }
 
 /// Binds a listener; a failure names the listener, its variable and the
 /// address (`cannot listen on 0.0.0.0:8080 (public listener, ADDR): Address
-/// already in use`), not just the OS error.
+/// already in use`), not just the OS error; a busy port also says how to share it on purpose.
 fn bind_named(
     name: &str,
     variable: &str,
     addr: std::net::SocketAddr,
+    sharing: listener::PortSharing,
 ) -> io::Result<std::net::TcpListener> {
-    listener::bind(addr).map_err(|e| {
+    listener::bind(addr, sharing).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::AddrInUse {
+            "; another process listens there (is another instance running? for a hand-over \
+             between two instances on one port, start both with REUSE_PORT=true)"
+        } else {
+            ""
+        };
         io::Error::new(
             e.kind(),
-            format!("cannot listen on {addr} ({name} listener, {variable}): {e}"),
+            format!("cannot listen on {addr} ({name} listener, {variable}): {e}{hint}"),
         )
     })
 }
@@ -183,7 +195,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         ..settings.limits.clone()
     };
 
-    let public_listener = bind_named("public", "ADDR", settings.addr)?;
+    let public_listener = bind_named("public", "ADDR", settings.addr, settings.port_sharing)?;
     let public_addr = public_listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
@@ -197,7 +209,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     let admin = match settings.admin_addr {
         None => None,
         Some(addr) => {
-            let l = bind_named("admin", "ADMIN_ADDR", addr)?;
+            let l = bind_named("admin", "ADMIN_ADDR", addr, settings.port_sharing)?;
             let bound = l.local_addr()?;
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,

@@ -179,6 +179,10 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
         ("WEBHOOK_URL", "https://hooks.example.com/users", |c| {
             c.webhook_url.as_ref().map(|u| u.as_str()) == Some("https://hooks.example.com/users")
         }),
+        ("MAX_BODY_BUFFER", "1MiB", |c| c.max_body_buffer == 1 << 20),
+        ("MAX_BODY_BUFFER", "1GiB", |c| c.max_body_buffer == 1 << 30),
+        ("REUSE_PORT", "true", |c| c.reuse_port),
+        ("REUSE_PORT", "off", |c| !c.reuse_port),
     ]
 }
 
@@ -289,6 +293,14 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("IDLE_TIMEOUT", "1d", "expected a duration"),
     ("IDLE_TIMEOUT", "1.5m", "expected a duration"),
     ("MAX_BODY_BYTES", "0", "expected a size from 1 to 1GiB"),
+    ("MAX_BODY_BUFFER", "0", "expected a size from 1 to 1TiB"),
+    ("MAX_BODY_BUFFER", "1Mi", "expected a size"),
+    (
+        "MAX_BODY_BUFFER",
+        "512KiB",
+        "is less than MAX_BODY_BYTES (1MiB)",
+    ),
+    ("REUSE_PORT", "maybe", "expected true or false"),
     ("MAX_BODY_BYTES", "2GiB", "expected a size from 1 to 1GiB"),
     ("MAX_BODY_BYTES", "1M", "expected a size"),
     ("MAX_BODY_BYTES", "-1", "expected a size"),
@@ -475,6 +487,8 @@ fn defaults() {
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": 0.01,
         "WEBHOOK_URL": null,
+        "MAX_BODY_BUFFER": "32MiB",
+        "REUSE_PORT": false,
     });
     assert_eq!(json, want);
 

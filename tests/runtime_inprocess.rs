@@ -138,6 +138,7 @@ impl Harness {
                 limits,
                 drain_delay,
                 shutdown_timeout: Duration::from_secs(5),
+                port_sharing: usersvc::http::listener::PortSharing::Exclusive,
             },
             state: Arc::clone(&state),
             health,

@@ -50,6 +50,8 @@ impl Config {
             "OTEL_TRACES_SAMPLER": self.otel_traces_sampler.as_str(),
             "OTEL_TRACES_SAMPLER_ARG": self.otel_traces_sampler_arg,
             "WEBHOOK_URL": self.webhook_url.as_ref().map(|u| u.redacted()),
+            "MAX_BODY_BUFFER": format_size(self.max_body_buffer),
+            "REUSE_PORT": self.reuse_port,
         })
     }
 }

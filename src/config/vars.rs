@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 27] = [
+pub const VARS: [Var; 29] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -171,6 +171,18 @@ pub const VARS: [Var; 27] = [
         None,
         "(events only logged)",
         "http:// or https:// receiver of user.* events",
+    ),
+    var(
+        "MAX_BODY_BUFFER",
+        None,
+        "32MiB (or MAX_BODY_BYTES if larger)",
+        "request body bytes held at once, at least MAX_BODY_BYTES; 503 beyond",
+    ),
+    var(
+        "REUSE_PORT",
+        None,
+        "false",
+        "SO_REUSEPORT: let a new instance bind the same ports for a hand-over",
     ),
 ];
 
