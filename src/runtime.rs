@@ -196,6 +196,11 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     };
 
     let public_listener = bind_named("public", "ADDR", settings.addr, settings.port_sharing)?;
+    // With REUSE_PORT, once ready, the shared ports' new connections are steered here.
+    let mut steer = Vec::new();
+    if settings.port_sharing == listener::PortSharing::ReusePort {
+        steer.push(public_listener.try_clone()?);
+    }
     let public_addr = public_listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
@@ -210,6 +215,9 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         None => None,
         Some(addr) => {
             let l = bind_named("admin", "ADMIN_ADDR", addr, settings.port_sharing)?;
+            if settings.port_sharing == listener::PortSharing::ReusePort {
+                steer.push(l.try_clone()?);
+            }
             let bound = l.local_addr()?;
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,
@@ -246,6 +254,18 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
                 health.mark_started();
                 state.advance(State::Ready);
                 log::info!(state = "ready"; "service ready");
+                for l in steer.drain(..) {
+                    match listener::steer_new_connections_here(&l) {
+                        Ok(()) => log::info!(
+                            addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default().as_str();
+                            "new connections on the shared port now come to this instance"
+                        ),
+                        Err(e) => log::warn!(
+                            error = e.to_string().as_str();
+                            "cannot steer the shared port's new connections here"
+                        ),
+                    }
+                }
                 break;
             }
             Err(reason) => {

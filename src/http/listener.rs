@@ -56,6 +56,55 @@ pub fn bind(addr: SocketAddr, sharing: PortSharing) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Sends every new connection of the `SO_REUSEPORT` group `listener` belongs to, to the
+/// second socket of the group, which is the newest instance's during a hand-over (the old
+/// instance's socket is first; when it closes, the kernel moves the newest into its place and
+/// the program's index falls outside the group, so the kernel's hash picks, among the one
+/// socket left). Called once this instance is ready: from then on the old instance's accept
+/// queue gets no new connection, so closing its listener (after taking in what is queued)
+/// resets none. Works without `net.ipv4.tcp_migrate_req`; see ARCHITECTURE.md.
+#[cfg(target_os = "linux")]
+pub fn steer_new_connections_here(listener: &TcpListener) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // One classic BPF instruction: `ret #1` (BPF_RET | BPF_K), "the socket at index 1".
+    let mut program = [libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 1,
+    }];
+    let fprog = libc::sock_fprog {
+        len: 1,
+        filter: program.as_mut_ptr(),
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sock_fprog>())
+        .map_err(io::Error::other)?;
+    // SAFETY: `fd` is a socket owned by `listener`, alive for the call. `fprog` is a valid
+    // `sock_fprog` whose `filter` points at `len = 1` initialised `sock_filter`s in `program`,
+    // which outlives the call; the kernel copies the program and keeps no pointer. `optlen` is
+    // the size of the struct passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            std::ptr::from_ref(&fprog).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere the kernel's hash spreads the connections (no steering).
+#[cfg(not(target_os = "linux"))]
+pub fn steer_new_connections_here(_listener: &TcpListener) -> io::Result<()> {
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +125,26 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         let err = bind(same, PortSharing::ReusePort).expect_err("the first did not opt in");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn steering_sends_every_new_connection_to_the_newest_socket() {
+        let old = bind("127.0.0.1:0".parse().expect("addr"), PortSharing::ReusePort).expect("old");
+        let addr = old.local_addr().expect("addr");
+        let new = bind(addr, PortSharing::ReusePort).expect("new");
+        steer_new_connections_here(&new).expect("attach");
+        new.set_nonblocking(true).expect("nonblocking");
+        old.set_nonblocking(true).expect("nonblocking");
+        let clients: Vec<_> = (0..40)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let count = |l: &TcpListener| std::iter::from_fn(|| l.accept().ok()).count();
+        // Every handshake completed in `connect`: the queues are final.
+        assert_eq!((count(&old), count(&new)), (0, 40));
+        drop(clients);
+        // The old socket leaves the group: the newest is alone and gets everything.
+        drop(old);
+        let _c = std::net::TcpStream::connect(addr).expect("connect after the old left");
+        assert_eq!(count(&new), 1);
     }
 }

@@ -77,6 +77,12 @@ const SCRATCH: usize = 64 * 1024;
 /// Connections accepted in one round before the other connections get a turn.
 const ACCEPT_BATCH: usize = 256;
 
+/// How long `stop_accepting` waits for the I/O thread to drain the accept queue.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// At most this many connections are taken from the accept queue when the listener closes.
+const FINAL_ACCEPT_MAX: usize = 65536;
+
 const WAKE: Token = Token(usize::MAX);
 const LISTEN: Token = Token(usize::MAX - 1);
 
@@ -158,6 +164,10 @@ pub(crate) struct ServerShared {
     idle_lock: Mutex<()>,
     idle_cv: Condvar,
     listener: Mutex<Option<Arc<Listener>>>,
+    /// Set by the I/O thread once the listener is shut down (after draining its queue).
+    listener_closed: Mutex<bool>,
+    listener_cv: Condvar,
+    io_thread: Mutex<Option<thread::ThreadId>>,
     waker: Waker,
     finished: Mutex<Vec<Finished>>,
 }
@@ -177,14 +187,37 @@ impl ServerShared {
         }
     }
 
+    /// Stops accepting. The I/O thread first accepts what is already in the kernel's accept
+    /// queue (closing a listener resets those connections), then shuts the listener down;
+    /// this waits for that (at most [`STOP_WAIT`]; then it shuts the listener down itself).
     pub(crate) fn stop_accepting(&self) {
         self.stopped.store(true, SeqCst);
+        let on_io_thread = *lock(&self.io_thread) == Some(thread::current().id());
+        if !on_io_thread {
+            self.wake();
+            let deadline = Instant::now() + STOP_WAIT;
+            let mut closed = lock(&self.listener_closed);
+            while !*closed {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                closed = wait_timeout(&self.listener_cv, closed, deadline - now);
+            }
+        }
+        self.close_listener();
+    }
+
+    /// Shuts the listening socket down (idempotent).
+    fn close_listener(&self) {
         let listener = lock(&self.listener).take();
         if let Some(l) = listener {
             if let Err(e) = l.stop_listening() {
                 log::debug!("shutdown of the listening socket failed: {}", e);
             }
         }
+        *lock(&self.listener_closed) = true;
+        self.listener_cv.notify_all();
         self.wake();
     }
 
@@ -487,9 +520,13 @@ pub(crate) fn start(
         idle_lock: Mutex::new(()),
         idle_cv: Condvar::new(),
         listener: Mutex::new(Some(listener.clone())),
+        listener_closed: Mutex::new(false),
+        listener_cv: Condvar::new(),
+        io_thread: Mutex::new(None),
         waker,
         finished: Mutex::new(Vec::new()),
     });
+    let inside = shared.clone();
     let io = IoThread {
         poll,
         server: shared.clone(),
@@ -512,7 +549,10 @@ pub(crate) fn start(
     thread::Builder::new()
         .name("http-io".to_owned())
         .stack_size(stack)
-        .spawn(move || io.run())?;
+        .spawn(move || {
+            *lock(&inside.io_thread) = Some(thread::current().id());
+            io.run()
+        })?;
     Ok(shared)
 }
 
@@ -565,6 +605,9 @@ struct Conn {
     more: bool,
     /// The in-flight request's body was not read to its end (the client may still send).
     body_unfinished: bool,
+    /// Responses completed on this connection (a draining server closes idle connections
+    /// that were served; a new one gets its first request answered).
+    served: u32,
 }
 
 /// Result of reading from a socket.
@@ -673,6 +716,31 @@ impl IoThread {
     fn control(&mut self) {
         if self.server.stopped.load(SeqCst) {
             if let Some(l) = self.listener.take() {
+                // Take in what already completed its handshake (the connections in the accept
+                // queue would be reset when the listener closes), then close it.
+                let mut taken = 0;
+                while taken < FINAL_ACCEPT_MAX {
+                    match l.accept() {
+                        Ok((conn, addr)) => {
+                            taken += 1;
+                            self.add_conn(conn, addr);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                if taken > 0 {
+                    log::debug!(
+                        "took {} queued connections in before closing the listener",
+                        taken
+                    );
+                }
+                self.server.close_listener();
                 let _ = self
                     .poll
                     .registry()
@@ -691,7 +759,8 @@ impl IoThread {
         if self.server.draining.load(SeqCst) && !self.drain_seen {
             self.drain_seen = true;
             for t in 0..self.conns.len() {
-                let idle = matches!(&self.conns[t], Some(c) if matches!(c.state, State::Idle) && c.inbuf.is_empty());
+                let idle = matches!(&self.conns[t],
+                    Some(c) if matches!(c.state, State::Idle) && c.inbuf.is_empty());
                 if idle {
                     self.drive(t);
                 }
@@ -745,6 +814,9 @@ impl IoThread {
     }
 
     fn accept(&mut self) {
+        if self.server.stopped.load(SeqCst) {
+            return;
+        }
         if let Some(at) = self.accept_retry {
             if Instant::now() < at {
                 return;
@@ -834,6 +906,7 @@ impl IoThread {
             gone: None,
             more: false,
             body_unfinished: false,
+            served: 0,
         });
         self.count += 1;
         self.server.conn_opened();
@@ -1008,6 +1081,7 @@ impl IoThread {
                             continue;
                         }
                         c.state = State::Idle;
+                        c.served = c.served.saturating_add(1);
                         c.body_unfinished = false;
                         c.deadline = Some(Instant::now() + self.lim().idle_timeout);
                         self.note_deadline(c.deadline.unwrap_or_else(Instant::now));
@@ -1015,14 +1089,29 @@ impl IoThread {
                 },
                 State::Idle => {
                     if c.inbuf.is_empty() {
-                        if self.server.draining.load(SeqCst) || c.eof {
+                        if c.eof {
                             return self.drop_conn(t, c);
                         }
                         // No buffer while idle.
                         c.inbuf = Vec::new();
                         match self.read_into(&mut c, SCRATCH) {
                             ReadResult::Data => {}
-                            ReadResult::Blocked | ReadResult::Full => break,
+                            ReadResult::Blocked | ReadResult::Full => {
+                                if self.server.draining.load(SeqCst) {
+                                    if c.served > 0 {
+                                        return self.drop_conn(t, c);
+                                    }
+                                    // New (e.g. taken from the accept queue at the last
+                                    // moment): its first request is on its way; it gets the
+                                    // read timeout to arrive, and is answered with close.
+                                    let d = Instant::now() + self.lim().read_timeout;
+                                    if c.deadline.is_none_or(|x| x > d) {
+                                        c.deadline = Some(d);
+                                        self.note_deadline(d);
+                                    }
+                                }
+                                break;
+                            }
                             ReadResult::Closed => return self.drop_conn(t, c),
                         }
                     }
