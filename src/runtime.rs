@@ -98,6 +98,17 @@ fn bind_named(
     })
 }
 
+/// With `REUSE_PORT`, right after listening: new connections keep going to the instance
+/// already running on the port until this one is ready (see `listener::Steer`).
+fn keep_traffic_on_the_running_instance(l: &std::net::TcpListener) {
+    if let Err(e) = listener::steer(l, listener::Steer::Oldest) {
+        log::warn!(
+            error = e.to_string().as_str();
+            "cannot steer the shared port's new connections to the running instance"
+        );
+    }
+}
+
 /// The body of the HTTP layer's own refusals ([`pipeline::refused_by_http_layer`]),
 /// counted by `hooks` first.
 fn refusals_answered_and_counted(hooks: Arc<dyn Hooks>) -> tiny_http::ErrorBody {
@@ -199,6 +210,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     // With REUSE_PORT, once ready, the shared ports' new connections are steered here.
     let mut steer = Vec::new();
     if settings.port_sharing == listener::PortSharing::ReusePort {
+        keep_traffic_on_the_running_instance(&public_listener);
         steer.push(public_listener.try_clone()?);
     }
     let public_addr = public_listener.local_addr()?;
@@ -216,6 +228,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         Some(addr) => {
             let l = bind_named("admin", "ADMIN_ADDR", addr, settings.port_sharing)?;
             if settings.port_sharing == listener::PortSharing::ReusePort {
+                keep_traffic_on_the_running_instance(&l);
                 steer.push(l.try_clone()?);
             }
             let bound = l.local_addr()?;
@@ -255,7 +268,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
                 state.advance(State::Ready);
                 log::info!(state = "ready"; "service ready");
                 for l in steer.drain(..) {
-                    match listener::steer_new_connections_here(&l) {
+                    match listener::steer(&l, listener::Steer::Newest) {
                         Ok(()) => log::info!(
                             addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default().as_str();
                             "new connections on the shared port now come to this instance"

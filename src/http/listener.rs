@@ -56,22 +56,36 @@ pub fn bind(addr: SocketAddr, sharing: PortSharing) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Sends every new connection of the `SO_REUSEPORT` group `listener` belongs to, to the
-/// second socket of the group, which is the newest instance's during a hand-over (the old
-/// instance's socket is first; when it closes, the kernel moves the newest into its place and
-/// the program's index falls outside the group, so the kernel's hash picks, among the one
-/// socket left). Called once this instance is ready: from then on the old instance's accept
-/// queue gets no new connection, so closing its listener (after taking in what is queued)
-/// resets none. Works without `net.ipv4.tcp_migrate_req`; see ARCHITECTURE.md.
+/// Which socket of a `SO_REUSEPORT` group gets the group's new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// The group's first socket: the running instance's, while a new one starts (set by the
+    /// new one right after it listens, so that it gets no connection before it is ready).
+    Oldest,
+    /// The group's second socket: the new instance's, once it is ready. From then on the old
+    /// instance's accept queue gets no new connection, so closing its listener (after taking
+    /// in what is queued) resets none. When the old socket leaves, the kernel moves the new
+    /// one into its place; the index falls outside the group and the kernel's hash picks
+    /// among the one socket left.
+    Newest,
+}
+
+/// Steers the new connections of the `SO_REUSEPORT` group `listener` belongs to (one classic
+/// BPF instruction, `SO_ATTACH_REUSEPORT_CBPF`: the program is the group's, whoever attaches
+/// it). Works without `net.ipv4.tcp_migrate_req`; see ARCHITECTURE.md.
 #[cfg(target_os = "linux")]
-pub fn steer_new_connections_here(listener: &TcpListener) -> io::Result<()> {
+pub fn steer(listener: &TcpListener, to: Steer) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // One classic BPF instruction: `ret #1` (BPF_RET | BPF_K), "the socket at index 1".
+    // `ret #k` (BPF_RET | BPF_K): "the socket at index k of the group".
+    let index = match to {
+        Steer::Oldest => 0,
+        Steer::Newest => 1,
+    };
     let mut program = [libc::sock_filter {
         code: 0x06,
         jt: 0,
         jf: 0,
-        k: 1,
+        k: index,
     }];
     let fprog = libc::sock_fprog {
         len: 1,
@@ -101,7 +115,7 @@ pub fn steer_new_connections_here(listener: &TcpListener) -> io::Result<()> {
 
 /// Elsewhere the kernel's hash spreads the connections (no steering).
 #[cfg(not(target_os = "linux"))]
-pub fn steer_new_connections_here(_listener: &TcpListener) -> io::Result<()> {
+pub fn steer(_listener: &TcpListener, _to: Steer) -> io::Result<()> {
     Ok(())
 }
 
@@ -132,16 +146,24 @@ mod tests {
         let old = bind("127.0.0.1:0".parse().expect("addr"), PortSharing::ReusePort).expect("old");
         let addr = old.local_addr().expect("addr");
         let new = bind(addr, PortSharing::ReusePort).expect("new");
-        steer_new_connections_here(&new).expect("attach");
         new.set_nonblocking(true).expect("nonblocking");
         old.set_nonblocking(true).expect("nonblocking");
-        let clients: Vec<_> = (0..40)
-            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
-            .collect();
         let count = |l: &TcpListener| std::iter::from_fn(|| l.accept().ok()).count();
-        // Every handshake completed in `connect`: the queues are final.
+        let connect = |n| -> Vec<std::net::TcpStream> {
+            (0..n)
+                .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+                .collect()
+        };
+        // While the new one starts, everything goes to the old one…
+        steer(&new, Steer::Oldest).expect("attach");
+        let clients = connect(40);
+        // (every handshake completed in `connect`: the queues are final)
+        assert_eq!((count(&old), count(&new)), (40, 0));
+        // … and once it is ready, everything goes to the new one.
+        steer(&new, Steer::Newest).expect("attach");
+        let more = connect(40);
         assert_eq!((count(&old), count(&new)), (0, 40));
-        drop(clients);
+        drop((clients, more));
         // The old socket leaves the group: the newest is alone and gets everything.
         drop(old);
         let _c = std::net::TcpStream::connect(addr).expect("connect after the old left");

@@ -537,6 +537,7 @@ pub(crate) fn start(
         count: 0,
         next_id: 0,
         scratch: vec![0; SCRATCH],
+        discarded: 0,
         line: Vec::new(),
         accept_ready: true,
         accept_retry: None,
@@ -628,6 +629,8 @@ struct IoThread {
     count: usize,
     next_id: u64,
     scratch: Vec<u8>,
+    /// Bytes thrown away by the last `discard`.
+    discarded: usize,
     line: Vec<u8>,
     accept_ready: bool,
     accept_retry: Option<Instant>,
@@ -1035,6 +1038,37 @@ impl IoThread {
         }
     }
 
+    /// Reads and throws away what the socket has (lingering close); the count in `discarded`.
+    fn discard(&mut self, c: &mut Conn) -> ReadResult {
+        if c.eof {
+            return ReadResult::Closed;
+        }
+        if !c.readable {
+            return ReadResult::Blocked;
+        }
+        loop {
+            match (&c.stream).read(&mut self.scratch) {
+                Ok(0) => {
+                    c.eof = true;
+                    return ReadResult::Closed;
+                }
+                Ok(n) => {
+                    self.discarded = n;
+                    return ReadResult::Data;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return ReadResult::Blocked;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.eof = true;
+                    return ReadResult::Closed;
+                }
+            }
+        }
+    }
+
     /// Writes what the socket takes. `Ok(true)` once everything is written.
     fn flush(c: &mut Conn) -> io::Result<bool> {
         while c.out_pos < c.out.len() {
@@ -1145,6 +1179,10 @@ impl IoThread {
                     let grown = (pb.data.len() - before) as u64;
                     let consumed = res.unwrap_or_default();
                     c.inbuf.drain(..consumed);
+                    if c.inbuf.is_empty() && c.inbuf.capacity() > 4096 {
+                        // Body bytes move on to the request: hold no read buffer meanwhile.
+                        c.inbuf = Vec::new();
+                    }
                     let over_budget =
                         pb.content_length.is_none() && grown > 0 && !pb.reservation.grow(grown);
                     if over_budget {
@@ -1210,11 +1248,10 @@ impl IoThread {
                     }
                 }
                 State::Lingering { .. } => {
-                    c.inbuf.clear();
-                    match self.read_into(&mut c, SCRATCH) {
+                    c.inbuf = Vec::new();
+                    match self.discard(&mut c) {
                         ReadResult::Data => {
-                            let n = c.inbuf.len() as u64;
-                            c.inbuf.clear();
+                            let n = self.discarded as u64;
                             if let State::Lingering { budget } = &mut c.state {
                                 *budget = budget.saturating_sub(n);
                                 if *budget == 0 {
@@ -1307,9 +1344,11 @@ impl IoThread {
                 c.eof = true;
             }
         }
+        // The whole declared length at once (it is reserved; pages are only touched as the
+        // body arrives): no reallocation, no copy, no freed buffer left in the allocator.
         let capacity = plan
             .content_length
-            .map_or(0, |n| usize::try_from(n).unwrap_or(0).min(SCRATCH));
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
         let pb = PendingBody {
             head,
             body: plan.body,
