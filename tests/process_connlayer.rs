@@ -332,3 +332,85 @@ fn three_rolling_restarts_on_one_port_fail_no_request() {
         &failed[..failed.len().min(5)]
     );
 }
+
+#[test]
+fn slow_readers_do_not_hold_the_workers_of_other_clients() {
+    let db = TestDb::new();
+    let svc = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("WORKERS", "2"),
+        ("MAX_CONNECTIONS", "2"),
+        ("WRITE_TIMEOUT", "20s"),
+    ]);
+    svc.wait_ready(Duration::from_secs(20));
+    for i in 0..60 {
+        let body = format!(
+            r#"{{"name":"Slow {i} {}","email":"s{i}@example.com"}}"#,
+            "x".repeat(80)
+        );
+        let r = client::request(
+            svc.addr,
+            "POST",
+            "/api/v1/users",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .expect("create");
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // Two clients pipeline large list requests and read their answers a few hundred bytes a
+    // second, through a small receive buffer: every answer waits on them, not on a worker.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, stop) = (svc.addr, stop.clone());
+            thread::spawn(move || {
+                use socket2::{Domain, Socket, Type};
+                let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+                s.set_recv_buffer_size(4096).expect("rcvbuf");
+                s.connect(&addr.into()).expect("connect");
+                let mut s: TcpStream = s.into();
+                let mut pipelined = Vec::new();
+                for _ in 0..30 {
+                    pipelined.extend_from_slice(
+                        b"GET /api/v1/users?limit=100 HTTP/1.1\r\nHost: t\r\n\r\n",
+                    );
+                }
+                s.write_all(&pipelined).expect("pipeline");
+                let mut buf = [0u8; 32];
+                let mut read = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+                read
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let mut times = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let r = client::get(svc.addr, "/api/v1/users/1").expect("answer");
+        times.push(t.elapsed());
+        statuses.push(r.status);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let read: Vec<usize> = slow.into_iter().map(|h| h.join().expect("slow")).collect();
+    times.sort();
+    let p99 = times[98];
+    eprintln!(
+        "others' p99 {p99:?} (max {:?}); slow readers read {read:?} bytes",
+        times[99]
+    );
+    assert!(
+        read.iter().all(|&n| n > 0),
+        "the slow readers got nothing: {read:?}"
+    );
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}
