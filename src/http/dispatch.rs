@@ -42,8 +42,8 @@ pub const CLIENT_GONE: u16 = 499;
 /// Seconds a shed client is told to wait before retrying.
 pub const RETRY_AFTER_SECS: &str = "1";
 
-/// Everything the public listener's request path needs, shared by every
-/// connection thread and worker.
+/// Everything the public listener's request path needs, shared by the I/O
+/// thread and every worker.
 pub struct Dispatcher {
     pub router: Router<Handler>,
     pub health: Arc<Health>,

@@ -1,6 +1,6 @@
 //! The middleware, as plain functions around a handler.
 //!
-//! Every request, whether answered inline on its connection thread (probes,
+//! Every request, whether answered inline on its listener's I/O thread (probes,
 //! 404/405, 413, 503 when shed) or by a worker, goes through the same steps:
 //!
 //! 1. [`Meta::begin`]: the request id (the caller's `X-Request-ID` if sane,
