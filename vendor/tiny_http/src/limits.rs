@@ -20,9 +20,10 @@ pub struct Limits {
     /// thread (one I/O thread serves them all); an idle one holds no buffer. Default 1024.
     pub max_connections: usize,
     /// Deadline for a whole request head, counted from its first byte, and for a whole request
-    /// body, counted from the first body read. On expiry while reading the head the client gets
-    /// `408` and the connection is closed; while reading the body the body reader returns an
-    /// `io::ErrorKind::TimedOut` error. Default 5 s.
+    /// body, counted from the end of the head. On expiry while reading the head the client gets
+    /// `408` and the connection is closed; while reading the body the request is dispatched with
+    /// what arrived, and its body reader then returns an `io::ErrorKind::TimedOut` error (the
+    /// connection closes after the response). Default 5 s.
     pub read_timeout: Duration,
     /// Deadline for writing a whole response, counted from when it is handed to the I/O
     /// thread: a client that has not taken it all by then is disconnected. Default 10 s.
@@ -44,9 +45,9 @@ pub struct Limits {
     /// reader fail with an error recognised by [`is_body_too_large`](crate::is_body_too_large).
     /// Default 1 MiB.
     pub max_body_bytes: u64,
-    /// At most this many bytes of a body the handler left unread are read and thrown away after
-    /// the response (within the read deadline) to keep the connection alive; a longer rest closes
-    /// the connection instead. Default 64 KiB.
+    /// At most this many bytes the client still sends are read and thrown away after an error
+    /// response that closes the connection (the lingering close, at most 2 s), so that the
+    /// client reads the response instead of a reset. Default 64 KiB.
     pub max_drain_bytes: u64,
     /// Stack size of the I/O thread. Handlers run on it in handler mode. Default 256 KiB.
     pub thread_stack_size: usize,
