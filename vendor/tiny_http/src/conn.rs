@@ -1186,10 +1186,7 @@ impl IoThread {
                     let over_budget =
                         pb.content_length.is_none() && grown > 0 && !pb.reservation.grow(grown);
                     if over_budget {
-                        let State::Body(pb) = std::mem::replace(&mut c.state, State::InFlight)
-                        else {
-                            unreachable!()
-                        };
+                        let Some(pb) = take_body(&mut c) else { break };
                         let started = Instant::now();
                         let request_line = Some((pb.head.method, pb.head.target));
                         drop(pb.data);
@@ -1198,10 +1195,7 @@ impl IoThread {
                     }
                     match res {
                         Err(f) => {
-                            let State::Body(pb) = std::mem::replace(&mut c.state, State::InFlight)
-                            else {
-                                unreachable!()
-                            };
+                            let Some(pb) = take_body(&mut c) else { break };
                             self.conns[t] = Some(c);
                             self.dispatch_request(t, *pb, Some(f));
                             let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
@@ -1211,10 +1205,7 @@ impl IoThread {
                             continue;
                         }
                         Ok(_) if pb.body.is_done() => {
-                            let State::Body(pb) = std::mem::replace(&mut c.state, State::InFlight)
-                            else {
-                                unreachable!()
-                            };
+                            let Some(pb) = take_body(&mut c) else { break };
                             self.conns[t] = Some(c);
                             self.dispatch_request(t, *pb, None);
                             let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
@@ -1425,7 +1416,9 @@ impl IoThread {
             Some(len),
             None,
         );
+        // After what is still unwritten (a `100 Continue`).
         let mut bytes = std::mem::take(&mut c.out);
+        bytes.drain(..c.out_pos.min(bytes.len()));
         let _ = response.raw_print_conn(
             &mut bytes,
             HTTPVersion(1, 1),
@@ -1458,6 +1451,17 @@ impl IoThread {
         let Conn { stream, .. } = c;
         if stream.set_nonblocking(false).is_err() || to.send(stream).is_err() {
             self.server.conn_closed();
+        }
+    }
+}
+
+/// Moves the pending body out of a connection in `State::Body` (leaving it `InFlight`).
+fn take_body(c: &mut Conn) -> Option<Box<PendingBody>> {
+    match std::mem::replace(&mut c.state, State::InFlight) {
+        State::Body(pb) => Some(pb),
+        other => {
+            c.state = other;
+            None
         }
     }
 }
