@@ -1157,7 +1157,7 @@ impl IoThread {
                 }
                 State::Head { started } => {
                     let started = *started;
-                    match self.parse_head(t, &mut c, started) {
+                    match self.parse_head(&mut c, started) {
                         HeadStep::Parsed => continue,
                         HeadStep::Refused => continue,
                         HeadStep::NeedMore => {}
@@ -1276,7 +1276,7 @@ impl IoThread {
     }
 
     /// Tries to parse a request head from `c.inbuf`.
-    fn parse_head(&mut self, t: usize, c: &mut Conn, started: Instant) -> HeadStep {
+    fn parse_head(&mut self, c: &mut Conn, started: Instant) -> HeadStep {
         let lim = &self.server.limits;
         let mut request_line = None;
         let mut src = &c.inbuf[..];
@@ -1352,7 +1352,6 @@ impl IoThread {
         let d = Instant::now() + lim.read_timeout;
         c.deadline = Some(d);
         self.note_deadline(d);
-        let _ = t;
         HeadStep::Parsed
     }
 
