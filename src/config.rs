@@ -177,6 +177,11 @@ pub struct Config {
     pub outbox_backoff: Duration,
     /// `WEBHOOK_TIMEOUT`: one delivery attempt, connect included.
     pub webhook_timeout: Duration,
+    /// `MAX_BODY_BUFFER`: request body bytes held at once (both listeners); at least
+    /// `max_body_bytes`.
+    pub max_body_buffer: u64,
+    /// `REUSE_PORT`: bind the listeners with `SO_REUSEPORT`.
+    pub reuse_port: bool,
 }
 
 /// Parses the command line (`args`: the arguments after the program name)

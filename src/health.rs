@@ -9,7 +9,7 @@
 //! - `/startupz` is 503 until start-up work (migrations, first connection)
 //!   is done.
 //!
-//! Probes are answered on the connection thread, never queued behind API
+//! Probes are answered on the listener's I/O thread, never queued behind API
 //! requests, so they answer within milliseconds when every worker is busy.
 //!
 //! # Dependency checks: bounded and coalesced

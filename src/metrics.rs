@@ -108,6 +108,7 @@ pub struct Metrics {
     pub shed: IntCounter,
     pub queue_expired: IntCounter,
     pub shutdown_dropped: IntCounter,
+    pub abandoned: IntCounter,
     pub panics: IntCounter,
     pub pool_connections: IntGaugeVec,
     pub pool_acquire: Histogram,
@@ -161,6 +162,10 @@ impl Metrics {
         let shutdown_dropped = IntCounter::new(
             "http_requests_shutdown_dropped_total",
             "Queued requests dropped unexecuted at the shutdown deadline.",
+        )?;
+        let abandoned = IntCounter::new(
+            "http_requests_abandoned_total",
+            "Queued requests skipped because their client had closed the connection.",
         )?;
         let panics = IntCounter::new(
             "http_panics_total",
@@ -233,6 +238,7 @@ impl Metrics {
         reg(Box::new(shed.clone()))?;
         reg(Box::new(queue_expired.clone()))?;
         reg(Box::new(shutdown_dropped.clone()))?;
+        reg(Box::new(abandoned.clone()))?;
         reg(Box::new(panics.clone()))?;
         reg(Box::new(pool_connections.clone()))?;
         reg(Box::new(pool_acquire.clone()))?;
@@ -279,6 +285,7 @@ impl Metrics {
             shed,
             queue_expired,
             shutdown_dropped,
+            abandoned,
             panics,
             pool_connections,
             pool_acquire,
@@ -380,6 +387,10 @@ impl Hooks for Metrics {
     fn dropped(&self, _meta: &Meta) {
         self.shutdown_dropped.inc();
     }
+
+    fn abandoned(&self, _meta: &Meta) {
+        self.abandoned.inc();
+    }
 }
 
 /// A status code as three ASCII digits, without allocating.
@@ -459,6 +470,7 @@ mod tests {
             "http_requests_shed_total",
             "http_requests_queue_expired_total",
             "http_requests_shutdown_dropped_total",
+            "http_requests_abandoned_total",
             "http_panics_total",
             "db_pool_connections",
             "db_pool_acquire_duration_seconds",

@@ -53,6 +53,8 @@ pub struct ServeSettings {
     pub shutdown_timeout: Duration,
     /// `QUEUE_TIMEOUT`: queued longer, a request is answered 503.
     pub queue_timeout: Duration,
+    /// `REUSE_PORT`: bind both listeners with `SO_REUSEPORT`.
+    pub port_sharing: listener::PortSharing,
 }
 
 /// Exit status of a forced shutdown: `SHUTDOWN_TIMEOUT` passed with work
@@ -89,29 +91,50 @@ impl ServeSettings {
                 idle_timeout: config.idle_timeout,
                 max_header_bytes: config.max_header_bytes,
                 max_body_bytes: config.max_body_bytes,
+                // One budget for both listeners (clones of `Limits` share it).
+                body_buffer: tiny_http::BodyBudget::new(config.max_body_buffer),
                 ..tiny_http::Limits::default()
             },
             drain_delay: config.drain_delay,
             shutdown_timeout: config.shutdown_timeout,
             queue_timeout: config.queue_timeout,
+            port_sharing: listener::PortSharing::from_flag(config.reuse_port),
         }
     }
 }
 
 /// Binds a listener; a failure names the listener, its variable and the
 /// address (`cannot listen on 0.0.0.0:8080 (public listener, ADDR): Address
-/// already in use`), not just the OS error.
+/// already in use`), not just the OS error; a busy port also says how to share it on purpose.
 fn bind_named(
     name: &str,
     variable: &str,
     addr: std::net::SocketAddr,
+    sharing: listener::PortSharing,
 ) -> io::Result<std::net::TcpListener> {
-    listener::bind(addr).map_err(|e| {
+    listener::bind(addr, sharing).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::AddrInUse {
+            "; another process listens there (is another instance running? for a hand-over \
+             between two instances on one port, start both with REUSE_PORT=true)"
+        } else {
+            ""
+        };
         io::Error::new(
             e.kind(),
-            format!("cannot listen on {addr} ({name} listener, {variable}): {e}"),
+            format!("cannot listen on {addr} ({name} listener, {variable}): {e}{hint}"),
         )
     })
+}
+
+/// With `REUSE_PORT`, right after listening: new connections keep going to the instance
+/// already running on the port until this one is ready (see `listener::Steer`).
+fn keep_traffic_on_the_running_instance(l: &std::net::TcpListener) {
+    if let Err(e) = listener::steer(l, listener::Steer::Oldest) {
+        log::warn!(
+            error = e.to_string().as_str();
+            "cannot steer the shared port's new connections to the running instance"
+        );
+    }
 }
 
 /// The body of the HTTP layer's own refusals ([`pipeline::refused_by_http_layer`]),
@@ -224,7 +247,13 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         ..settings.limits.clone()
     };
 
-    let public_listener = bind_named("public", "ADDR", settings.addr)?;
+    let public_listener = bind_named("public", "ADDR", settings.addr, settings.port_sharing)?;
+    // With REUSE_PORT, once ready, the shared ports' new connections are steered here.
+    let mut steer = Vec::new();
+    if settings.port_sharing == listener::PortSharing::ReusePort {
+        keep_traffic_on_the_running_instance(&public_listener);
+        steer.push(public_listener.try_clone()?);
+    }
     let public_addr = public_listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
@@ -238,7 +267,11 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     let admin = match settings.admin_addr {
         None => None,
         Some(addr) => {
-            let l = bind_named("admin", "ADMIN_ADDR", addr)?;
+            let l = bind_named("admin", "ADMIN_ADDR", addr, settings.port_sharing)?;
+            if settings.port_sharing == listener::PortSharing::ReusePort {
+                keep_traffic_on_the_running_instance(&l);
+                steer.push(l.try_clone()?);
+            }
             let bound = l.local_addr()?;
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,
@@ -275,6 +308,18 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
                 health.mark_started();
                 state.advance(State::Ready);
                 log::info!(state = "ready"; "service ready");
+                for l in steer.drain(..) {
+                    match listener::steer(&l, listener::Steer::Newest) {
+                        Ok(()) => log::info!(
+                            addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default().as_str();
+                            "new connections on the shared port now come to this instance"
+                        ),
+                        Err(e) => log::warn!(
+                            error = e.to_string().as_str();
+                            "cannot steer the shared port's new connections here"
+                        ),
+                    }
+                }
                 break;
             }
             Err(reason) => {

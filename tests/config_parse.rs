@@ -273,6 +273,10 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Check)> {
             c.webhook_timeout == ms(1500)
         }),
         ("WEBHOOK_TIMEOUT", "25s", |c| c.webhook_timeout == secs(25)),
+        ("MAX_BODY_BUFFER", "1MiB", |c| c.max_body_buffer == 1 << 20),
+        ("MAX_BODY_BUFFER", "1GiB", |c| c.max_body_buffer == 1 << 30),
+        ("REUSE_PORT", "true", |c| c.reuse_port),
+        ("REUSE_PORT", "off", |c| !c.reuse_port),
     ]
 }
 
@@ -383,6 +387,14 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("IDLE_TIMEOUT", "1d", "expected a duration"),
     ("IDLE_TIMEOUT", "1.5m", "expected a duration"),
     ("MAX_BODY_BYTES", "0", "expected a size from 1 to 1GiB"),
+    ("MAX_BODY_BUFFER", "0", "expected a size from 1 to 1TiB"),
+    ("MAX_BODY_BUFFER", "1Mi", "expected a size"),
+    (
+        "MAX_BODY_BUFFER",
+        "512KiB",
+        "is less than MAX_BODY_BYTES (1MiB)",
+    ),
+    ("REUSE_PORT", "maybe", "expected true or false"),
     ("MAX_BODY_BYTES", "2GiB", "expected a size from 1 to 1GiB"),
     ("MAX_BODY_BYTES", "1M", "expected a size"),
     ("MAX_BODY_BYTES", "-1", "expected a size"),
@@ -713,6 +725,8 @@ fn defaults() {
         "OUTBOX_RETENTION": "7d",
         "OUTBOX_BACKOFF": "1s",
         "WEBHOOK_TIMEOUT": "5s",
+        "MAX_BODY_BUFFER": "32MiB",
+        "REUSE_PORT": false,
     });
     assert_eq!(json, want);
 

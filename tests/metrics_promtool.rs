@@ -127,6 +127,7 @@ const SPEC: &[(&str, &str, &[&str])] = &[
     ("http_requests_shed_total", "counter", &[]),
     ("http_requests_queue_expired_total", "counter", &[]),
     ("http_requests_shutdown_dropped_total", "counter", &[]),
+    ("http_requests_abandoned_total", "counter", &[]),
     ("http_panics_total", "counter", &[]),
     ("db_pool_connections", "gauge", &["state"]),
     ("db_pool_acquire_duration_seconds", "histogram", &[]),

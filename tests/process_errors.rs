@@ -66,12 +66,41 @@ fn a_busy_port_names_the_listener_and_the_address() {
         assert_eq!(
             error,
             format!(
-                "cannot listen on {busy} ({listener}, {var}): Address already in use (os error 98)"
+                "cannot listen on {busy} ({listener}, {var}): Address already in use (os error 98); \
+                 another process listens there (is another instance running? for a hand-over \
+                 between two instances on one port, start both with REUSE_PORT=true)"
             ),
             "{line}"
         );
     }
     drop(holder);
+}
+
+#[test]
+fn a_second_instance_on_the_same_port_fails_unless_both_opt_into_reuse_port() {
+    let db = TestDb::new();
+    let first = Service::start(&[("DATABASE_URL", db.url())]);
+    let port = first.addr.to_string();
+    // Started by mistake on the port of a running instance: refused, exit 1.
+    let (status, out) = run_to_exit(&[
+        ("DATABASE_URL", db.url()),
+        ("ADDR", port.as_str()),
+        ("ADMIN_ADDR", "127.0.0.1:0"),
+        ("REUSE_PORT", "true"),
+    ]);
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.contains("Address already in use"), "{out}");
+    drop(first);
+
+    // Both with REUSE_PORT=true: the second binds the same port (a hand-over).
+    let first = Service::start(&[("DATABASE_URL", db.url()), ("REUSE_PORT", "true")]);
+    let port = first.addr.to_string();
+    let second = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("ADDR", port.as_str()),
+        ("REUSE_PORT", "true"),
+    ]);
+    assert_eq!(second.addr, first.addr);
 }
 
 #[test]

@@ -29,6 +29,7 @@ use usersvc::runtime::{self, Parts, Running, ServeSettings};
 struct Counts {
     panics: Mutex<u32>,
     shed: Mutex<u32>,
+    abandoned: Mutex<u32>,
     finished: Mutex<Vec<(String, &'static str, u16)>>,
 }
 
@@ -47,6 +48,9 @@ impl Hooks for CountingHooks {
     }
     fn shed(&self, _: &Meta) {
         *self.0.shed.lock().unwrap() += 1;
+    }
+    fn abandoned(&self, _: &Meta) {
+        *self.0.abandoned.lock().unwrap() += 1;
     }
 }
 
@@ -135,6 +139,7 @@ impl Harness {
                 drain_delay,
                 shutdown_timeout: Duration::from_secs(5),
                 queue_timeout: Duration::from_secs(5),
+                port_sharing: usersvc::http::listener::PortSharing::Exclusive,
             },
             state: Arc::clone(&state),
             health,
@@ -262,6 +267,37 @@ fn full_queue_sheds_at_once_and_probes_still_answer() {
         queued.join().unwrap().status,
         200,
         "the queued request was served, not dropped"
+    );
+}
+
+#[test]
+fn a_queued_request_whose_client_left_is_skipped_and_counted() {
+    let h = Harness::start(1, 4, Duration::ZERO);
+    let in_flight = h.block();
+    h.wait_entered(1);
+    // Queued behind the blocked worker, then the client gives up and closes.
+    let mut gone = Conn::open(h.addr()).expect("connect");
+    gone.write_raw(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    h.wait_queued(1);
+    drop(gone);
+    // A client that stays is served after it.
+    let stays = h.block();
+    h.wait_queued(2);
+    h.release.send(()).unwrap();
+    assert_eq!(in_flight.join().unwrap().status, 200);
+    // The worker skips the abandoned job (its handler would block on the gate) and serves
+    // the next one.
+    h.wait_entered(1);
+    h.release.send(()).unwrap();
+    assert_eq!(stays.join().unwrap().status, 200);
+    assert_eq!(*h.counts.abandoned.lock().unwrap(), 1);
+    let finished = h.counts.finished.lock().unwrap().clone();
+    assert!(
+        finished
+            .iter()
+            .any(|(_, route, status)| *route == "/block" && *status == 499),
+        "{finished:?}"
     );
 }
 

@@ -84,6 +84,8 @@ impl Config {
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": self.otel_bsp_max_export_batch_size,
             "OTEL_TRACES_EXPORTER": if self.otel_traces_exporter_otlp { "otlp" } else { "none" },
             "OTEL_PROPAGATORS": super::PROPAGATOR,
+            "MAX_BODY_BUFFER": format_size(self.max_body_buffer),
+            "REUSE_PORT": self.reuse_port,
         });
         if let (Value::Object(all), Value::Object(otlp)) = (&mut json, otlp) {
             all.extend(otlp);

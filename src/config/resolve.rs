@@ -46,6 +46,7 @@ pub(crate) const OUTBOX_BACKOFF: RangeInclusive<Duration> =
 pub(crate) const MAX_HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
 pub(crate) const OTEL_BSP_MAX_QUEUE_SIZE: RangeInclusive<usize> = 1..=65536;
 pub(crate) const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: RangeInclusive<usize> = 1..=65536;
+pub(crate) const MAX_BODY_BUFFER: RangeInclusive<u64> = 1..=(1 << 40);
 /// Every duration: above zero (parsing refuses zero), at most a day, so
 /// that `Instant + duration` can never overflow.
 pub(crate) const DURATION: RangeInclusive<Duration> =
@@ -365,6 +366,19 @@ pub(crate) fn resolve(
     if webhook_url.is_some() {
         r.check_webhook_timeout(webhook_timeout, shutdown_timeout);
     }
+    // Unset: 32MiB, or one largest body if MAX_BODY_BYTES is larger.
+    let max_body_buffer = match r.size("MAX_BODY_BUFFER", MAX_BODY_BUFFER).optional() {
+        Some(buffer) => {
+            r.check_body_buffer(max_body_bytes, buffer);
+            buffer
+        }
+        None => max_body_bytes.max(32 << 20),
+    };
+    let reuse_port = r
+        .read("REUSE_PORT", Show::Value, "true or false", |s| {
+            parse_bool(s).ok_or("is not a boolean")
+        })
+        .or(false);
 
     match database_url {
         Some(database_url) if r.errors.is_empty() => Ok(Config {
@@ -414,6 +428,8 @@ pub(crate) fn resolve(
             outbox_retention,
             outbox_backoff,
             webhook_timeout,
+            max_body_buffer,
+            reuse_port,
         }),
         _ => Err(r.errors),
     }
@@ -572,6 +588,30 @@ impl Resolver<'_> {
     /// Kubernetes kills the pod `TERMINATION_GRACE_PERIOD` after SIGTERM; the
     /// drain, the in-flight budget and a margin for the rest of the
     /// shutdown must fit in it, or in-flight requests get cut.
+    /// One body of `MAX_BODY_BYTES` must fit in `MAX_BODY_BUFFER`, else such a body could
+    /// never be accepted.
+    fn check_body_buffer(&mut self, max_body: u64, buffer: u64) {
+        if self.failed("MAX_BODY_BYTES") || self.failed("MAX_BODY_BUFFER") {
+            return;
+        }
+        if buffer < max_body {
+            let (given, flag) = self
+                .raw("MAX_BODY_BUFFER")
+                .unwrap_or_else(|| (format_size(buffer), None));
+            self.errors.push(ConfigError::variable(
+                "MAX_BODY_BUFFER",
+                flag.as_deref(),
+                format!(
+                    "{} is less than MAX_BODY_BYTES ({}); expected MAX_BODY_BUFFER of at \
+                     least {}, or a smaller MAX_BODY_BYTES",
+                    quote(&given),
+                    format_size(max_body),
+                    format_size(max_body),
+                ),
+            ));
+        }
+    }
+
     fn check_shutdown_budget(&mut self, drain: Duration, shutdown: Duration, grace: Duration) {
         let names = [
             "DRAIN_DELAY",

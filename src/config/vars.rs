@@ -34,7 +34,7 @@ const fn var(
 }
 
 /// Every variable, in SPEC order.
-pub const VARS: [Var; 50] = [
+pub const VARS: [Var; 52] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
         "ADMIN_ADDR",
@@ -309,6 +309,18 @@ pub const VARS: [Var; 50] = [
         None,
         "5s",
         "one webhook attempt, connect included; at most SHUTDOWN_TIMEOUT",
+    ),
+    var(
+        "MAX_BODY_BUFFER",
+        None,
+        "32MiB (or MAX_BODY_BYTES if larger)",
+        "request body bytes held at once, at least MAX_BODY_BYTES; 503 beyond",
+    ),
+    var(
+        "REUSE_PORT",
+        None,
+        "false",
+        "SO_REUSEPORT: let a new instance bind the same ports for a hand-over",
     ),
 ];
 

@@ -1,6 +1,6 @@
 //! The admin listener (`ADMIN_ADDR`): probes, `/metrics` and `/debug/*`.
 //!
-//! Everything here is answered inline on the connection thread: these
+//! Everything here is answered inline on the listener's I/O thread: these
 //! endpoints are cheap, must work when every worker is busy, and must never
 //! be reachable from the public listener (they are simply not in its route
 //! table).

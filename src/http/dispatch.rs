@@ -1,15 +1,17 @@
 //! The public listener's request path.
 //!
-//! [`Dispatcher::dispatch`] runs on the connection thread that parsed the
-//! request. It answers inline whatever needs no worker — probes, unknown
+//! [`Dispatcher::dispatch`] runs on the listener's I/O thread that parsed the
+//! request (head and body). It answers inline whatever needs no worker — probes, unknown
 //! routes (404), wrong methods (405), oversized bodies (413), and 503 when
 //! the queue is full — and hands everything else to the worker pool as one
 //! [`Job`] (the only hand-off of a request). [`Dispatcher::work`] runs on a
 //! worker: it routes again (a few hundred nanoseconds, cheaper than carrying
 //! borrowed route data across threads), runs the handler and answers —
 //! unless the job waited longer than `QUEUE_TIMEOUT` (503 + `Retry-After`,
-//! counted) or the shutdown deadline has passed (dropped unexecuted,
-//! counted, logged at ERROR): [`Dispatcher::run_job`].
+//! counted), the shutdown deadline has passed (dropped unexecuted, counted,
+//! logged at ERROR): [`Dispatcher::run_job`], or the client closed its
+//! connection while the job was queued (`Request::client_gone`: skipped and
+//! counted in `http_requests_abandoned_total`).
 //!
 //! With tracing on, the request's server span starts here once the route is
 //! known and travels in the [`Job`]; the worker enters it around the handler
@@ -58,11 +60,15 @@ pub struct JobRules {
     pub gate: Arc<CommitGate>,
 }
 
+/// The status recorded for a queued request whose client left (nginx's "client closed
+/// request"; never seen by the client).
+pub const CLIENT_GONE: u16 = 499;
+
 /// Seconds a shed client is told to wait before retrying.
 pub const RETRY_AFTER_SECS: &str = "1";
 
-/// Everything the public listener's request path needs, shared by every
-/// connection thread and worker.
+/// Everything the public listener's request path needs, shared by the I/O
+/// thread and every worker.
 pub struct Dispatcher {
     pub router: Router<Handler>,
     pub health: Arc<Health>,
@@ -174,12 +180,24 @@ impl Dispatcher {
             span,
             ..
         } = job;
+        let hooks = &*self.hooks;
+        if req.client_gone() {
+            // The client closed its connection while the job was queued: nobody reads the
+            // answer, so the handler is not run. 499 (nginx's "client closed request") is
+            // what the log line and `http_requests_total` record.
+            hooks.abandoned(&meta);
+            let gone = Problem::new(
+                CLIENT_GONE,
+                "the client closed the connection before a worker took the request",
+            );
+            respond_in_span(req, &meta, Err(gone), hooks, span);
+            return;
+        }
         slot.set_busy(Busy {
             route: meta.route,
             request_id: meta.request_id,
             since: Instant::now(),
         });
-        let hooks = &*self.hooks;
         let log_context = match &span {
             Some(span) => span.log_context(&meta),
             None => meta.log_context(),

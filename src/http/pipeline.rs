@@ -1,6 +1,6 @@
 //! The middleware, as plain functions around a handler.
 //!
-//! Every request, whether answered inline on its connection thread (probes,
+//! Every request, whether answered inline on its listener's I/O thread (probes,
 //! 404/405, 413, 503 when shed) or by a worker, goes through the same steps:
 //!
 //! 1. [`Meta::begin`]: the request id (the caller's `X-Request-ID` if sane,
@@ -54,6 +54,8 @@ pub trait Hooks: Send + Sync {
     /// The HTTP layer refused a request before any handler saw it (400,
     /// 408, 413, 414, 431, 501, 505); called before the answer is written.
     fn refused(&self, _status: u16) {}
+    /// A queued request was skipped because its client had closed the connection.
+    fn abandoned(&self, _meta: &Meta) {}
 }
 
 /// Hooks that observe nothing.
@@ -227,6 +229,7 @@ pub fn refused_by_http_layer(
                 431 => "the request header fields are too large",
                 501 => "the request uses a transfer coding this server does not implement",
                 505 => "only HTTP/1.0 and HTTP/1.1 are supported",
+                503 => "the server holds as many request bodies as it can; retry shortly",
                 _ => "the request was refused",
             },
         ),

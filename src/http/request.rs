@@ -1,9 +1,9 @@
 //! The request as a handler sees it: method, path, route parameters, query,
 //! headers, the (already read, bounded) body and the request id.
 //!
-//! The body is read on the connection thread before the request is queued,
-//! within READ_TIMEOUT and MAX_BODY_BYTES, so a slow client can hold a
-//! connection thread but never a worker.
+//! The body is read by the listener's I/O thread before the request is
+//! queued, within READ_TIMEOUT, MAX_BODY_BYTES and MAX_BODY_BUFFER, so a slow
+//! client can hold a connection slot but never a thread.
 
 use std::borrow::Cow;
 

@@ -1,7 +1,7 @@
 //! The fixed pool of worker threads behind a bounded channel.
 //!
-//! This is the service's whole concurrency model for API requests: connection
-//! threads `try_submit` a job; when the channel already holds `queue_depth`
+//! This is the service's whole concurrency model for API requests: the
+//! public listener's I/O thread `try_submit`s a job; when the channel already holds `queue_depth`
 //! jobs the submit fails at once and the caller answers 503 — work is never
 //! queued without bound and never dropped silently. `workers` named threads
 //! (`worker-0` …) `recv` jobs until the channel is closed *and* empty, so
@@ -73,7 +73,7 @@ pub struct WorkerPool<J> {
 /// without keeping the channel open the way a `Submitter` would.
 pub type QueueLen = Arc<dyn Fn() -> usize + Send + Sync>;
 
-/// The sending side, cloned into every connection thread's dispatcher.
+/// The sending side, held by the public listener's dispatcher.
 pub struct Submitter<J> {
     tx: Sender<J>,
 }

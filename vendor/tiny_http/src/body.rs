@@ -178,15 +178,6 @@ impl Body {
         matches!(self, Body::Done)
     }
 
-    /// Bytes still expected, if known.
-    pub(crate) fn remaining(&self) -> Option<u64> {
-        match self {
-            Body::Done => Some(0),
-            Body::Length(n) => Some(*n),
-            _ => None,
-        }
-    }
-
     /// Reads decoded body bytes from `src` into `buf`. Returns `Ok(0)` at the end of the body.
     pub(crate) fn read<R: BufRead + ?Sized>(
         &mut self,
@@ -285,6 +276,123 @@ impl Body {
     }
 }
 
+impl Body {
+    /// Decodes what `input` holds of the body into `out` without waiting for more: returns how
+    /// many bytes of `input` were consumed. A line (chunk size, chunk end, trailer) that is not
+    /// complete yet is left in `input` for the next call, so the I/O thread can feed the body
+    /// as it arrives. `Body::Done` once the body is complete; a failure leaves `Body::Failed`.
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        lim: &BodyLimits,
+        line: &mut Vec<u8>,
+    ) -> Result<usize, Failure> {
+        match self.feed_inner(input, out, lim, line) {
+            Ok(n) => Ok(n),
+            Err(f) => {
+                *self = Body::Failed(f);
+                Err(f)
+            }
+        }
+    }
+
+    fn feed_inner(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        lim: &BodyLimits,
+        line: &mut Vec<u8>,
+    ) -> Result<usize, Failure> {
+        let mut pos = 0;
+        // One complete line from `input[pos..]`, or `None` when it has not fully arrived.
+        let take_line = |pos: &mut usize, line: &mut Vec<u8>, max: usize, what: &'static str| {
+            let mut s = &input[*pos..];
+            match read_line(&mut s, line, max) {
+                Ok(()) => {
+                    *pos = input.len() - s.len();
+                    Ok(true)
+                }
+                Err(LineError::Eof) => Ok(false),
+                Err(e) => Err(Failure::from_line(e, what)),
+            }
+        };
+        loop {
+            match self {
+                Body::Done => return Ok(pos),
+                Body::Failed(f) => return Err(*f),
+                Body::Length(rem) => {
+                    let n = (input.len() - pos).min(usize::try_from(*rem).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&input[pos..pos + n]);
+                    pos += n;
+                    *rem -= n as u64;
+                    if *rem == 0 {
+                        *self = Body::Done;
+                    }
+                    return Ok(pos);
+                }
+                Body::Chunked { state, total } => match state {
+                    ChunkState::Size => {
+                        if !take_line(&mut pos, line, MAX_CHUNK_LINE, "chunk-size line too long")? {
+                            return Ok(pos);
+                        }
+                        let size = parse_chunk_size(line)?;
+                        if size == 0 {
+                            *state = ChunkState::Trailers { bytes: 0, count: 0 };
+                        } else {
+                            match total.checked_add(size) {
+                                Some(t) if t <= lim.max_body => *total = t,
+                                _ => return Err(Failure::TooLarge),
+                            }
+                            *state = ChunkState::Data(size);
+                        }
+                    }
+                    ChunkState::Data(rem) => {
+                        let n =
+                            (input.len() - pos).min(usize::try_from(*rem).unwrap_or(usize::MAX));
+                        if n == 0 {
+                            return Ok(pos);
+                        }
+                        out.extend_from_slice(&input[pos..pos + n]);
+                        pos += n;
+                        *rem -= n as u64;
+                        if *rem == 0 {
+                            *state = ChunkState::DataEnd;
+                        }
+                    }
+                    ChunkState::DataEnd => {
+                        if !take_line(&mut pos, line, 0, "missing CRLF after chunk data")? {
+                            return Ok(pos);
+                        }
+                        if !line.is_empty() {
+                            return Err(Failure::Invalid("missing CRLF after chunk data"));
+                        }
+                        *state = ChunkState::Size;
+                    }
+                    ChunkState::Trailers { bytes, count } => {
+                        let budget = lim.max_trailer_bytes.saturating_sub(*bytes);
+                        if !take_line(&mut pos, line, budget, "chunked trailers too large")? {
+                            return Ok(pos);
+                        }
+                        if line.is_empty() {
+                            *self = Body::Done;
+                            return Ok(pos);
+                        }
+                        *bytes += line.len() + 2;
+                        *count += 1;
+                        if *count > lim.max_trailers {
+                            return Err(Failure::Invalid("too many chunked trailer fields"));
+                        }
+                        if crate::head::parse_field_line(line).is_none() {
+                            return Err(Failure::Invalid("malformed chunked trailer field"));
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
 fn read_some<R: Read + ?Sized>(src: &mut R, buf: &mut [u8]) -> Result<usize, Failure> {
     loop {
         match src.read(buf) {
@@ -354,6 +462,39 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
+    }
+
+    /// Feeds `input` one byte at a time, as a slow client would send it.
+    fn feed_bytewise(input: &[u8]) -> Result<Vec<u8>, Failure> {
+        let mut body = Body::chunked();
+        let (mut out, mut line, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+        for &b in input {
+            pending.push(b);
+            let n = body.feed(&pending, &mut out, &lim(), &mut line)?;
+            pending.drain(..n);
+            if body.is_done() {
+                break;
+            }
+        }
+        assert!(body.is_done(), "body incomplete");
+        Ok(out)
+    }
+
+    #[test]
+    fn feed_decodes_byte_by_byte_like_read() {
+        let input = b"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(feed_bytewise(input).unwrap(), b"hello world");
+        assert!(matches!(feed_bytewise(b"65\r\n"), Err(Failure::TooLarge)));
+        assert!(feed_bytewise(b"5\r\nhelloXX0\r\n\r\n").is_err());
+        let mut body = Body::length(3);
+        let mut out = Vec::new();
+        assert_eq!(
+            body.feed(b"abcdef", &mut out, &lim(), &mut Vec::new())
+                .unwrap(),
+            3
+        );
+        assert!(body.is_done());
+        assert_eq!(out, b"abc");
     }
 
     #[test]

@@ -1,26 +1,49 @@
-//! Connections: the accept loop, one thread per open connection, per-connection deadlines,
-//! the hand-off of a connection to the thread answering a request and back, and the
-//! server-wide state used by graceful shutdown.
+//! Connections: one I/O thread per listener owns every socket.
 //!
-//! A connection thread reads one request head, builds a [`Request`] that owns the connection's
-//! I/O state ([`ConnIo`]) and dispatches it (calls the handler, or queues it for `recv()`). The
-//! connection thread then sleeps until the `Request` is finished (responded to, turned into a
-//! writer or upgraded stream that was dropped, or dropped) — at that point the `ConnIo` is put
-//! back into the connection's slot, which wakes the connection thread exactly once. It then
-//! drains what is left of the request body (bounded) and reads the next request, or closes.
+//! The I/O thread waits on readiness (`epoll` through `mio`, edge-triggered) and drives each
+//! connection through a small state machine:
+//!
+//! ```text
+//!  accept ─> Idle ─first byte─> Head ─head complete─> Body ─body complete─> InFlight
+//!             ^                  │ refused: 4xx/5xx       │ over budget: 503   │ respond() on any
+//!             │                  v                        v                    v thread: bytes
+//!             └──── keep-alive ─ Writing <────────────────────────────── (channel + waker)
+//!                                  │ close after
+//!                                  v
+//!                             Lingering (FIN sent, discard what the client still sends) ─> closed
+//! ```
+//!
+//! Nothing on this thread blocks: sockets are non-blocking, heads and bodies are parsed from
+//! whatever has arrived, every state except `InFlight` has a deadline. A complete [`Request`]
+//! (head and whole body, held in memory within the [`BodyBudget`](crate::BodyBudget)) is
+//! handed to the dispatcher (a handler called on this thread, or the `recv()` queue). Whoever
+//! answers it serialises the response into bytes and hands them back through
+//! [`ServerShared::finish`] (a `Mutex<Vec>` plus a `mio::Waker`); this thread writes them as
+//! the socket takes them, within one deadline for the whole response. While a request is in
+//! flight its connection is still watched: a client that closes is noticed and the request
+//! marked ([`Request::client_gone`](crate::Request::client_gone)).
+//!
+//! Idle connections cost a slot in a vector and a registration in the kernel, no thread and
+//! no buffer. Deadlines are fields of the connections, swept at the earliest deadline known
+//! (at most every [`SWEEP_GRANULARITY`]), so a request does not touch a timer structure.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::body::{Body, BodyLimits};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::body::{Body, BodyLimits, Failure};
 use crate::connection::{Connection, Listener};
-use crate::head::{analyse, read_head, HeadError};
+use crate::head::{analyse, read_head, Head, HeadError};
+use crate::limits::Reservation;
 use crate::response::ConnHeader;
 use crate::{HTTPVersion, Limits, Request, Response, StatusCode};
 
@@ -41,56 +64,115 @@ fn wait_timeout<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>, d: Duration) -> Mutex
     }
 }
 
-/// Connection states, for closing idle connections when draining.
-const BUSY: u8 = 0;
-const IDLE: u8 = 1;
-const CLOSING: u8 = 2;
-
 /// How long a connection closed after an error keeps reading (and discarding) what the client
 /// still sends, so that the client reads our response instead of a reset.
 const LINGER_MAX: Duration = Duration::from_secs(2);
 
-/// A read timeout already set on the socket is kept when it overshoots the deadline by less.
-const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
+/// Deadlines are checked at most this often (the precision of every timeout).
+const SWEEP_GRANULARITY: Duration = Duration::from_millis(10);
 
-/// Response bytes are gathered up to this size before a `write()`.
-const OUT_CAP: usize = 16 * 1024;
+/// Bytes read from a socket at once (one buffer for the whole I/O thread).
+const SCRATCH: usize = 64 * 1024;
 
-/// Size of the per-connection read buffer.
-const READ_BUF: usize = 8 * 1024;
+/// Connections accepted in one round before the other connections get a turn.
+const ACCEPT_BATCH: usize = 256;
 
-/// State shared by the accept thread, the connection threads and the control handles.
-pub(crate) struct ServerShared {
-    pub(crate) limits: Limits,
-    pub(crate) draining: AtomicBool,
-    stopped: AtomicBool,
-    open: AtomicUsize,
-    table: Mutex<Table>,
-    table_cv: Condvar,
-    listener: Mutex<Option<Arc<Listener>>>,
+/// How long `stop_accepting` waits for the I/O thread to drain the accept queue.
+const STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// At most this many connections are taken from the accept queue when the listener closes.
+const FINAL_ACCEPT_MAX: usize = 65536;
+
+const WAKE: Token = Token(usize::MAX);
+const LISTEN: Token = Token(usize::MAX - 1);
+
+/// Response bytes handed to the I/O thread: the whole response, or one part of a large one.
+pub(crate) struct Finished {
+    token: usize,
+    id: u64,
+    bytes: Vec<u8>,
+    /// The last part: after it the connection goes on, closes or is handed over.
+    last: bool,
+    close: bool,
+    /// Hand the socket (blocking again) over after the bytes (`Request::upgrade`).
+    detach: Option<SyncSender<Connection>>,
 }
 
-struct Table {
-    next_id: u64,
-    conns: HashMap<u64, Arc<ConnShared>>,
+/// A response body larger than this is handed over in parts of this size, each once the
+/// previous one is written: memory stays bounded and a client that does not read stops the
+/// response (the thread producing it waits, within the write deadline, only for responses this
+/// large).
+pub(crate) const RESPONSE_PART: usize = 256 * 1024;
+
+/// What the I/O thread and the thread answering a request share about the request.
+pub(crate) struct ReqShared {
+    gone: AtomicBool,
+    drained: Mutex<bool>,
+    cv: Condvar,
 }
 
-impl ServerShared {
-    pub(crate) fn new(limits: Limits, listener: Arc<Listener>) -> ServerShared {
-        ServerShared {
-            limits,
-            draining: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            open: AtomicUsize::new(0),
-            table: Mutex::new(Table {
-                next_id: 0,
-                conns: HashMap::new(),
-            }),
-            table_cv: Condvar::new(),
-            listener: Mutex::new(Some(listener)),
+impl ReqShared {
+    fn new(gone: bool) -> ReqShared {
+        ReqShared {
+            gone: AtomicBool::new(gone),
+            drained: Mutex::new(false),
+            cv: Condvar::new(),
         }
     }
 
+    fn mark_gone(&self) {
+        self.gone.store(true, SeqCst);
+        let _g = lock(&self.drained);
+        self.cv.notify_all();
+    }
+
+    fn mark_drained(&self) {
+        *lock(&self.drained) = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits until the I/O thread has written the previous part.
+    fn wait_drained(&self, deadline: Instant) -> io::Result<()> {
+        let mut g = lock(&self.drained);
+        loop {
+            if self.gone.load(SeqCst) {
+                return Err(io::Error::new(ErrorKind::BrokenPipe, "the client is gone"));
+            }
+            if *g {
+                *g = false;
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    ErrorKind::TimedOut,
+                    "write deadline passed (client not reading)",
+                ));
+            }
+            g = wait_timeout(&self.cv, g, deadline - now);
+        }
+    }
+}
+
+/// State shared by the I/O thread, the threads answering requests and the control handles.
+pub(crate) struct ServerShared {
+    pub(crate) limits: Limits,
+    draining: AtomicBool,
+    stopped: AtomicBool,
+    forced: AtomicBool,
+    open: AtomicUsize,
+    idle_lock: Mutex<()>,
+    idle_cv: Condvar,
+    listener: Mutex<Option<Arc<Listener>>>,
+    /// Set by the I/O thread once the listener is shut down (after draining its queue).
+    listener_closed: Mutex<bool>,
+    listener_cv: Condvar,
+    io_thread: Mutex<Option<thread::ThreadId>>,
+    waker: Waker,
+    finished: Mutex<Vec<Finished>>,
+}
+
+impl ServerShared {
     pub(crate) fn open_connections(&self) -> usize {
         self.open.load(SeqCst)
     }
@@ -99,309 +181,215 @@ impl ServerShared {
         self.draining.load(SeqCst)
     }
 
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the HTTP I/O thread: {}", e);
+        }
+    }
+
+    /// Stops accepting. The I/O thread first accepts what is already in the kernel's accept
+    /// queue (closing a listener resets those connections), then shuts the listener down;
+    /// this waits for that (at most [`STOP_WAIT`]; then it shuts the listener down itself).
     pub(crate) fn stop_accepting(&self) {
         self.stopped.store(true, SeqCst);
+        let on_io_thread = *lock(&self.io_thread) == Some(thread::current().id());
+        if !on_io_thread {
+            self.wake();
+            let deadline = Instant::now() + STOP_WAIT;
+            let mut closed = lock(&self.listener_closed);
+            while !*closed {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                closed = wait_timeout(&self.listener_cv, closed, deadline - now);
+            }
+        }
+        self.close_listener();
+    }
+
+    /// Shuts the listening socket down (idempotent).
+    fn close_listener(&self) {
         let listener = lock(&self.listener).take();
         if let Some(l) = listener {
             if let Err(e) = l.stop_listening() {
                 log::debug!("shutdown of the listening socket failed: {}", e);
             }
         }
-        // Wake the accept thread if it waits for a free connection slot.
-        let _t = lock(&self.table);
-        self.table_cv.notify_all();
-    }
-
-    fn snapshot(&self) -> Vec<Arc<ConnShared>> {
-        lock(&self.table).conns.values().cloned().collect()
+        *lock(&self.listener_closed) = true;
+        self.listener_cv.notify_all();
+        self.wake();
     }
 
     pub(crate) fn start_draining(&self) {
-        // Order matters (see `serve`): publish the flag, then look at the states.
         self.draining.store(true, SeqCst);
-        for c in self.snapshot() {
-            if c.state
-                .compare_exchange(IDLE, CLOSING, SeqCst, SeqCst)
-                .is_ok()
-            {
-                let _ = c.stream.shutdown(Shutdown::Both);
-            }
-        }
+        self.wake();
     }
 
     pub(crate) fn force_close(&self) {
-        for c in self.snapshot() {
-            c.state.store(CLOSING, SeqCst);
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
+        self.forced.store(true, SeqCst);
+        self.wake();
     }
 
     pub(crate) fn wait_idle(&self, deadline: Instant) -> bool {
-        let mut t = lock(&self.table);
-        while !t.conns.is_empty() {
+        let mut g = lock(&self.idle_lock);
+        while self.open.load(SeqCst) > 0 {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            t = wait_timeout(&self.table_cv, t, deadline - now);
+            g = wait_timeout(&self.idle_cv, g, deadline - now);
         }
         true
     }
-}
 
-/// Per-connection state shared with the control handles and the thread answering a request.
-pub(crate) struct ConnShared {
-    pub(crate) stream: Connection,
-    state: AtomicU8,
-    slot: Mutex<Option<Box<ConnIo>>>,
-    cv: Condvar,
-    pub(crate) server: Arc<ServerShared>,
-}
+    fn conn_opened(&self) {
+        self.open.fetch_add(1, SeqCst);
+    }
 
-impl ConnShared {
-    fn wait_return(&self) -> Box<ConnIo> {
-        let mut g = lock(&self.slot);
-        loop {
-            if let Some(io) = g.take() {
-                return io;
-            }
-            g = wait(&self.cv, g);
+    pub(crate) fn conn_closed(&self) {
+        if self.open.fetch_sub(1, SeqCst) == 1 {
+            let _g = lock(&self.idle_lock);
+            self.idle_cv.notify_all();
+        }
+    }
+
+    /// Hands a finished request to the I/O thread (one wake-up per batch).
+    fn finish(&self, f: Finished) {
+        let was_empty = {
+            let mut q = lock(&self.finished);
+            q.push(f);
+            q.len() == 1
+        };
+        if was_empty {
+            self.wake();
         }
     }
 }
 
-/// Hands a connection back to its connection thread (one wake-up, none if the request was
-/// answered on the connection thread itself).
-pub(crate) fn give_back(io: Box<ConnIo>) {
-    let shared = io.shared().clone();
-    *lock(&shared.slot) = Some(io);
-    shared.cv.notify_one();
+/// The connection side of a [`Request`]: its body (read by the I/O thread), whether its client
+/// is still there, and the way back to the I/O thread.
+pub(crate) struct ReqIo {
+    server: Arc<ServerShared>,
+    token: usize,
+    id: u64,
+    /// The connection closes after the response.
+    pub(crate) close_after: bool,
+    body: Vec<u8>,
+    pos: usize,
+    failure: Option<Failure>,
+    /// Held until the request is finished: the body bytes count against the budget until then.
+    _reservation: Option<Reservation>,
+    shared: Arc<ReqShared>,
 }
 
-/// Reads from the socket with a deadline, translating an expired `SO_RCVTIMEO` (reported as
-/// `WouldBlock` on Linux) into `ErrorKind::TimedOut`. The socket option is only changed when the
-/// value already set would overshoot the deadline.
-pub(crate) struct SockReader {
-    shared: Arc<ConnShared>,
+impl ReqIo {
+    pub(crate) fn is_draining(&self) -> bool {
+        self.server.is_draining()
+    }
+
+    pub(crate) fn client_gone(&self) -> bool {
+        self.shared.gone.load(SeqCst)
+    }
+
+    fn send(
+        &self,
+        bytes: Vec<u8>,
+        last: bool,
+        close: bool,
+        detach: Option<SyncSender<Connection>>,
+    ) {
+        self.server.finish(Finished {
+            token: self.token,
+            id: self.id,
+            bytes,
+            last,
+            close,
+            detach,
+        });
+    }
+
+    /// A writer for the response: parts of [`RESPONSE_PART`] bytes go to the I/O thread as
+    /// they fill, each once the previous one is written; [`PartWriter::finish`] sends the rest.
+    pub(crate) fn writer(&self, capacity: usize) -> PartWriter<'_> {
+        PartWriter {
+            io: self,
+            buf: Vec::with_capacity(capacity.min(RESPONSE_PART)),
+            sent: false,
+            deadline: Instant::now() + self.server.limits.write_timeout,
+        }
+    }
+
+    /// Sends the response bytes; the connection closes after them if `close`.
+    pub(crate) fn finish(self, bytes: Vec<u8>, close: bool) {
+        self.send(bytes, true, close, None);
+    }
+
+    /// Sends the response bytes, then hands the socket over (blocking, no longer served).
+    pub(crate) fn detach(self, bytes: Vec<u8>) -> (Receiver<Connection>, Arc<ServerShared>) {
+        let (to, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(bytes, true, false, Some(to));
+        (rx, self.server.clone())
+    }
+}
+
+/// See [`ReqIo::writer`].
+pub(crate) struct PartWriter<'a> {
+    io: &'a ReqIo,
+    buf: Vec<u8>,
+    sent: bool,
     deadline: Instant,
-    timeout_set: Option<Duration>,
 }
 
-impl Read for SockReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(io::Error::new(ErrorKind::TimedOut, "read deadline passed"));
-            }
-            if self
-                .timeout_set
-                .is_none_or(|t| t > remaining + TIMEOUT_SLACK)
-            {
-                let t = remaining.max(Duration::from_millis(1));
-                self.shared.stream.set_read_timeout(Some(t))?;
-                self.timeout_set = Some(t);
-            }
-            match (&self.shared.stream).read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    // Set the exact remaining time on the next round.
-                    self.timeout_set = None;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+impl PartWriter<'_> {
+    /// Sends what is buffered as the last part.
+    pub(crate) fn finish(self, close: bool) {
+        self.io.send(self.buf, true, close, None);
+    }
+
+    fn send_part(&mut self) -> io::Result<()> {
+        if self.sent {
+            self.io.shared.wait_drained(self.deadline)?;
         }
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(RESPONSE_PART));
+        self.io.send(part, false, false, None);
+        self.sent = true;
+        Ok(())
     }
 }
 
-/// Writes to the socket; an expired `SO_SNDTIMEO` becomes `ErrorKind::TimedOut`.
-pub(crate) fn write_sock(stream: &Connection, data: &[u8]) -> io::Result<usize> {
-    let mut s = stream;
-    match s.write(data) {
-        Err(e) if e.kind() == ErrorKind::WouldBlock => Err(io::Error::new(
-            ErrorKind::TimedOut,
-            "write timed out (client not reading)",
-        )),
-        r => r,
-    }
-}
-
-fn write_all_sock(stream: &Connection, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match write_sock(stream, data) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Buffers response bytes and writes them to the socket in large pieces.
-pub(crate) struct ConnWriter<'a> {
-    stream: &'a Connection,
-    buf: &'a mut Vec<u8>,
-}
-
-impl ConnWriter<'_> {
-    fn flush_buf(&mut self) -> io::Result<()> {
-        let r = write_all_sock(self.stream, self.buf);
-        self.buf.clear();
-        r
-    }
-}
-
-impl Write for ConnWriter<'_> {
+impl Write for PartWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > OUT_CAP {
-            self.flush_buf()?;
-            if data.len() >= OUT_CAP {
-                return write_sock(self.stream, data);
-            }
+        if self.buf.len() >= RESPONSE_PART {
+            self.send_part()?;
         }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
+        let n = data.len().min(RESPONSE_PART - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.flush_buf()
+        Ok(())
     }
 }
 
-/// The I/O state of a connection, owned by the connection thread between requests and by the
-/// [`Request`] while it is being answered.
-pub(crate) struct ConnIo {
-    reader: BufReader<SockReader>,
-    /// Framing state of the current request body.
-    pub(crate) body: Body,
-    body_started: bool,
-    /// The connection closes after the current response.
-    pub(crate) close_after: bool,
-    line: Vec<u8>,
-    out: Vec<u8>,
-}
-
-impl ConnIo {
-    fn new(shared: Arc<ConnShared>) -> ConnIo {
-        ConnIo {
-            reader: BufReader::with_capacity(
-                READ_BUF,
-                SockReader {
-                    shared,
-                    deadline: Instant::now(),
-                    timeout_set: None,
-                },
-            ),
-            body: Body::Done,
-            body_started: false,
-            close_after: false,
-            line: Vec::new(),
-            out: Vec::new(),
-        }
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<ConnShared> {
-        &self.reader.get_ref().shared
-    }
-
-    pub(crate) fn stream(&self) -> &Connection {
-        &self.reader.get_ref().shared.stream
-    }
-
-    fn limits(&self) -> &Limits {
-        &self.reader.get_ref().shared.server.limits
-    }
-
-    pub(crate) fn is_draining(&self) -> bool {
-        self.shared().server.is_draining()
-    }
-
-    fn set_deadline(&mut self, deadline: Instant) {
-        self.reader.get_mut().deadline = deadline;
-    }
-
-    /// Starts the body deadline (once per request).
-    pub(crate) fn start_body(&mut self) {
-        if !self.body_started {
-            self.body_started = true;
-            let d = Instant::now() + self.limits().read_timeout;
-            self.set_deadline(d);
-        }
-    }
-
-    /// For upgraded connections: each read may wait up to the idle timeout.
-    pub(crate) fn rolling_deadline(&mut self) {
-        let d = Instant::now() + self.limits().idle_timeout;
-        self.set_deadline(d);
-    }
-
-    pub(crate) fn reader_mut(&mut self) -> &mut BufReader<SockReader> {
-        &mut self.reader
-    }
-
-    pub(crate) fn writer(&mut self) -> ConnWriter<'_> {
-        ConnWriter {
-            stream: &self.reader.get_ref().shared.stream,
-            buf: &mut self.out,
-        }
-    }
-
-    /// Whether what is left of the body can be drained after the response without closing.
-    pub(crate) fn body_drainable(&self) -> bool {
-        match self.body.remaining() {
-            Some(n) => n <= self.limits().max_drain_bytes,
-            None => false,
-        }
-    }
-
-    fn body_limits(&self) -> BodyLimits {
-        let l = self.limits();
-        BodyLimits {
-            max_body: l.max_body_bytes,
-            max_trailer_bytes: l.max_header_bytes,
-            max_trailers: l.max_headers,
-        }
-    }
-
-    /// Reads and discards the rest of the body: at most `max_drain_bytes`, within the body
-    /// deadline. Returns whether the connection can go on.
-    fn drain(&mut self) -> bool {
-        if self.body.is_done() {
-            return true;
-        }
-        if !self.body_drainable() {
-            return false;
-        }
-        self.start_body();
-        let mut budget = self.limits().max_drain_bytes;
-        let mut scratch = [0u8; 4096];
-        loop {
-            match self.read(&mut scratch) {
-                Ok(0) => return true,
-                Ok(n) => {
-                    budget = budget.saturating_sub(n as u64);
-                    if budget == 0 && !self.body.is_done() {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-    }
-}
-
-/// `ConnIo` reads the body of the current request.
-impl Read for ConnIo {
+/// `ReqIo` reads the body of the current request (from memory: the I/O thread read it).
+impl Read for ReqIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.start_body();
-        let lim = self.body_limits();
-        let r = self.body.read(&mut self.reader, buf, &lim, &mut self.line);
-        if r.is_err() {
-            self.close_after = true;
+        let rest = &self.body[self.pos.min(self.body.len())..];
+        if rest.is_empty() {
+            // Fully read: give the memory back now (the reservation ends with the request).
+            self.body = Vec::new();
+            self.pos = 0;
+            return match self.failure {
+                Some(f) => Err(f.to_error()),
+                None => Ok(0),
+            };
         }
-        r
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -509,290 +497,984 @@ impl Queue {
     }
 }
 
-/// Removes a connection from the table when its thread ends (or could not be spawned).
-struct ConnGuard {
-    server: Arc<ServerShared>,
-    id: u64,
-    shared: Option<Arc<ConnShared>>,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        if let Some(s) = self.shared.take() {
-            let _ = s.stream.shutdown(Shutdown::Both);
-        }
-        let removed = {
-            let mut t = lock(&self.server.table);
-            let removed = t.conns.remove(&self.id);
-            self.server.open.store(t.conns.len(), SeqCst);
-            removed
-        };
-        // Last reference: this closes the socket before waiters are told.
-        drop(removed);
-        let _t = lock(&self.server.table);
-        self.server.table_cv.notify_all();
-    }
-}
-
-/// The accept loop: survives every error, and stops calling `accept()` while
-/// `max_connections` connections are open.
-pub(crate) fn accept_loop(
+/// Starts the I/O thread of a listener.
+pub(crate) fn start(
     listener: Arc<Listener>,
-    server: Arc<ServerShared>,
+    limits: Limits,
     dispatch: Dispatcher,
-) {
-    let mut backoff = Duration::ZERO;
-    let mut last_log: Option<Instant> = None;
-    log::debug!("accept thread running");
-    loop {
+) -> io::Result<Arc<ServerShared>> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    poll.registry().register(
+        &mut SourceFd(&listener.as_raw_fd()),
+        LISTEN,
+        Interest::READABLE,
+    )?;
+    let stack = limits.thread_stack_size;
+    let shared = Arc::new(ServerShared {
+        limits,
+        draining: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        forced: AtomicBool::new(false),
+        open: AtomicUsize::new(0),
+        idle_lock: Mutex::new(()),
+        idle_cv: Condvar::new(),
+        listener: Mutex::new(Some(listener.clone())),
+        listener_closed: Mutex::new(false),
+        listener_cv: Condvar::new(),
+        io_thread: Mutex::new(None),
+        waker,
+        finished: Mutex::new(Vec::new()),
+    });
+    let inside = shared.clone();
+    let io = IoThread {
+        poll,
+        server: shared.clone(),
+        listener: Some(listener),
+        dispatch,
+        conns: Vec::new(),
+        free: Vec::new(),
+        count: 0,
+        next_id: 0,
+        scratch: vec![0; SCRATCH],
+        discarded: 0,
+        line: Vec::new(),
+        accept_ready: true,
+        accept_retry: None,
+        backoff: Duration::ZERO,
+        last_log: None,
+        next_sweep: None,
+        last_sweep: Instant::now(),
+        drain_seen: false,
+    };
+    thread::Builder::new()
+        .name("http-io".to_owned())
+        .stack_size(stack)
+        .spawn(move || {
+            *lock(&inside.io_thread) = Some(thread::current().id());
+            io.run()
+        })?;
+    Ok(shared)
+}
+
+/// Where a connection is in its life (see the module doc).
+enum State {
+    /// Waiting for the first byte of a request (deadline: idle timeout).
+    Idle,
+    /// Reading a request head (deadline: read timeout from its first byte).
+    Head { started: Instant },
+    /// Reading a request body (deadline: read timeout from the end of the head).
+    Body(Box<PendingBody>),
+    /// The request is with the application (no deadline).
+    InFlight,
+    /// Writing a response (deadline: write timeout for the whole response).
+    Writing,
+    /// FIN sent after a response that closes the connection; discarding what still arrives.
+    Lingering { budget: u64 },
+}
+
+/// A request whose head is read and whose body is arriving.
+struct PendingBody {
+    head: Head,
+    body: Body,
+    data: Vec<u8>,
+    keep_alive: bool,
+    content_length: Option<u64>,
+    reservation: Reservation,
+}
+
+struct Conn {
+    id: u64,
+    stream: Connection,
+    remote: Option<SocketAddr>,
+    state: State,
+    /// Received, not yet parsed (a partial head, or pipelined bytes).
+    inbuf: Vec<u8>,
+    /// The socket may have more to read (edge-triggered: cleared on `WouldBlock`).
+    readable: bool,
+    /// The client sent FIN (or the socket failed).
+    eof: bool,
+    deadline: Option<Instant>,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// After `out` is written: close (`Some(linger)`) or serve the next request (`None`).
+    close_after_write: Option<bool>,
+    detach: Option<SyncSender<Connection>>,
+    /// What the in-flight request shares with whoever answers it.
+    gone: Option<Arc<ReqShared>>,
+    /// More parts of the response are coming.
+    more: bool,
+    /// The in-flight request's body was not read to its end (the client may still send).
+    body_unfinished: bool,
+    /// Responses completed on this connection (a draining server closes idle connections
+    /// that were served; a new one gets its first request answered).
+    served: u32,
+}
+
+/// Result of reading from a socket.
+enum ReadResult {
+    Data,
+    Blocked,
+    Full,
+    Closed,
+}
+
+struct IoThread {
+    poll: Poll,
+    server: Arc<ServerShared>,
+    listener: Option<Arc<Listener>>,
+    dispatch: Dispatcher,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    count: usize,
+    next_id: u64,
+    scratch: Vec<u8>,
+    /// Bytes thrown away by the last `discard`.
+    discarded: usize,
+    line: Vec<u8>,
+    accept_ready: bool,
+    accept_retry: Option<Instant>,
+    backoff: Duration,
+    last_log: Option<Instant>,
+    /// No deadline of any connection is earlier than this.
+    next_sweep: Option<Instant>,
+    last_sweep: Instant,
+    drain_seen: bool,
+}
+
+impl IoThread {
+    fn lim(&self) -> &Limits {
+        &self.server.limits
+    }
+
+    /// Head bytes held per connection: enough for the limits to be detected by the parser.
+    fn head_cap(&self) -> usize {
+        let l = self.lim();
+        l.max_request_line + l.max_header_bytes + 64
+    }
+
+    fn run(mut self) {
+        log::debug!("HTTP I/O thread running");
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    log::error!("epoll_wait failed: {}", e);
+                    thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKE => {}
+                    LISTEN => self.accept_ready = true,
+                    Token(t) => {
+                        if let Some(Some(c)) = self.conns.get_mut(t) {
+                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                                c.readable = true;
+                            }
+                        }
+                        self.drive(t);
+                    }
+                }
+            }
+            self.control();
+            self.take_finished();
+            self.accept();
+            let now = Instant::now();
+            if self.next_sweep.is_some_and(|t| t <= now) {
+                self.sweep(now);
+            }
+            if self.listener.is_none() && self.count == 0 && self.server.stopped.load(SeqCst) {
+                break;
+            }
+        }
+        log::debug!("HTTP I/O thread stopped");
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Instant::now();
+        if self.accept_ready
+            && self.listener.is_some()
+            && self.accept_retry.is_none()
+            && self.count < self.lim().max_connections
         {
-            let mut t = lock(&server.table);
-            while t.conns.len() >= server.limits.max_connections && !server.stopped.load(SeqCst) {
-                t = wait(&server.table_cv, t);
+            return Some(Duration::ZERO);
+        }
+        if !lock(&self.server.finished).is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let sweep = self
+            .next_sweep
+            .map(|t| t.max(self.last_sweep + SWEEP_GRANULARITY));
+        let at = match (sweep, self.accept_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        at.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Applies `stop_accepting`, `start_draining` and `force_close`.
+    fn control(&mut self) {
+        if self.server.stopped.load(SeqCst) {
+            if let Some(l) = self.listener.take() {
+                // Take in what already completed its handshake (the connections in the accept
+                // queue would be reset when the listener closes), then close it.
+                let mut taken = 0;
+                while taken < FINAL_ACCEPT_MAX {
+                    match l.accept() {
+                        Ok((conn, addr)) => {
+                            taken += 1;
+                            self.add_conn(conn, addr);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                if taken > 0 {
+                    log::debug!(
+                        "took {} queued connections in before closing the listener",
+                        taken
+                    );
+                }
+                self.server.close_listener();
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&l.as_raw_fd()));
+                // Dropping our reference closes the socket once `stop_accepting` let go too.
             }
         }
-        if server.stopped.load(SeqCst) {
-            break;
-        }
-        match listener.accept() {
-            Ok((conn, addr)) => {
-                backoff = Duration::ZERO;
-                if server.stopped.load(SeqCst) {
-                    break;
+        if self.server.forced.load(SeqCst) {
+            for t in 0..self.conns.len() {
+                if let Some(c) = self.conns[t].take() {
+                    let _ = c.stream.shutdown(Shutdown::Both);
+                    self.drop_conn(t, c);
                 }
-                spawn_connection(&server, conn, addr, &dispatch);
             }
-            Err(e) => {
-                if server.stopped.load(SeqCst) {
-                    break;
+        }
+        if self.server.draining.load(SeqCst) && !self.drain_seen {
+            self.drain_seen = true;
+            for t in 0..self.conns.len() {
+                let idle = matches!(&self.conns[t],
+                    Some(c) if matches!(c.state, State::Idle) && c.inbuf.is_empty());
+                if idle {
+                    self.drive(t);
                 }
-                match e.kind() {
+            }
+        }
+    }
+
+    fn take_finished(&mut self) {
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.server.finished));
+            if batch.is_empty() {
+                return;
+            }
+            for f in batch {
+                let t = f.token;
+                let Some(Some(c)) = self.conns.get_mut(t) else {
+                    continue;
+                };
+                if c.id != f.id {
+                    continue;
+                }
+                let first = matches!(c.state, State::InFlight);
+                let expected = first || (matches!(c.state, State::Writing) && c.more);
+                if !expected {
+                    continue;
+                }
+                if f.last {
+                    c.more = false;
+                    c.detach = f.detach;
+                    let linger = c.body_unfinished || !c.inbuf.is_empty();
+                    let close = (f.close || c.eof) && c.detach.is_none();
+                    c.close_after_write = close.then_some(linger);
+                } else {
+                    c.more = true;
+                }
+                if c.out_pos >= c.out.len() {
+                    c.out = f.bytes;
+                } else {
+                    c.out.drain(..c.out_pos);
+                    c.out.extend_from_slice(&f.bytes);
+                }
+                c.out_pos = 0;
+                if first {
+                    c.state = State::Writing;
+                    let d = Instant::now() + self.server.limits.write_timeout;
+                    self.arm(t, d);
+                }
+                self.drive(t);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        if self.server.stopped.load(SeqCst) {
+            return;
+        }
+        if let Some(at) = self.accept_retry {
+            if Instant::now() < at {
+                return;
+            }
+            self.accept_retry = None;
+            self.accept_ready = true;
+        }
+        let mut n = 0;
+        while self.accept_ready && self.count < self.lim().max_connections && n < ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            if self.server.stopped.load(SeqCst) {
+                return;
+            }
+            match listener.accept() {
+                Ok((conn, addr)) => {
+                    n += 1;
+                    self.backoff = Duration::ZERO;
+                    self.add_conn(conn, addr);
+                }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => self.accept_ready = false,
                     ErrorKind::Interrupted
-                    | ErrorKind::WouldBlock
                     | ErrorKind::TimedOut
                     | ErrorKind::ConnectionAborted
-                    | ErrorKind::ConnectionReset => continue,
+                    | ErrorKind::ConnectionReset => {}
+                    _ if self.server.stopped.load(SeqCst) => return,
                     _ => {
                         // EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: back off and retry.
-                        backoff = (backoff * 2)
+                        self.backoff = (self.backoff * 2)
                             .clamp(Duration::from_millis(10), Duration::from_millis(100));
-                        if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                            log::error!("accept() failed: {}; retrying in {:?}", e, backoff);
-                            last_log = Some(Instant::now());
+                        if self
+                            .last_log
+                            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                        {
+                            log::error!("accept() failed: {}; retrying in {:?}", e, self.backoff);
+                            self.last_log = Some(Instant::now());
                         }
-                        thread::sleep(backoff);
+                        self.accept_retry = Some(Instant::now() + self.backoff);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn add_conn(&mut self, stream: Connection, remote: Option<SocketAddr>) {
+        if let Err(e) = stream.set_nonblocking(true) {
+            log::debug!(
+                "closing a new connection: cannot make it non-blocking: {}",
+                e
+            );
+            return;
+        }
+        let _ = stream.set_nodelay();
+        let t = match self.free.pop() {
+            Some(t) => t,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&stream.as_raw_fd()),
+            Token(t),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("closing a new connection: cannot register it: {}", e);
+            self.free.push(t);
+            return;
+        }
+        self.next_id += 1;
+        self.conns[t] = Some(Conn {
+            id: self.next_id,
+            stream,
+            remote,
+            state: State::Idle,
+            inbuf: Vec::new(),
+            readable: true,
+            eof: false,
+            deadline: None,
+            out: Vec::new(),
+            out_pos: 0,
+            close_after_write: None,
+            detach: None,
+            gone: None,
+            more: false,
+            body_unfinished: false,
+            served: 0,
+        });
+        self.count += 1;
+        self.server.conn_opened();
+        let d = Instant::now() + self.lim().idle_timeout;
+        self.arm(t, d);
+    }
+
+    /// Sets the deadline of connection `t`.
+    fn arm(&mut self, t: usize, at: Instant) {
+        if let Some(Some(c)) = self.conns.get_mut(t) {
+            c.deadline = Some(at);
+        }
+        self.note_deadline(at);
+    }
+
+    fn note_deadline(&mut self, at: Instant) {
+        self.next_sweep = Some(self.next_sweep.map_or(at, |s| s.min(at)));
+    }
+
+    /// Closes and forgets a connection taken out of its slot.
+    fn drop_conn(&mut self, t: usize, c: Conn) {
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&c.stream.as_raw_fd()));
+        if let Some(g) = &c.gone {
+            g.mark_gone();
+        }
+        drop(c);
+        self.free.push(t);
+        self.count -= 1;
+        self.server.conn_closed();
+        if !self.accept_ready && self.listener.is_some() {
+            // Below the cap again: connections may be waiting in the backlog.
+            self.accept_ready = true;
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        self.next_sweep = None;
+        let mut expired = Vec::new();
+        for (t, slot) in self.conns.iter().enumerate() {
+            if let Some(c) = slot {
+                match c.deadline {
+                    Some(d) if d <= now => expired.push(t),
+                    Some(d) => self.next_sweep = Some(self.next_sweep.map_or(d, |s| s.min(d))),
+                    None => {}
+                }
+            }
+        }
+        for t in expired {
+            self.expire(t);
+        }
+    }
+
+    /// A connection's deadline passed.
+    fn expire(&mut self, t: usize) {
+        let Some(mut c) = self.conns[t].take() else {
+            return;
+        };
+        c.deadline = None;
+        match std::mem::replace(&mut c.state, State::InFlight) {
+            State::Head { started } => {
+                // 408 with what is known of the request line.
+                let mut request_line = None;
+                let mut src = &c.inbuf[..];
+                let _ = read_head(
+                    &mut src,
+                    &self.server.limits,
+                    &mut self.line,
+                    &mut request_line,
+                );
+                c.inbuf.clear();
+                self.refuse(&mut c, 408, request_line, started, false);
+                self.conns[t] = Some(c);
+                self.drive(t);
+            }
+            State::Body(pb) => {
+                // The application answers (e.g. 408) from the body reader's `TimedOut`.
+                let pb = *pb;
+                self.conns[t] = Some(c);
+                self.dispatch_request(t, pb, Some(Failure::TimedOut));
+                self.drive(t);
+            }
+            State::InFlight => {
+                self.conns[t] = Some(c);
+            }
+            // Idle (silent close), Writing (the client does not read), Lingering (done).
+            State::Idle | State::Writing | State::Lingering { .. } => self.drop_conn(t, c),
+        }
+    }
+
+    /// Reads what the socket has into `inbuf`, up to `cap` bytes held.
+    fn read_into(&mut self, c: &mut Conn, cap: usize) -> ReadResult {
+        if c.eof {
+            return ReadResult::Closed;
+        }
+        if !c.readable {
+            return ReadResult::Blocked;
+        }
+        let room = cap.saturating_sub(c.inbuf.len()).min(self.scratch.len());
+        if room == 0 {
+            return ReadResult::Full;
+        }
+        loop {
+            match (&c.stream).read(&mut self.scratch[..room]) {
+                Ok(0) => {
+                    c.eof = true;
+                    return ReadResult::Closed;
+                }
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&self.scratch[..n]);
+                    return ReadResult::Data;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return ReadResult::Blocked;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.eof = true;
+                    return ReadResult::Closed;
+                }
+            }
+        }
+    }
+
+    /// Reads and throws away what the socket has (lingering close); the count in `discarded`.
+    fn discard(&mut self, c: &mut Conn) -> ReadResult {
+        if c.eof {
+            return ReadResult::Closed;
+        }
+        if !c.readable {
+            return ReadResult::Blocked;
+        }
+        loop {
+            match (&c.stream).read(&mut self.scratch) {
+                Ok(0) => {
+                    c.eof = true;
+                    return ReadResult::Closed;
+                }
+                Ok(n) => {
+                    self.discarded = n;
+                    return ReadResult::Data;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return ReadResult::Blocked;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.eof = true;
+                    return ReadResult::Closed;
+                }
+            }
+        }
+    }
+
+    /// Writes what the socket takes. `Ok(true)` once everything is written.
+    fn flush(c: &mut Conn) -> io::Result<bool> {
+        while c.out_pos < c.out.len() {
+            match (&c.stream).write(&c.out[c.out_pos..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        c.out = Vec::new();
+        c.out_pos = 0;
+        Ok(true)
+    }
+
+    /// Moves connection `t` as far as it can go without waiting.
+    fn drive(&mut self, t: usize) {
+        let Some(Some(mut c)) = self.conns.get_mut(t).map(Option::take) else {
+            return;
+        };
+        loop {
+            match &mut c.state {
+                State::Writing => match Self::flush(&mut c) {
+                    Err(_) => return self.drop_conn(t, c),
+                    Ok(false) => break,
+                    Ok(true) if c.more => {
+                        // The producer may send the next part.
+                        if let Some(g) = &c.gone {
+                            g.mark_drained();
+                        }
+                        break;
+                    }
+                    Ok(true) => {
+                        c.gone = None;
+                        if let Some(to) = c.detach.take() {
+                            return self.detach(t, c, to);
+                        }
+                        if let Some(linger) = c.close_after_write {
+                            c.close_after_write = None;
+                            if !self.close(&mut c, linger) {
+                                return self.drop_conn(t, c);
+                            }
+                            continue;
+                        }
+                        c.state = State::Idle;
+                        c.served = c.served.saturating_add(1);
+                        c.body_unfinished = false;
+                        c.deadline = Some(Instant::now() + self.lim().idle_timeout);
+                        self.note_deadline(c.deadline.unwrap_or_else(Instant::now));
+                    }
+                },
+                State::Idle => {
+                    if c.inbuf.is_empty() {
+                        if c.eof {
+                            return self.drop_conn(t, c);
+                        }
+                        // No buffer while idle.
+                        c.inbuf = Vec::new();
+                        match self.read_into(&mut c, SCRATCH) {
+                            ReadResult::Data => {}
+                            ReadResult::Blocked | ReadResult::Full => {
+                                if self.server.draining.load(SeqCst) {
+                                    if c.served > 0 {
+                                        return self.drop_conn(t, c);
+                                    }
+                                    // New (e.g. taken from the accept queue at the last
+                                    // moment): its first request is on its way; it gets the
+                                    // read timeout to arrive, and is answered with close.
+                                    let d = Instant::now() + self.lim().read_timeout;
+                                    if c.deadline.is_none_or(|x| x > d) {
+                                        c.deadline = Some(d);
+                                        self.note_deadline(d);
+                                    }
+                                }
+                                break;
+                            }
+                            ReadResult::Closed => return self.drop_conn(t, c),
+                        }
+                    }
+                    let now = Instant::now();
+                    c.state = State::Head { started: now };
+                    let d = now + self.lim().read_timeout;
+                    c.deadline = Some(d);
+                    self.note_deadline(d);
+                }
+                State::Head { started } => {
+                    let started = *started;
+                    match self.parse_head(&mut c, started) {
+                        HeadStep::Parsed => continue,
+                        HeadStep::Refused => continue,
+                        HeadStep::NeedMore => {}
+                    }
+                    let cap = self.head_cap();
+                    match self.read_into(&mut c, cap) {
+                        ReadResult::Data => {}
+                        ReadResult::Blocked => break,
+                        ReadResult::Full => {
+                            self.refuse(&mut c, 431, None, started, true);
+                        }
+                        ReadResult::Closed => return self.drop_conn(t, c),
+                    }
+                }
+                State::Body(pb) => {
+                    let lim = body_limits(&self.server.limits);
+                    let before = pb.data.len();
+                    let res = pb.body.feed(&c.inbuf, &mut pb.data, &lim, &mut self.line);
+                    let grown = (pb.data.len() - before) as u64;
+                    let consumed = res.unwrap_or_default();
+                    c.inbuf.drain(..consumed);
+                    if c.inbuf.is_empty() && c.inbuf.capacity() > 4096 {
+                        // Body bytes move on to the request: hold no read buffer meanwhile.
+                        c.inbuf = Vec::new();
+                    }
+                    let over_budget =
+                        pb.content_length.is_none() && grown > 0 && !pb.reservation.grow(grown);
+                    if over_budget {
+                        let Some(pb) = take_body(&mut c) else { break };
+                        let started = Instant::now();
+                        let request_line = Some((pb.head.method, pb.head.target));
+                        drop(pb.data);
+                        self.refuse(&mut c, 503, request_line, started, true);
+                        continue;
+                    }
+                    match res {
+                        Err(f) => {
+                            let Some(pb) = take_body(&mut c) else { break };
+                            self.conns[t] = Some(c);
+                            self.dispatch_request(t, *pb, Some(f));
+                            let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
+                                return;
+                            };
+                            c = back;
+                            continue;
+                        }
+                        Ok(_) if pb.body.is_done() => {
+                            let Some(pb) = take_body(&mut c) else { break };
+                            self.conns[t] = Some(c);
+                            self.dispatch_request(t, *pb, None);
+                            let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
+                                return;
+                            };
+                            c = back;
+                            continue;
+                        }
+                        Ok(_) => {}
+                    }
+                    let cap = c.inbuf.len() + SCRATCH;
+                    match self.read_into(&mut c, cap) {
+                        ReadResult::Data => {}
+                        ReadResult::Blocked | ReadResult::Full => break,
+                        // The client left before its body arrived: nobody to answer.
+                        ReadResult::Closed => return self.drop_conn(t, c),
+                    }
+                }
+                State::InFlight => {
+                    // Watch the client (and keep what it pipelines, within the head bound).
+                    let cap = self.head_cap();
+                    match self.read_into(&mut c, cap) {
+                        ReadResult::Data => {}
+                        ReadResult::Blocked | ReadResult::Full => break,
+                        ReadResult::Closed => {
+                            if let Some(g) = &c.gone {
+                                g.mark_gone();
+                            }
+                            break;
+                        }
+                    }
+                }
+                State::Lingering { .. } => {
+                    c.inbuf = Vec::new();
+                    match self.discard(&mut c) {
+                        ReadResult::Data => {
+                            let n = self.discarded as u64;
+                            if let State::Lingering { budget } = &mut c.state {
+                                *budget = budget.saturating_sub(n);
+                                if *budget == 0 {
+                                    return self.drop_conn(t, c);
+                                }
+                            }
+                        }
+                        ReadResult::Blocked | ReadResult::Full => break,
+                        ReadResult::Closed => return self.drop_conn(t, c),
                     }
                 }
             }
         }
+        self.conns[t] = Some(c);
     }
-    log::debug!("accept thread stopped");
-}
 
-fn spawn_connection(
-    server: &Arc<ServerShared>,
-    conn: Connection,
-    remote: Option<SocketAddr>,
-    dispatch: &Dispatcher,
-) {
-    let lim = &server.limits;
-    if let Err(e) = conn.set_write_timeout(Some(lim.write_timeout)) {
-        log::debug!(
-            "closing a new connection: cannot set its write timeout: {}",
-            e
-        );
-        return;
-    }
-    let _ = conn.set_nodelay();
-    let shared = Arc::new(ConnShared {
-        stream: conn,
-        state: AtomicU8::new(BUSY),
-        slot: Mutex::new(None),
-        cv: Condvar::new(),
-        server: server.clone(),
-    });
-    let id = {
-        let mut t = lock(&server.table);
-        let id = t.next_id;
-        t.next_id += 1;
-        t.conns.insert(id, shared.clone());
-        server.open.store(t.conns.len(), SeqCst);
-        id
-    };
-    let guard = ConnGuard {
-        server: server.clone(),
-        id,
-        shared: Some(shared),
-    };
-    let dispatch = dispatch.clone();
-    let spawned = thread::Builder::new()
-        .name("http-conn".to_owned())
-        .stack_size(lim.thread_stack_size)
-        .spawn(move || {
-            let guard = guard;
-            if let Some(shared) = guard.shared.clone() {
-                serve(shared, remote, &dispatch);
-            }
-        });
-    // On failure the closure (and the guard in it) is dropped: the connection is closed and
-    // its slot released.
-    if let Err(e) = spawned {
-        log::error!(
-            "cannot spawn a connection thread, closing the connection: {}",
-            e
-        );
-    }
-}
-
-/// The connection thread.
-fn serve(shared: Arc<ConnShared>, remote: Option<SocketAddr>, dispatch: &Dispatcher) {
-    let server = shared.server.clone();
-    let lim = &server.limits;
-    let mut io = Box::new(ConnIo::new(shared.clone()));
-    loop {
-        if io.reader.buffer().is_empty() {
-            // Idle: wait for the first byte of the next request.
-            shared.state.store(IDLE, SeqCst);
-            if server.draining.load(SeqCst) {
-                return;
-            }
-            if io.out.capacity() > 4096 {
-                io.out = Vec::new();
-            }
-            io.set_deadline(Instant::now() + lim.idle_timeout);
-            match io.reader.fill_buf() {
-                Ok(b) if !b.is_empty() => {}
-                _ => return, // EOF, idle timeout, reset, or closed by start_draining
-            }
-            if shared
-                .state
-                .compare_exchange(IDLE, BUSY, SeqCst, SeqCst)
-                .is_err()
-            {
-                return;
-            }
+    /// After a response that closes: FIN, then linger (`true` returned) or close now.
+    fn close(&mut self, c: &mut Conn, linger: bool) -> bool {
+        let _ = c.stream.shutdown(Shutdown::Write);
+        if !linger || c.eof {
+            return false;
         }
-
-        let started = Instant::now();
-        io.set_deadline(started + lim.read_timeout);
-        let mut request_line = None;
-        // Only a refused request pays for copying its request line.
-        let refusal = |status, request_line: &Option<(crate::Method, String)>| RefusalOwned {
-            status,
-            request_line: request_line.clone(),
-            remote,
-            started,
+        c.inbuf = Vec::new();
+        c.state = State::Lingering {
+            budget: self.lim().max_drain_bytes.max(1),
         };
-        let head = match read_head(&mut io.reader, lim, &mut io.line, &mut request_line) {
+        let d = Instant::now() + self.lim().read_timeout.min(LINGER_MAX);
+        c.deadline = Some(d);
+        self.note_deadline(d);
+        true
+    }
+
+    /// Tries to parse a request head from `c.inbuf`.
+    fn parse_head(&mut self, c: &mut Conn, started: Instant) -> HeadStep {
+        let lim = &self.server.limits;
+        let mut request_line = None;
+        let mut src = &c.inbuf[..];
+        let head = match read_head(&mut src, lim, &mut self.line, &mut request_line) {
             Ok(h) => h,
-            Err(HeadError::Closed) => return,
-            Err(HeadError::TimedOut) => {
-                send_error(&mut io, &refusal(408, &request_line));
-                close(&mut io, false);
-                return;
+            Err(HeadError::Closed) | Err(HeadError::TimedOut) => {
+                if c.inbuf.len() >= self.head_cap() {
+                    self.refuse(c, 431, request_line, started, true);
+                    return HeadStep::Refused;
+                }
+                return HeadStep::NeedMore;
             }
             Err(HeadError::Reject(status, why)) => {
                 log::debug!(
                     "rejecting request from {:?} with {}: {}",
-                    remote,
+                    c.remote,
                     status,
                     why
                 );
-                send_error(&mut io, &refusal(status, &request_line));
-                close(&mut io, true);
-                return;
+                self.refuse(c, status, request_line, started, true);
+                return HeadStep::Refused;
             }
         };
+        let consumed = c.inbuf.len() - src.len();
+        c.inbuf.drain(..consumed);
         let plan = match analyse(&head, lim) {
             Ok(p) => p,
             Err((status, why)) => {
                 log::debug!(
                     "rejecting request from {:?} with {}: {}",
-                    remote,
+                    c.remote,
                     status,
                     why
                 );
                 let request_line = Some((head.method, head.target));
-                send_error(&mut io, &refusal(status, &request_line));
-                close(&mut io, true);
-                return;
+                self.refuse(c, status, request_line, started, true);
+                return HeadStep::Refused;
             }
         };
-        io.body_started = false;
-        dispatch.dispatch(Request::from_conn(io, head, plan, remote));
-        io = shared.wait_return();
-        if io.close_after || !io.drain() {
-            // Linger only if the client may still be sending (unread body or pipelined bytes):
-            // a client that sent a complete request and keeps its socket open after our FIN
-            // must not hold the connection thread.
-            let linger = !io.body.is_done() || !io.reader.buffer().is_empty();
-            close(&mut io, linger);
-            return;
+        let mut reservation = Reservation::empty(&lim.body_buffer);
+        if let Some(n) = plan.content_length {
+            if n > 0 && !reservation.grow(n) {
+                log::debug!(
+                    "refusing a {} byte body from {:?}: the body buffer is full",
+                    n,
+                    c.remote
+                );
+                let request_line = Some((head.method, head.target));
+                self.refuse(c, 503, request_line, started, true);
+                return HeadStep::Refused;
+            }
         }
+        if plan.expects_continue && !plan.body.is_done() {
+            c.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            if Self::flush(c).is_err() {
+                c.eof = true;
+            }
+        }
+        // The whole declared length at once (it is reserved; pages are only touched as the
+        // body arrives): no reallocation, no copy, no freed buffer left in the allocator.
+        let capacity = plan
+            .content_length
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
+        let pb = PendingBody {
+            head,
+            body: plan.body,
+            data: Vec::with_capacity(capacity),
+            keep_alive: plan.keep_alive,
+            content_length: plan.content_length,
+            reservation,
+        };
+        c.state = State::Body(Box::new(pb));
+        let d = Instant::now() + lim.read_timeout;
+        c.deadline = Some(d);
+        self.note_deadline(d);
+        HeadStep::Parsed
     }
-}
 
-/// What [`crate::Refusal`] borrows, owned by the connection thread.
-struct RefusalOwned {
-    status: u16,
-    request_line: Option<(crate::Method, String)>,
-    remote: Option<SocketAddr>,
-    started: Instant,
-}
+    /// Hands a complete request (or one whose body failed) to the application.
+    fn dispatch_request(&mut self, t: usize, pb: PendingBody, failure: Option<Failure>) {
+        let Some(Some(c)) = self.conns.get_mut(t) else {
+            return;
+        };
+        let shared = Arc::new(ReqShared::new(c.eof));
+        c.gone = Some(shared.clone());
+        c.state = State::InFlight;
+        c.deadline = None;
+        c.body_unfinished = failure.is_some();
+        let io = ReqIo {
+            server: self.server.clone(),
+            token: t,
+            id: c.id,
+            close_after: !pb.keep_alive || failure.is_some(),
+            body: pb.data,
+            pos: 0,
+            failure,
+            _reservation: Some(pb.reservation),
+            shared,
+        };
+        let rq = Request::from_conn(io, pb.head, pb.content_length, c.remote);
+        self.dispatch.dispatch(rq);
+    }
 
-/// Answers a request that could not be read, with `Connection: close`.
-fn send_error(io: &mut ConnIo, refusal: &RefusalOwned) {
-    let status = refusal.status;
-    let (headers, body) = match &io.limits().error_body {
-        Some(error_body) => error_body.render(&crate::Refusal {
-            status,
-            request_line: refusal
-                .request_line
-                .as_ref()
-                .map(|(method, target)| (method, target.as_str())),
-            remote_addr: refusal.remote,
-            started: refusal.started,
-            limits: io.limits(),
-        }),
-        None => (Vec::new(), Vec::new()),
-    };
-    let len = body.len();
-    let response = Response::new(
-        StatusCode(status),
-        headers,
-        std::io::Cursor::new(body),
-        Some(len),
-        None,
-    );
-    let mut w = io.writer();
-    let _ = response
-        .raw_print_conn(
-            &mut w,
+    /// Queues an error response the server sends by itself, then closes.
+    fn refuse(
+        &mut self,
+        c: &mut Conn,
+        status: u16,
+        request_line: Option<(crate::Method, String)>,
+        started: Instant,
+        linger: bool,
+    ) {
+        let lim = &self.server.limits;
+        let (mut headers, body) = match &lim.error_body {
+            Some(error_body) => error_body.render(&crate::Refusal {
+                status,
+                request_line: request_line
+                    .as_ref()
+                    .map(|(method, target)| (method, target.as_str())),
+                remote_addr: c.remote,
+                started,
+                limits: lim,
+            }),
+            None => (Vec::new(), Vec::new()),
+        };
+        if status == 503 && !headers.iter().any(|h| h.field.equiv("Retry-After")) {
+            if let Ok(h) = crate::Header::from_bytes(&b"Retry-After"[..], &b"1"[..]) {
+                headers.push(h);
+            }
+        }
+        let len = body.len();
+        let response = Response::new(
+            StatusCode(status),
+            headers,
+            std::io::Cursor::new(body),
+            Some(len),
+            None,
+        );
+        // After what is still unwritten (a `100 Continue`).
+        let mut bytes = std::mem::take(&mut c.out);
+        bytes.drain(..c.out_pos.min(bytes.len()));
+        let _ = response.raw_print_conn(
+            &mut bytes,
             HTTPVersion(1, 1),
             &[],
             false,
             None,
             ConnHeader::Close,
-        )
-        .and_then(|()| w.flush());
+        );
+        c.out = bytes;
+        c.out_pos = 0;
+        c.close_after_write = Some(linger);
+        c.state = State::Writing;
+        let d = Instant::now() + lim.write_timeout;
+        c.deadline = Some(d);
+        self.note_deadline(d);
+    }
+
+    /// Hands the socket of an upgraded connection over (blocking again, no longer polled).
+    fn detach(&mut self, t: usize, c: Conn, to: SyncSender<Connection>) {
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&c.stream.as_raw_fd()));
+        self.free.push(t);
+        self.count -= 1;
+        // Still counted in `open` until the stream is dropped (see `ConnStream`).
+        if !self.accept_ready && self.listener.is_some() {
+            self.accept_ready = true;
+        }
+        let Conn { stream, .. } = c;
+        if stream.set_nonblocking(false).is_err() || to.send(stream).is_err() {
+            self.server.conn_closed();
+        }
+    }
 }
 
-/// Closes a connection after a response: FIN first, then (if `linger`) a short, bounded read of
-/// whatever the client still sends, so that closing with unread data does not reset the
-/// connection before the client has read the response.
-fn close(io: &mut ConnIo, linger: bool) {
-    let _ = io.stream().shutdown(Shutdown::Write);
-    if linger {
-        let deadline = Instant::now() + io.limits().read_timeout.min(LINGER_MAX);
-        let mut budget = io.limits().max_drain_bytes;
-        io.set_deadline(deadline);
-        while budget > 0 {
-            let n = match io.reader.fill_buf() {
-                Ok(b) if !b.is_empty() => b.len(),
-                _ => break,
-            };
-            io.reader.consume(n);
-            budget = budget.saturating_sub(n as u64);
+/// Moves the pending body out of a connection in `State::Body` (leaving it `InFlight`).
+fn take_body(c: &mut Conn) -> Option<Box<PendingBody>> {
+    match std::mem::replace(&mut c.state, State::InFlight) {
+        State::Body(pb) => Some(pb),
+        other => {
+            c.state = other;
+            None
         }
+    }
+}
+
+enum HeadStep {
+    Parsed,
+    Refused,
+    NeedMore,
+}
+
+fn body_limits(l: &Limits) -> BodyLimits {
+    BodyLimits {
+        max_body: l.max_body_bytes,
+        max_trailer_bytes: l.max_header_bytes,
+        max_trailers: l.max_headers,
     }
 }

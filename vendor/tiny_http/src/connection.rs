@@ -41,6 +41,15 @@ impl Listener {
         }
     }
 
+    pub(crate) fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Self::Tcp(l) => l.as_raw_fd(),
+            #[cfg(unix)]
+            Self::Unix(l) => l.as_raw_fd(),
+        }
+    }
+
     pub(crate) fn accept(&self) -> std::io::Result<(Connection, Option<SocketAddr>)> {
         match self {
             Self::Tcp(l) => l
@@ -70,9 +79,7 @@ pub(crate) enum Connection {
     #[cfg(unix)]
     Unix(unix_net::UnixStream),
 }
-// Reads and writes go through `&Connection` so that one socket (one fd, no `try_clone`) can be
-// shared by the connection thread, the thread answering a request, and the control handle
-// (which only ever calls `shutdown`).
+// Reads and writes go through `&Connection` (one socket, one fd, no `try_clone`).
 impl std::io::Read for &Connection {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match *self {
@@ -101,6 +108,23 @@ impl Connection {
             Self::Tcp(s) => s.shutdown(how),
             #[cfg(unix)]
             Self::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub(crate) fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            #[cfg(unix)]
+            Self::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 

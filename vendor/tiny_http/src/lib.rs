@@ -65,7 +65,7 @@
 //! ## Handler mode, limits and graceful shutdown
 //!
 //! [`Server::from_listener`] takes a ready listener, [`Limits`] and a [`Dispatch`] mode. In
-//! [`Dispatch::Handler`] mode a function is called on the connection thread for each request;
+//! [`Dispatch::Handler`] mode a function is called on the listener's I/O thread for each request;
 //! it answers inline or moves the `Request` to another thread. [`Server::control`] returns a
 //! cloneable [`ServerControl`] for graceful shutdown (stop accepting, drain, wait, force close).
 //!
@@ -104,7 +104,6 @@ use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use conn::{Dispatcher, Queue, ServerShared};
@@ -112,7 +111,7 @@ use conn::{Dispatcher, Queue, ServerShared};
 pub use body::{is_body_too_large, BodyTooLarge};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use limits::{ErrorBody, Limits, Refusal};
+pub use limits::{BodyBudget, ErrorBody, Limits, Refusal};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -136,10 +135,11 @@ pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 pub enum Dispatch {
     /// Requests are queued for [`Server::recv`] and friends (upstream behaviour).
     Queue,
-    /// The handler is called on the connection thread for each request. It either responds
-    /// inline or moves the `Request` to another thread that responds later. The connection
-    /// thread reads the next request only once this one is finished (answered, or dropped),
-    /// and is woken exactly once for that.
+    /// The handler is called on the listener's I/O thread for each complete request (head and
+    /// body read). It either responds inline (cheap answers only: every connection of the
+    /// listener waits meanwhile) or moves the `Request` to another thread that responds later.
+    /// The connection's next request is read only once this one is finished (answered, or
+    /// dropped).
     Handler(Handler),
 }
 
@@ -207,7 +207,7 @@ impl std::fmt::Debug for ServerControl {
 
 impl ServerControl {
     /// Stops accepting: the listening socket is shut down at once (new connects are refused, or
-    /// go to the other sockets of a `SO_REUSEPORT` group) and closed by the accept thread.
+    /// go to the other sockets of a `SO_REUSEPORT` group) and closed by the I/O thread.
     /// Connections already accepted are not affected. Idempotent.
     pub fn stop_accepting(&self) {
         self.shared.stop_accepting();
@@ -235,7 +235,7 @@ impl ServerControl {
         self.shared.force_close();
     }
 
-    /// Connections currently open (each holds one thread).
+    /// Connections currently open (none holds a thread: one I/O thread serves them all).
     pub fn open_connections(&self) -> usize {
         self.shared.open_connections()
     }
@@ -279,7 +279,7 @@ impl Server {
     /// Builds a new server on a ready listener (for example a `std::net::TcpListener` bound with
     /// `SO_REUSEPORT`, or one inherited from systemd), with the given limits and dispatch mode.
     ///
-    /// The listener is switched to blocking mode. Do not set `SO_RCVTIMEO` on it.
+    /// The listener is switched to non-blocking mode and served by one I/O thread.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         limits: Limits,
@@ -287,11 +287,9 @@ impl Server {
     ) -> IoResult<Server> {
         let listener = listener.into();
         let local_addr = listener.local_addr()?;
-        listener.set_nonblocking(false)?;
+        listener.set_nonblocking(true)?;
         log::debug!("Server listening on {}", local_addr);
 
-        let listener = Arc::new(listener);
-        let shared = Arc::new(ServerShared::new(limits.sanitized(), listener.clone()));
         let (queue, dispatcher) = match dispatch {
             Dispatch::Queue => {
                 let q = Arc::new(Queue::new());
@@ -299,12 +297,7 @@ impl Server {
             }
             Dispatch::Handler(h) => (None, Dispatcher::Handler(h)),
         };
-
-        let inside = shared.clone();
-        thread::Builder::new()
-            .name("http-accept".to_owned())
-            .stack_size(64 * 1024)
-            .spawn(move || conn::accept_loop(listener, inside, dispatcher))?;
+        let shared = conn::start(Arc::new(listener), limits.sanitized(), dispatcher)?;
 
         Ok(Server {
             shared,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,17 +15,18 @@ use crate::Method;
 /// your own).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Open connections per listener. When reached, the accept loop stops calling `accept()`
-    /// until a connection closes: new clients wait in the kernel backlog. Each open connection
-    /// holds one thread, so this also bounds the threads of the server. Default 1024.
+    /// Open connections per listener. When reached, the I/O thread stops calling `accept()`
+    /// until a connection closes: new clients wait in the kernel backlog. A connection costs no
+    /// thread (one I/O thread serves them all); an idle one holds no buffer. Default 1024.
     pub max_connections: usize,
     /// Deadline for a whole request head, counted from its first byte, and for a whole request
-    /// body, counted from the first body read. On expiry while reading the head the client gets
-    /// `408` and the connection is closed; while reading the body the body reader returns an
-    /// `io::ErrorKind::TimedOut` error. Default 5 s.
+    /// body, counted from the end of the head. On expiry while reading the head the client gets
+    /// `408` and the connection is closed; while reading the body the request is dispatched with
+    /// what arrived, and its body reader then returns an `io::ErrorKind::TimedOut` error (the
+    /// connection closes after the response). Default 5 s.
     pub read_timeout: Duration,
-    /// Timeout of each socket write (`SO_SNDTIMEO`): a write that makes no progress for this long
-    /// fails and the connection is closed. Default 10 s.
+    /// Deadline for writing a whole response, counted from when it is handed to the I/O
+    /// thread: a client that has not taken it all by then is disconnected. Default 10 s.
     pub write_timeout: Duration,
     /// How long a kept-alive connection may wait for the first byte of its next request before it
     /// is closed silently. Default 60 s.
@@ -43,21 +45,122 @@ pub struct Limits {
     /// reader fail with an error recognised by [`is_body_too_large`](crate::is_body_too_large).
     /// Default 1 MiB.
     pub max_body_bytes: u64,
-    /// At most this many bytes of a body the handler left unread are read and thrown away after
-    /// the response (within the read deadline) to keep the connection alive; a longer rest closes
-    /// the connection instead. Default 64 KiB.
+    /// At most this many bytes the client still sends are read and thrown away after an error
+    /// response that closes the connection (the lingering close, at most 2 s), so that the
+    /// client reads the response instead of a reset. Default 64 KiB.
     pub max_drain_bytes: u64,
-    /// Stack size of connection threads. Handlers run on them in handler mode. Default 256 KiB.
+    /// Stack size of the I/O thread. Handlers run on it in handler mode. Default 256 KiB.
     pub thread_stack_size: usize,
     /// Renders the headers and body of the error responses the server sends by itself
-    /// (400, 408, 413, 414, 431, 501, 505 for requests it refuses before any handler sees them),
+    /// (400, 408, 413, 414, 417, 431, 501, 505, and 503 over the body budget, for requests it
+    /// refuses before any handler sees them),
     /// so that they carry the same body format and ids as the application's own errors.
     /// `None` (the default): an empty body.
     pub error_body: Option<ErrorBody>,
+    /// Bytes of request bodies held in memory at once, shared by every server given a clone
+    /// of these limits. A body is read whole before its request is dispatched; its bytes
+    /// count from its head (the `Content-Length`, or as a chunked body grows) until the
+    /// request is answered. A body that does not fit is refused at once with `503` +
+    /// `Retry-After` and `Connection: close`. Default 32 MiB.
+    pub body_buffer: BodyBudget,
+}
+
+/// The budget of [`Limits::body_buffer`]: a limit and the bytes reserved now. Clones share
+/// the count.
+#[derive(Clone)]
+pub struct BodyBudget(Arc<BudgetInner>);
+
+struct BudgetInner {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl BodyBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> BodyBudget {
+        BodyBudget(Arc::new(BudgetInner {
+            limit,
+            used: AtomicU64::new(0),
+        }))
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> u64 {
+        self.0.limit
+    }
+
+    /// Bytes reserved now by bodies being read or held by requests not yet answered.
+    pub fn in_use(&self) -> u64 {
+        self.0.used.load(Ordering::SeqCst)
+    }
+
+    fn try_take(&self, n: u64) -> bool {
+        let mut cur = self.0.used.load(Ordering::SeqCst);
+        loop {
+            let next = match cur.checked_add(n) {
+                Some(v) if v <= self.0.limit => v,
+                _ => return false,
+            };
+            match self
+                .0
+                .used
+                .compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(v) => cur = v,
+            }
+        }
+    }
+
+    fn give_back(&self, n: u64) {
+        self.0.used.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for BodyBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyBudget")
+            .field("limit", &self.limit())
+            .field("in_use", &self.in_use())
+            .finish()
+    }
+}
+
+/// Bytes of a [`BodyBudget`] held by one request; given back when dropped.
+pub(crate) struct Reservation {
+    budget: BodyBudget,
+    bytes: u64,
+}
+
+impl Reservation {
+    pub(crate) fn empty(budget: &BodyBudget) -> Reservation {
+        Reservation {
+            budget: budget.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Reserves `n` more bytes; false (nothing reserved) when the budget has no room.
+    pub(crate) fn grow(&mut self, n: u64) -> bool {
+        if self.budget.try_take(n) {
+            self.bytes += n;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.give_back(self.bytes);
+        }
+    }
 }
 
 /// See [`Limits::error_body`]: status code in, extra headers and body out. Called on the
-/// connection thread, before the response is written; a closure, so that it can also count
+/// I/O thread, before the response is written; a closure, so that it can also count
 /// the refusal.
 #[derive(Clone)]
 pub struct ErrorBody(Arc<dyn Fn(&Refusal<'_>) -> ErrorParts + Send + Sync>);
@@ -66,7 +169,8 @@ pub struct ErrorBody(Arc<dyn Fn(&Refusal<'_>) -> ErrorParts + Send + Sync>);
 /// enough for the application to answer and log it like any other request.
 #[derive(Debug)]
 pub struct Refusal<'a> {
-    /// The status it is answered with (400, 408, 413, 414, 417, 431, 501, 505).
+    /// The status it is answered with (400, 408, 413, 414, 417, 431, 501, 505, and 503 when
+    /// the body does not fit in [`Limits::body_buffer`]).
     pub status: u16,
     /// The method and request target, when the request line was read.
     pub request_line: Option<(&'a Method, &'a str)>,
@@ -113,6 +217,7 @@ impl Default for Limits {
             max_drain_bytes: 64 * 1024,
             thread_stack_size: 256 * 1024,
             error_body: None,
+            body_buffer: BodyBudget::new(32 * 1024 * 1024),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::body::{Body, BodyLimits};
-use crate::conn::{give_back, write_sock, ConnIo};
-use crate::head::{Head, Plan};
+use crate::conn::{ReqIo, ServerShared};
+use crate::connection::Connection;
+use crate::head::Head;
 use crate::response::ConnHeader;
 use crate::util::CustomStream;
 use crate::{HTTPVersion, Header, Method, Response};
@@ -23,9 +24,16 @@ use crate::{HTTPVersion, Header, Method, Response};
 /// # One request at a time per connection
 ///
 /// A connection reads its next request only once this one is finished: answered (or turned
-/// into a writer / upgraded stream that was dropped, or dropped) and its body consumed or
-/// drained. Pipelined requests are therefore answered one after the other, in order, and one
-/// client can never occupy more than one thread answering requests.
+/// into a writer / upgraded stream that was dropped, or dropped). Pipelined requests are
+/// therefore answered one after the other, in order, and one client can never occupy more
+/// than one thread answering requests.
+///
+/// # The body is already read
+///
+/// A request is dispatched once its whole body has arrived (or failed: timed out, too large,
+/// malformed), read by the server's I/O thread within [`Limits`](crate::Limits); `as_reader`
+/// reads it from memory and never waits for the client. Responding never waits for the client
+/// either: the response is serialised into memory and written by the I/O thread.
 ///
 /// # Automatic cleanup
 ///
@@ -63,7 +71,7 @@ pub struct Request {
 
 enum Io {
     /// A request read from a connection of a `Server`.
-    Conn(Box<ConnIo>),
+    Conn(ReqIo),
     /// A request built from arbitrary streams (`TestRequest`).
     Custom {
         reader: Box<dyn Read + Send + 'static>,
@@ -166,13 +174,11 @@ impl Request {
     /// Builds a request read from a connection; takes the connection's I/O state until the
     /// request is answered.
     pub(crate) fn from_conn(
-        mut io: Box<ConnIo>,
+        io: ReqIo,
         head: Head,
-        plan: Plan,
+        content_length: Option<u64>,
         remote_addr: Option<SocketAddr>,
     ) -> Request {
-        io.body = plan.body;
-        io.close_after = !plan.keep_alive;
         Request {
             io: Some(Io::Conn(io)),
             remote_addr,
@@ -180,9 +186,20 @@ impl Request {
             path: head.target,
             http_version: head.version,
             headers: head.headers,
-            body_length: plan.content_length.and_then(|n| usize::try_from(n).ok()),
-            must_send_continue: plan.expects_continue,
+            body_length: content_length.and_then(|n| usize::try_from(n).ok()),
+            // The I/O thread sent `100 Continue` before it read the body.
+            must_send_continue: false,
             empty: io::empty(),
+        }
+    }
+
+    /// True when the client closed its connection (or it failed) after sending this request:
+    /// nobody will read the response, so a queued request can be skipped. Always false for
+    /// requests not read from a connection (`TestRequest`).
+    pub fn client_gone(&self) -> bool {
+        match &self.io {
+            Some(Io::Conn(io)) => io.client_gone(),
+            _ => false,
         }
     }
 
@@ -251,22 +268,22 @@ impl Request {
         response: Response<R>,
     ) -> Box<dyn ReadWrite + Send> {
         match self.io.take() {
-            Some(Io::Conn(mut io)) => {
-                io.close_after = true;
-                {
-                    let mut w = io.writer();
-                    let _ = response
-                        .raw_print_conn(
-                            &mut w,
-                            self.http_version.clone(),
-                            &self.headers,
-                            false,
-                            Some(protocol),
-                            ConnHeader::None,
-                        )
-                        .and_then(|()| w.flush());
-                }
-                Box::new(ConnStream { io: Some(io) })
+            Some(Io::Conn(io)) => {
+                let mut bytes = Vec::new();
+                let _ = response.raw_print_conn(
+                    &mut bytes,
+                    self.http_version.clone(),
+                    &self.headers,
+                    false,
+                    Some(protocol),
+                    ConnHeader::None,
+                );
+                let (rx, server) = io.detach(bytes);
+                Box::new(ConnStream {
+                    rx: Some(rx),
+                    conn: None,
+                    server,
+                })
             }
             Some(Io::Custom { reader, mut writer }) => {
                 let _ = response.raw_print(
@@ -318,13 +335,8 @@ impl Request {
             self.must_send_continue = false;
             const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
             match &mut self.io {
-                Some(Io::Conn(io)) => {
-                    io.start_body();
-                    let mut w = io.writer();
-                    if w.write_all(CONTINUE).and_then(|()| w.flush()).is_err() {
-                        io.close_after = true;
-                    }
-                }
+                // Sent by the I/O thread before it read the body.
+                Some(Io::Conn(_)) => {}
                 Some(Io::Custom { writer, .. }) => {
                     let _ = writer.write_all(CONTINUE).and_then(|()| writer.flush());
                 }
@@ -333,7 +345,7 @@ impl Request {
         }
 
         match &mut self.io {
-            Some(Io::Conn(io)) => &mut **io,
+            Some(Io::Conn(io)) => io,
             Some(Io::Custom { reader, .. }) => reader,
             None => &mut self.empty,
         }
@@ -344,15 +356,15 @@ impl Request {
     /// The writer has a raw access to the stream to the user.
     /// This function is useful for things like CGI.
     ///
-    /// The connection is closed when the writer is dropped; the connection thread waits for
-    /// that, so drop the writer as soon as possible.
+    /// What is written is buffered in memory and sent when the writer is dropped; the
+    /// connection is closed after it.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
         match self.io.take() {
-            Some(Io::Conn(mut io)) => {
-                io.close_after = true;
-                Box::new(ConnStream { io: Some(io) })
-            }
+            Some(Io::Conn(io)) => Box::new(RawWriter {
+                io: Some(io),
+                buf: Vec::new(),
+            }),
             Some(Io::Custom { writer, .. }) => writer,
             None => Box::new(io::sink()),
         }
@@ -387,12 +399,8 @@ impl Request {
     {
         let do_not_send_body = self.method == Method::Head;
         match self.io.take() {
-            Some(Io::Conn(mut io)) => {
-                let close = io.close_after
-                    || response.wants_close()
-                    || io.is_draining()
-                    || !io.body_drainable()
-                    || (self.must_send_continue && !io.body.is_done());
+            Some(Io::Conn(io)) => {
+                let close = io.close_after || response.wants_close() || io.is_draining();
                 let conn = if close {
                     ConnHeader::Close
                 } else if self.http_version == HTTPVersion(1, 0) {
@@ -400,24 +408,21 @@ impl Request {
                 } else {
                     ConnHeader::None
                 };
-                io.close_after = close;
-                let res = {
-                    let mut w = io.writer();
-                    response
-                        .raw_print_conn(
-                            &mut w,
-                            self.http_version.clone(),
-                            &self.headers,
-                            do_not_send_body,
-                            None,
-                            conn,
-                        )
-                        .and_then(|()| w.flush())
-                };
-                if res.is_err() {
-                    io.close_after = true;
-                }
-                give_back(io);
+                let capacity = response.data_length().unwrap_or(0).saturating_add(256);
+                let mut w = io.writer(capacity);
+                let res = response.raw_print_conn(
+                    &mut w,
+                    self.http_version.clone(),
+                    &self.headers,
+                    do_not_send_body,
+                    None,
+                    conn,
+                );
+                // A response that failed half-way (its body reader, or the client went away or
+                // stopped reading): what was produced is sent and the connection closed (its
+                // framing cannot be trusted).
+                w.finish(close || res.is_err());
+                drop(io);
                 Self::ignore_client_closing_errors(res)
             }
             Some(Io::Custom { mut writer, .. }) => {
@@ -445,30 +450,76 @@ impl Request {
     }
 }
 
-/// The raw connection handed out by `into_writer` and `upgrade`; gives the connection back
-/// (to be closed) when dropped.
+/// The writer of `into_writer`: buffers, sends on drop, then the connection closes.
+struct RawWriter {
+    io: Option<ReqIo>,
+    buf: Vec<u8>,
+}
+
+impl Write for RawWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RawWriter {
+    fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            io.finish(std::mem::take(&mut self.buf), true);
+        }
+    }
+}
+
+/// The socket of an upgraded connection, handed over by the I/O thread once the upgrade
+/// response is written; blocking again. Reads wait at most the idle timeout, writes the write
+/// timeout. Closed (and uncounted) when dropped.
 struct ConnStream {
-    io: Option<Box<ConnIo>>,
+    rx: Option<std::sync::mpsc::Receiver<Connection>>,
+    conn: Option<Connection>,
+    server: std::sync::Arc<ServerShared>,
+}
+
+impl ConnStream {
+    fn conn(&mut self) -> io::Result<&Connection> {
+        if let Some(rx) = self.rx.take() {
+            let timeout = self.server.limits.write_timeout;
+            let conn = rx.recv_timeout(timeout).map_err(|_| {
+                io::Error::new(ErrorKind::NotConnected, "the upgrade response was not sent")
+            })?;
+            conn.set_read_timeout(Some(self.server.limits.idle_timeout))?;
+            conn.set_write_timeout(Some(self.server.limits.write_timeout))?;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| ErrorKind::NotConnected.into())
+    }
+}
+
+fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == ErrorKind::WouldBlock {
+        io::Error::new(ErrorKind::TimedOut, "upgraded connection timed out")
+    } else {
+        e
+    }
 }
 
 impl Read for ConnStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.io {
-            Some(io) => {
-                io.rolling_deadline();
-                io.reader_mut().read(buf)
-            }
-            None => Ok(0),
-        }
+        let mut c = self.conn()?;
+        c.read(buf).map_err(timed_out)
     }
 }
 
 impl Write for ConnStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &self.io {
-            Some(io) => write_sock(io.stream(), buf),
-            None => Err(ErrorKind::NotConnected.into()),
-        }
+        let mut c = self.conn()?;
+        c.write(buf).map_err(timed_out)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -478,8 +529,18 @@ impl Write for ConnStream {
 
 impl Drop for ConnStream {
     fn drop(&mut self) {
-        if let Some(io) = self.io.take() {
-            give_back(io);
+        if let Some(rx) = self.rx.take() {
+            // Not used: wait for the hand-over so that the socket is closed, not leaked.
+            if let Ok(conn) = rx.recv_timeout(self.server.limits.write_timeout) {
+                self.conn = Some(conn);
+            } else {
+                return;
+            }
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            drop(conn);
+            self.server.conn_closed();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Threads and fds stay bounded whatever clients do: with `max_connections = 50`, 100 idle
-//! connections and 200 slowloris connections (one header byte per 500 ms) hold at most 50
-//! connection threads; a normal request still gets a slot and is answered; everything is
-//! closed within the timeouts and the threads return to the baseline.
+//! connections and 200 slowloris connections (one header byte per 500 ms) add no server thread
+//! at all (one I/O thread serves every connection); a normal request still gets a slot and is
+//! answered; everything is closed within the timeouts and the threads return to the baseline.
 //!
 //! Alone in its test binary so that the thread count (`/proc/self/task`) is its own.
 
@@ -18,7 +18,8 @@ use raw::*;
 use tiny_http::Limits;
 
 const MAX: usize = 50;
-const SLACK: usize = 16;
+/// Threads the test itself may add (the slowloris driver) plus a margin.
+const SLACK: usize = 2;
 
 #[test]
 fn idle_and_slowloris_connections_stay_bounded() {
@@ -104,8 +105,11 @@ fn idle_and_slowloris_connections_stay_bounded() {
 
     let peak_seen = peak.load(Ordering::SeqCst);
     eprintln!("baseline {base} threads, peak {peak_seen}");
+    // The baseline includes the server's I/O thread; after it only the test's slowloris
+    // driver starts a thread. Connections cost none (the bound was `MAX + SLACK` when each
+    // connection held a thread).
     assert!(
-        peak_seen <= base + MAX + SLACK,
+        peak_seen <= base + SLACK,
         "thread count reached {peak_seen} (baseline {base}, cap {MAX})"
     );
 

@@ -1,0 +1,416 @@
+//! The connection layer against the real binary (issue 12): idle keep-alive connections cost
+//! no thread, held request bodies stay within `MAX_BODY_BUFFER` (the excess is refused with 503
+//! at once), and rolling restarts on one port (`REUSE_PORT=true`) fail no request.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::client::{self, Conn};
+use support::service::Service;
+use support::TestDb;
+
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until `f` holds (polling), at most `within`.
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+fn open_connections(admin: SocketAddr) -> f64 {
+    let m = client::get(admin, "/metrics").expect("metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix("http_connections_open{listener=\"public\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[test]
+fn thousands_of_idle_keepalive_connections_cost_no_thread() {
+    const WORKERS: usize = 2;
+    const IDLE: usize = 3000;
+    let db = TestDb::new();
+    let svc = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("WORKERS", "2"),
+        ("MAX_CONNECTIONS", "2"),
+        ("MAX_CONNS", "5000"),
+    ]);
+    svc.wait_ready(Duration::from_secs(20));
+    let admin = svc.admin.expect("admin");
+    let before = threads(svc.pid());
+    let rss_before = rss_kib(svc.pid());
+
+    // Each connection is served once, then stays open and idle (keep-alive).
+    let mut conns = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        let mut c = Conn::open(svc.addr).expect("connect");
+        let r = c.send("GET", "/healthz", &[], b"").expect("healthz");
+        assert_eq!(r.status, 200);
+        conns.push(c);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || open_connections(admin)
+            >= IDLE as f64),
+        "open connections: {}",
+        open_connections(admin)
+    );
+    let during = threads(svc.pid());
+    let rss_during = rss_kib(svc.pid());
+    eprintln!(
+        "threads {before} -> {during} with {IDLE} idle connections; RSS {rss_before} -> \
+         {rss_during} KiB"
+    );
+    assert!(
+        during <= WORKERS + 8,
+        "{during} threads with {IDLE} idle connections (WORKERS={WORKERS}, {before} before)"
+    );
+    assert!(during <= before, "{before} threads before, {during} during");
+    // Well under a thread stack or a read buffer per connection.
+    let per_conn = (rss_during.saturating_sub(rss_before) * 1024) / IDLE as u64;
+    assert!(
+        per_conn < 4096,
+        "{per_conn} bytes of RSS per idle connection"
+    );
+
+    // The service still answers at once, on an old connection and a new one.
+    let t = Instant::now();
+    let r = conns[IDLE / 2]
+        .send("GET", "/healthz", &[], b"")
+        .expect("on an idle connection");
+    assert_eq!(r.status, 200);
+    assert_eq!(client::get(svc.addr, "/healthz").expect("new").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+#[test]
+fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503_at_once() {
+    const CLIENTS: usize = 150;
+    const BODY: usize = 1 << 20;
+    const BUDGET_MIB: u64 = 16;
+    let db = TestDb::new();
+    let budget = format!("{BUDGET_MIB}MiB");
+    let svc = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("WORKERS", "2"),
+        ("MAX_CONNECTIONS", "2"),
+        ("MAX_BODY_BYTES", "1MiB"),
+        ("MAX_BODY_BUFFER", budget.as_str()),
+        ("READ_TIMEOUT", "20s"),
+    ]);
+    svc.wait_ready(Duration::from_secs(20));
+    let rss_before = rss_kib(svc.pid());
+    let addr = svc.addr;
+
+    // Each client sends all of a 1 MiB body but its last byte, then waits for an answer.
+    let head = format!(
+        "POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {BODY}\r\n\r\n"
+    );
+    let sent = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (head, sent, release) = (head.clone(), sent.clone(), release.clone());
+            thread::Builder::new()
+                .stack_size(128 * 1024)
+                .spawn(move || {
+                    let mut s = TcpStream::connect(addr).expect("connect");
+                    s.set_read_timeout(Some(Duration::from_millis(100)))
+                        .expect("timeout");
+                    let started = Instant::now();
+                    let mut bytes = head.into_bytes();
+                    bytes.resize(bytes.len() + BODY - 1, b' ');
+                    // Refused clients see their writes fail once the server closes.
+                    let _ = s.write_all(&bytes);
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    let mut answer = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !release.load(Ordering::SeqCst) {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => answer.extend_from_slice(&buf[..n]),
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&answer).into_owned();
+                    (text, started.elapsed(), s)
+                })
+                .expect("spawn")
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(30), || sent.load(Ordering::SeqCst)
+            == CLIENTS),
+        "only {} clients sent their bodies",
+        sent.load(Ordering::SeqCst)
+    );
+    thread::sleep(Duration::from_millis(300));
+    let rss_held = rss_kib(svc.pid());
+    release.store(true, Ordering::SeqCst);
+    let outcomes: Vec<_> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let refused: Vec<_> = outcomes
+        .iter()
+        .filter(|(text, _, _)| text.starts_with("HTTP/1.1 503"))
+        .collect();
+    let held = outcomes
+        .iter()
+        .filter(|(text, _, _)| text.is_empty())
+        .count();
+    let growth_kib = rss_held.saturating_sub(rss_before);
+    eprintln!(
+        "{held} bodies held, {} refused; RSS {rss_before} -> {rss_held} KiB (+{growth_kib})",
+        refused.len()
+    );
+    assert_eq!(held as u64, BUDGET_MIB, "one held body per MiB of budget");
+    assert_eq!(
+        held + refused.len(),
+        CLIENTS,
+        "every other client was refused"
+    );
+    for (text, _, _) in &refused {
+        assert!(text.contains("Retry-After: 1\r\n"), "{text}");
+        assert!(text.contains("application/problem+json"), "{text}");
+    }
+    assert!(
+        growth_kib <= BUDGET_MIB * 1024 * 11 / 10,
+        "RSS grew by {growth_kib} KiB with a {BUDGET_MIB} MiB body budget"
+    );
+}
+
+/// A load client: `keep_alive` clients reuse one connection (and retry once, on a new one, a
+/// request whose reused connection closed before any byte of the answer, as HTTP client
+/// libraries do); the others open a connection per request.
+fn load_client(
+    addr: SocketAddr,
+    keep_alive: bool,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut conn: Option<Conn> = None;
+        while !stop.load(Ordering::SeqCst) {
+            let reused = conn.is_some();
+            let result = match conn.take() {
+                Some(mut c) => c.send("GET", "/api/v1/users/1", &[], b"").map(|r| (r, c)),
+                None => Conn::open(addr)
+                    .and_then(|mut c| c.send("GET", "/api/v1/users/1", &[], b"").map(|r| (r, c))),
+            };
+            let result = match result {
+                Err(_) if reused => Conn::open(addr)
+                    .and_then(|mut c| c.send("GET", "/api/v1/users/1", &[], b"").map(|r| (r, c))),
+                other => other,
+            };
+            match result {
+                Ok((r, c)) if r.status == 200 => {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                    let close = r
+                        .header("Connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+                    if keep_alive && !close {
+                        conn = Some(c);
+                    }
+                }
+                Ok((r, _)) => {
+                    failed
+                        .lock()
+                        .expect("lock")
+                        .push(format!("status {}: {}", r.status, r.text()))
+                }
+                Err(e) => failed.lock().expect("lock").push(e.to_string()),
+            }
+        }
+    })
+}
+
+#[test]
+fn three_rolling_restarts_on_one_port_fail_no_request() {
+    let db = TestDb::new();
+    let env = |addr: &str| {
+        vec![
+            ("DATABASE_URL", db.url().to_owned()),
+            ("ADDR", addr.to_owned()),
+            ("REUSE_PORT", "true".to_owned()),
+            ("WORKERS", "2".to_owned()),
+            ("MAX_CONNECTIONS", "2".to_owned()),
+            ("DRAIN_DELAY", "200ms".to_owned()),
+        ]
+    };
+    let start = |vars: Vec<(&str, String)>| {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let svc = Service::start(&vars);
+        svc.wait_for_log(
+            |v| v["msg"] == "new connections on the shared port now come to this instance",
+            Duration::from_secs(20),
+        );
+        svc
+    };
+    let mut old = start(env("127.0.0.1:0"));
+    let addr = old.addr;
+    let created = client::request(
+        addr,
+        "POST",
+        "/api/v1/users",
+        &[("Content-Type", "application/json")],
+        br#"{"name":"R","email":"r@example.com"}"#,
+    )
+    .expect("create");
+    assert_eq!(created.status, 201, "{}", created.text());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..6)
+        .map(|i| load_client(addr, i % 2 == 0, stop.clone(), ok.clone(), failed.clone()))
+        .collect();
+    let port = addr.to_string();
+    for round in 0..3 {
+        thread::sleep(Duration::from_millis(300));
+        let new = start(env(&port));
+        assert_eq!(new.addr, addr);
+        let served_before = ok.load(Ordering::SeqCst);
+        old.signal("TERM");
+        let status = old.wait_exit(Duration::from_secs(15));
+        assert!(
+            status.success(),
+            "round {round}: old instance exited {status}"
+        );
+        old = new;
+        assert!(
+            eventually(Duration::from_secs(5), || ok.load(Ordering::SeqCst)
+                > served_before + 50),
+            "round {round}: requests stopped being served"
+        );
+    }
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("client");
+    }
+    let failed = failed.lock().expect("lock");
+    let served = ok.load(Ordering::SeqCst);
+    eprintln!("{served} requests served, {} failed", failed.len());
+    assert!(served > 500, "only {served} requests");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+#[test]
+fn slow_readers_do_not_hold_the_workers_of_other_clients() {
+    let db = TestDb::new();
+    let svc = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("WORKERS", "2"),
+        ("MAX_CONNECTIONS", "2"),
+        ("WRITE_TIMEOUT", "20s"),
+    ]);
+    svc.wait_ready(Duration::from_secs(20));
+    for i in 0..60 {
+        let body = format!(
+            r#"{{"name":"Slow {i} {}","email":"s{i}@example.com"}}"#,
+            "x".repeat(80)
+        );
+        let r = client::request(
+            svc.addr,
+            "POST",
+            "/api/v1/users",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+        .expect("create");
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    // Two clients pipeline large list requests and read their answers a few hundred bytes a
+    // second, through a small receive buffer: every answer waits on them, not on a worker.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, stop) = (svc.addr, stop.clone());
+            thread::spawn(move || {
+                use socket2::{Domain, Socket, Type};
+                let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+                s.set_recv_buffer_size(4096).expect("rcvbuf");
+                s.connect(&addr.into()).expect("connect");
+                let mut s: TcpStream = s.into();
+                let mut pipelined = Vec::new();
+                for _ in 0..30 {
+                    pipelined.extend_from_slice(
+                        b"GET /api/v1/users?limit=100 HTTP/1.1\r\nHost: t\r\n\r\n",
+                    );
+                }
+                s.write_all(&pipelined).expect("pipeline");
+                let mut buf = [0u8; 32];
+                let mut read = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+                read
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let mut times = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        let r = client::get(svc.addr, "/api/v1/users/1").expect("answer");
+        times.push(t.elapsed());
+        statuses.push(r.status);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let read: Vec<usize> = slow.into_iter().map(|h| h.join().expect("slow")).collect();
+    times.sort();
+    let p99 = times[98];
+    eprintln!(
+        "others' p99 {p99:?} (max {:?}); slow readers read {read:?} bytes",
+        times[99]
+    );
+    assert!(
+        read.iter().all(|&n| n > 0),
+        "the slow readers got nothing: {read:?}"
+    );
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}
