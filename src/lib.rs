@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod openapi;
 pub mod rfc3339;
 pub mod runtime;
+pub mod systemd;
 pub mod users;

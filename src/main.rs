@@ -25,6 +25,12 @@ use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, StartupWork};
 use usersvc::users::{handlers, PgUserRepository, UserService};
 use usersvc::{build_info, openapi};
 
+/// `--features mimalloc`: mimalloc instead of the C library's allocator (see
+/// BENCHMARKS.md, "Static binary", for what each measured).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for an invalid configuration or command line.
 const EXIT_CONFIG: u8 = 2;
 

@@ -34,6 +34,7 @@ use crate::http::listener;
 use crate::http::pipeline::{self, millis, Hooks};
 use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
+use crate::systemd::{self, Role};
 
 /// How the runtime serves; derived from `Config` by `main`.
 #[derive(Debug, Clone)]
@@ -167,13 +168,16 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         ..settings.limits.clone()
     };
 
-    let public_listener = listener::bind(settings.addr)?;
-    let public_addr = public_listener.local_addr()?;
+    let public_listener = listener::bind_or_inherit(Role::Public, settings.addr)?;
+    let public_addr = public_listener.listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
         tiny_http::Server::from_listener(
-            public_listener,
-            limits.clone(),
+            public_listener.listener,
+            tiny_http::Limits {
+                listener_on_stop: public_listener.on_stop,
+                ..limits.clone()
+            },
             tiny_http::Dispatch::Handler(Arc::new(move |req| dispatcher.dispatch(&submitter, req))),
         )?
     };
@@ -181,19 +185,24 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     let admin = match settings.admin_addr {
         None => None,
         Some(addr) => {
-            let l = listener::bind(addr)?;
-            let bound = l.local_addr()?;
+            let l = listener::bind_or_inherit(Role::Admin, addr)?;
+            let bound = l.listener.local_addr()?;
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,
             );
             let server = tiny_http::Server::from_listener(
-                l,
-                limits,
+                l.listener,
+                tiny_http::Limits {
+                    listener_on_stop: l.on_stop,
+                    ..limits
+                },
                 tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
             )?;
             Some((server, bound))
         }
     };
+    systemd::check_all_taken()?;
+    systemd::start_watchdog()?;
     gauges(RuntimeGauges {
         queue_len: pool.queue_len(),
         public: public.control(),
@@ -218,6 +227,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
                 health.mark_started();
                 state.advance(State::Ready);
                 log::info!(state = "ready"; "service ready");
+                systemd::notify_ready();
                 break;
             }
             Err(reason) => {
@@ -274,6 +284,7 @@ impl Running {
         let t0 = Instant::now();
         // 1. Unready, still serving.
         state.advance(State::Draining);
+        systemd::notify_stopping();
         log::info!(
             signal = reason,
             drain_delay_ms = settings.drain_delay.as_millis() as u64;

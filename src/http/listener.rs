@@ -6,6 +6,10 @@
 //! spreads new connections over every socket bound to the port; the old one
 //! stops accepting at step 2 of its shutdown). The backlog is where clients
 //! wait when every connection slot (`MAX_CONNS`) is taken.
+//!
+//! Under systemd socket activation ([`crate::systemd`]) the listener is the
+//! one systemd passed instead, and it must stay listening when this process
+//! stops accepting (`OnStop::KeepListening`): the next process takes it over.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -15,6 +19,33 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Kernel accept queue length asked for (the kernel caps it at
 /// `net.core.somaxconn`).
 pub const BACKLOG: i32 = 1024;
+
+/// A listener and what stopping must do with it.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub on_stop: tiny_http::OnStop,
+}
+
+/// The socket systemd passed for `role`, else a fresh bind of `addr`.
+pub fn bind_or_inherit(role: crate::systemd::Role, addr: SocketAddr) -> io::Result<Bound> {
+    Ok(match crate::systemd::take_listener(role)? {
+        Some(listener) => {
+            log::info!(
+                listener = format!("{role:?}").to_lowercase().as_str(),
+                addr = listener.local_addr()?.to_string().as_str();
+                "using the socket passed by systemd"
+            );
+            Bound {
+                listener,
+                on_stop: tiny_http::OnStop::KeepListening,
+            }
+        }
+        None => Bound {
+            listener: bind(addr)?,
+            on_stop: tiny_http::OnStop::ShutdownSocket,
+        },
+    })
+}
 
 /// Binds a blocking TCP listener with `SO_REUSEADDR` + `SO_REUSEPORT`.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

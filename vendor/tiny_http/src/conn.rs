@@ -102,7 +102,10 @@ impl ServerShared {
     pub(crate) fn stop_accepting(&self) {
         self.stopped.store(true, SeqCst);
         let listener = lock(&self.listener).take();
-        if let Some(l) = listener {
+        // Under KeepListening the socket stays in LISTEN and the accept thread notices
+        // `stopped` within ACCEPT_POLL.
+        let shut_down = self.limits.listener_on_stop == crate::OnStop::ShutdownSocket;
+        if let Some(l) = listener.filter(|_| shut_down) {
             if let Err(e) = l.stop_listening() {
                 log::debug!("shutdown of the listening socket failed: {}", e);
             }
@@ -558,6 +561,10 @@ pub(crate) fn accept_loop(
             Ok((conn, addr)) => {
                 backoff = Duration::ZERO;
                 if server.stopped.load(SeqCst) {
+                    if server.limits.listener_on_stop == crate::OnStop::KeepListening {
+                        // Taken off a socket that keeps listening: serve it (draining).
+                        spawn_connection(&server, conn, addr, &dispatch);
+                    }
                     break;
                 }
                 spawn_connection(&server, conn, addr, &dispatch);

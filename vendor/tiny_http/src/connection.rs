@@ -33,6 +33,15 @@ impl Listener {
         }
     }
 
+    /// `SO_RCVTIMEO`: `accept()` fails with `WouldBlock` after `timeout` without a connection.
+    pub(crate) fn set_accept_timeout(&self, timeout: std::time::Duration) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(l) => socket2::SockRef::from(l).set_read_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Self::Unix(l) => socket2::SockRef::from(l).set_read_timeout(Some(timeout)),
+        }
+    }
+
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
         match self {
             Self::Tcp(l) => l.set_nonblocking(nonblocking),

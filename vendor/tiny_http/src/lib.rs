@@ -112,7 +112,7 @@ use conn::{Dispatcher, Queue, ServerShared};
 pub use body::{is_body_too_large, BodyTooLarge};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use limits::{ErrorBody, Limits};
+pub use limits::{ErrorBody, Limits, OnStop, ACCEPT_POLL};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -279,7 +279,8 @@ impl Server {
     /// Builds a new server on a ready listener (for example a `std::net::TcpListener` bound with
     /// `SO_REUSEPORT`, or one inherited from systemd), with the given limits and dispatch mode.
     ///
-    /// The listener is switched to blocking mode. Do not set `SO_RCVTIMEO` on it.
+    /// The listener is switched to blocking mode. Do not set `SO_RCVTIMEO` on it (under
+    /// [`OnStop::KeepListening`] this sets it to [`ACCEPT_POLL`] itself).
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         limits: Limits,
@@ -288,6 +289,9 @@ impl Server {
         let listener = listener.into();
         let local_addr = listener.local_addr()?;
         listener.set_nonblocking(false)?;
+        if limits.listener_on_stop == OnStop::KeepListening {
+            listener.set_accept_timeout(ACCEPT_POLL)?;
+        }
         log::debug!("Server listening on {}", local_addr);
 
         let listener = Arc::new(listener);

@@ -51,7 +51,29 @@ pub struct Limits {
     /// so that they carry the same body format and ids as the application's own errors.
     /// `None` (the default): an empty body.
     pub error_body: Option<ErrorBody>,
+    /// What [`ServerControl::stop_accepting`](crate::ServerControl::stop_accepting) does with
+    /// the listening socket. Default [`OnStop::ShutdownSocket`].
+    pub listener_on_stop: OnStop,
 }
+
+/// See [`Limits::listener_on_stop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStop {
+    /// `shutdown(SHUT_RD)` on the listening socket: Linux takes it out of the LISTEN state at
+    /// once (new connects are refused, or go to the other `SO_REUSEPORT` sockets) and wakes the
+    /// accept thread.
+    #[default]
+    ShutdownSocket,
+    /// Leave the socket listening, for a socket that outlives the process (systemd socket
+    /// activation): the kernel keeps queueing connections for the next process. The accept
+    /// thread waits in `accept()` at most [`ACCEPT_POLL`] at a time (`SO_RCVTIMEO`, set by
+    /// `from_listener`) and stops within that; a connection it accepted meanwhile is served
+    /// (with `Connection: close`, as the server is draining), not dropped.
+    KeepListening,
+}
+
+/// How long the accept thread blocks in one `accept()` under [`OnStop::KeepListening`].
+pub const ACCEPT_POLL: Duration = Duration::from_millis(100);
 
 /// See [`Limits::error_body`]: status code in, extra headers and body out. Called on the
 /// connection thread, before the response is written; a closure, so that it can also count
@@ -94,6 +116,7 @@ impl Default for Limits {
             max_drain_bytes: 64 * 1024,
             thread_stack_size: 256 * 1024,
             error_body: None,
+            listener_on_stop: OnStop::ShutdownSocket,
         }
     }
 }
