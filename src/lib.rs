@@ -5,6 +5,7 @@
 //! `ARCHITECTURE.md` is the map of threads, the path of a request and the
 //! shutdown sequence.
 
+pub mod allocator;
 pub mod build_info;
 pub mod config;
 pub mod database_check;

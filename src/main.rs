@@ -25,8 +25,13 @@ use usersvc::runtime::{self, Parts, RuntimeGauges, ServeSettings, StartupWork};
 use usersvc::users::{handlers, PgUserRepository, UserService};
 use usersvc::{build_info, openapi};
 
-/// `--features mimalloc`: mimalloc instead of the C library's allocator (see
-/// BENCHMARKS.md, "Static binary", for what each measured).
+/// The static (musl) build: musl's malloc behind a small cache of freed
+/// blocks (`usersvc::allocator`; BENCHMARKS.md, "Static binary", has what
+/// each allocator measured). `--features mimalloc`: mimalloc instead, for
+/// comparison.
+#[cfg(all(target_env = "musl", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: usersvc::allocator::CachingAlloc = usersvc::allocator::CachingAlloc::new();
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

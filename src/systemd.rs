@@ -73,7 +73,7 @@ impl fmt::Display for ActivationError {
             }
             ActivationError::Unused(roles) => write!(
                 f,
-                "systemd passed a {} socket the configuration does not use (ADMIN_ADDR=off?)",
+                "systemd passed sockets the configuration does not use: {} (ADMIN_ADDR=off?)",
                 roles.join(" and ")
             ),
         }
