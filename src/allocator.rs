@@ -73,7 +73,9 @@ struct Node {
     next: *mut Node,
 }
 
-/// One size class's free list in one shard.
+/// One size class's free list in one shard. Aligned to a cache line so that
+/// threads on different cores using different bins do not contend for one.
+#[repr(align(64))]
 struct Bin {
     locked: AtomicBool,
     head: UnsafeCell<*mut Node>,
