@@ -25,7 +25,7 @@ build: ## debug build
 release: ## static, stripped x86_64 Linux binary (musl; installs the target and musl-tools if missing)
 	scripts/ensure-release-toolchain.sh
 	$(CARGO) build --profile dist --target $(RELEASE_TARGET) $(RELEASE_FEATURES)
-	@echo "$(RELEASE_BIN): $$(stat -c %s $(RELEASE_BIN)) bytes ($$(( $$(stat -c %s $(RELEASE_BIN)) / 1024 )) KiB), $$(file -b $(RELEASE_BIN) | cut -d, -f1-2,4-)"
+	@echo "$(RELEASE_BIN): $$(stat -c %s $(RELEASE_BIN)) bytes ($$(( $$(stat -c %s $(RELEASE_BIN)) / 1024 )) KiB)$$(file -b $(RELEASE_BIN) 2>/dev/null | cut -d, -f1-2,4- | sed 's/^/, /')"
 
 image-root: release ## the container image's root filesystem, without Docker (target/image-root)
 	scripts/image-root.sh $(RELEASE_BIN) $(IMAGE_ROOT)

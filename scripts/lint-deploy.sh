@@ -17,7 +17,7 @@ status=0
 step() { echo "==> $*" >&2; }
 
 # ---- cargo deny ------------------------------------------------------------------
-DB_ROOT=${CARGO_TARGET_DIR:-target}/advisory-dbs
+DB_ROOT=target/advisory-dbs   # deny.toml db-path (relative to the repository root)
 DB_DIR=$DB_ROOT/advisory-db-3157b0e258782691   # the directory name cargo-deny derives from the URL
 read -r snap_commit snap_date <deny/advisory-db.snapshot
 if [ "${DENY_ONLINE:-0}" = 1 ] && timeout 60 cargo deny --log-level error fetch db >/dev/null 2>&1; then

@@ -4,7 +4,8 @@
 //! by IP: `migrate up`, serve, create and fetch a user, scrape metrics,
 //! SIGTERM, exit 0. Twice: in a root holding only the binary, `/etc/hosts`
 //! and the CA bundle, and in the root `scripts/image-root.sh` assembles for
-//! the image (`make image-root`).
+//! the image (`make image-root`; `USERSVC_IMAGE_ROOT` names it, else the
+//! test runs `scripts/image-root.sh` itself).
 //!
 //! Needs the release binary: `USERSVC_RELEASE_BIN`, else
 //! `<target>/x86_64-unknown-linux-musl/dist/usersvc`. `make test-static`
@@ -291,15 +292,23 @@ fn serves_from_the_image_root() {
         "chroot needs root (CI and `make test-static` run as root)"
     );
     let root = temp_root("image-root");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image-root.sh");
-    let made = Command::new(&script)
-        .arg(&bin)
-        .arg(&root)
-        .output()
-        .expect("image-root.sh");
+    let made = match std::env::var_os("USERSVC_IMAGE_ROOT") {
+        // `make test-static`: a copy of what `make image-root` assembled.
+        Some(built) => Command::new("cp")
+            .arg("-a")
+            .arg(Path::new(&built).join("."))
+            .arg(&root)
+            .output()
+            .expect("cp -a the image root"),
+        None => Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/image-root.sh"))
+            .arg(&bin)
+            .arg(&root)
+            .output()
+            .expect("image-root.sh"),
+    };
     assert!(
         made.status.success(),
-        "image-root.sh: {}",
+        "image root: {}",
         String::from_utf8_lossy(&made.stderr)
     );
     let mut entries = walk(&root);
