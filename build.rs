@@ -1,16 +1,19 @@
 //! Embeds the version and git commit into the binary (`usersvc --version`,
 //! the `build_info` metric).
 //!
-//! Inside a git checkout: version = the `v*` tag on HEAD (without the `v`) or
-//! else the Cargo package version; commit = the short hash (`-dirty` when the
-//! tracked tree has changes). Outside a git checkout (a source tarball, a
-//! Docker context without `.git`): `dev` / `unknown`. `USERSVC_VERSION` and
-//! `USERSVC_GIT_COMMIT` override both, for builds that know better.
+//! In order of precedence:
+//! 1. `USERSVC_VERSION` / `USERSVC_COMMIT` from the environment (the
+//!    Dockerfile's build args: a Docker context has no `.git`);
+//!    `USERSVC_GIT_COMMIT` is still read as an older name of the latter;
+//! 2. git: version = the `v*` tag on HEAD (without the `v`), commit = the
+//!    short hash (`-dirty` when the tracked tree has changes);
+//! 3. the Cargo package version, and commit `unknown`.
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=USERSVC_VERSION");
+    println!("cargo:rerun-if-env-changed=USERSVC_COMMIT");
     println!("cargo:rerun-if-env-changed=USERSVC_GIT_COMMIT");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
@@ -19,14 +22,18 @@ fn main() {
     let in_git = git(&["rev-parse", "--is-inside-work-tree"]).is_some();
     let version = env("USERSVC_VERSION").unwrap_or_else(|| {
         if !in_git {
-            return "dev".to_owned();
+            return env!("CARGO_PKG_VERSION").to_owned();
         }
         git(&["describe", "--tags", "--exact-match", "--match", "v*"])
             .map(|tag| tag.trim_start_matches('v').to_owned())
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
     });
-    let commit = env("USERSVC_GIT_COMMIT")
+    let commit = env("USERSVC_COMMIT")
+        .or_else(|| env("USERSVC_GIT_COMMIT"))
         .or_else(|| {
+            if !in_git {
+                return None;
+            }
             let hash = git(&["rev-parse", "--short=12", "HEAD"])?;
             let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
                 .is_some_and(|s| !s.is_empty());

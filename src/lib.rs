@@ -5,6 +5,7 @@
 //! `ARCHITECTURE.md` is the map of threads, the path of a request and the
 //! shutdown sequence.
 
+pub mod allocator;
 pub mod build_info;
 pub mod cache;
 pub mod config;
@@ -19,5 +20,6 @@ pub mod openapi;
 pub mod outbox;
 pub mod rfc3339;
 pub mod runtime;
+pub mod systemd;
 pub mod tracing;
 pub mod users;

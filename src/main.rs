@@ -30,6 +30,17 @@ use usersvc::users::idempotency::KEY_TTL;
 use usersvc::users::{handlers, PgUserRepository, UserRepository, UserService};
 use usersvc::{build_info, openapi};
 
+/// The static (musl) build: musl's malloc behind a small cache of freed
+/// blocks (`usersvc::allocator`; BENCHMARKS.md, "Static binary", has what
+/// each allocator measured). `--features mimalloc`: mimalloc instead, for
+/// comparison.
+#[cfg(all(target_env = "musl", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: usersvc::allocator::CachingAlloc = usersvc::allocator::CachingAlloc::new();
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit status for an invalid configuration or command line.
 const EXIT_CONFIG: u8 = 2;
 

@@ -41,6 +41,7 @@ use crate::http::listener;
 use crate::http::pipeline::{self, millis, Hooks};
 use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
+use crate::systemd::{self, Role};
 
 /// How the runtime serves; derived from `Config` by `main`.
 #[derive(Debug, Clone)]
@@ -107,12 +108,16 @@ impl ServeSettings {
 /// address (`cannot listen on 0.0.0.0:8080 (public listener, ADDR): Address
 /// already in use`), not just the OS error; a busy port also says how to share it on purpose.
 fn bind_named(
-    name: &str,
+    role: Role,
     variable: &str,
     addr: std::net::SocketAddr,
     sharing: listener::PortSharing,
-) -> io::Result<std::net::TcpListener> {
-    listener::bind(addr, sharing).map_err(|e| {
+) -> io::Result<listener::Bound> {
+    let name = match role {
+        Role::Public => "public",
+        Role::Admin => "admin",
+    };
+    listener::bind_or_inherit(role, addr, sharing).map_err(|e| {
         let hint = if e.kind() == io::ErrorKind::AddrInUse {
             "; another process listens there (is another instance running? for a hand-over \
              between two instances on one port, start both with REUSE_PORT=true)"
@@ -247,19 +252,22 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         ..settings.limits.clone()
     };
 
-    let public_listener = bind_named("public", "ADDR", settings.addr, settings.port_sharing)?;
+    let public_listener = bind_named(Role::Public, "ADDR", settings.addr, settings.port_sharing)?;
     // With REUSE_PORT, once ready, the shared ports' new connections are steered here.
     let mut steer = Vec::new();
-    if settings.port_sharing == listener::PortSharing::ReusePort {
-        keep_traffic_on_the_running_instance(&public_listener);
-        steer.push(public_listener.try_clone()?);
+    if settings.port_sharing == listener::PortSharing::ReusePort && !public_listener.inherited {
+        keep_traffic_on_the_running_instance(&public_listener.listener);
+        steer.push(public_listener.listener.try_clone()?);
     }
-    let public_addr = public_listener.local_addr()?;
+    let public_addr = public_listener.listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
         tiny_http::Server::from_listener(
-            public_listener,
-            limits.clone(),
+            public_listener.listener,
+            tiny_http::Limits {
+                listener_on_stop: public_listener.on_stop,
+                ..limits.clone()
+            },
             tiny_http::Dispatch::Handler(Arc::new(move |req| dispatcher.dispatch(&submitter, req))),
         )?
     };
@@ -267,23 +275,28 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     let admin = match settings.admin_addr {
         None => None,
         Some(addr) => {
-            let l = bind_named("admin", "ADMIN_ADDR", addr, settings.port_sharing)?;
-            if settings.port_sharing == listener::PortSharing::ReusePort {
-                keep_traffic_on_the_running_instance(&l);
-                steer.push(l.try_clone()?);
+            let l = bind_named(Role::Admin, "ADMIN_ADDR", addr, settings.port_sharing)?;
+            if settings.port_sharing == listener::PortSharing::ReusePort && !l.inherited {
+                keep_traffic_on_the_running_instance(&l.listener);
+                steer.push(l.listener.try_clone()?);
             }
-            let bound = l.local_addr()?;
+            let bound = l.listener.local_addr()?;
             let admin = Arc::new(
                 Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,
             );
             let server = tiny_http::Server::from_listener(
-                l,
-                limits,
+                l.listener,
+                tiny_http::Limits {
+                    listener_on_stop: l.on_stop,
+                    ..limits
+                },
                 tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
             )?;
             Some((server, bound))
         }
     };
+    systemd::check_all_taken()?;
+    systemd::start_watchdog()?;
     gauges(RuntimeGauges {
         queue_len: pool.queue_len(),
         public: public.control(),
@@ -320,6 +333,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
                         ),
                     }
                 }
+                systemd::notify_ready();
                 break;
             }
             Err(reason) => {
@@ -381,6 +395,7 @@ impl Running {
         let t0 = Instant::now();
         // 1. Unready, still serving.
         state.advance(State::Draining);
+        systemd::notify_stopping();
         log::info!(
             signal = reason,
             drain_delay_ms = settings.drain_delay.as_millis() as u64;

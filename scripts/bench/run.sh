@@ -7,7 +7,7 @@
 #   scripts/bench/run.sh -h               this help
 #
 # Environment (see BENCHMARKS.md, "Load benchmarks"):
-#   USERSVC_BIN=path        binary to measure (default: cargo build --release -> target/release/usersvc)
+#   USERSVC_BIN=path        binary to measure (default: make release -> the shipped static binary)
 #   BENCH_VS=path           a second binary or checkout (built there); A and B alternate per workload
 #   BENCH_ROUNDS=n          rounds per workload (default 1; 2 with BENCH_VS: A B A B)
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
@@ -103,9 +103,10 @@ if [ "$MODE" != ceilings ]; then
   if [ -n "${USERSVC_BIN:-}" ]; then
     BIN[A]=$(resolve_bin "$USERSVC_BIN")
   else
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release --quiet >&2) || die "cargo build --release failed"
-    BIN[A]=$(resolve_bin "${CARGO_TARGET_DIR:-$ROOT/target}/release/usersvc")
+    # The shipped binary: `make release` (static musl, see BENCHMARKS.md "Static binary").
+    log "make release"
+    (cd "$ROOT" && make -s release >&2) || die "make release failed"
+    BIN[A]=$(resolve_bin "${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/dist/usersvc")
   fi
   [ -z "${BENCH_VS:-}" ] || BIN[B]=$(resolve_bin "$BENCH_VS")
 fi

@@ -51,7 +51,7 @@ pub(crate) fn parse_retention(text: &str) -> Result<Duration, RetentionError> {
 
 /// Whole days as `7d`, anything else as [`format_duration`] writes it.
 pub fn format_retention(d: Duration) -> String {
-    if !d.is_zero() && d.as_millis() % DAY.as_millis() == 0 {
+    if !d.is_zero() && d.as_millis().is_multiple_of(DAY.as_millis()) {
         format!("{}d", d.as_millis() / DAY.as_millis())
     } else {
         format_duration(d)

@@ -94,7 +94,7 @@ pub fn format_size(bytes: u64) -> String {
     BINARY
         .iter()
         .chain(DECIMAL.iter())
-        .find(|(_, unit)| bytes % unit == 0)
+        .find(|(_, unit)| bytes.is_multiple_of(*unit))
         .map(|(name, unit)| format!("{}{name}", bytes / unit))
         .unwrap_or_else(|| bytes.to_string())
 }

@@ -9,6 +9,10 @@
 //! its I/O thread keeps serving the connections it accepted. What a host needs for that
 //! hand-over to lose nothing is in ARCHITECTURE.md ("Rolling restart on one port"). The
 //! backlog is where clients wait when every connection slot (`MAX_CONNS`) is taken.
+//!
+//! Under systemd socket activation ([`crate::systemd`]) the listener is the
+//! one systemd passed instead, and it must stay listening when this process
+//! stops accepting (`OnStop::KeepListening`): the next process takes it over.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -36,6 +40,41 @@ impl PortSharing {
             PortSharing::Exclusive
         }
     }
+}
+
+/// A listener and what stopping must do with it.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub on_stop: tiny_http::OnStop,
+    /// Passed by systemd (not bound here): never steered, never shut down.
+    pub inherited: bool,
+}
+
+/// The socket systemd passed for `role`, else a fresh bind of `addr`.
+pub fn bind_or_inherit(
+    role: crate::systemd::Role,
+    addr: SocketAddr,
+    sharing: PortSharing,
+) -> io::Result<Bound> {
+    Ok(match crate::systemd::take_listener(role)? {
+        Some(listener) => {
+            log::info!(
+                listener = format!("{role:?}").to_lowercase().as_str(),
+                addr = listener.local_addr()?.to_string().as_str();
+                "using the socket passed by systemd"
+            );
+            Bound {
+                listener,
+                on_stop: tiny_http::OnStop::KeepListening,
+                inherited: true,
+            }
+        }
+        None => Bound {
+            listener: bind(addr, sharing)?,
+            on_stop: tiny_http::OnStop::ShutdownSocket,
+            inherited: false,
+        },
+    })
 }
 
 /// Binds a TCP listener with `SO_REUSEADDR` (and `SO_REUSEPORT` if asked).

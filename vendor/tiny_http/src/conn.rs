@@ -208,12 +208,15 @@ impl ServerShared {
         self.close_listener();
     }
 
-    /// Shuts the listening socket down (idempotent).
+    /// Shuts the listening socket down (idempotent); under [`crate::OnStop::KeepListening`]
+    /// only lets go of it, listening.
     fn close_listener(&self) {
         let listener = lock(&self.listener).take();
         if let Some(l) = listener {
-            if let Err(e) = l.stop_listening() {
-                log::debug!("shutdown of the listening socket failed: {}", e);
+            if self.limits.listener_on_stop == crate::OnStop::ShutdownSocket {
+                if let Err(e) = l.stop_listening() {
+                    log::debug!("shutdown of the listening socket failed: {}", e);
+                }
             }
         }
         *lock(&self.listener_closed) = true;
@@ -720,9 +723,12 @@ impl IoThread {
         if self.server.stopped.load(SeqCst) {
             if let Some(l) = self.listener.take() {
                 // Take in what already completed its handshake (the connections in the accept
-                // queue would be reset when the listener closes), then close it.
+                // queue would be reset when the listener closes), then close it. A socket that
+                // keeps listening keeps its queue for the next process.
+                let keep_listening =
+                    self.server.limits.listener_on_stop == crate::OnStop::KeepListening;
                 let mut taken = 0;
-                while taken < FINAL_ACCEPT_MAX {
+                while !keep_listening && taken < FINAL_ACCEPT_MAX {
                     match l.accept() {
                         Ok((conn, addr)) => {
                             taken += 1;

@@ -111,7 +111,7 @@ use conn::{Dispatcher, Queue, ServerShared};
 pub use body::{is_body_too_large, BodyTooLarge};
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
-pub use limits::{BodyBudget, ErrorBody, Limits, Refusal};
+pub use limits::{BodyBudget, ErrorBody, Limits, OnStop, Refusal};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;

@@ -63,6 +63,23 @@ pub struct Limits {
     /// request is answered. A body that does not fit is refused at once with `503` +
     /// `Retry-After` and `Connection: close`. Default 32 MiB.
     pub body_buffer: BodyBudget,
+    /// What [`ServerControl::stop_accepting`](crate::ServerControl::stop_accepting) does with
+    /// the listening socket. Default [`OnStop::ShutdownSocket`].
+    pub listener_on_stop: OnStop,
+}
+
+/// See [`Limits::listener_on_stop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStop {
+    /// Take in the connections already in the accept queue, then `shutdown(SHUT_RD)` the
+    /// listening socket: Linux takes it out of the LISTEN state at once (new connects are
+    /// refused, or go to the other `SO_REUSEPORT` sockets).
+    #[default]
+    ShutdownSocket,
+    /// Leave the socket listening, for a socket that outlives the process (systemd socket
+    /// activation): the I/O thread stops watching it and lets go of its descriptor, and the
+    /// kernel keeps queueing connections for the next process, which takes them over.
+    KeepListening,
 }
 
 /// The budget of [`Limits::body_buffer`]: a limit and the bytes reserved now. Clones share
@@ -218,6 +235,7 @@ impl Default for Limits {
             thread_stack_size: 256 * 1024,
             error_body: None,
             body_buffer: BodyBudget::new(32 * 1024 * 1024),
+            listener_on_stop: OnStop::ShutdownSocket,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use raw::*;
-use tiny_http::{Handler, Limits, Request, Response};
+use tiny_http::{Handler, Limits, Request, Response, Server};
 
 fn long_idle() -> Limits {
     Limits {
@@ -267,4 +267,49 @@ fn unix_listener_stop_accepting() {
     );
     drop(server);
     assert!(!path.exists());
+}
+
+/// `OnStop::KeepListening` (usersvc: systemd socket activation): the socket
+/// outlives the server. After `stop_accepting` the server takes no new
+/// connection, yet the socket still listens, so a client that connects then
+/// is queued by the kernel and answered by the next server on that socket.
+#[test]
+fn keep_listening_leaves_the_socket_for_the_next_server() {
+    let keep = Limits {
+        listener_on_stop: tiny_http::OnStop::KeepListening,
+        ..long_idle()
+    };
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = l.try_clone().unwrap(); // what systemd keeps
+    let handler: Handler = Arc::new(|rq: Request| {
+        let _ = rq.respond(Response::from_string("first"));
+    });
+    let first =
+        Server::from_listener(l, keep.clone(), tiny_http::Dispatch::Handler(handler)).unwrap();
+    let mut s = connect(addr);
+    s.write_all(&get("/a")).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().body, b"first");
+
+    // Returns once the I/O thread has let go of the socket.
+    first.control().stop_accepting();
+    let mut queued = TcpStream::connect(addr).expect("the socket still listens");
+    queued.write_all(&get("/b")).unwrap();
+    queued
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        read_response(&mut queued).is_err(),
+        "the stopped server answered a new connection"
+    );
+    drop(first);
+
+    let handler: Handler = Arc::new(|rq: Request| {
+        let _ = rq.respond(Response::from_string("second"));
+    });
+    let _second = Server::from_listener(held, keep, tiny_http::Dispatch::Handler(handler)).unwrap();
+    queued
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(read_response(&mut queued).unwrap().body, b"second");
 }
