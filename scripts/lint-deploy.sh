@@ -17,6 +17,9 @@ status=0
 step() { echo "==> $*" >&2; }
 
 # ---- cargo deny ------------------------------------------------------------------
+# cargo-deny reads `cargo metadata --offline`: every crate of the lock file,
+# also those only other platforms build, must be in the local registry.
+cargo fetch --quiet
 DB_ROOT=target/advisory-dbs   # deny.toml db-path (relative to the repository root)
 DB_DIR=$DB_ROOT/advisory-db-3157b0e258782691   # the directory name cargo-deny derives from the URL
 read -r snap_commit snap_date <deny/advisory-db.snapshot
