@@ -1126,7 +1126,7 @@ fn help_lists_every_exit_status() {
         .split_once("EXIT STATUS:")
         .map(|(_, rest)| rest)
         .expect("EXIT STATUS section");
-    for status in ["0", "1", "2", "130"] {
+    for status in ["0", "1", "2", "3", "130"] {
         assert!(
             section
                 .lines()

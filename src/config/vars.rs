@@ -277,7 +277,7 @@ pub const VARS: [Var; 52] = [
     var(
         "CACHE_TTL",
         None,
-        "60s",
+        "1m",
         "lifetime of a cached user in Redis (with REDIS_URL)",
     ),
     var(
