@@ -432,10 +432,10 @@ impl Running {
                     "shutdown deadline: a COMMIT was still in flight; its client may not hear of it"
                 );
             }
-            // Taken out of the queue first (no worker can start them), and
-            // dropped only once their connections are cut: an unanswered
-            // request is answered 500 by the HTTP layer when dropped, which
-            // would tell its client the wrong thing.
+            // Taken out of the queue first (no worker can start them), then
+            // their connections are cut and each is closed without an answer
+            // (`Request::close_unanswered`: dropping one would answer 500,
+            // which would tell its client the wrong thing).
             let queued = pool.take_queued();
             let dropped = queued.len();
             let cut: usize = controls.iter().map(|c| c.open_connections()).sum();

@@ -169,6 +169,8 @@ impl Dispatcher {
                 "shutdown deadline: queued request dropped without running it"
             );
         });
+        // Its client is told nothing (not a 500): the connection just closes.
+        job.req.close_unanswered();
     }
 
     /// Worker thread: run the handler and answer.

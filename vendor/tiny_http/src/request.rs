@@ -555,6 +555,17 @@ impl fmt::Debug for Request {
     }
 }
 
+impl Request {
+    /// Closes the connection without writing an answer: for a request that will never be
+    /// answered (dropped unexecuted at a shutdown deadline), where the `500` that dropping it
+    /// sends would tell its client something false.
+    pub fn close_unanswered(mut self) {
+        if let Some(Io::Conn(io)) = self.io.take() {
+            io.finish(Vec::new(), true);
+        }
+    }
+}
+
 impl Drop for Request {
     fn drop(&mut self) {
         if self.io.is_some() {
