@@ -157,7 +157,16 @@ fn database_outage_answers_503_and_recovers_without_restart() {
     // Probes: alive, not ready (the database check says why).
     let health = client::get(addr, "/healthz").expect("healthz");
     assert_eq!(health.status, 200);
-    let ready = client::get(addr, "/readyz").expect("readyz");
+    // A probe never waits for the check it starts (the last result answers
+    // meanwhile), so the outage shows within a check's time: poll.
+    let polled = Instant::now();
+    let ready = loop {
+        let ready = client::get(addr, "/readyz").expect("readyz");
+        if ready.status == 503 || polled.elapsed() > Duration::from_secs(3) {
+            break ready;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(ready.status, 503, "{}", ready.text());
     assert_eq!(ready.json()["status"], "unavailable");
     assert_ne!(ready.json()["checks"]["database"], "ok");
