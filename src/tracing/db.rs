@@ -52,8 +52,8 @@ pub fn span<T>(
 }
 
 /// The operation (`SELECT`, `INSERT`, …) and the table it works on, read
-/// from the SQL text. For `WITH … <statement>` it is the outer statement's
-/// (the one after the common table expressions). Allocates nothing: it runs
+/// from the SQL text. For `WITH … <statement>` it is the first write inside
+/// the common table expressions, else the outer statement's. Allocates nothing: it runs
 /// for every statement of a traced request.
 pub fn summarize(sql: &'static str) -> (&'static str, Option<&'static str>) {
     let mut words = TopLevelWords::new(sql);
@@ -61,6 +61,12 @@ pub fn summarize(sql: &'static str) -> (&'static str, Option<&'static str>) {
         return ("", None);
     };
     let operation = if first.eq_ignore_ascii_case("WITH") {
+        // A data-modifying CTE (`WITH u AS (INSERT INTO users …), e AS (…)
+        // SELECT … FROM u`) is named by its first write: that is what the
+        // statement does, the outer SELECT only returns it.
+        if let Some(write) = first_write(sql) {
+            return write;
+        }
         match words.by_ref().find(|w| is_statement(w)) {
             Some(op) => op,
             None => return (first, None),
@@ -85,6 +91,28 @@ pub fn summarize(sql: &'static str) -> (&'static str, Option<&'static str>) {
             None
         };
     (operation, collection)
+}
+
+/// The first INSERT, UPDATE or DELETE at any depth, with its table.
+fn first_write(sql: &'static str) -> Option<(&'static str, Option<&'static str>)> {
+    let mut words = sql
+        .split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')')
+        .filter(|w| !w.is_empty());
+    while let Some(w) = words.next() {
+        let table = if w.eq_ignore_ascii_case("INSERT") {
+            words.next().filter(|k| k.eq_ignore_ascii_case("INTO"))?;
+            words.next()
+        } else if w.eq_ignore_ascii_case("UPDATE") {
+            words.next()
+        } else if w.eq_ignore_ascii_case("DELETE") {
+            words.next().filter(|k| k.eq_ignore_ascii_case("FROM"))?;
+            words.next()
+        } else {
+            continue;
+        };
+        return Some((w, table.map(|t| t.trim_end_matches([',', ';']))));
+    }
+    None
 }
 
 fn is_statement(word: &str) -> bool {
@@ -171,11 +199,20 @@ mod tests {
             (
                 "WITH u AS (INSERT INTO users (name) VALUES ($1) RETURNING *) \
                  INSERT INTO events (type) SELECT 'x' FROM u",
-                ("INSERT", Some("events")),
+                ("INSERT", Some("users")),
+            ),
+            (
+                "WITH u AS (UPDATE users SET name = $2 WHERE id = $1 RETURNING *), \
+                 e AS (INSERT INTO events (type) SELECT 'x' FROM u) SELECT id FROM u",
+                ("UPDATE", Some("users")),
+            ),
+            (
+                "WITH recent AS (SELECT id FROM users LIMIT 5) SELECT id FROM recent",
+                ("SELECT", Some("recent")),
             ),
             (
                 "WITH d AS (DELETE FROM users WHERE id = $1 RETURNING *) SELECT * FROM d",
-                ("SELECT", Some("d")),
+                ("DELETE", Some("users")),
             ),
             ("SELECT 1", ("SELECT", None)),
             ("", ("", None)),
