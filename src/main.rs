@@ -191,6 +191,7 @@ fn serve(config: Config) -> ExitCode {
             pool.clone(),
             database_check,
             Arc::clone(&outbox),
+            config.reuse_port,
         ),
         background: vec![Box::new(outbox)],
         commit_gate: pool.commit_gate(),
@@ -258,6 +259,7 @@ fn startup_work(
     pool: Pool,
     database_check: Arc<DatabaseCheck>,
     outbox: Arc<Outbox>,
+    warm_pool: bool,
 ) -> StartupWork {
     let mut migrated = !migrate_on_start;
     Box::new(move || {
@@ -271,6 +273,13 @@ fn startup_work(
             database_check.adopt(client);
         }
         pool.open();
+        if warm_pool {
+            // REUSE_PORT: once ready, a shared port's new connections are
+            // steered here at once; one pooled connection first, so that
+            // they do not wait for a connect (a hand-over under load).
+            pool.read(|_| Ok::<(), postgres::Error>(()))
+                .map_err(|e| e.to_string())?;
+        }
         database_check.check()?;
         // The outbox reads columns the migrations add: it starts after them.
         outbox
