@@ -262,18 +262,28 @@ fn a_prepared_pool_connects_nothing_until_opened() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sessions(), 0, "prepare opened a connection");
     assert_eq!(pool.state().connections, 0);
+    // Before open, an acquire waits for the pool within its acquire
+    // timeout (2 s here), then gives up.
     let started = Instant::now();
     match select_one(&pool) {
         Err(DbError::Unavailable(m)) => assert!(m.contains("not open"), "{m}"),
         other => panic!("expected Unavailable before open, got {other:?}"),
     }
     assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "refused at once, not after the acquire timeout"
+        started.elapsed() >= Duration::from_millis(1_900),
+        "gave up before the acquire timeout: {:?}",
+        started.elapsed()
     );
+    assert_eq!(sessions(), 0, "a refused acquire opened a connection");
 
+    // One that is waiting when the pool opens is served.
+    let waiting = {
+        let pool = pool.clone();
+        std::thread::spawn(move || select_one(&pool))
+    };
     pool.open();
     pool.open(); // idempotent
+    assert_eq!(waiting.join().expect("join").expect("served once open"), 1);
     assert_eq!(select_one(&pool).expect("after open"), 1);
     wait_for_connections(&pool, 2); // min idle = 4 / 2
     assert_eq!(pool.state().max, 4);

@@ -31,7 +31,7 @@
 //! - A scheduled thread pool of 2 threads (r2d2's default is 3) opens
 //!   connections in the background and reaps old ones (`conn_max_lifetime`).
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, Transaction};
@@ -80,6 +80,9 @@ impl PoolState {
 pub struct Pool {
     inner: Arc<OnceLock<r2d2::Pool<Manager>>>,
     opener: Arc<Mutex<Option<Manager>>>,
+    /// Signalled (under `opener`) once `inner` is set: an acquire before
+    /// [`Pool::open`] waits for it, within its budget.
+    opened: Arc<Condvar>,
     settings: PoolSettings,
     observer: Arc<dyn PoolObserver>,
     secret: Option<String>,
@@ -129,7 +132,7 @@ impl Pool {
 
     /// Validates everything [`Pool::build`] does but opens nothing: no
     /// connection, no background thread. Until [`Pool::open`], acquiring
-    /// fails at once with `Unavailable`.
+    /// waits for it within the acquire timeout, then fails with `Unavailable`.
     pub fn prepare(
         url: &str,
         settings: &PoolSettings,
@@ -146,6 +149,7 @@ impl Pool {
         Ok(Pool {
             inner: Arc::new(OnceLock::new()),
             opener: Arc::new(Mutex::new(Some(manager))),
+            opened: Arc::new(Condvar::new()),
             settings: settings.clone(),
             observer,
             secret,
@@ -180,6 +184,31 @@ impl Pool {
             .build_unchecked(manager);
         // Set only here, under the `opener` lock, after `take`: cannot be set twice.
         let _ = self.inner.set(pool);
+        self.opened.notify_all();
+    }
+
+    /// The r2d2 pool once [`Pool::open`] has run, waiting for that until
+    /// `by`: a request that arrives during start-up (or, with REUSE_PORT,
+    /// is steered here a moment early) waits for the pool within its
+    /// acquire budget instead of failing at once.
+    fn opened_by(&self, by: Instant) -> Option<&r2d2::Pool<Manager>> {
+        if let Some(inner) = self.inner.get() {
+            return Some(inner);
+        }
+        let mut opener = self.opener.lock().unwrap_or_else(PoisonError::into_inner);
+        while self.inner.get().is_none() {
+            let left = by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            opener = self
+                .opened
+                .wait_timeout(opener, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(opener);
+        self.inner.get()
     }
 
     /// The settings the pool was built with.
@@ -211,13 +240,14 @@ impl Pool {
     }
 
     fn acquire_within(&self, budget: Duration) -> Result<PooledConnection, DbError> {
-        let Some(inner) = self.inner.get() else {
+        let start = Instant::now();
+        let Some(inner) = self.opened_by(start + budget) else {
             return Err(DbError::Unavailable(
                 "the pool is not open yet (start-up has not finished)".to_owned(),
             ));
         };
-        let start = Instant::now();
-        let got = inner.get_timeout(at_least_1ms(budget));
+        let left = budget.saturating_sub(start.elapsed());
+        let got = inner.get_timeout(at_least_1ms(left));
         let waited = start.elapsed();
         match got {
             Ok(conn) => {
