@@ -1003,3 +1003,32 @@ fn concurrent_idempotent_creates_make_one_user() {
     assert_eq!(api.users_in_table(), 1);
     assert_eq!(api.count("SELECT count(*) FROM events"), 1);
 }
+
+/// One encoder for a user: the object in a page is, byte for byte, the
+/// object `GET /api/v1/users/{id}` answers (same keys, same order, same
+/// escaping).
+#[test]
+fn list_and_single_user_objects_are_byte_identical() {
+    let api = Api::start(&[]);
+    let mut singles = Vec::new();
+    for body in [
+        r#"{"name":"Ada","email":"ada@example.com"}"#,
+        r#"{"name":"Zoë \"Z\" Ångström","email":"zoe@example.com"}"#,
+    ] {
+        let created = api.post(body);
+        assert_eq!(created.status, 201, "{}", created.text());
+        let id = created.json()["id"].clone();
+        let single = api.get(&format!("{USERS}/{id}"));
+        assert_eq!(single.status, 200);
+        singles.push(single.text());
+    }
+    let page = api.get(USERS);
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    for single in &singles {
+        assert!(
+            page.contains(single.as_str()),
+            "the page does not hold {single} as it is:\n{page}"
+        );
+    }
+}

@@ -110,7 +110,7 @@ pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
             .with_extension("errors", field_errors(&errors))
     })?;
     let page = users.list(&params).map_err(problem)?;
-    Ok(Response::json(200, &page.to_json()))
+    Ok(Response::json_text(200, page.to_json_string()))
 }
 
 pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
