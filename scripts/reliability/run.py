@@ -8,7 +8,13 @@ is written to RELIABILITY.md with the date, machine and commit.
 Called by scripts/reliability/run.sh (which builds the binary and makes sure
 PostgreSQL is up). Knobs (environment): SOAK_SECS (default 600),
 OVERLOAD_SECS (30), STORM_SECS (10), SLOW_SECS (10, per slowhttptest mode),
-ONLY (comma-separated scenario names).
+ONLY (comma-separated scenario names, as in SCENARIOS at the end), KEEP_LOGS
+(keep each service log file and print its path, for a failure's request ids).
+
+The connection layer's (issue 12), Redis's and the outbox's (issue 15)
+scenarios: rolling_restart, slow_readers, held_bodies, redis_stopped (a
+redis-server of the suite's own on a free port), outbox_restart (a webhook
+receiver in this process on a free port).
 """
 import concurrent.futures as cf
 import http.client
@@ -82,7 +88,8 @@ def free_port():
 class Cluster:
     """A throwaway PostgreSQL the scenario may stop, freeze and kill."""
 
-    def __init__(self):
+    def __init__(self, cpus=None):
+        self.cpus = cpus  # the postmaster (and so every backend) pinned to these CPUs
         self.dir = tempfile.mkdtemp(prefix="usersvc-rel-pg-")
         self.data = os.path.join(self.dir, "data")
         os.makedirs(self.data)
@@ -97,7 +104,9 @@ class Cluster:
         self.start()
 
     def pg(self, prog, *args):
-        cmd = ["runuser", "-u", "postgres", "--", os.path.join(PG_BIN, prog), *args] if os.geteuid() == 0 else [os.path.join(PG_BIN, prog), *args]
+        pin = ["taskset", "-c", self.cpus] if self.cpus and prog == "pg_ctl" else []
+        prog_path = [*pin, os.path.join(PG_BIN, prog)]
+        cmd = ["runuser", "-u", "postgres", "--", *prog_path, *args] if os.geteuid() == 0 else [*prog_path, *args]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"{prog}: {out.stdout}{out.stderr}")
@@ -149,14 +158,16 @@ class Cluster:
 
 
 class Svc:
-    def __init__(self, db_url, **env):
+    def __init__(self, db_url, cpus=None, **env):
         full = {"PATH": os.environ.get("PATH", ""), "ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0",
                 "LOG_FORMAT": "json", "DATABASE_URL": db_url, "DRAIN_DELAY": "200ms", "SHUTDOWN_TIMEOUT": "5s"}
         full.update({k: str(v) for k, v in env.items()})
         # The service's log goes to a file, as it would to a log shipper: a
         # reader in this process would compete with the load driver.
         self.log = tempfile.NamedTemporaryFile(prefix="usersvc-rel-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([CURRENT["bin"]], env=full, stdout=self.log, stderr=subprocess.STDOUT)
+        # cpus: pinned to those CPUs (taskset), away from the load driver
+        pin = ["taskset", "-c", cpus] if cpus else []
+        self.proc = subprocess.Popen([*pin, CURRENT["bin"]], env=full, stdout=self.log, stderr=subprocess.STDOUT)
         listening = self.wait_log(lambda v: v.get("msg") == "listening", 20)
         self.addr = listening["addr"]
         self.admin = listening["admin_addr"]
@@ -225,7 +236,10 @@ class Svc:
             self.proc.kill()
             return self.proc.wait()
         finally:
-            os.unlink(self.log.name)
+            if os.environ.get("KEEP_LOGS"):
+                print(f"# service log kept: {self.log.name}", flush=True)
+            else:
+                os.unlink(self.log.name)
 
 
 def request(addr, method, path, body=None, timeout=10, conn=None):
@@ -267,9 +281,11 @@ class Ledger:
         ok2xx = {e for e, s in self.told.items() if s is not None and 200 <= s < 300}
         missing = ok2xx - rows
         unknown = {e for e, s in self.told.items() if s is None or s >= 300} & rows
+        told = sorted({str(self.told[e]) for e in unknown})
         check(scenario, "integrity: every 2xx stored, no error/unanswered stored",
               not missing and not unknown,
-              f"{len(self.told)} requests, {len(ok2xx)} 2xx, {len(missing)} 2xx missing, {len(unknown)} error/unanswered stored")
+              f"{len(self.told)} requests, {len(ok2xx)} 2xx, {len(missing)} 2xx missing, {len(unknown)} error/unanswered stored"
+              + (f" (told {'/'.join(told)}: {', '.join(sorted(unknown)[:2])})" if unknown else ""))
 
 
 def pct(values, p):
@@ -496,6 +512,69 @@ class KeepAlive:
         return status, time.time() - t
 
 
+class RawKeepAlive:
+    """KeepAlive's creates on a raw socket: the same requests, no retry, a
+    connection closed when the server says so or fails; but a few times
+    cheaper in CPU than http.client, so that one Python core can offer 3x
+    what the service answers (the overload scenario's driver)."""
+
+    def __init__(self, addr):
+        host, port = addr.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.sock = None
+
+    def read_response(self):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before the answer")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length, close = 0, False
+        for l in lines[1:]:
+            k, _, v = l.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"connection" and v.strip().lower() == b"close":
+                close = True
+        while len(rest) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed in the body")
+            rest += chunk
+        return status, close
+
+    def create(self, led):
+        with led.lock:
+            led.n += 1
+            email = f"{led.prefix}{led.n}@example.com"
+        body = json.dumps({"name": "R", "email": email}).encode()
+        req = (b"POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: "
+               + str(len(body)).encode() + b"\r\n\r\n" + body)
+        t = time.time()
+        try:
+            if self.sock is None:
+                self.sock = socket.create_connection(self.target, timeout=10)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.sendall(req)
+            status, close = self.read_response()
+            if close:
+                self.sock.close()
+                self.sock = None
+        except (OSError, ValueError, IndexError):
+            status = None
+            if self.sock is not None:
+                self.sock.close()
+            self.sock = None
+        with led.lock:
+            led.told[email] = status
+        return status, time.time() - t
+
+
 def open_loop(addr, led, rate, secs, threads):
     """Sends `rate` creates/s for `secs` from `threads` keep-alive clients,
     each on its own schedule (a late request is sent at once, never twice)."""
@@ -503,7 +582,7 @@ def open_loop(addr, led, rate, secs, threads):
     t0 = time.time() + 0.2
 
     def run(i):
-        c = KeepAlive(addr)
+        c = RawKeepAlive(addr)
         k = 0
         while True:
             at = t0 + (i + k * threads) / rate
@@ -521,15 +600,33 @@ def open_loop(addr, led, rate, secs, threads):
 
 
 def s_overload():
+    # The load driver (this process, one core's worth under the GIL) would
+    # otherwise take its CPU from the service: offering 3x the capacity costs
+    # it 3x the CPU, so goodput at 3x measured the driver, not the service
+    # (1289/s vs 2596/s unpinned on 2 cores). The service gets CPU 0, the
+    # driver CPU 1, for the capacity and the 3x phase alike.
+    cpus = os.cpu_count() or 1
+    svc_cpu, driver_cpu = ("0", {1}) if cpus >= 2 else (None, None)
     db = TempDb()
+    all_cpus = os.sched_getaffinity(0)
+    if driver_cpu:
+        os.sched_setaffinity(0, driver_cpu)  # threads started below inherit it
+    try:
+        overload_pinned(db, svc_cpu, driver_cpu)
+    finally:
+        os.sched_setaffinity(0, all_cpus)
+        db.drop()
+
+
+def overload_pinned(db, svc_cpu, driver_cpu):
     secs = float(os.environ.get("OVERLOAD_SECS", "30"))
-    svc = Svc(db.url, WORKERS=4, MAX_CONNECTIONS=4, QUEUE_TIMEOUT="1s")
+    svc = Svc(db.url, cpus=svc_cpu, WORKERS=4, MAX_CONNECTIONS=4, QUEUE_TIMEOUT="1s")
     led = Ledger("overload")
     # Capacity: closed loop, 8 keep-alive clients (2 x WORKERS), 5 s.
     lat, stop = [], threading.Event()
 
     def closed():
-        c = KeepAlive(svc.addr)
+        c = RawKeepAlive(svc.addr)
         while not stop.is_set():
             lat.append(c.create(led))
     ts = [threading.Thread(target=closed) for _ in range(8)]
@@ -561,7 +658,8 @@ def s_overload():
     p99 = pct([t for s, t in res if s == 201], 99)
     shed = sum(1 for s, _ in res if s == 503)
     check("overload", "goodput >= 90% of capacity at 3x offered", good >= 0.9 * cap,
-          f"{good:.0f}/s vs capacity {cap:.0f}/s; offered {sent:.0f}/s (target {3 * cap:.0f}), {shed} 503")
+          f"{good:.0f}/s vs capacity {cap:.0f}/s; offered {sent:.0f}/s (target {3 * cap:.0f}), {shed} 503"
+          + (f"; service on CPU {svc_cpu}, driver on CPU {min(driver_cpu)}" if svc_cpu else ""))
     check("overload", "p99 of 2xx <= QUEUE_TIMEOUT + handler p99", p99 <= 1.0 + handler_p99,
           f"p99 {p99 * 1000:.0f} ms (handler p99 at capacity {handler_p99 * 1000:.0f} ms)")
     check("overload", "probes < 100 ms", pct(probes, 100) < 0.1,
@@ -572,7 +670,6 @@ def s_overload():
     check("overload", "recovery within 1 s", st == 201 and rec <= 1.0, f"{st} in {rec * 1000:.0f} ms")
     svc.stop()
     led.integrity("overload", db.url)
-    db.drop()
 
 
 def slope(xs, ys):
@@ -617,6 +714,530 @@ def s_soak():
     svc.stop()
     led.integrity("soak", db.url)
     db.drop()
+
+
+# ------------------------------------ connection layer, Redis, outbox scenarios
+
+def s_rolling():
+    """Issue 12: three rolling restarts on one port (REUSE_PORT=true): a new
+    instance binds the port, becomes ready (new connections steered to it),
+    the old one gets SIGTERM and drains, under new-connection and keep-alive
+    load. tests/process_connlayer.rs's approach: keep-alive clients retry once,
+    on a new connection, a request whose reused connection closed before any
+    byte of the answer (as HTTP client libraries do); nothing else is retried."""
+    db = TempDb()
+    env = dict(REUSE_PORT="true", WORKERS=2, MAX_CONNECTIONS=2, DRAIN_DELAY="200ms",
+               # what is measured is the hand-over, not how fast a loaded
+               # machine opens a second pooled connection
+               DB_ACQUIRE_TIMEOUT="10s")
+    steered = lambda v: v.get("msg") == "new connections on the shared port now come to this instance"
+
+    def start(addr):
+        svc = Svc(db.url, ADDR=addr, **env)
+        svc.wait_log(steered, 20)
+        return svc
+    old = start("127.0.0.1:0")
+    addr = old.addr
+    host, port = addr.rsplit(":", 1)
+    st, body, _ = request(addr, "POST", "/api/v1/users", json.dumps({"name": "R", "email": f"roll-{uuid.uuid4().hex[:6]}@example.com"}))
+    uid = json.loads(body)["id"]
+    led = Ledger("rolling")
+    stop = threading.Event()
+    served, failed = [0], []
+    lock = threading.Lock()
+
+    def one(conn, kind):
+        """One request on `conn`; (status, response). Raises on no answer."""
+        if kind == "get":
+            conn.request("GET", f"/api/v1/users/{uid}")
+            r = conn.getresponse()
+            r.read()
+            return r
+        with led.lock:
+            led.n += 1
+            email = f"{led.prefix}{led.n}@example.com"
+        with led.lock:
+            led.told[email] = None
+        conn.request("POST", "/api/v1/users", body=json.dumps({"name": "R", "email": email}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        with led.lock:
+            led.told[email] = r.status
+        return r
+
+    def client(keep_alive, kind):
+        conn = None
+        while not stop.is_set():
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                try:
+                    r = one(conn, kind)
+                except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as e:
+                    # closed before any byte of the answer: retry once on a new connection
+                    conn.close()
+                    if not reused:
+                        raise
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                    r = one(conn, kind)
+                if r.status in (200, 201):
+                    with lock:
+                        served[0] += 1
+                else:
+                    with lock:
+                        failed.append(f"{kind} status {r.status}")
+                if not keep_alive or (r.getheader("Connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                with lock:
+                    failed.append(f"{kind} {type(e).__name__}: {e}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+    ts = [threading.Thread(target=client, args=(ka, kind))
+          for ka, kind in [(True, "get"), (False, "get"), (True, "get"), (False, "get"), (True, "post"), (False, "post")]]
+    [t.start() for t in ts]
+    codes, drains, stalls = [], [], 0
+    try:
+        for _ in range(3):
+            time.sleep(1.0)
+            new = start(f"127.0.0.1:{port}")
+            before = served[0]
+            t = time.time()
+            old.proc.send_signal(signal.SIGTERM)
+            try:
+                codes.append(old.proc.wait(20))
+            except subprocess.TimeoutExpired:
+                codes.append(None)
+            drains.append(time.time() - t)
+            old.stop()
+            old = new
+            deadline = time.time() + 5
+            while served[0] <= before + 50 and time.time() < deadline:
+                time.sleep(0.05)
+            stalls += served[0] <= before + 50
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        [t.join() for t in ts]
+    check("rolling_restart", "3 rolling restarts, REUSE_PORT: 0 failed requests",
+          not failed and served[0] > 500 and stalls == 0,
+          f"{served[0]} served, {len(failed)} failed{' ' + '; '.join(failed[:3]) if failed else ''}; "
+          f"6 clients (3 keep-alive, 3 new connection each request)")
+    check("rolling_restart", "old instances exit 0 after draining", codes == [0, 0, 0],
+          f"exits {codes}, drained in {', '.join(f'{d:.1f}' for d in drains)} s")
+    old.stop()
+    led.integrity("rolling_restart", db.url)
+    db.drop()
+
+
+def s_slow_readers():
+    """Issue 12: two clients pipelining list requests and reading their
+    answers a few hundred bytes a second at WORKERS=2 hold no worker: other
+    clients' p99 < 50 ms, no 503."""
+    db = TempDb()
+    svc = Svc(db.url, WORKERS=2, MAX_CONNECTIONS=2, WRITE_TIMEOUT="20s")
+    led = Ledger("slowread")
+    ids = []
+    for i in range(60):
+        with led.lock:
+            led.n += 1
+            email = f"{led.prefix}{led.n}@example.com"
+        st, body, _ = request(svc.addr, "POST", "/api/v1/users", json.dumps({"name": f"Slow {i} " + "x" * 80, "email": email}))
+        led.told[email] = st
+        if st == 201:
+            ids.append(json.loads(body)["id"])
+    host, port = svc.addr.rsplit(":", 1)
+    stop = threading.Event()
+    read = [0, 0]
+
+    def slow(i):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((host, int(port)))
+        s.sendall(b"GET /api/v1/users?limit=100 HTTP/1.1\r\nHost: t\r\n\r\n" * 30)
+        s.settimeout(1)
+        while not stop.is_set():
+            try:
+                chunk = s.recv(32)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            read[i] += len(chunk)
+            time.sleep(0.1)  # ~320 bytes a second
+        s.close()
+    ts = [threading.Thread(target=slow, args=(i,)) for i in range(2)]
+    [t.start() for t in ts]
+    time.sleep(0.5)
+    times, statuses = [], []
+    t0, k = time.time(), 0
+    while time.time() - t0 < 5:  # other clients for 5 s, a new connection each
+        k += 1
+        t = time.time()
+        try:
+            st = request(svc.addr, "GET", f"/api/v1/users/{ids[k % len(ids)]}", timeout=10)[0]
+        except OSError:
+            st = None
+        times.append(time.time() - t)
+        statuses.append(st)
+    stop.set()
+    [t.join() for t in ts]
+    bad = [s for s in statuses if s != 200]
+    check("slow_readers", "2 slow readers at WORKERS=2: others' p99 < 50 ms, no 503",
+          pct(times, 99) < 0.05 and not bad and all(n > 0 for n in read),
+          f"p99 {pct(times, 99) * 1000:.1f} ms (max {max(times) * 1000:.0f} ms) over {len(times)}, "
+          f"{len(bad)} non-200 ({statuses.count(503)} 503); slow readers read {read} bytes")
+    svc.stop()
+    led.integrity("slow_readers", db.url)
+    db.drop()
+
+
+def s_held_bodies():
+    """Issue 12: 150 clients each send all but the last byte of a 1 MiB body
+    against MAX_BODY_BUFFER=16MiB: RSS grows by at most the budget + 10%,
+    the clients beyond the budget are answered 503 + Retry-After at once."""
+    clients, body, budget = 150, 1 << 20, 16
+    db = TempDb()
+    svc = Svc(db.url, WORKERS=2, MAX_CONNECTIONS=2, MAX_BODY_BYTES="1MiB", MAX_BODY_BUFFER=f"{budget}MiB", READ_TIMEOUT="30s")
+    led = Ledger("heldbody")
+    host, port = svc.addr.rsplit(":", 1)
+    rss_before = svc.proc_stat()[0]
+    sent, release = [0], threading.Event()
+    answers = [None] * clients
+    socks = [None] * clients
+
+    def client(i):
+        with led.lock:
+            led.n += 1
+            email = f"{led.prefix}{led.n}@example.com"
+            led.told[email] = None
+        doc = json.dumps({"name": "R", "email": email}).encode()
+        # valid JSON once its last byte (a space) arrives: a held body that
+        # were ever run would store a row the integrity check finds
+        data = (b"POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {body}\r\n\r\n".encode() + doc + b" " * (body - len(doc) - 1))
+        s = socket.create_connection((host, int(port)), timeout=30)
+        socks[i] = s
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # refused clients see their writes fail once the server closes
+        with led.lock:
+            sent[0] += 1
+        s.settimeout(0.1)
+        buf = b""
+        while not release.is_set():
+            try:
+                chunk = s.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        answers[i] = buf
+        line = buf.split(b"\r\n", 1)[0].split()
+        with led.lock:
+            led.told[email] = int(line[1]) if len(line) > 1 and line[1].isdigit() else None
+    ts = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.time()
+    [t.start() for t in ts]
+    while sent[0] < clients and time.time() - t0 < 60:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    rss_held = svc.proc_stat()[0]
+    release.set()
+    [t.join() for t in ts]
+    refused = [a for a in answers if a and a.startswith(b"HTTP/1.1 503")]
+    retry_after = sum(1 for a in refused if b"Retry-After:" in a)
+    held = sum(1 for a in answers if not a)
+    other = clients - held - len(refused)
+    growth = (rss_held - rss_before) / 2 ** 20
+    check("held_bodies", f"150 x 1 MiB held: RSS growth <= MAX_BODY_BUFFER ({budget} MiB) + 10%",
+          sent[0] == clients and growth <= budget * 1.1,
+          f"RSS {rss_before / 2 ** 20:.1f} -> {rss_held / 2 ** 20:.1f} MiB (+{growth:.1f}), {held} bodies held")
+    check("held_bodies", "the excess answered 503 + Retry-After at once",
+          held <= budget and len(refused) == clients - held and retry_after == len(refused),
+          f"{held} held, {len(refused)} 503 ({retry_after} with Retry-After), {other} other")
+    [s.close() for s in socks if s]
+    svc.stop()
+    led.integrity("held_bodies", db.url)
+    db.drop()
+
+
+class Redis:
+    """A throwaway redis-server on a free loopback port, no persistence."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    s.close()
+                    return
+                s.close()
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def s_redis_stopped():
+    """Issue 15: Redis stopped mid-load: every GET still 200 from PostgreSQL,
+    /readyz 200 degraded, p99 < 50 ms; started again: hits resume without a
+    service restart."""
+    if not shutil.which("redis-server"):
+        check("redis_stopped", "scenario ran", False, "redis-server not installed")
+        return
+    db = TempDb()
+    rd = Redis()
+    svc = None
+    try:
+        svc = Svc(db.url, WORKERS=2, MAX_CONNECTIONS=2, REDIS_URL=rd.url)
+        led = Ledger("redis")
+        ids = []
+        for _ in range(50):
+            with led.lock:
+                led.n += 1
+                email = f"{led.prefix}{led.n}@example.com"
+            st, body, _ = request(svc.addr, "POST", "/api/v1/users", json.dumps({"name": "R", "email": email}))
+            led.told[email] = st
+            if st == 201:
+                ids.append(json.loads(body)["id"])
+        hit = 'cache_requests_total{result="hit"}'
+        phase = ["up"]
+        res = {"up": [], "down": [], "again": []}
+        stop = threading.Event()
+
+        def reader(i):
+            c = KeepAlive(svc.addr)
+            k = i
+            while not stop.is_set():
+                if c.conn is None:
+                    c.conn = http.client.HTTPConnection(c.host, c.port, timeout=10)
+                t = time.time()
+                try:
+                    c.conn.request("GET", f"/api/v1/users/{ids[k % len(ids)]}")
+                    r = c.conn.getresponse()
+                    r.read()
+                    st = r.status
+                except (OSError, http.client.HTTPException):
+                    st = None
+                    c.conn.close()
+                    c.conn = None
+                res[phase[0]].append((st, time.time() - t))
+                k += 2
+                time.sleep(0.005)
+
+        def writer():
+            while not stop.is_set():
+                led.create(svc.addr)
+                time.sleep(0.05)
+        ts = [threading.Thread(target=reader, args=(i,)) for i in range(2)] + [threading.Thread(target=writer)]
+        [t.start() for t in ts]
+        time.sleep(3)
+        hits_up = svc.metric(hit)
+        rd.stop()
+        phase[0] = "down"
+        t0 = time.time()
+        ready = None
+        while time.time() - t0 < 5:
+            st, body, _ = request(svc.addr, "GET", "/readyz", timeout=5)
+            ready = (st, json.loads(body).get("status"), json.loads(body).get("checks", {}).get("redis"))
+            if ready[1] == "degraded":
+                break
+            time.sleep(0.1)
+        seen = time.time() - t0
+        time.sleep(max(0.0, 5 - (time.time() - t0)))
+        st, body, _ = request(svc.addr, "GET", "/readyz", timeout=5)
+        ready_end = (st, json.loads(body).get("status"))
+        errors = svc.metric('cache_requests_total{result="error"}')
+        pid = svc.proc.pid
+        rd.start()
+        phase[0] = "again"
+        hits_back = svc.metric(hit)
+        t1 = time.time()
+        resumed = None
+        while time.time() - t1 < 10:
+            if svc.metric(hit) > hits_back + 20:
+                resumed = time.time() - t1
+                break
+            time.sleep(0.1)
+        time.sleep(1)
+        stop.set()
+        [t.join() for t in ts]
+        down = res["down"]
+        bad = [s for s, _ in down if s != 200]
+        p99 = pct([t for _, t in down], 99)
+        check("redis_stopped", "Redis stopped mid-load: every GET 200 from PostgreSQL",
+              down and not bad and all(s == 200 for s, _ in res["up"] + res["again"]),
+              f"{len(down)} GETs while stopped, {len(bad)} not 200; before {len(res['up'])}, after {len(res['again'])}; "
+              f"cache errors {errors:.0f}, hits before the stop {hits_up:.0f}")
+        check("redis_stopped", "p99 of GETs while stopped < 50 ms", down and p99 < 0.05,
+              f"p99 {p99 * 1000:.1f} ms, max {pct([t for _, t in down], 100) * 1000:.0f} ms (p99 with Redis up "
+              f"{pct([t for _, t in res['up']], 99) * 1000:.1f} ms)")
+        check("redis_stopped", "/readyz 200 degraded while Redis is down",
+              ready[:2] == (200, "degraded") and ready_end == (200, "degraded"),
+              f"{ready[0]} {ready[1]} ({ready[2]}) after {seen:.1f} s; at the end {ready_end[0]} {ready_end[1]}")
+        check("redis_stopped", "Redis started again: hits resume, no service restart",
+              resumed is not None and svc.proc.poll() is None and svc.proc.pid == pid,
+              f"+20 hits {'within %.1f s' % resumed if resumed is not None else 'not seen in 10 s'} of redis-server "
+              f"answering PING (hits {hits_back:.0f} -> {svc.metric(hit):.0f}), same pid")
+        svc.stop()
+        svc = None
+        led.integrity("redis_stopped", db.url)
+    finally:
+        if svc:
+            svc.stop()
+        rd.stop()
+        db.drop()
+
+
+def s_outbox_restart():
+    """Issue 15: 1,000 creates while a webhook receiver records deliveries,
+    SIGTERM midway, restart: every event delivered at least once, none lost,
+    duplicates only with the same id; exit 0 within the shutdown budget."""
+    import http.server
+    got, glock = [], threading.Lock()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(0.003)  # a receiver with some latency: a backlog is pending at the signal
+            try:
+                ev = json.loads(data)
+                rec = (ev.get("id"), self.headers.get("Idempotency-Key"), ev.get("type"), (ev.get("data") or {}).get("id"))
+            except ValueError:
+                rec = (None, self.headers.get("Idempotency-Key"), None, None)
+            with glock:
+                got.append(rec)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{srv.server_address[1]}/hook"
+    db = TempDb()
+    env = dict(WORKERS=2, MAX_CONNECTIONS=2, WEBHOOK_URL=hook, WEBHOOK_TIMEOUT="2s", DRAIN_DELAY="200ms", SHUTDOWN_TIMEOUT="5s")
+    budget = 0.2 + 5 + 2  # DRAIN_DELAY + SHUTDOWN_TIMEOUT + the 2 s margin of TERMINATION_GRACE_PERIOD's check
+    led = Ledger("outbox")
+    total, attempts = 1000, [0]
+    svc = Svc(db.url, **env)
+    try:
+        def creator(addr, limit, until_exit=None):
+            """Creates until `limit` were sent; with `until_exit`, until the
+            instance stops answering (refused or exited) instead."""
+            c = KeepAlive(addr)
+            while True:
+                with led.lock:
+                    if until_exit is None and attempts[0] >= limit:
+                        return
+                    if until_exit is not None and until_exit.poll() is not None:
+                        return
+                    attempts[0] += 1
+                if c.create(led)[0] is None and until_exit is not None:
+                    return
+        # First half, then SIGTERM while the clients keep sending (to a draining
+        # instance: answered, then refused) until it has exited.
+        ts = [threading.Thread(target=creator, args=(svc.addr, total // 2)) for _ in range(4)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        pending_at_signal = int(psql(db.url, "SELECT count(*) FROM events WHERE delivered_at IS NULL"))
+        t0 = time.time()
+        svc.proc.send_signal(signal.SIGTERM)
+        ts = [threading.Thread(target=creator, args=(svc.addr, None, svc.proc)) for _ in range(2)]
+        [t.start() for t in ts]
+        try:
+            code = svc.proc.wait(budget + 10)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.time() - t0
+        [t.join() for t in ts]
+        at_exit = attempts[0]
+        pending_after = int(psql(db.url, "SELECT count(*) FROM events WHERE delivered_at IS NULL"))
+        with glock:
+            got_at_exit = len(got)
+        svc.stop()
+        check("outbox_restart", "SIGTERM midway: exit 0 within DRAIN_DELAY + SHUTDOWN_TIMEOUT + 2 s",
+              code == 0 and took <= budget,
+              f"exit {code} in {took:.1f} s (budget {budget:.1f} s); {pending_at_signal} events pending at the signal, "
+              f"{pending_after} left pending, {got_at_exit} deliveries received")
+        svc = Svc(db.url, **env)
+        ts = [threading.Thread(target=creator, args=(svc.addr, total)) for _ in range(4)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if psql(db.url, "SELECT count(*) FROM events WHERE delivered_at IS NULL") == "0":
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        events = {r.split("|")[0]: r.split("|")[1:] for r in
+                  psql(db.url, "SELECT id, type, payload->>'id', delivered_at IS NOT NULL, failed_at IS NOT NULL FROM events").split()}
+        with glock:
+            recs = list(got)
+        ids = [r[0] for r in recs]
+        received = set(ids)
+        lost = [e for e in events if e not in received]
+        unknown = received - set(events)
+        dups = len(ids) - len(received)
+        # a duplicate is the same event (same id, same Idempotency-Key), never
+        # the same change under another id
+        per_change = {}
+        for r in recs:
+            per_change.setdefault((r[2], r[3]), set()).add(r[0])
+        renamed = [k for k, v in per_change.items() if len(v) > 1]
+        keymismatch = sum(1 for r in recs if r[0] != r[1])
+        created = {e: v for e, v in events.items() if v[0] == "user.created"}
+        ok201 = sum(1 for s in led.told.values() if s == 201)
+        check("outbox_restart", "every event delivered at least once, none lost",
+              not lost and not unknown and len(created) == ok201 and all(v[2] == "t" for v in events.values()),
+              f"{attempts[0]} creates sent ({at_exit} by the exit), {ok201} 201, {len(events)} events stored, "
+              f"{len(received)} received, {len(lost)} lost, {len(unknown)} unknown")
+        check("outbox_restart", "duplicates only with the same id",
+              not renamed and keymismatch == 0,
+              f"{dups} duplicate deliveries, {len(renamed)} changes under two ids, {keymismatch} Idempotency-Key != id")
+        svc.stop()
+        svc = None
+        led.integrity("outbox_restart", db.url)
+    finally:
+        if svc:
+            svc.stop()
+        srv.shutdown()
+        db.drop()
 
 
 def run_tool(scenario, name, cmd, timeout):
@@ -698,6 +1319,10 @@ def raw_status(addr, data, timeout=5):
 def s_abuse():
     db = TempDb()
     svc = Svc(db.url, WORKERS=4, MAX_CONNECTIONS=4)
+    # The baseline once start-up has settled: ready comes before the pool's
+    # min-idle fill and the outbox's connection (+3-4 fds within ~300 ms).
+    request(svc.addr, "GET", "/api/v1/users?limit=1")
+    time.sleep(1)
     before = svc.proc_stat()
     for name, data, want in ABUSE:
         got = raw_status(svc.addr, data)
@@ -733,7 +1358,9 @@ def s_promtool():
 SCENARIOS = [("shutdown", s_shutdown), ("queue_timeout", s_queue_timeout), ("log_level", s_log_level),
              ("frozen_db", s_frozen), ("db_stopped", s_stopped), ("kill_storm", s_storm),
              ("overload", s_overload), ("slowhttptest", s_slowhttp), ("http_abuse", s_abuse), ("tiny_http_hardening", s_hardening),
-             ("schemathesis", s_schemathesis), ("promtool", s_promtool), ("soak", s_soak)]
+             ("schemathesis", s_schemathesis), ("promtool", s_promtool),
+             ("rolling_restart", s_rolling), ("slow_readers", s_slow_readers), ("held_bodies", s_held_bodies),
+             ("redis_stopped", s_redis_stopped), ("outbox_restart", s_outbox_restart), ("soak", s_soak)]
 
 
 def main():
