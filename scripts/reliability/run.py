@@ -9,7 +9,9 @@ Called by scripts/reliability/run.sh (which builds the binary and makes sure
 PostgreSQL is up). Knobs (environment): SOAK_SECS (default 600),
 OVERLOAD_SECS (30), STORM_SECS (10), SLOW_SECS (10, per slowhttptest mode),
 ONLY (comma-separated scenario names, as in SCENARIOS at the end), KEEP_LOGS
-(keep each service log file and print its path, for a failure's request ids).
+(keep each service log file and print its path, for a failure's request ids),
+RELIABILITY_COMMIT (the commit of a tree run outside git, e.g. a `git
+archive` of it).
 
 The connection layer's (issue 12), Redis's and the outbox's (issue 15)
 scenarios: rolling_restart, slow_readers, held_bodies, redis_stopped (a
@@ -1384,8 +1386,12 @@ def main():
             fn()
         except Exception as e:  # a scenario that cannot run is a failure, not a skip
             check(name, "scenario ran", False, f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # RELIABILITY_COMMIT: the commit a tree outside git (a `git archive` of
+    # it, away from a checkout others are editing) was taken from.
+    commit = os.environ.get("RELIABILITY_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = "" if os.environ.get("RELIABILITY_COMMIT") else subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
     fails = sum(1 for r in RESULTS if r[2] == "FAIL")
     lines = ["# Reliability", "",
