@@ -13,9 +13,11 @@
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
 #                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
-#   BENCH_WORKLOADS="W1 W2 W2-otel0.01 W2-otel1 W3 W4 W1-info W2-info"
+#   BENCH_WORKLOADS="W1 W2 W2-otel0.01 W2-otel1 W2-cache W3 W4 W1-info W2-info"
 #                           W2-otel*: W2 with tracing on (parentbased_traceidratio at 0.01 / 1),
 #                           exporting to a local stand-in collector (otlp_sink.py)
+#                           W2-cache: W2 with the Redis read-through cache on (a redis-server of
+#                           the bench's own, on a free port); the hit ratio is reported
 #   BENCH_SWEEP_WORKLOADS="W2 W3" BENCH_SWEEP_CONNECTIONS="16 64 256"  also run these at these
 #                           connection counts (binary A, one round) for the throughput/p99 plot
 #   BENCH_PLOT=path         the plot (SVG; default BENCHMARKS-throughput-p99.svg beside BENCHMARKS.md)
@@ -61,7 +63,7 @@ BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 BENCH_DURATION=$(seconds "${BENCH_DURATION:-15}")
 BENCH_WARMUP=$(seconds "${BENCH_WARMUP:-3}")
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
-BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W2-otel0.01 W2-otel1 W3 W4 W1-info W2-info}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W2-otel0.01 W2-otel1 W2-cache W3 W4 W1-info W2-info}
 BENCH_SWEEP_WORKLOADS=${BENCH_SWEEP_WORKLOADS-W2 W3}
 BENCH_SWEEP_CONNECTIONS=${BENCH_SWEEP_CONNECTIONS-16 64 256}
 BENCH_PLOT=${BENCH_PLOT:-$ROOT/BENCHMARKS-throughput-p99.svg}
@@ -153,8 +155,36 @@ start_otlp_sink() {
   for _ in $(seq 1 500); do [ -e "$ready" ] && return 0; sleep 0.01; done
   die "the OTLP sink did not start (log: $BENCH_OUT/logs/otlp-sink.log)"
 }
+# The cache workload reads through a redis-server of the bench's own (no
+# persistence, loopback only), so that its keys and its CPU are this run's.
+REDIS_PORT=""
+start_redis() {
+  command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server) for W2-cache"
+  REDIS_PORT=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --daemonize no \
+    >"$BENCH_OUT/logs/redis.log" 2>&1 &
+  track "$!"
+  for _ in $(seq 1 500); do
+    redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.01
+  done
+  die "the bench's redis-server did not start (log: $BENCH_OUT/logs/redis.log)"
+}
+# cache_hit_ratio: from the running service's cache_requests_total{result}:
+# prints "HIT_RATIO HITS MISSES ERRORS" (ratio over hits + misses + errors).
+cache_hit_ratio() {
+  python3 "$HERE/probe.py" get --port "$SVC_ADMIN_PORT" --path /metrics 2>/dev/null | awk '
+    /^cache_requests_total\{/ {
+      r = $1; sub(/.*result="/, "", r); sub(/".*/, "", r); n[r] = $2
+    }
+    END {
+      t = n["hit"] + n["miss"] + n["error"]
+      printf "%s %d %d %d\n", (t > 0 ? sprintf("%.4f", n["hit"] / t) : "null"), n["hit"], n["miss"], n["error"]
+    }'
+}
 workload_env() { # WORKLOAD -> extra service environment
   case $1 in
+    W2-cache) echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT" ;;
     W2-otel*)
       echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT" \
         "OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=${1#W2-otel}" ;;
@@ -177,14 +207,19 @@ run_one() {
     "binary=${BIN[$l]}" "binary_size=$(stat -c %s "${BIN[$l]}")" \
     "startup_ms=$SVC_STARTUP_MS" "idle_rss_kib=$SVC_IDLE_RSS_KIB" "idle_threads=$SVC_IDLE_THREADS" \
     "first_start_ms=$FIRST_START_MS" "$@" >/dev/null
+  local cache="null 0 0 0"
+  case $w in W2-cache) cache=$(cache_hit_ratio) ;; esac
   svc_stop "${BIN[$l]}"
-  # the stop numbers belong to the record just written
-  python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" <<'PY'
+  # the stop numbers (and the cache's hit ratio) belong to the record just written
+  # shellcheck disable=SC2086 # four words
+  python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" $cache <<'PY'
 import json, sys
-path, term, net, drain, code = sys.argv[1:]
+path, term, net, drain, code, ratio, hits, misses, errors = sys.argv[1:]
 lines = open(path).read().splitlines()
 r = json.loads(lines[-1])
 r.update(sigterm_to_exit_ms=float(term), sigterm_net_ms=float(net), drain_delay_ms=float(drain), exit_status=int(code))
+if ratio != "null":
+    r.update(cache_hit_ratio=float(ratio), cache_hits=int(hits), cache_misses=int(misses), cache_errors=int(errors))
 lines[-1] = json.dumps(r, sort_keys=True)
 open(path, "w").write("\n".join(lines) + "\n")
 PY
@@ -200,6 +235,7 @@ BENCH_CONNECTIONS_MAIN=$BENCH_CONNECTIONS
 if [ "$MODE" != ceilings ]; then
   # In this shell (not in a $(...)), so that cleanup stops it.
   case " $BENCH_WORKLOADS " in *" W2-otel"*) start_otlp_sink ;; esac
+  case " $BENCH_WORKLOADS " in *" W2-cache "*) start_redis ;; esac
   for w in $BENCH_WORKLOADS; do
     for ((round = 1; round <= ROUNDS; round++)); do
       for l in "${LABELS[@]}"; do run_one "$w" "$l" "$round"; done
@@ -249,6 +285,7 @@ meta = {
   "pg_settings": """$(pg_settings_summary)""",
   "binaries": bins, "drain_delay": "${BENCH_DRAIN_DELAY:-1ms}", "service_env": "${BENCH_SERVICE_ENV:-}",
   "first_start_ms": "$FIRST_START_MS", "mode": "$MODE", "scheduling": "$SCHED",
+  "workers": json.loads(sh("env -i ${BENCH_SERVICE_ENV:-} DATABASE_URL=postgres://bench@127.0.0.1/bench '${BIN[A]:-true}' --print-config 2>/dev/null") or "{}").get("WORKERS"),
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=1)
 PY

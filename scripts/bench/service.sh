@@ -114,9 +114,11 @@ _svc_spawn() {
 # svc_outbox_wait: events left by an earlier W3/W4 run are delivered by this
 # process's outbox worker; wait (bounded, BENCH_OUTBOX_WAIT s) until the admin
 # listener's outbox_pending gauge is 0 so that work does not land in the next
-# measurement. Skipped when the metric is not there.
+# measurement. Skipped when the metric is not there, and when the service has
+# no WEBHOOK_URL: then its events stay pending by design and waiting is moot.
 svc_outbox_wait() {
   local i pending
+  case " ${BENCH_SERVICE_ENV:-} ${SVC_WORKLOAD_ENV:-} " in *" WEBHOOK_URL="*) ;; *) return 0 ;; esac
   for ((i = 0; i < ${BENCH_OUTBOX_WAIT:-30} * 10; i++)); do
     pending=$(python3 "$BENCH_LIB_DIR/probe.py" get --port "$SVC_ADMIN_PORT" --path /metrics 2>/dev/null |
       awk '$1 == "outbox_pending" { print int($2) }') || true
