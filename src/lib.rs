@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod resolver;
 pub mod rfc3339;
 pub mod runtime;
 pub mod systemd;

@@ -728,6 +728,7 @@ fn every_thread_of_a_tracing_process_is_named_and_none_is_tokio() {
         "db-cancel",
         "log-level-revert",
         "redis-pool-",
+        "dns-resolve",
     ];
     for name in &names {
         assert!(

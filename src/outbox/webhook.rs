@@ -48,7 +48,7 @@ impl Webhook {
             .user_agent(format!("usersvc/{}", crate::build_info::VERSION))
             .build();
         Webhook {
-            agent: config.into(),
+            agent: crate::resolver::agent(config),
             url: url.to_owned(),
             headers,
         }

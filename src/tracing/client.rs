@@ -35,7 +35,7 @@ impl UreqClient {
             .proxy(None)
             .build();
         UreqClient {
-            agent: ureq::Agent::new_with_config(config),
+            agent: crate::resolver::agent(config),
         }
     }
 }
