@@ -17,6 +17,7 @@
 
 #[cfg(target_os = "linux")]
 mod process;
+mod series;
 
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
@@ -100,6 +101,8 @@ pub fn record_readiness_check(dependency: &'static str, ok: bool) {
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
+    /// Tells this instance's series apart in the per-thread handles (`series`).
+    instance: u64,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub active_connections: IntGauge,
@@ -277,6 +280,7 @@ impl Metrics {
         }
         Ok(Metrics {
             registry,
+            instance: series::next_instance(),
             http_requests,
             http_duration,
             active_connections,
@@ -350,15 +354,23 @@ impl Hooks for Metrics {
 
     fn finished(&self, meta: &Meta, status: u16, elapsed: Duration, _bytes: usize) {
         self.active_connections.dec();
-        let method = meta.method.as_str();
         let digits = itoa_status(status);
-        let status = std::str::from_utf8(&digits).unwrap_or("0");
-        self.http_requests
-            .with_label_values(&[method, meta.route, status])
-            .inc();
-        self.http_duration
-            .with_label_values(&[method, meta.route])
-            .observe(elapsed.as_secs_f64());
+        let text = std::str::from_utf8(&digits).unwrap_or("0");
+        series::count_request(
+            self.instance,
+            &self.http_requests,
+            meta.method,
+            meta.route,
+            status,
+            text,
+        );
+        series::observe_duration(
+            self.instance,
+            &self.http_duration,
+            meta.method,
+            meta.route,
+            elapsed.as_secs_f64(),
+        );
     }
 
     fn panicked(&self, _meta: &Meta) {

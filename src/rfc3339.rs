@@ -7,7 +7,7 @@
 //! It is written by hand (a civil-from-days conversion) because it is the only
 //! date arithmetic we need, and a date crate would add far more than it saves.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds, truncated).
 ///
@@ -27,14 +27,23 @@ const LEN: usize = 27;
 /// twice for every user the API returns, and `format!` with padded integers
 /// cost ~15% of a `GET /api/v1/users/{id}` (callgrind, BENCHMARKS.md).
 pub fn write_utc_micros(out: &mut Vec<u8>, t: SystemTime) {
-    let micros: i128 = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => duration_micros(d),
-        Err(e) => -duration_micros(e.duration()),
+    // Whole seconds (floored) and microseconds (truncated) since the epoch, in
+    // i64: 128-bit division would cost more than the rest of the formatting.
+    let (secs, frac): (i64, u32) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_micros(),
+        ),
+        Err(e) => {
+            let d = e.duration();
+            let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_micros() {
+                0 => (-s, 0),
+                us => (-s - 1, 1_000_000 - us),
+            }
+        }
     };
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000) as u32;
-    // Any SystemTime is within ±2^63 µs of the epoch: its day count fits.
-    let days = i64::try_from(secs.div_euclid(86_400)).unwrap_or(i64::MAX / 2);
+    let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400) as u32;
     let (year, month, day) = civil_from_days(days);
     let year = match u32::try_from(year) {
@@ -73,10 +82,6 @@ pub(crate) fn put(dst: &mut [u8], mut n: u32) {
     }
 }
 
-fn duration_micros(d: Duration) -> i128 {
-    i128::from(d.as_secs()) * 1_000_000 + i128::from(d.subsec_micros())
-}
-
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
 ///
 /// Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms", `civil_from_days`: shift the
@@ -99,6 +104,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn at(secs: u64, micros: u32) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(u64::from(micros))
@@ -154,6 +160,13 @@ mod tests {
         // 1900-01-01T00:00:00Z = -2208988800
         let t = UNIX_EPOCH - Duration::from_secs(2_208_988_800);
         assert_eq!(format_utc_micros(t), "1900-01-01T00:00:00.000000Z");
+        let t = UNIX_EPOCH - Duration::from_millis(1_500);
+        assert_eq!(format_utc_micros(t), "1969-12-31T23:59:58.500000Z");
+        // Sub-microsecond parts are dropped toward the epoch, as after it.
+        let t = UNIX_EPOCH - Duration::from_nanos(500);
+        assert_eq!(format_utc_micros(t), "1970-01-01T00:00:00.000000Z");
+        let t = UNIX_EPOCH - Duration::from_nanos(2_000_500);
+        assert_eq!(format_utc_micros(t), "1969-12-31T23:59:59.998000Z");
     }
 
     /// The fast writer agrees with a plain `format!` of the same fields over

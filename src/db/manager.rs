@@ -182,10 +182,13 @@ impl Manager {
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = PgConnection;
+    /// Boxed: r2d2 moves a connection in and out of its idle list on every
+    /// check-out and return, and `postgres::Client` (with its runtime) is
+    /// several hundred bytes to copy each time; a box is a pointer.
+    type Connection = Box<PgConnection>;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<PgConnection, ConnectError> {
+    fn connect(&self) -> Result<Box<PgConnection>, ConnectError> {
         let mut client = self.inner.connect().map_err(|e| self.wrap(&e))?;
         // The ports as the server sees them, to find our end of the socket.
         // One round trip (simple protocol); NULL over a Unix socket.
@@ -206,17 +209,17 @@ impl r2d2::ManageConnection for Manager {
                  in between): database calls are bounded by statement_timeout only"
             );
         }
-        Ok(PgConnection::new(client, socket))
+        Ok(Box::new(PgConnection::new(client, socket)))
     }
 
-    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), ConnectError> {
+    fn is_valid(&self, conn: &mut Box<PgConnection>) -> Result<(), ConnectError> {
         conn.client
             .simple_query("")
             .map(|_| ())
             .map_err(|e| self.wrap(&e))
     }
 
-    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+    fn has_broken(&self, conn: &mut Box<PgConnection>) -> bool {
         conn.broken || conn.client.is_closed()
     }
 }

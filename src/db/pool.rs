@@ -108,8 +108,12 @@ struct Budget {
     done_by: Instant,
 }
 
-/// Threads r2d2 uses to open and reap connections in the background.
-const POOL_THREADS: usize = 2;
+/// Threads r2d2 uses to open and reap connections in the background. One:
+/// its jobs are short (a connect is bounded by the connect timeout, a reap
+/// by the pool's lock), the pool is usable as soon as the first connection
+/// is open, and every thread at idle counts against the service's budget
+/// (ARCHITECTURE.md, "Threads").
+const POOL_THREADS: usize = 1;
 
 impl Pool {
     /// Builds the pool and opens it: connections are made in the background

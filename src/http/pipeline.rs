@@ -14,7 +14,6 @@
 //!    tracing) that later issues fill.
 
 use std::any::Any;
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -151,7 +150,7 @@ pub fn respond(
     let is_head = meta.method == Method::Head;
     let write = write_response(&mut req, resp, &meta.request_id);
     let elapsed = meta.started.elapsed();
-    let path = req.url().split('?').next().unwrap_or_default();
+    let (path, _) = crate::http::request::split_target(req.url());
     let sent = if is_head { 0 } else { bytes };
     if let Err(e) = &write {
         log::debug!(error = e.to_string().as_str(); "response write failed");
@@ -176,28 +175,14 @@ fn write_response(
     resp: Response,
     request_id: &RequestId,
 ) -> std::io::Result<()> {
-    let mut headers = Vec::with_capacity(resp.headers.len() + 1);
-    for (name, value) in resp
+    // Header values we build are ASCII; tiny_http drops a value that is not
+    // rather than send it broken.
+    let headers = resp
         .headers
         .iter()
         .map(|(n, v)| (*n, v.as_ref()))
-        .chain([(request_id::HEADER, request_id.as_str())])
-    {
-        // Header values we build are ASCII; a value that is not is dropped
-        // rather than sent broken.
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            headers.push(h);
-        }
-    }
-    let len = resp.body.len();
-    let response = tiny_http::Response::new(
-        tiny_http::StatusCode(resp.status),
-        headers,
-        Cursor::new(resp.body),
-        Some(len),
-        None,
-    );
-    req.respond_in_place(response)
+        .chain([(request_id::HEADER, request_id.as_str())]);
+    req.respond_bytes(tiny_http::StatusCode(resp.status), headers, resp.body)
 }
 
 /// A duration in milliseconds with microsecond precision (no float noise
@@ -238,7 +223,7 @@ pub fn refused_by_http_layer(
     let (method, path) = refusal
         .request_line
         .map(|(method, target)| {
-            let path = target.split('?').next().unwrap_or_default();
+            let (path, _) = crate::http::request::split_target(target);
             (Method::from(method), path)
         })
         .unzip();

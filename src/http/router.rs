@@ -13,6 +13,9 @@ use crate::http::method::Method;
 /// Most parameters any route has; `{a}/{b}/{c}/{d}` is plenty for this API.
 const MAX_PARAMS: usize = 4;
 
+/// Most segments any route has; a longer request path matches no route.
+const MAX_SEGMENTS: usize = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(&'static str),
@@ -141,8 +144,12 @@ impl<H> Router<H> {
 
     /// Routes a request. `path` is the path without the query string.
     pub fn at<'r, 'p>(&'r self, method: Method, path: &'p str) -> Match<'r, 'p, H> {
+        // Split once; every route then compares segment counts and slices.
+        let Some(parts) = PathParts::split(path) else {
+            return Match::NotFound;
+        };
         for route in &self.routes {
-            let Some(params) = match_segments(&route.segments, path) else {
+            let Some(params) = match_segments(&route.segments, &parts) else {
                 continue;
             };
             let wanted = |m: Method| route.handlers.iter().find(|(hm, _)| *hm == m);
@@ -199,6 +206,11 @@ fn parse_pattern(pattern: &'static str) -> Result<Vec<Segment>, RouteError> {
             segments.push(Segment::Literal(seg));
         }
     }
+    if segments.len() > MAX_SEGMENTS {
+        return Err(RouteError(format!(
+            "{pattern}: more than {MAX_SEGMENTS} segments"
+        )));
+    }
     if params > MAX_PARAMS {
         return Err(RouteError(format!(
             "{pattern}: more than {MAX_PARAMS} parameters"
@@ -217,15 +229,54 @@ fn same_shape(a: &[Segment], b: &[Segment]) -> bool {
         })
 }
 
-fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Params<'p>> {
-    let rest = path.strip_prefix('/')?;
-    let mut params = Params::default();
-    if rest.is_empty() {
-        return segments.is_empty().then_some(params);
+/// The segments of a request path, split at `/` once per request.
+struct PathParts<'p> {
+    items: [&'p str; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl<'p> PathParts<'p> {
+    /// `None` when the path does not start with `/` or has more segments than
+    /// any route may have: no route matches it.
+    fn split(path: &'p str) -> Option<PathParts<'p>> {
+        let rest = path.strip_prefix('/')?;
+        let mut parts = PathParts {
+            items: [""; MAX_SEGMENTS],
+            len: 0,
+        };
+        if rest.is_empty() {
+            return Some(parts);
+        }
+        let mut start = 0;
+        // `/` is ASCII: every index found is a char boundary.
+        for (i, b) in rest.bytes().enumerate() {
+            if b == b'/' {
+                parts.push(&rest[start..i])?;
+                start = i + 1;
+            }
+        }
+        parts.push(&rest[start..])?;
+        Some(parts)
     }
-    let mut parts = rest.split('/');
-    for seg in segments {
-        let part = parts.next()?;
+
+    fn push(&mut self, part: &'p str) -> Option<()> {
+        *self.items.get_mut(self.len)? = part;
+        self.len += 1;
+        Some(())
+    }
+
+    fn as_slice(&self) -> &[&'p str] {
+        &self.items[..self.len]
+    }
+}
+
+fn match_segments<'p>(segments: &[Segment], parts: &PathParts<'p>) -> Option<Params<'p>> {
+    let parts = parts.as_slice();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut params = Params::default();
+    for (seg, &part) in segments.iter().zip(parts) {
         match seg {
             Segment::Literal(lit) if *lit == part => {}
             Segment::Literal(_) => return None,
@@ -236,7 +287,7 @@ fn match_segments<'p>(segments: &[Segment], path: &'p str) -> Option<Params<'p>>
             }
         }
     }
-    parts.next().is_none().then_some(params)
+    Some(params)
 }
 
 fn allow_header<H>(handlers: &[(Method, H)]) -> String {
@@ -310,10 +361,32 @@ mod tests {
             (Method::Get, "", None),
             (Method::Get, "//", None),
             (Method::Get, "/nope", None),
+            (Method::Get, "api/v1/users", None),
+            (Method::Get, "/api//users", None),
+            (Method::Get, "/a//b/c", None),
+            (Method::Get, "/a/1/b/", None),
+            (Method::Get, "/a/1/b/2/", None),
         ];
         for (m, p, want) in cases {
             assert_eq!(found(&r, m, p), want, "{m} {p}");
         }
+    }
+
+    #[test]
+    fn paths_deeper_than_any_route_match_nothing() {
+        let deep = "/x".repeat(MAX_SEGMENTS);
+        let r = Router::new()
+            .route(
+                Method::Get,
+                Box::leak(deep.clone().into_boxed_str()),
+                "deep",
+            )
+            .expect("valid table");
+        assert!(matches!(r.at(Method::Get, &deep), Match::Found { .. }));
+        let deeper = format!("{deep}/x");
+        assert!(matches!(r.at(Method::Get, &deeper), Match::NotFound));
+        let too_deep: &'static str = Box::leak(deeper.into_boxed_str());
+        assert!(Router::new().route(Method::Get, too_deep, "x").is_err());
     }
 
     #[test]

@@ -44,10 +44,11 @@ impl User {
         // serde_json's Map keeps keys sorted, which would put created_at
         // first; write the documented order by hand instead, into one buffer
         // (this runs for every user the API returns).
-        use std::io::Write as _;
         let mut out = Vec::with_capacity(120 + self.name.len() + self.email.len());
         // Writing into a Vec cannot fail, and serialising a str cannot either.
-        let _ = write!(out, "{{\"id\":{},\"name\":", self.id);
+        out.extend_from_slice(b"{\"id\":");
+        let _ = serde_json::to_writer(&mut out, &self.id);
+        out.extend_from_slice(b",\"name\":");
         let _ = serde_json::to_writer(&mut out, &self.name);
         out.extend_from_slice(b",\"email\":");
         let _ = serde_json::to_writer(&mut out, &self.email);

@@ -284,6 +284,10 @@ pub(crate) struct ReqIo {
     /// Held until the request is finished: the body bytes count against the budget until then.
     _reservation: Option<Reservation>,
     shared: Arc<ReqShared>,
+    /// The socket, for writing a whole response at once without the I/O thread (see
+    /// [`ReqIo::write_now`]); `None` when the I/O thread still has bytes of its own to write
+    /// first (an unwritten `100 Continue`).
+    stream: Option<Arc<Connection>>,
 }
 
 impl ReqIo {
@@ -324,15 +328,44 @@ impl ReqIo {
     }
 
     /// Sends the response bytes; the connection closes after them if `close`.
-    pub(crate) fn finish(self, bytes: Vec<u8>, close: bool) {
-        self.send(bytes, true, close, None);
+    pub(crate) fn finish(mut self, bytes: Vec<u8>, close: bool) {
+        let rest = self.write_now(bytes);
+        // Let go of the socket before the I/O thread hears of the end of the request.
+        self.stream = None;
+        self.send(rest, true, close, None);
     }
 
     /// Sends the response bytes, then hands the socket over (blocking, no longer served).
-    pub(crate) fn detach(self, bytes: Vec<u8>) -> (Receiver<Connection>, Arc<ServerShared>) {
+    pub(crate) fn detach(mut self, bytes: Vec<u8>) -> (Receiver<Connection>, Arc<ServerShared>) {
         let (to, rx) = std::sync::mpsc::sync_channel(1);
+        // The I/O thread takes the socket back whole: no clone may be left.
+        self.stream = None;
         self.send(bytes, true, false, Some(to));
         (rx, self.server.clone())
+    }
+
+    /// Writes what the socket takes right now, without blocking, and returns the rest for the
+    /// I/O thread to write as the socket drains. The answer then reaches the client without
+    /// waiting for the I/O thread to be scheduled; a client that does not read costs the worker
+    /// one `write` call that returns at once. The two threads never write to one connection at
+    /// the same time: the I/O thread writes to a connection only when it is not in flight, and
+    /// it learns that this response is done only from the hand-back that follows this call.
+    fn write_now(&self, mut bytes: Vec<u8>) -> Vec<u8> {
+        let Some(stream) = &self.stream else {
+            return bytes;
+        };
+        let mut written = 0;
+        while written < bytes.len() {
+            match (&**stream).write(&bytes[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // `WouldBlock`, or a failed socket: the I/O thread finds out and handles it.
+                Err(_) => break,
+            }
+        }
+        bytes.drain(..written);
+        bytes
     }
 }
 
@@ -345,9 +378,15 @@ pub(crate) struct PartWriter<'a> {
 }
 
 impl PartWriter<'_> {
-    /// Sends what is buffered as the last part.
+    /// Sends what is buffered as the last part (written at once as far as the socket takes
+    /// it when it is the whole response).
     pub(crate) fn finish(self, close: bool) {
-        self.io.send(self.buf, true, close, None);
+        let rest = if self.sent {
+            self.buf
+        } else {
+            self.io.write_now(self.buf)
+        };
+        self.io.send(rest, true, close, None);
     }
 
     fn send_part(&mut self) -> io::Result<()> {
@@ -588,7 +627,8 @@ struct PendingBody {
 
 struct Conn {
     id: u64,
-    stream: Connection,
+    /// Shared with the worker answering the in-flight request (see [`ReqIo::write_now`]).
+    stream: Arc<Connection>,
     remote: Option<SocketAddr>,
     state: State,
     /// Received, not yet parsed (a partial head, or pipelined bytes).
@@ -627,7 +667,9 @@ struct IoThread {
     server: Arc<ServerShared>,
     listener: Option<Arc<Listener>>,
     dispatch: Dispatcher,
-    conns: Vec<Option<Conn>>,
+    /// Boxed: `drive` moves a connection out of its slot and back for every event, and a
+    /// pointer moves for free where the ~300-byte `Conn` would be copied twice.
+    conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
     count: usize,
     next_id: u64,
@@ -899,9 +941,9 @@ impl IoThread {
             return;
         }
         self.next_id += 1;
-        self.conns[t] = Some(Conn {
+        self.conns[t] = Some(Box::new(Conn {
             id: self.next_id,
-            stream,
+            stream: Arc::new(stream),
             remote,
             state: State::Idle,
             inbuf: Vec::new(),
@@ -916,7 +958,7 @@ impl IoThread {
             more: false,
             body_unfinished: false,
             served: 0,
-        });
+        }));
         self.count += 1;
         self.server.conn_opened();
         let d = Instant::now() + self.lim().idle_timeout;
@@ -936,7 +978,7 @@ impl IoThread {
     }
 
     /// Closes and forgets a connection taken out of its slot.
-    fn drop_conn(&mut self, t: usize, c: Conn) {
+    fn drop_conn(&mut self, t: usize, c: Box<Conn>) {
         let _ = self
             .poll
             .registry()
@@ -1022,7 +1064,7 @@ impl IoThread {
             return ReadResult::Full;
         }
         loop {
-            match (&c.stream).read(&mut self.scratch[..room]) {
+            match (&*c.stream).read(&mut self.scratch[..room]) {
                 Ok(0) => {
                     c.eof = true;
                     return ReadResult::Closed;
@@ -1053,7 +1095,7 @@ impl IoThread {
             return ReadResult::Blocked;
         }
         loop {
-            match (&c.stream).read(&mut self.scratch) {
+            match (&*c.stream).read(&mut self.scratch) {
                 Ok(0) => {
                     c.eof = true;
                     return ReadResult::Closed;
@@ -1078,7 +1120,7 @@ impl IoThread {
     /// Writes what the socket takes. `Ok(true)` once everything is written.
     fn flush(c: &mut Conn) -> io::Result<bool> {
         while c.out_pos < c.out.len() {
-            match (&c.stream).write(&c.out[c.out_pos..]) {
+            match (&*c.stream).write(&c.out[c.out_pos..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => c.out_pos += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
@@ -1111,7 +1153,7 @@ impl IoThread {
                     Ok(true) => {
                         c.gone = None;
                         if let Some(to) = c.detach.take() {
-                            return self.detach(t, c, to);
+                            return self.detach(t, *c, to);
                         }
                         if let Some(linger) = c.close_after_write {
                             c.close_after_write = None;
@@ -1381,6 +1423,7 @@ impl IoThread {
             failure,
             _reservation: Some(pb.reservation),
             shared,
+            stream: (c.out_pos >= c.out.len()).then(|| Arc::clone(&c.stream)),
         };
         let rq = Request::from_conn(io, pb.head, pb.content_length, c.remote);
         self.dispatch.dispatch(rq);
@@ -1454,6 +1497,12 @@ impl IoThread {
             self.accept_ready = true;
         }
         let Conn { stream, .. } = c;
+        // The worker let go of its clone before handing the response back (`ReqIo::detach`).
+        let Ok(stream) = Arc::try_unwrap(stream) else {
+            log::error!("cannot hand an upgraded connection over: its socket is still shared");
+            self.server.conn_closed();
+            return;
+        };
         if stream.set_nonblocking(false).is_err() || to.send(stream).is_err() {
             self.server.conn_closed();
         }

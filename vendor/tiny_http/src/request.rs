@@ -9,9 +9,9 @@ use crate::body::{Body, BodyLimits};
 use crate::conn::{ReqIo, ServerShared};
 use crate::connection::Connection;
 use crate::head::Head;
-use crate::response::ConnHeader;
+use crate::response::{is_identity, is_plain_header, render_identity, ConnHeader};
 use crate::util::CustomStream;
-use crate::{HTTPVersion, Header, Method, Response};
+use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -391,6 +391,79 @@ impl Request {
         R: Read,
     {
         self.respond_impl(response)
+    }
+
+    /// Answers with a body already in memory: the head and the body are rendered into one
+    /// buffer of the right size and handed over at once, with no [`Response`], no [`Header`]
+    /// built per header and no copy through a reader. What goes on the wire is what
+    /// [`Request::respond`] sends for `Response::new(status, headers, Cursor::new(body),
+    /// Some(body.len()), None)`; headers that are not plain (see `is_plain_header`) or a body
+    /// sent chunked take that general path.
+    pub fn respond_bytes<'h, I>(
+        &mut self,
+        status: StatusCode,
+        headers: I,
+        body: Vec<u8>,
+    ) -> Result<(), IoError>
+    where
+        I: Iterator<Item = (&'h str, &'h str)> + Clone,
+    {
+        let content_types = headers
+            .clone()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
+            .count();
+        let plain = content_types <= 1
+            && headers.clone().all(|(n, v)| is_plain_header(n, v))
+            && is_identity(status, &self.headers, &self.http_version, body.len());
+        if !plain {
+            let headers = headers
+                .filter_map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()).ok())
+                .collect();
+            let len = body.len();
+            return self.respond_impl(Response::new(
+                status,
+                headers,
+                io::Cursor::new(body),
+                Some(len),
+                None,
+            ));
+        }
+        let do_not_send_body = self.method == Method::Head;
+        let render = |out: &mut Vec<u8>, conn| {
+            render_identity(
+                out,
+                &self.http_version,
+                status,
+                headers.clone(),
+                &body,
+                do_not_send_body,
+                conn,
+            )
+        };
+        let capacity = body.len() + 256;
+        match self.io.take() {
+            Some(Io::Conn(io)) => {
+                let close = io.close_after || io.is_draining();
+                let conn = if close {
+                    ConnHeader::Close
+                } else if self.http_version == HTTPVersion(1, 0) {
+                    ConnHeader::KeepAlive
+                } else {
+                    ConnHeader::None
+                };
+                let mut out = Vec::with_capacity(capacity);
+                render(&mut out, conn);
+                io.finish(out, close);
+                Ok(())
+            }
+            Some(Io::Custom { mut writer, .. }) => {
+                let mut out = Vec::with_capacity(capacity);
+                render(&mut out, ConnHeader::None);
+                Self::ignore_client_closing_errors(writer.write_all(&out))?;
+                Self::ignore_client_closing_errors(writer.flush())
+            }
+            None => Ok(()),
+        }
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>

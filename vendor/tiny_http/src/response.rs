@@ -132,15 +132,7 @@ fn http_date_now() -> [u8; HTTP_DATE_LEN] {
 /// Headers [`Response::add_header`] never keeps as given: they set the response's connection
 /// or framing state (`Connection: close`, `Content-Length`) or are the library's own to write.
 fn is_managed(field: &HeaderField) -> bool {
-    [
-        "Connection",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Content-Length",
-    ]
-    .iter()
-    .any(|name| field.equiv(name))
+    is_managed_name(field.as_str().as_str())
 }
 
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
@@ -185,6 +177,104 @@ fn write_status_line<W: Write>(
     writer.write_all(status_code.default_reason_phrase().as_bytes())?;
     writer.write_all(b"\r\n")
 }
+
+/// Whether a header given to [`crate::Request::respond_bytes`] can be written as it is: a
+/// token for a name, visible ASCII (and spaces, tabs) for a value, and not one the library
+/// manages. Anything else takes the general path through [`Response::new`].
+pub(crate) fn is_plain_header(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(crate::head::is_tchar)
+        && value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        && !is_managed_name(name)
+}
+
+/// The names [`is_managed`] matches, tested by length first (this runs for every header of
+/// every response on the fast path).
+fn is_managed_name(name: &str) -> bool {
+    let is = |m: &str| m.eq_ignore_ascii_case(name);
+    match name.len() {
+        7 => is("Trailer") || is("Upgrade"),
+        10 => is("Connection"),
+        14 => is("Content-Length"),
+        17 => is("Transfer-Encoding"),
+        _ => false,
+    }
+}
+
+/// Whether a response of `length` bytes to this request goes out as it is, with a
+/// `Content-Length` (rather than chunked): what [`Response::raw_print_conn`] decides for a
+/// body of known length under the default chunked threshold.
+pub(crate) fn is_identity(
+    status: StatusCode,
+    request_headers: &[Header],
+    http_version: &HTTPVersion,
+    length: usize,
+) -> bool {
+    matches!(
+        choose_transfer_encoding(
+            status,
+            request_headers,
+            http_version,
+            &Some(length),
+            false,
+            DEFAULT_CHUNKED_THRESHOLD,
+        ),
+        TransferEncoding::Identity
+    )
+}
+
+/// Renders a whole response with an in-memory body into `out`, byte for byte what
+/// [`Response::raw_print_conn`] writes for the same status, headers and body sent with a
+/// `Content-Length` (the caller checked [`is_identity`] and [`is_plain_header`]).
+pub(crate) fn render_identity<'h>(
+    out: &mut Vec<u8>,
+    http_version: &HTTPVersion,
+    status: StatusCode,
+    headers: impl Iterator<Item = (&'h str, &'h str)> + Clone,
+    body: &[u8],
+    do_not_send_body: bool,
+    conn: ConnHeader,
+) {
+    // Writes into a `Vec` cannot fail.
+    let _ = write_status_line(out, http_version, &status);
+    let has = |wanted: &str| headers.clone().any(|(n, _)| n.eq_ignore_ascii_case(wanted));
+    if !has("Server") {
+        let _ = write_header_line(out, b"Server", b"tiny-http (Rust)");
+    }
+    if !has("Date") {
+        let date = http_date_now();
+        let len = date.iter().position(|&b| b == 0).unwrap_or(date.len());
+        let _ = write_header_line(out, b"Date", &date[..len]);
+    }
+    for (name, value) in headers {
+        let _ = write_header_line(out, name.as_bytes(), value.as_bytes());
+    }
+    match conn {
+        ConnHeader::None => {}
+        ConnHeader::Close => {
+            let _ = write_header_line(out, b"Connection", b"close");
+        }
+        ConnHeader::KeepAlive => {
+            let _ = write_header_line(out, b"Connection", b"keep-alive");
+        }
+    }
+    // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
+    if status.0 >= 200 && status.0 != 204 {
+        out.extend_from_slice(b"Content-Length: ");
+        let _ = write_decimal(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let no_body = do_not_send_body || matches!(status.0, 100..=199 | 204 | 304);
+    if !no_body {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Bodies from this length on are sent chunked unless a response sets its own threshold.
+const DEFAULT_CHUNKED_THRESHOLD: usize = 32768;
 
 fn choose_transfer_encoding(
     status_code: StatusCode,
@@ -329,7 +419,7 @@ where
     /// chunked transfer is mutually exclusive with sending a
     /// `Content-Length` header as per the HTTP spec.
     pub fn chunked_threshold(&self) -> usize {
-        self.chunked_threshold.unwrap_or(32768)
+        self.chunked_threshold.unwrap_or(DEFAULT_CHUNKED_THRESHOLD)
     }
 
     /// Adds a header to the list.
@@ -886,5 +976,140 @@ mod head_tests {
             write_decimal(&mut out, n).expect("into a Vec");
             assert_eq!(out, n.to_string().into_bytes());
         }
+    }
+}
+
+/// `render_identity` (the `Request::respond_bytes` fast path) writes exactly what the general
+/// path writes for the same response.
+#[cfg(test)]
+mod render_identity_tests {
+    use super::*;
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn general(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        version: HTTPVersion,
+        head_request: bool,
+        conn: ConnHeader,
+    ) -> Vec<u8> {
+        let hs = headers
+            .iter()
+            .map(|(n, v)| Header::from_bytes(n.as_bytes(), v.as_bytes()).expect("header"))
+            .collect();
+        let mut out = Vec::new();
+        Response::new(
+            StatusCode(status),
+            hs,
+            Cursor::new(body.to_vec()),
+            Some(body.len()),
+            None,
+        )
+        .raw_print_conn(&mut out, version, &[], head_request, None, conn)
+        .expect("print into a Vec");
+        out
+    }
+
+    fn fast(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        version: HTTPVersion,
+        head_request: bool,
+        conn: ConnHeader,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        render_identity(
+            &mut out,
+            &version,
+            StatusCode(status),
+            headers.iter().copied(),
+            body,
+            head_request,
+            conn,
+        );
+        out
+    }
+
+    #[test]
+    fn byte_for_byte_the_general_path() {
+        let json = [
+            ("Date", DATE),
+            ("Content-Type", "application/json"),
+            ("X-Request-ID", "abc-123"),
+        ];
+        let with_server = [("Date", DATE), ("Server", "usersvc"), ("ETag", "\"1\"")];
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a [u8]);
+        let cases: &[Case<'_>] = &[
+            (200, &json, b"{\"id\":1}"),
+            (201, &json, b"{}"),
+            (204, &json, b""),
+            (304, &json, b""),
+            (404, &with_server, b"not here"),
+            (503, &json, b""),
+            (200, &[("Date", DATE)], b""),
+        ];
+        for &(status, headers, body) in cases {
+            for version in [HTTPVersion(1, 1), HTTPVersion(1, 0)] {
+                for head_request in [false, true] {
+                    for conn in [ConnHeader::None, ConnHeader::Close, ConnHeader::KeepAlive] {
+                        let want =
+                            general(status, headers, body, version.clone(), head_request, conn);
+                        let got = fast(status, headers, body, version.clone(), head_request, conn);
+                        assert_eq!(
+                            String::from_utf8_lossy(&got),
+                            String::from_utf8_lossy(&want),
+                            "{status} {headers:?} {version:?} head={head_request} {conn:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_date_and_a_server_are_added_when_missing() {
+        let out = fast(
+            200,
+            &[("X-Request-ID", "a")],
+            b"ok",
+            HTTPVersion(1, 1),
+            false,
+            ConnHeader::None,
+        );
+        let text = String::from_utf8(out).expect("ASCII");
+        assert!(text.contains("\r\nServer: tiny-http (Rust)\r\n"), "{text}");
+        assert!(text.contains("\r\nDate: "), "{text}");
+        assert!(text.ends_with("Content-Length: 2\r\n\r\nok"), "{text}");
+    }
+
+    #[test]
+    fn only_plain_headers_take_the_fast_path() {
+        assert!(is_plain_header("Content-Type", "application/json"));
+        assert!(is_plain_header("Retry-After", "1"));
+        assert!(is_plain_header("X-A", "a\tb c"));
+        assert!(!is_plain_header("", "x"));
+        assert!(!is_plain_header("Bad Name", "x"));
+        assert!(!is_plain_header("X-A", "line\r\nbreak"));
+        assert!(!is_plain_header("X-A", "caf\u{e9}"));
+        assert!(!is_plain_header("content-length", "3"));
+        assert!(!is_plain_header("Connection", "close"));
+    }
+
+    #[test]
+    fn large_bodies_and_te_requests_are_not_identity() {
+        let v11 = HTTPVersion(1, 1);
+        assert!(is_identity(StatusCode(200), &[], &v11, 10));
+        assert!(!is_identity(StatusCode(200), &[], &v11, 40_000));
+        assert!(is_identity(
+            StatusCode(200),
+            &[],
+            &HTTPVersion(1, 0),
+            40_000
+        ));
+        let te = [Header::from_bytes(&b"TE"[..], &b"chunked"[..]).expect("header")];
+        assert!(!is_identity(StatusCode(200), &te, &v11, 10));
     }
 }
