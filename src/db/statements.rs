@@ -9,15 +9,19 @@
 //! Every statement runs inside `tracing::db::span` (a child span of the
 //! request's when it is traced; a single check otherwise).
 
-use std::collections::HashMap;
-
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row, Statement};
 
 /// Statements prepared on one connection.
+///
+/// A short list found by the address of the SQL literal, not a map hashed by
+/// its text: hashing a few hundred bytes of SQL on every query cost more
+/// than the look-up itself. Two equal literals at two addresses are two
+/// entries (prepared twice), which is harmless; the list stays as short as
+/// the literals in the binary.
 #[derive(Default)]
 pub struct StatementCache {
-    prepared: HashMap<&'static str, Statement>,
+    prepared: Vec<(&'static str, Statement)>,
 }
 
 impl StatementCache {
@@ -27,11 +31,13 @@ impl StatementCache {
         client: &mut C,
         sql: &'static str,
     ) -> Result<Statement, postgres::Error> {
-        if let Some(s) = self.prepared.get(sql) {
+        let same =
+            |k: &&'static str| std::ptr::eq(k.as_ptr(), sql.as_ptr()) && k.len() == sql.len();
+        if let Some((_, s)) = self.prepared.iter().find(|(k, _)| same(k)) {
             return Ok(s.clone());
         }
         let s = client.prepare(sql)?;
-        self.prepared.insert(sql, s.clone());
+        self.prepared.push((sql, s.clone()));
         Ok(s)
     }
 

@@ -9,7 +9,7 @@ use crate::body::{Body, BodyLimits};
 use crate::conn::{ReqIo, ServerShared};
 use crate::connection::Connection;
 use crate::head::Head;
-use crate::response::{is_identity, is_plain_header, render_identity, ConnHeader};
+use crate::response::{is_identity, is_plain_header, render_identity, ConnHeader, OwnHeaders};
 use crate::util::CustomStream;
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 
@@ -408,12 +408,21 @@ impl Request {
     where
         I: Iterator<Item = (&'h str, &'h str)> + Clone,
     {
-        let content_types = headers
-            .clone()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Type"))
-            .count();
+        // One pass over the headers for everything the fast path needs to know.
+        let mut own = OwnHeaders::default();
+        let mut content_types = 0;
+        let mut all_plain = true;
+        for (n, v) in headers.clone() {
+            all_plain &= is_plain_header(n, v);
+            match n.len() {
+                4 if n.eq_ignore_ascii_case("Date") => own.date = true,
+                6 if n.eq_ignore_ascii_case("Server") => own.server = true,
+                12 if n.eq_ignore_ascii_case("Content-Type") => content_types += 1,
+                _ => {}
+            }
+        }
         let plain = content_types <= 1
-            && headers.clone().all(|(n, v)| is_plain_header(n, v))
+            && all_plain
             && is_identity(status, &self.headers, &self.http_version, body.len());
         if !plain {
             let headers = headers
@@ -435,6 +444,7 @@ impl Request {
                 &self.http_version,
                 status,
                 headers.clone(),
+                own,
                 &body,
                 do_not_send_body,
                 conn,

@@ -225,25 +225,34 @@ pub(crate) fn is_identity(
     )
 }
 
+/// Which of the headers the library adds by default a response brings itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OwnHeaders {
+    pub(crate) server: bool,
+    pub(crate) date: bool,
+}
+
 /// Renders a whole response with an in-memory body into `out`, byte for byte what
 /// [`Response::raw_print_conn`] writes for the same status, headers and body sent with a
-/// `Content-Length` (the caller checked [`is_identity`] and [`is_plain_header`]).
+/// `Content-Length` (the caller checked [`is_identity`] and [`is_plain_header`], and found
+/// which of `Server` and `Date` the headers hold: `own`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn render_identity<'h>(
     out: &mut Vec<u8>,
     http_version: &HTTPVersion,
     status: StatusCode,
-    headers: impl Iterator<Item = (&'h str, &'h str)> + Clone,
+    headers: impl Iterator<Item = (&'h str, &'h str)>,
+    own: OwnHeaders,
     body: &[u8],
     do_not_send_body: bool,
     conn: ConnHeader,
 ) {
     // Writes into a `Vec` cannot fail.
     let _ = write_status_line(out, http_version, &status);
-    let has = |wanted: &str| headers.clone().any(|(n, _)| n.eq_ignore_ascii_case(wanted));
-    if !has("Server") {
+    if !own.server {
         let _ = write_header_line(out, b"Server", b"tiny-http (Rust)");
     }
-    if !has("Date") {
+    if !own.date {
         let date = http_date_now();
         let len = date.iter().position(|&b| b == 0).unwrap_or(date.len());
         let _ = write_header_line(out, b"Date", &date[..len]);
@@ -1021,11 +1030,17 @@ mod render_identity_tests {
         conn: ConnHeader,
     ) -> Vec<u8> {
         let mut out = Vec::new();
+        let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let own = OwnHeaders {
+            server: has("Server"),
+            date: has("Date"),
+        };
         render_identity(
             &mut out,
             &version,
             StatusCode(status),
             headers.iter().copied(),
+            own,
             body,
             head_request,
             conn,
