@@ -28,7 +28,7 @@
 //!   costs no extra round trip and survives `RESET ALL`.
 //! - Acquire waits are bounded by the acquire timeout and reported to a
 //!   [`PoolObserver`] (metrics); a timeout is `DbError::Unavailable`.
-//! - A scheduled thread pool of 2 threads (r2d2's default is 3) opens
+//! - A scheduled thread pool of 1 thread (r2d2's default is 3) opens
 //!   connections in the background and reaps old ones (`conn_max_lifetime`).
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
