@@ -44,7 +44,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use help::{help_text, version_text};
 pub use http_url::{HttpUrl, HttpUrlError};
 pub use listen_addr::{parse_listen_addr, ListenAddrError};
-pub use log_options::LogFormat;
+pub use log_options::{level_name, parse_log_level, LogFormat, LEVELS};
 pub use otel::{OtelSampler, OtlpHeaders, OTLP_COMPRESSION, OTLP_PROTOCOL, PROPAGATOR};
 pub use redis_url::{RedisUrl, RedisUrlError};
 pub use retention::format_retention;

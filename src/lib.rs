@@ -6,10 +6,11 @@
 //! shutdown sequence.
 
 pub mod allocator;
+pub mod app;
 pub mod build_info;
 pub mod cache;
 pub mod config;
-pub mod database_check;
+pub mod console;
 pub mod db;
 pub mod health;
 pub mod http;

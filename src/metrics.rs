@@ -29,6 +29,7 @@ use prometheus::{
 use crate::build_info;
 use crate::cache::{CacheObserver, Lookup};
 use crate::db::{AcquireOutcome, PoolObserver};
+use crate::health::CheckObserver;
 use crate::http::method::Method;
 use crate::http::pipeline::{Hooks, Meta, UNMATCHED};
 use crate::http::response::Response;
@@ -401,6 +402,16 @@ fn itoa_status(status: u16) -> [u8; 3] {
         b'0' + (s / 10 % 10) as u8,
         b'0' + (s % 10) as u8,
     ]
+}
+
+impl CheckObserver for Metrics {
+    fn declared(&self, dependency: &'static str) {
+        declare_readiness_dependency(dependency);
+    }
+
+    fn checked(&self, dependency: &'static str, ok: bool) {
+        record_readiness_check(dependency, ok);
+    }
 }
 
 impl PoolObserver for Metrics {

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::Value;
 use support::client::{self, Conn};
-use usersvc::health::Health;
-use usersvc::http::admin::AdminParts;
+use usersvc::health::{Health, NoCheckObserver};
+use usersvc::http::admin::{AdminParts, Exposition};
 use usersvc::http::dispatch::{Dispatcher, Handler};
-use usersvc::http::log_level::LogLevelControl;
 use usersvc::http::method::Method;
 use usersvc::http::pipeline::{HandlerResult, Hooks, Meta};
 use usersvc::http::request::Request;
@@ -22,7 +21,10 @@ use usersvc::http::response::Response;
 use usersvc::http::router::Router;
 use usersvc::http::worker_pool::{PoolSize, QueueLen};
 use usersvc::lifecycle::{ServiceState, State};
-use usersvc::runtime::{self, Parts, Running, ServeSettings};
+use usersvc::logging::level::{ApplyLevel, LogLevelControl};
+use usersvc::runtime::{
+    self, Parts, Running, RuntimeGauges, RuntimeObserver, ServeSettings, StartupWork,
+};
 
 /// Counts what the hooks see.
 #[derive(Default)]
@@ -51,6 +53,37 @@ impl Hooks for CountingHooks {
     }
     fn abandoned(&self, _: &Meta) {
         *self.0.abandoned.lock().unwrap() += 1;
+    }
+}
+
+/// `/metrics` answers an empty exposition.
+struct NoMetrics;
+impl Exposition for NoMetrics {
+    fn render(&self) -> Response {
+        Response::text(200, "")
+    }
+}
+
+/// Level changes go nowhere (the test process's logger is not ours).
+struct NoLogger;
+impl ApplyLevel for NoLogger {
+    fn apply(&self, _: log::LevelFilter) {}
+}
+
+/// Start-up work that is done at once.
+struct Ready;
+impl StartupWork for Ready {
+    type Error = std::convert::Infallible;
+    fn attempt(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Keeps the queue length reader the runtime hands out.
+struct KeepQueueLen(Arc<Mutex<Option<QueueLen>>>);
+impl RuntimeObserver for KeepQueueLen {
+    fn runtime_started(&self, g: RuntimeGauges) {
+        *self.0.lock().unwrap() = Some(g.queue_len);
     }
 }
 
@@ -112,7 +145,11 @@ impl Harness {
         let queue_len = Arc::new(Mutex::new(None));
         let hooks: Arc<dyn Hooks> = Arc::new(CountingHooks(Arc::clone(&counts)));
         let state = ServiceState::new();
-        let health = Arc::new(Health::new(Arc::clone(&state), Vec::new()));
+        let health = Arc::new(Health::new(
+            Arc::clone(&state),
+            Vec::new(),
+            Arc::new(NoCheckObserver),
+        ));
         let dispatcher = Arc::new(Dispatcher {
             router,
             health: Arc::clone(&health),
@@ -126,7 +163,6 @@ impl Harness {
             max_body_bytes: 1024,
             ..tiny_http::Limits::default()
         };
-        let admin_health = Arc::clone(&health);
         let parts = Parts {
             settings: ServeSettings {
                 addr: "127.0.0.1:0".parse().unwrap(),
@@ -142,25 +178,21 @@ impl Harness {
                 port_sharing: usersvc::http::listener::PortSharing::Exclusive,
             },
             state: Arc::clone(&state),
+            admin: AdminParts {
+                health: Arc::clone(&health),
+                metrics: Arc::new(NoMetrics),
+                config: Value::Null,
+                background: Vec::new(),
+                log_level: LogLevelControl::new(log::LevelFilter::Info, NoLogger),
+                hooks,
+            },
             health,
             dispatcher,
-            admin: Box::new(move |workers| AdminParts {
-                health: admin_health,
-                metrics: Box::new(|| Response::text(200, "")),
-                config: Value::Null,
-                workers,
-                background: Box::new(Vec::new),
-                log_level: LogLevelControl::new(log::LevelFilter::Info, Box::new(|_| {})),
-                hooks,
-            }),
-            startup: Box::new(|| Ok(())),
+            startup: Ready,
             background: Vec::new(),
             commit_gate: usersvc::db::CommitGate::new(),
             resources: Vec::new(),
-            gauges: {
-                let slot = Arc::clone(&queue_len);
-                Box::new(move |g| *slot.lock().unwrap() = Some(g.queue_len))
-            },
+            observer: Some(Box::new(KeepQueueLen(Arc::clone(&queue_len)))),
         };
         let running = runtime::start(parts, &|| false).expect("start");
         Harness {
@@ -196,8 +228,12 @@ impl Harness {
             .clone()
             .expect("gauges wired");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while len() != n {
-            assert!(Instant::now() < deadline, "queue length {} != {n}", len());
+        while len.get() != n {
+            assert!(
+                Instant::now() < deadline,
+                "queue length {} != {n}",
+                len.get()
+            );
             thread::sleep(Duration::from_millis(5));
         }
     }

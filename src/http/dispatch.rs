@@ -28,6 +28,7 @@ use crate::db::commit_gate::{self, CommitGate};
 use crate::health::Health;
 use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
+use crate::http::probes;
 use crate::http::problem::Problem;
 use crate::http::request::{split_target, Request};
 use crate::http::response::Response;
@@ -293,9 +294,9 @@ pub fn begin(
 /// Answers the probe paths, which every listener serves inline.
 pub fn probe(health: &Health, method: Method, path: &str) -> Option<(&'static str, HandlerResult)> {
     let (route, answer): (&'static str, fn(&Health) -> Response) = match path {
-        "/healthz" => ("/healthz", Health::healthz),
-        "/readyz" => ("/readyz", Health::readyz),
-        "/startupz" => ("/startupz", Health::startupz),
+        "/healthz" => ("/healthz", probes::healthz),
+        "/readyz" => ("/readyz", probes::readyz),
+        "/startupz" => ("/startupz", probes::startupz),
         _ => return None,
     };
     let result = match method {

@@ -14,7 +14,7 @@
 //! `GET /debug/workers`.
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -59,45 +59,79 @@ pub struct PoolSize {
     pub queue_depth: usize,
 }
 
-/// The pool. Dropping the last [`Submitter`] and calling
-/// [`WorkerPool::join`] shuts it down.
+/// The pool. It owns the queue's only [`Sender`] (behind [`Submitter`]s,
+/// which borrow it): [`WorkerPool::close`] drops it, after which every
+/// submit is refused and the workers finish what is queued and exit;
+/// [`WorkerPool::join`] closes and waits.
 pub struct WorkerPool<J> {
     handles: Vec<JoinHandle<()>>,
     slots: Arc<[WorkerSlot]>,
-    queue_len: QueueLen,
+    inlet: Arc<Inlet<J>>,
     /// For [`WorkerPool::take_queued`] at the shutdown deadline.
     rx: Receiver<J>,
 }
 
-/// Reads how many jobs wait in the queue (for the `http_queue_depth` gauge),
-/// without keeping the channel open the way a `Submitter` would.
-pub type QueueLen = Arc<dyn Fn() -> usize + Send + Sync>;
+/// The queue's sending side: `None` once the pool is closed. Read-locked by
+/// every submit (uncontended: one I/O thread submits), write-locked once, by
+/// [`WorkerPool::close`].
+struct Inlet<J> {
+    tx: RwLock<Option<Sender<J>>>,
+}
 
-/// The sending side, held by the public listener's dispatcher.
+/// Reads how many jobs wait in the queue (for the `http_queue_depth` gauge);
+/// it cannot submit or take a job.
+#[derive(Clone)]
+pub struct QueueLen(Arc<dyn ChannelLen>);
+
+impl QueueLen {
+    /// Jobs waiting in the queue now.
+    pub fn get(&self) -> usize {
+        self.0.len()
+    }
+}
+
+trait ChannelLen: Send + Sync {
+    fn len(&self) -> usize;
+}
+
+impl<J: Send> ChannelLen for Receiver<J> {
+    fn len(&self) -> usize {
+        Receiver::len(self)
+    }
+}
+
+/// A handle to submit jobs, held by the public listener's dispatcher. It
+/// does not keep the queue open: after [`WorkerPool::close`] every submit
+/// is refused.
 pub struct Submitter<J> {
-    tx: Sender<J>,
+    inlet: Arc<Inlet<J>>,
 }
 
 impl<J> Clone for Submitter<J> {
     fn clone(&self) -> Self {
         Submitter {
-            tx: self.tx.clone(),
+            inlet: Arc::clone(&self.inlet),
         }
     }
 }
 
 impl<J> Submitter<J> {
     /// Queues a job, or gives it back at once when the queue is full (or the
-    /// pool is shutting down).
+    /// pool is closed).
     pub fn try_submit(&self, job: J) -> Result<(), J> {
-        self.tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
-        })
+        let tx = self.inlet.tx.read().unwrap_or_else(PoisonError::into_inner);
+        match &*tx {
+            Some(tx) => tx.try_send(job).map_err(|e| match e {
+                TrySendError::Full(j) | TrySendError::Disconnected(j) => j,
+            }),
+            None => Err(job),
+        }
     }
 
     /// Jobs waiting in the queue (for the `http_queue_depth` gauge).
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        let tx = self.inlet.tx.read().unwrap_or_else(PoisonError::into_inner);
+        tx.as_ref().map_or(0, Sender::len)
     }
 }
 
@@ -105,7 +139,7 @@ impl<J: Send + 'static> WorkerPool<J> {
     /// Starts `size.workers` threads, each running `work(slot, job)` for every
     /// job it receives. `work` must not panic; wrap handlers in
     /// `catch_unwind` (the pipeline does).
-    pub fn start<F>(size: PoolSize, work: F) -> io::Result<(WorkerPool<J>, Submitter<J>)>
+    pub fn start<F>(size: PoolSize, work: F) -> io::Result<WorkerPool<J>>
     where
         F: Fn(&WorkerSlot, J) + Send + Sync + 'static,
     {
@@ -128,22 +162,26 @@ impl<J: Send + 'static> WorkerPool<J> {
                 })?;
             handles.push(handle);
         }
-        let len_rx = rx.clone();
-        let queue_len: QueueLen = Arc::new(move || len_rx.len());
-        Ok((
-            WorkerPool {
-                handles,
-                slots,
-                queue_len,
-                rx,
-            },
-            Submitter { tx },
-        ))
+        Ok(WorkerPool {
+            handles,
+            slots,
+            inlet: Arc::new(Inlet {
+                tx: RwLock::new(Some(tx)),
+            }),
+            rx,
+        })
+    }
+
+    /// A handle to submit jobs.
+    pub fn submitter(&self) -> Submitter<J> {
+        Submitter {
+            inlet: Arc::clone(&self.inlet),
+        }
     }
 
     /// A reader of the queue length.
     pub fn queue_len(&self) -> QueueLen {
-        Arc::clone(&self.queue_len)
+        QueueLen(Arc::new(self.rx.clone()))
     }
 
     /// Per-worker status, for `/debug/workers`.
@@ -157,11 +195,24 @@ impl<J: Send + 'static> WorkerPool<J> {
         self.rx.try_iter().collect()
     }
 
-    /// Waits for the workers to finish every queued job and exit. Every
-    /// `Submitter` must have been dropped first (that closes the channel).
-    /// Returns false if some worker was still busy at `deadline` (it is left
-    /// running; the process is about to exit).
+    /// Closes the queue: drops its only sender, so that every later submit
+    /// is refused and each worker exits once the queue is empty. Idempotent.
+    pub fn close(&self) {
+        drop(
+            self.inlet
+                .tx
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+
+    /// Closes the queue ([`WorkerPool::close`]) and waits for the workers to
+    /// finish every queued job and exit. Returns false if some worker was
+    /// still busy at `deadline` (it is left running; the process is about to
+    /// exit).
     pub fn join(self, deadline: Instant) -> bool {
+        self.close();
         let mut all = true;
         for handle in self.handles {
             while !handle.is_finished() && Instant::now() < deadline {
@@ -189,7 +240,7 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let (gate_tx, gate_rx) = bounded::<()>(0);
         let d = Arc::clone(&done);
-        let (pool, sub) = WorkerPool::start(
+        let pool = WorkerPool::start(
             PoolSize {
                 workers: 1,
                 queue_depth: 2,
@@ -202,6 +253,7 @@ mod tests {
             },
         )
         .expect("start");
+        let sub = pool.submitter();
         sub.try_submit(0).expect("first job goes to the worker");
         // Wait until the worker holds job 0, so the queue is empty.
         while sub.queued() > 0 {
@@ -213,8 +265,8 @@ mod tests {
         assert_eq!(sub.try_submit(3), Err(3), "full queue gives the job back");
         assert!(started.elapsed() < Duration::from_millis(50));
         gate_tx.send(()).expect("release");
-        drop(sub);
         assert!(pool.join(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(sub.try_submit(4), Err(4), "a closed pool refuses jobs");
         assert_eq!(done.load(Ordering::SeqCst), 3, "queued jobs finished");
     }
 
@@ -222,7 +274,7 @@ mod tests {
     fn workers_publish_busy_and_idle() {
         let (gate_tx, gate_rx) = bounded::<()>(0);
         let (seen_tx, seen_rx) = bounded::<()>(1);
-        let (pool, sub) = WorkerPool::start(
+        let pool = WorkerPool::start(
             PoolSize {
                 workers: 2,
                 queue_depth: 1,
@@ -238,6 +290,7 @@ mod tests {
             },
         )
         .expect("start");
+        let sub = pool.submitter();
         let slots = pool.slots();
         sub.try_submit(()).expect("submit");
         seen_rx.recv().expect("worker ran");
@@ -245,8 +298,8 @@ mod tests {
         assert_eq!(busy.len(), 1);
         assert_eq!(busy[0].route, "/x");
         gate_tx.send(()).expect("release");
-        drop(sub);
         assert!(pool.join(Instant::now() + Duration::from_secs(5)));
+        drop(sub);
         assert!(slots.iter().all(|s| s.get().is_none()));
     }
 }

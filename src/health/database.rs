@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::config::{format_duration, Secret};
 use crate::db::error::describe;
 use crate::db::{self};
-use crate::health::{DependencyCheck, CHECK_TIMEOUT};
+use crate::health::{CheckError, DependencyCheck, CHECK_TIMEOUT};
 
 /// Client-side bound on one ping (and on opening its connection).
 pub const PING_TIMEOUT: Duration = CHECK_TIMEOUT;
@@ -57,25 +57,25 @@ impl DependencyCheck for DatabaseCheck {
         true
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CheckError> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             let client = db::connect_as(self.url.expose_secret(), PING_TIMEOUT, APPLICATION_NAME)
-                .map_err(|e| format!("connect: {e}"))?;
+                .map_err(|e| CheckError::Connect(e.to_string()))?;
             *slot = Some(client);
         }
         let Some(client) = slot.as_mut() else {
-            return Err("connect: no connection".to_owned());
+            return Err(CheckError::Connect("no connection".to_owned()));
         };
         match client.is_valid(PING_TIMEOUT) {
             Ok(()) => Ok(()),
             Err(e) => {
                 *slot = None;
-                Err(if is_timeout(&e) {
-                    format!("ping: no answer within {}", format_duration(PING_TIMEOUT))
+                Err(CheckError::Ping(if is_timeout(&e) {
+                    format!("no answer within {}", format_duration(PING_TIMEOUT))
                 } else {
-                    format!("ping: {}", describe(&e))
-                })
+                    describe(&e)
+                }))
             }
         }
     }
