@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod percent;
 pub mod rfc3339;
 pub mod runtime;
 pub mod systemd;

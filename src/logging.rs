@@ -6,7 +6,7 @@
 //!   that golden tests and the benchmark need no global logger.
 //! - [`context`]: the thread-local `request_id` / `trace_id` / `span_id` the formatter adds to
 //!   every line written while serving a request, entered with a restoring guard.
-//! - [`time`]: RFC 3339 UTC timestamps with milliseconds, without a date crate.
+//! - timestamps: [`crate::rfc3339::Rfc3339Millis`] (the one RFC 3339 writer, shared with the API).
 //! - `escape`: JSON and terminal escaping that streams into the output, so lines need no
 //!   intermediate `String`.
 //! - [`level`]: the run-time level switch behind `PUT /debug/log-level`, with timed reverts.
@@ -24,7 +24,6 @@ mod filter;
 pub mod format;
 pub mod level;
 pub mod panic_hook;
-pub mod time;
 
 use std::io;
 use std::time::SystemTime;

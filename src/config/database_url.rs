@@ -205,7 +205,7 @@ fn redact_url(rest: &str) -> String {
             // Empty parameters are dropped by the parser: after a password
             // they are most likely `&`s of it.
             _ if in_password && param.is_empty() => {}
-            Some((key, _)) if percent_decode(key) == "password" => {
+            Some((key, _)) if crate::percent::decode_lossy(key) == "password" => {
                 params.push(format!("{key}={MASK}"));
                 in_password = true;
             }
@@ -217,30 +217,6 @@ fn redact_url(rest: &str) -> String {
     }
     out.push_str(&params.join("&"));
     out
-}
-
-/// Decodes `%XX` escapes (enough to recognise an encoded `password` key).
-fn percent_decode(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        let escaped = tail
-            .get(..2)
-            .filter(|_| first == b'%')
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                rest = tail.get(2..).unwrap_or_default();
-            }
-            None => {
-                out.push(first);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Redacts libpq `key=value` pairs, scanning them the way tokio-postgres
@@ -469,10 +445,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("pass%77ord"), "password");
-        assert_eq!(percent_decode("%70assword"), "password");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz%"), "%zz%");
+        assert_eq!(crate::percent::decode_lossy("pass%77ord"), "password");
+        assert_eq!(crate::percent::decode_lossy("%70assword"), "password");
+        assert_eq!(crate::percent::decode_lossy("a%2"), "a%2");
+        assert_eq!(crate::percent::decode_lossy("%zz%"), "%zz%");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::error::DbError;
+use crate::percent::PercentError;
 
 /// libpq's `sslmode` values that we honour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,26 +122,17 @@ fn strip_url(url: &str) -> Result<Stripped, DbError> {
     Ok((rest, mode, root))
 }
 
+/// [`crate::percent::decode_strict`], as a configuration error.
 fn percent_decode(s: &str) -> Result<String, DbError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| DbError::Config("DATABASE_URL: bad percent-encoding".into()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| DbError::Config("DATABASE_URL: percent-encoding is not UTF-8".into()))
+    crate::percent::decode_strict(s).map_err(|e| {
+        DbError::Config(
+            match e {
+                PercentError::BrokenEscape => "DATABASE_URL: bad percent-encoding",
+                PercentError::NotUtf8 => "DATABASE_URL: percent-encoding is not UTF-8",
+            }
+            .into(),
+        )
+    })
 }
 
 /// Splits a libpq key=value string into (key, value) pairs, honouring

@@ -347,3 +347,146 @@ fn read_body(req: &mut tiny_http::Request, max: u64) -> Result<Vec<u8>, Problem>
 fn too_large(max: u64) -> Problem {
     crate::http::problem::body_too_large(max)
 }
+
+/// The public listener's request path over `tiny_http::TestRequest`: what
+/// is answered inline (probes, 404, 405, 413, 503 when the queue refuses)
+/// and what a worker answers, as the hooks record it.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tiny_http::TestRequest;
+
+    use super::*;
+    use crate::db::CommitGate;
+    use crate::health::NoCheckObserver;
+    use crate::http::worker_pool::{PoolSize, WorkerPool};
+    use crate::lifecycle::{ServiceState, State};
+
+    /// Each finished request's route and status; how many were shed.
+    #[derive(Default)]
+    struct Recorder {
+        finished: Mutex<Vec<(&'static str, u16)>>,
+        shed: Mutex<u32>,
+    }
+
+    impl Hooks for Recorder {
+        fn finished(&self, meta: &Meta, status: u16, _: Duration, _: usize) {
+            self.finished
+                .lock()
+                .expect("lock")
+                .push((meta.route, status));
+        }
+        fn shed(&self, _: &Meta) {
+            *self.shed.lock().expect("lock") += 1;
+        }
+    }
+
+    struct Fixture {
+        dispatcher: Arc<Dispatcher>,
+        recorder: Arc<Recorder>,
+        state: Arc<ServiceState>,
+        pool: WorkerPool<Job>,
+    }
+
+    fn fixture() -> Fixture {
+        let handler: Handler = Box::new(|req: &Request<'_>| {
+            Ok(Response::text(200, &String::from_utf8_lossy(req.body)))
+        });
+        let router = Router::new()
+            .route(Method::Post, "/echo", handler)
+            .expect("route");
+        let recorder = Arc::new(Recorder::default());
+        let state = ServiceState::new();
+        let health = Arc::new(Health::new(
+            Arc::clone(&state),
+            Vec::new(),
+            Arc::new(NoCheckObserver),
+        ));
+        let dispatcher = Arc::new(Dispatcher {
+            router,
+            health,
+            hooks: recorder.clone(),
+            max_body_bytes: 8,
+        });
+        let rules = JobRules {
+            queue_timeout: Duration::from_secs(5),
+            gate: CommitGate::new(),
+        };
+        let worker = Arc::clone(&dispatcher);
+        let pool = WorkerPool::start(
+            PoolSize {
+                workers: 1,
+                queue_depth: 4,
+            },
+            move |slot, job: Job| worker.run_job(slot, job, &rules),
+        )
+        .expect("workers");
+        Fixture {
+            dispatcher,
+            recorder,
+            state,
+            pool,
+        }
+    }
+
+    impl Fixture {
+        /// Dispatches `req` and returns the status it finished with (waiting
+        /// for a worker when it was queued).
+        fn answer(&self, req: TestRequest) -> (&'static str, u16) {
+            let before = self.recorder.finished.lock().expect("lock").len();
+            self.dispatcher.dispatch(&self.pool.submitter(), req.into());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(last) = self.recorder.finished.lock().expect("lock").get(before) {
+                    return *last;
+                }
+                assert!(Instant::now() < deadline, "no answer");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn get(path: &str) -> TestRequest {
+        TestRequest::new().with_path(path)
+    }
+
+    fn post(path: &str, body: &'static str) -> TestRequest {
+        TestRequest::new()
+            .with_method(tiny_http::Method::Post)
+            .with_path(path)
+            .with_body(body)
+    }
+
+    #[test]
+    fn inline_and_worker_answers() {
+        let f = fixture();
+        let cases = [
+            ("liveness", get("/healthz"), ("/healthz", 200)),
+            ("starting", get("/startupz"), ("/startupz", 503)),
+            ("not ready yet", get("/readyz"), ("/readyz", 503)),
+            (
+                "probe, wrong method",
+                post("/healthz", ""),
+                ("/healthz", 405),
+            ),
+            ("unknown route", get("/nope"), ("unmatched", 404)),
+            ("wrong method", get("/echo"), ("/echo", 405)),
+            ("body too large", post("/echo", "123456789"), ("/echo", 413)),
+            ("run by a worker", post("/echo", "hi"), ("/echo", 200)),
+        ];
+        for (what, req, want) in cases {
+            assert_eq!(f.answer(req), want, "{what}");
+        }
+        f.state.advance(State::Ready);
+        assert_eq!(f.answer(get("/readyz")), ("/readyz", 200), "ready");
+    }
+
+    #[test]
+    fn a_closed_queue_sheds_with_503() {
+        let f = fixture();
+        f.pool.close();
+        assert_eq!(f.answer(post("/echo", "hi")), ("/echo", 503));
+        assert_eq!(*f.recorder.shed.lock().expect("lock"), 1);
+    }
+}

@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use crate::percent::decode_query_lossy;
+
 use crate::http::method::Method;
 use crate::http::request_id::RequestId;
 use crate::http::router::Params;
@@ -37,7 +39,7 @@ impl<'a> Request<'a> {
             .split('&')
             .filter_map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k).as_ref() == name).then(|| percent_decode(v))
+                (decode_query_lossy(k).as_ref() == name).then(|| decode_query_lossy(v))
             })
             .next()
     }
@@ -54,30 +56,6 @@ pub fn header<'h>(headers: &'h [tiny_http::Header], name: &str) -> Option<&'h st
 /// Splits a request target into path and query.
 pub fn split_target(url: &str) -> (&str, &str) {
     url.split_once('?').unwrap_or((url, ""))
-}
-
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-            (b'+', _, _) => out.push(b' '),
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

@@ -51,12 +51,13 @@
 //! claims the key first and reads what it holds: only replays and conflicts
 //! pay for the extra round trips.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
 use postgres::{GenericClient, Row};
 
-use super::error::UserError;
+use super::error::{Internal, UserError};
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY_TTL};
 use super::model::{NewUser, User, UserChanges};
 use super::repository::{Respond, UserRepository};
@@ -308,9 +309,7 @@ impl PgUserRepository {
                 replayed: true,
             }),
             Claim::Mismatch => Err(UserError::IdempotencyMismatch),
-            Claim::Incomplete => Err(UserError::Internal(
-                "idempotency key row without a stored response".into(),
-            )),
+            Claim::Incomplete => Err(UserError::Internal(Internal::IncompleteIdempotencyKey)),
         }
     }
 }
@@ -341,7 +340,7 @@ fn checked_user(row: &Row) -> Result<User, postgres::Error> {
 }
 
 fn user_from_row(row: &Row) -> Result<User, UserError> {
-    checked_user(row).map_err(|e| UserError::Internal(format!("decoding a user row: {e}")))
+    checked_user(row).map_err(|e| UserError::Internal(Internal::UndecodableRow(Arc::new(e))))
 }
 
 /// Unique violations on the e-mail index become `Conflict`; the rest maps
