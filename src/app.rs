@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::cache::{self, CachedUserRepository, RedisCheck, RedisPool, UserCache};
-use crate::config::{self, Config, MigrateCommand, Secret};
+use crate::config::{self, Config, ConnectSpec, MigrateCommand, Secret};
 use crate::db::{self, migrate, DbError, Pool, PoolObserver, PoolSettings};
 use crate::health::database::{self as database_check, DatabaseCheck};
 use crate::health::{CheckError, DependencyCheck, Health};
@@ -136,9 +136,9 @@ impl App {
         };
 
         let metrics = Arc::new(Metrics::new().map_err(StartError::Metrics)?);
-        let url = config.database_url.expose_secret();
+        let spec = config.database_url.connect_spec();
         let observer: Arc<dyn PoolObserver> = metrics.clone();
-        let db = Pool::prepare(url, &pool_settings(config), observer)
+        let db = Pool::prepare_with(spec, &pool_settings(config), observer)
             .map_err(StartError::DatabasePool)?;
         let outbox = Arc::new(Outbox::new(outbox_settings(config), metrics.clone()));
         let (repo, redis_check) =
@@ -149,7 +149,7 @@ impl App {
             .map_err(StartError::Routes)?;
 
         let state = ServiceState::new();
-        let database_check = Arc::new(DatabaseCheck::new(Secret::new(url.to_owned())));
+        let database_check = Arc::new(DatabaseCheck::new(spec.clone()));
         let mut checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(Arc::clone(&database_check))];
         checks.extend(redis_check);
         let health = Arc::new(Health::new(Arc::clone(&state), checks, metrics.clone()));
@@ -160,7 +160,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
         });
         let startup = Startup {
-            url: Secret::new(url.to_owned()),
+            spec: spec.clone(),
             migrated: !config.migrate_on_start,
             warm_pool: config.reuse_port,
             db: db.clone(),
@@ -267,7 +267,7 @@ impl std::error::Error for StartupError {}
 /// answers, the schema is current), and a request that arrives before the
 /// first pooled connection waits for it within `DB_ACQUIRE_TIMEOUT`.
 struct Startup {
-    url: Secret<String>,
+    spec: ConnectSpec,
     /// Whether the migrations are done (or not wanted).
     migrated: bool,
     /// `REUSE_PORT`: take one pooled connection before getting ready.
@@ -282,8 +282,8 @@ impl StartupWork for Startup {
 
     fn attempt(&mut self) -> Result<(), StartupError> {
         if !self.migrated {
-            let mut client = db::connect_as(
-                self.url.expose_secret(),
+            let mut client = db::connect_with(
+                &self.spec,
                 CONNECT_TIMEOUT,
                 database_check::APPLICATION_NAME,
             )
@@ -468,8 +468,12 @@ impl std::error::Error for MigrateCommandError {}
 
 /// `usersvc migrate up | down [N] | status`: what it did, as printed.
 pub fn migrate(config: &Config, command: MigrateCommand) -> Result<String, MigrateCommandError> {
-    let mut client = db::connect(config.database_url.expose_secret(), CONNECT_TIMEOUT)
-        .map_err(MigrateCommandError::Connect)?;
+    let mut client = db::connect_with(
+        config.database_url.connect_spec(),
+        CONNECT_TIMEOUT,
+        db::pool::MIGRATE_APPLICATION_NAME,
+    )
+    .map_err(MigrateCommandError::Connect)?;
     let outcome = match command {
         MigrateCommand::Up => migrate::up(&mut client).map(|v| format!("applied: {v:?}")),
         MigrateCommand::Down(n) => {

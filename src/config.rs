@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod cli;
+mod connect_spec;
 mod database_url;
 mod duration;
 mod error;
@@ -38,6 +39,7 @@ mod size;
 mod vars;
 
 pub use cli::MigrateCommand;
+pub use connect_spec::{ConnectSpec, ConnectSpecError, SslMode};
 pub use database_url::{DatabaseUrl, DatabaseUrlError};
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors};

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod console;
 pub mod db;
+pub mod error_chain;
 pub mod health;
 pub mod http;
 pub mod lifecycle;

@@ -1,10 +1,10 @@
 //! `DATABASE_URL`: a PostgreSQL connection string, validated at start-up and
 //! printable without its password.
 //!
-//! Why a type: the string is parsed once, by the same parser the pool will
-//! use (`db::dsn::Dsn::parse`, which also knows libpq's `sslmode=verify-ca|verify-full` and `sslrootcert`), so a typo fails at start-up with exit
-//! status 2 instead of at the first request. The parsed `postgres::Config`
-//! is kept for the pool. The raw string is a [`Secret`]; `Display` and
+//! Why a type: the string is parsed once, into the [`ConnectSpec`] every
+//! database connection is made from (it also knows libpq's
+//! `sslmode=verify-ca|verify-full` and `sslrootcert`), so a typo fails at
+//! start-up with exit status 2 instead of at the first request. The raw string is a [`Secret`]; `Display` and
 //! `Debug` show a redacted copy in the operator's own form
 //! (`postgres://app:***@db:5432/users?sslmode=require` or
 //! `host=db user=app password=*** dbname=users`). Errors never echo the
@@ -22,6 +22,7 @@
 
 use std::fmt;
 
+use super::connect_spec::ConnectSpec;
 use super::secret::Secret;
 
 /// What a redacted password is replaced with.
@@ -31,7 +32,7 @@ const MASK: &str = "***";
 #[derive(Clone)]
 pub struct DatabaseUrl {
     raw: Secret<String>,
-    parsed: postgres::Config,
+    spec: ConnectSpec,
     redacted: String,
 }
 
@@ -77,15 +78,14 @@ impl DatabaseUrl {
         if url_rest(text.trim()).is_some_and(|(_, rest)| rest.matches('@').count() > 1) {
             return Err(DatabaseUrlError::AmbiguousAt);
         }
-        let parsed = crate::db::dsn::Dsn::parse(text)
-            .map(|dsn| dsn.config)
-            .map_err(|_| {
-                if url_rest(text).is_none() && looks_like_other_url(text) {
-                    DatabaseUrlError::UnsupportedScheme
-                } else {
-                    DatabaseUrlError::Invalid
-                }
-            })?;
+        let spec = ConnectSpec::parse(text).map_err(|_| {
+            if url_rest(text).is_none() && looks_like_other_url(text) {
+                DatabaseUrlError::UnsupportedScheme
+            } else {
+                DatabaseUrlError::Invalid
+            }
+        })?;
+        let parsed = &spec.config;
         if parsed.get_hosts().is_empty() && parsed.get_hostaddrs().is_empty() {
             return Err(DatabaseUrlError::NoHost);
         }
@@ -94,13 +94,18 @@ impl DatabaseUrl {
         Ok(DatabaseUrl {
             raw: Secret::new(text.to_owned()),
             redacted,
-            parsed,
+            spec,
         })
     }
 
-    /// The parsed configuration, for the connection pool.
+    /// The driver configuration (a part of [`DatabaseUrl::connect_spec`]).
     pub fn pg_config(&self) -> &postgres::Config {
-        &self.parsed
+        &self.spec.config
+    }
+
+    /// What every database connection is made from.
+    pub fn connect_spec(&self) -> &ConnectSpec {
+        &self.spec
     }
 
     /// The string as given, password included. Hand it only to a client
@@ -157,7 +162,7 @@ fn redact_checked(text: &str, had_password: bool) -> Option<String> {
         Some((prefix, rest)) => format!("{prefix}{}", redact_url(rest)),
         None => redact_key_values(text)?,
     };
-    let reparsed = crate::db::dsn::Dsn::parse(&redacted).map(|dsn| dsn.config);
+    let reparsed = ConnectSpec::parse(&redacted).map(|spec| spec.config);
     let safe = match reparsed {
         Ok(config) => match config.get_password() {
             Some(password) => password == MASK.as_bytes(),

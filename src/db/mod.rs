@@ -11,7 +11,6 @@
 
 pub mod call_deadline;
 pub mod commit_gate;
-pub mod dsn;
 pub mod error;
 pub mod manager;
 pub mod migrate;
@@ -26,6 +25,6 @@ pub use commit_gate::CommitGate;
 pub use error::DbError;
 pub use manager::PgConnection;
 pub use observer::{AcquireOutcome, NoopObserver, PoolObserver};
-pub use pool::{connect, connect_as, Pool, PoolState, PooledConnection};
+pub use pool::{connect, connect_as, connect_with, Pool, PoolState, PooledConnection};
 pub use settings::PoolSettings;
 pub use statements::Db;

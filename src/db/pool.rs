@@ -40,13 +40,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::call_deadline::Watchdog;
 use super::commit_gate::{self, Canceller, CommitGate};
-use super::dsn::Dsn;
 use super::error::{describe, is_connection_error, redact, DbError};
 use super::manager::{LogConnectErrors, Manager, PgConnection, TxFailure};
 use super::observer::{AcquireOutcome, NoopObserver, PoolObserver};
 use super::settings::PoolSettings;
 use super::statements::Db;
 use super::tls;
+use crate::config::ConnectSpec;
 
 /// A connection checked out of the pool; returned when dropped.
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
@@ -138,13 +138,21 @@ impl Pool {
         settings: &PoolSettings,
         observer: Arc<dyn PoolObserver>,
     ) -> Result<Pool, DbError> {
+        Pool::prepare_with(&ConnectSpec::parse(url)?, settings, observer)
+    }
+
+    /// [`Pool::prepare`] for a connect spec already parsed (by `config`).
+    pub fn prepare_with(
+        dsn: &ConnectSpec,
+        settings: &PoolSettings,
+        observer: Arc<dyn PoolObserver>,
+    ) -> Result<Pool, DbError> {
         if settings.max_connections == 0 {
             return Err(DbError::Config("max_connections must be at least 1".into()));
         }
-        let dsn = Dsn::parse(url)?;
         let secret = dsn.password();
         let connector = tls::connector(dsn.ssl_mode, dsn.root_cert.as_deref())?;
-        let config = driver_config(&dsn, settings, "usersvc");
+        let config = driver_config(dsn, settings, "usersvc");
         let manager = Manager::new(config, connector.clone(), secret.clone());
         Ok(Pool {
             inner: Arc::new(OnceLock::new()),
@@ -544,8 +552,11 @@ impl Pool {
 /// One connection outside the pool, for migrations and the `migrate` command:
 /// same URL handling and TLS, no statement timeout (DDL may run long).
 pub fn connect(url: &str, connect_timeout: Duration) -> Result<Client, DbError> {
-    connect_as(url, connect_timeout, "usersvc-migrate")
+    connect_as(url, connect_timeout, MIGRATE_APPLICATION_NAME)
 }
+
+/// `application_name` of [`connect`]'s connections (migrations).
+pub const MIGRATE_APPLICATION_NAME: &str = "usersvc-migrate";
 
 /// [`connect`] under another `application_name` (what `pg_stat_activity`
 /// shows), unless the URL sets one.
@@ -554,7 +565,15 @@ pub fn connect_as(
     connect_timeout: Duration,
     application_name: &str,
 ) -> Result<Client, DbError> {
-    let dsn = Dsn::parse(url)?;
+    connect_with(&ConnectSpec::parse(url)?, connect_timeout, application_name)
+}
+
+/// [`connect_as`] for a connect spec already parsed (by `config`).
+pub fn connect_with(
+    dsn: &ConnectSpec,
+    connect_timeout: Duration,
+    application_name: &str,
+) -> Result<Client, DbError> {
     let secret = dsn.password();
     let connector = tls::connector(dsn.ssl_mode, dsn.root_cert.as_deref())?;
     let mut config = dsn.config.clone();
@@ -569,7 +588,7 @@ pub fn connect_as(
         .map_err(|e| DbError::Unavailable(redact(&super::error::chain(&e), secret.as_deref())))
 }
 
-fn driver_config(dsn: &Dsn, settings: &PoolSettings, app: &str) -> postgres::Config {
+fn driver_config(dsn: &ConnectSpec, settings: &PoolSettings, app: &str) -> postgres::Config {
     let mut config = dsn.config.clone();
     let timeout = format!(
         "-c statement_timeout={}",
@@ -618,7 +637,8 @@ mod tests {
 
     #[test]
     fn statement_timeout_is_appended_to_existing_options() {
-        let dsn = Dsn::parse("postgres://u@h/db?options=-c%20search_path%3Dapp").expect("parse");
+        let dsn =
+            ConnectSpec::parse("postgres://u@h/db?options=-c%20search_path%3Dapp").expect("parse");
         let s = PoolSettings {
             statement_timeout: Duration::from_millis(1500),
             ..PoolSettings::default()

@@ -14,7 +14,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::config::{format_duration, Secret};
+use crate::config::{format_duration, ConnectSpec};
 use crate::db::error::describe;
 use crate::db::{self};
 use crate::health::{CheckError, DependencyCheck, CHECK_TIMEOUT};
@@ -27,20 +27,20 @@ pub const APPLICATION_NAME: &str = "usersvc-readiness";
 
 /// The `database` readiness dependency.
 pub struct DatabaseCheck {
-    url: Secret<String>,
+    spec: ConnectSpec,
     conn: Mutex<Option<postgres::Client>>,
 }
 
 impl DatabaseCheck {
-    /// A check against `url`; connects on first use.
-    pub fn new(url: Secret<String>) -> DatabaseCheck {
+    /// A check of the database `spec` names; connects on first use.
+    pub fn new(spec: ConnectSpec) -> DatabaseCheck {
         DatabaseCheck {
-            url,
+            spec,
             conn: Mutex::new(None),
         }
     }
 
-    /// Hands the check an open connection to `url` — start-up's migration
+    /// Hands the check an open connection to the same database — start-up's migration
     /// connection — so getting ready opens one connection fewer (a
     /// connect is most of start-up's time). Replaces any connection held.
     pub fn adopt(&self, client: postgres::Client) {
@@ -60,7 +60,7 @@ impl DependencyCheck for DatabaseCheck {
     fn check(&self) -> Result<(), CheckError> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            let client = db::connect_as(self.url.expose_secret(), PING_TIMEOUT, APPLICATION_NAME)
+            let client = db::connect_with(&self.spec, PING_TIMEOUT, APPLICATION_NAME)
                 .map_err(|e| CheckError::Connect(e.to_string()))?;
             *slot = Some(client);
         }
