@@ -19,13 +19,13 @@ use serde_json::Value;
 
 use crate::cache::{self, CachedUserRepository, RedisCheck, RedisPool, UserCache};
 use crate::config::{self, Config, ConnectSpec, MigrateCommand, Secret};
-use crate::db::{self, migrate, DbError, Pool, PoolObserver, PoolSettings};
+use crate::db::{self, migrate, DbError, DbPool, DbPoolObserver, DbPoolSettings};
 use crate::health::database::{self as database_check, DatabaseCheck};
 use crate::health::{CheckError, DependencyCheck, Health};
 use crate::http::admin::{AdminParts, BackgroundStatus, Exposition};
-use crate::http::dispatch::Dispatcher;
+use crate::http::dispatch::ApiDispatcher;
 use crate::http::pipeline::Hooks;
-use crate::http::response::Response;
+use crate::http::response::ApiResponse;
 use crate::http::router::{RouteError, Router};
 use crate::lifecycle::ServiceState;
 use crate::logging::level::{GlobalLevel, LogLevelControl};
@@ -100,11 +100,11 @@ pub struct App {
     state: Arc<ServiceState>,
     metrics: Arc<Metrics>,
     /// The database pool (closed at shutdown step 6).
-    db: Pool,
+    db: DbPool,
     /// The outbox worker (spawned by start-up work, joined at step 5).
     outbox: Arc<Outbox>,
     health: Arc<Health>,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: Arc<ApiDispatcher>,
     /// `GET /debug/config`.
     config_json: Value,
     log_level: LogLevelControl,
@@ -137,8 +137,8 @@ impl App {
 
         let metrics = Arc::new(Metrics::new().map_err(StartError::Metrics)?);
         let spec = config.database_url.connect_spec();
-        let observer: Arc<dyn PoolObserver> = metrics.clone();
-        let db = Pool::prepare_with(spec, &pool_settings(config), observer)
+        let observer: Arc<dyn DbPoolObserver> = metrics.clone();
+        let db = DbPool::prepare_with(spec, &pool_settings(config), observer)
             .map_err(StartError::DatabasePool)?;
         let outbox = Arc::new(Outbox::new(outbox_settings(config), metrics.clone()));
         let (repo, redis_check) =
@@ -153,7 +153,7 @@ impl App {
         let mut checks: Vec<Box<dyn DependencyCheck>> = vec![Box::new(Arc::clone(&database_check))];
         checks.extend(redis_check);
         let health = Arc::new(Health::new(Arc::clone(&state), checks, metrics.clone()));
-        let dispatcher = Arc::new(Dispatcher {
+        let dispatcher = Arc::new(ApiDispatcher {
             router,
             health: Arc::clone(&health),
             hooks: metrics.clone(),
@@ -272,7 +272,7 @@ struct Startup {
     migrated: bool,
     /// `REUSE_PORT`: take one pooled connection before getting ready.
     warm_pool: bool,
-    db: Pool,
+    db: DbPool,
     database_check: Arc<DatabaseCheck>,
     outbox: Arc<Outbox>,
 }
@@ -314,7 +314,7 @@ impl StartupWork for Startup {
 struct ScrapeGauges {
     metrics: Arc<Metrics>,
     state: Arc<ServiceState>,
-    db: Pool,
+    db: DbPool,
 }
 
 impl RuntimeObserver for ScrapeGauges {
@@ -349,7 +349,7 @@ fn count(n: usize) -> i64 {
 }
 
 impl Exposition for Metrics {
-    fn render(&self) -> Response {
+    fn render(&self) -> ApiResponse {
         Metrics::render(self)
     }
 }
@@ -374,7 +374,7 @@ impl Resource for SpanExporter {
 }
 
 /// The database pool: its connections are closed.
-struct DatabasePool(Pool);
+struct DatabasePool(DbPool);
 
 impl Resource for DatabasePool {
     fn name(&self) -> &'static str {
@@ -385,8 +385,8 @@ impl Resource for DatabasePool {
     }
 }
 
-fn pool_settings(config: &Config) -> PoolSettings {
-    PoolSettings {
+fn pool_settings(config: &Config) -> DbPoolSettings {
+    DbPoolSettings {
         max_connections: config.max_connections,
         conn_max_lifetime: config.db_conn_max_lifetime,
         acquire_timeout: config.db_acquire_timeout,
@@ -402,7 +402,7 @@ type WiredUsers = (Arc<dyn UserRepository>, Option<Box<dyn DependencyCheck>>);
 /// readiness check when there is a cache.
 fn users_repository(
     config: &Config,
-    db: &Pool,
+    db: &DbPool,
     metrics: &Arc<Metrics>,
     outbox: &Outbox,
 ) -> Result<WiredUsers, redis::RedisError> {

@@ -36,10 +36,10 @@ use crate::config::Config;
 use crate::db::CommitGate;
 use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
-use crate::http::dispatch::{Dispatcher, Job, JobRules};
+use crate::http::dispatch::{ApiDispatcher, Job, JobRules};
 use crate::http::listener;
 use crate::http::pipeline::{self, millis, Hooks};
-use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
+use crate::http::worker_pool::{QueueLen, WorkerPool, WorkerPoolSize};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
 use crate::systemd::{self, Role};
 
@@ -48,7 +48,7 @@ use crate::systemd::{self, Role};
 pub struct ServeSettings {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
-    pub pool: PoolSize,
+    pub worker_pool: WorkerPoolSize,
     pub limits: tiny_http::Limits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -81,7 +81,7 @@ impl ServeSettings {
         ServeSettings {
             addr: config.addr,
             admin_addr: config.admin_addr,
-            pool: PoolSize {
+            worker_pool: WorkerPoolSize {
                 workers: config.workers,
                 queue_depth: config.queue_depth,
             },
@@ -189,7 +189,7 @@ pub struct Parts<S> {
     pub settings: ServeSettings,
     pub state: Arc<ServiceState>,
     pub health: Arc<Health>,
-    pub dispatcher: Arc<Dispatcher>,
+    pub dispatcher: Arc<ApiDispatcher>,
     /// The admin listener's parts (the runtime adds the workers).
     pub admin: AdminParts,
     pub startup: S,
@@ -216,8 +216,8 @@ pub struct Running {
     public: tiny_http::Server,
     public_addr: SocketAddr,
     admin: Option<(tiny_http::Server, SocketAddr)>,
-    pool: WorkerPool<Job>,
-    dispatcher: Arc<Dispatcher>,
+    workers: WorkerPool<Job>,
+    dispatcher: Arc<ApiDispatcher>,
     commit_gate: Arc<CommitGate>,
     background: Vec<Box<dyn Background>>,
     resources: Vec<Box<dyn Resource>>,
@@ -259,10 +259,10 @@ pub fn start<S: StartupWork>(
         queue_timeout: settings.queue_timeout,
         gate: Arc::clone(&commit_gate),
     };
-    let pool = WorkerPool::start(settings.pool, move |slot, job: Job| {
+    let workers = WorkerPool::start(settings.worker_pool, move |slot, job: Job| {
         worker_dispatcher.run_job(slot, job, &rules)
     })?;
-    let submitter = pool.submitter();
+    let submitter = workers.submitter();
 
     // Requests the HTTP layer refuses get the same problem+json as the rest,
     // and are counted by the same hooks.
@@ -301,7 +301,7 @@ pub fn start<S: StartupWork>(
             }
             let bound = l.listener.local_addr()?;
             let admin = Arc::new(
-                Admin::new(admin, pool.slots())
+                Admin::new(admin, workers.slots())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             );
             let server = tiny_http::Server::from_listener(
@@ -319,7 +319,7 @@ pub fn start<S: StartupWork>(
     systemd::start_watchdog()?;
     if let Some(observer) = observer {
         observer.runtime_started(RuntimeGauges {
-            queue_len: pool.queue_len(),
+            queue_len: workers.queue_len(),
             public: public.control(),
             admin: admin.as_ref().map(|(s, _)| s.control()),
         });
@@ -331,8 +331,8 @@ pub fn start<S: StartupWork>(
             .map(|(_, a)| a.to_string())
             .unwrap_or_else(|| "off".into())
             .as_str(),
-        workers = settings.pool.workers,
-        queue_depth = settings.pool.queue_depth;
+        workers = settings.worker_pool.workers,
+        queue_depth = settings.worker_pool.queue_depth;
         "listening"
     );
 
@@ -380,7 +380,7 @@ pub fn start<S: StartupWork>(
         public,
         public_addr,
         admin,
-        pool,
+        workers,
         dispatcher,
         commit_gate,
         background,
@@ -406,7 +406,7 @@ impl Running {
             state,
             public,
             admin,
-            pool,
+            workers,
             dispatcher,
             commit_gate,
             background,
@@ -458,7 +458,7 @@ impl Running {
             // their connections are cut and each is closed without an answer
             // (`Request::close_unanswered`: dropping one would answer 500,
             // which would tell its client the wrong thing).
-            let queued = pool.take_queued();
+            let queued = workers.take_queued();
             let dropped = queued.len();
             let cut: usize = controls.iter().map(|c| c.open_connections()).sum();
             for c in &controls {
@@ -477,12 +477,12 @@ impl Running {
 
         // 4. Close the request channel (the worker pool owns its only
         //    sender) and join the workers; then the listeners' threads.
-        pool.close();
+        workers.close();
         drop(controls);
         drop(public);
         drop(admin);
         let grace = Instant::now() + Duration::from_millis(500);
-        if !pool.join(deadline.max(grace)) {
+        if !workers.join(deadline.max(grace)) {
             outcome = ShutdownOutcome::Forced;
             log::warn!("a worker was still busy at the shutdown deadline");
         }

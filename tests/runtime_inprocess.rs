@@ -13,13 +13,13 @@ use serde_json::Value;
 use support::client::{self, Conn};
 use usersvc::health::{Health, NoCheckObserver};
 use usersvc::http::admin::{AdminParts, Exposition};
-use usersvc::http::dispatch::{Dispatcher, Handler};
+use usersvc::http::dispatch::{ApiDispatcher, ApiHandler};
 use usersvc::http::method::Method;
 use usersvc::http::pipeline::{HandlerResult, Hooks, Meta};
-use usersvc::http::request::Request;
-use usersvc::http::response::Response;
+use usersvc::http::request::ApiRequest;
+use usersvc::http::response::ApiResponse;
 use usersvc::http::router::Router;
-use usersvc::http::worker_pool::{PoolSize, QueueLen};
+use usersvc::http::worker_pool::{QueueLen, WorkerPoolSize};
 use usersvc::lifecycle::{ServiceState, State};
 use usersvc::logging::level::{ApplyLevel, LogLevelControl};
 use usersvc::runtime::{
@@ -59,8 +59,8 @@ impl Hooks for CountingHooks {
 /// `/metrics` answers an empty exposition.
 struct NoMetrics;
 impl Exposition for NoMetrics {
-    fn render(&self) -> Response {
-        Response::text(200, "")
+    fn render(&self) -> ApiResponse {
+        ApiResponse::text(200, "")
     }
 }
 
@@ -88,7 +88,7 @@ impl RuntimeObserver for KeepQueueLen {
 }
 
 /// Boxes a handler closure (the annotation gives it the higher-ranked type).
-fn h(f: impl Fn(&Request<'_>) -> HandlerResult + Send + Sync + 'static) -> Handler {
+fn h(f: impl Fn(&ApiRequest<'_>) -> HandlerResult + Send + Sync + 'static) -> ApiHandler {
     Box::new(f)
 }
 
@@ -108,28 +108,28 @@ impl Harness {
     fn start(workers: usize, queue_depth: usize, drain_delay: Duration) -> Harness {
         let (release, gate) = bounded::<()>(1024);
         let (enter_tx, entered) = bounded::<()>(1024);
-        let router: Router<Handler> = Router::new()
+        let router: Router<ApiHandler> = Router::new()
             .route(
                 Method::Get,
                 "/block",
                 h(move |_req| {
                     let _ = enter_tx.send(());
                     let _ = gate.recv_timeout(Duration::from_secs(20));
-                    Ok(Response::text(200, "released"))
+                    Ok(ApiResponse::text(200, "released"))
                 }),
             )
             .and_then(|r| {
                 r.route(
                     Method::Get,
                     "/items/{id}",
-                    h(|req| Ok(Response::text(200, req.params.get("id").unwrap_or("")))),
+                    h(|req| Ok(ApiResponse::text(200, req.params.get("id").unwrap_or("")))),
                 )
             })
             .and_then(|r| {
                 r.route(
                     Method::Delete,
                     "/items/{id}",
-                    h(|_req| Ok(Response::empty(204))),
+                    h(|_req| Ok(ApiResponse::empty(204))),
                 )
             })
             .and_then(|r| r.route(Method::Get, "/panic", h(|_req| panic!("boom in a handler"))))
@@ -137,7 +137,7 @@ impl Harness {
                 r.route(
                     Method::Post,
                     "/echo",
-                    h(|req| Ok(Response::text(200, &String::from_utf8_lossy(req.body)))),
+                    h(|req| Ok(ApiResponse::text(200, &String::from_utf8_lossy(req.body)))),
                 )
             })
             .expect("routes");
@@ -150,7 +150,7 @@ impl Harness {
             Vec::new(),
             Arc::new(NoCheckObserver),
         ));
-        let dispatcher = Arc::new(Dispatcher {
+        let dispatcher = Arc::new(ApiDispatcher {
             router,
             health: Arc::clone(&health),
             hooks: Arc::clone(&hooks),
@@ -167,7 +167,7 @@ impl Harness {
             settings: ServeSettings {
                 addr: "127.0.0.1:0".parse().unwrap(),
                 admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-                pool: PoolSize {
+                worker_pool: WorkerPoolSize {
                     workers,
                     queue_depth,
                 },

@@ -1,4 +1,4 @@
-//! Pool sizing and timeouts, decoupled from how configuration is parsed.
+//! Database pool sizing and timeouts, decoupled from how configuration is parsed.
 //!
 //! `config.rs` (another module) owns env/flag parsing; it builds this struct
 //! from `MAX_CONNECTIONS`, `DB_CONN_MAX_LIFETIME`, `DB_ACQUIRE_TIMEOUT` and
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// What the pool needs to know. `Default` is SPEC's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolSettings {
+pub struct DbPoolSettings {
     /// Upper bound on open connections (>= 1); min idle is half of it.
     pub max_connections: u32,
     /// Connections older than this are closed and replaced.
@@ -19,9 +19,9 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
-impl Default for PoolSettings {
+impl Default for DbPoolSettings {
     fn default() -> Self {
-        PoolSettings {
+        DbPoolSettings {
             max_connections: 25,
             conn_max_lifetime: Duration::from_secs(300),
             acquire_timeout: Duration::from_secs(2),
@@ -30,7 +30,7 @@ impl Default for PoolSettings {
     }
 }
 
-impl PoolSettings {
+impl DbPoolSettings {
     /// SPEC: min idle = max/2.
     pub fn min_idle(&self) -> u32 {
         self.max_connections / 2

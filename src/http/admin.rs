@@ -16,13 +16,13 @@ use crate::http::dispatch::{begin, method_not_allowed};
 use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks};
 use crate::http::problem::Problem;
-use crate::http::request::{split_target, Request};
-use crate::http::response::Response;
+use crate::http::request::{split_target, ApiRequest};
+use crate::http::response::ApiResponse;
 use crate::http::router::{Match, RouteError, Router};
 use crate::http::worker_pool::WorkerSlot;
 use crate::logging::level::LogLevelControl;
 
-type AdminHandler = fn(&Admin, &Request<'_>) -> HandlerResult;
+type AdminHandler = fn(&Admin, &ApiRequest<'_>) -> HandlerResult;
 
 /// The admin listener's state and routes.
 pub struct Admin {
@@ -33,7 +33,7 @@ pub struct Admin {
 
 /// `GET /metrics`: the text exposition of every metric.
 pub trait Exposition: Send + Sync {
-    fn render(&self) -> Response;
+    fn render(&self) -> ApiResponse;
 }
 
 /// A background thread (the outbox) as `GET /debug/workers` shows it.
@@ -84,7 +84,7 @@ impl Admin {
                     if pattern == "/metrics" {
                         meta.log_level = Level::Debug;
                     }
-                    let view = Request {
+                    let view = ApiRequest {
                         method: meta.method,
                         path,
                         query,
@@ -107,18 +107,18 @@ impl Admin {
     }
 }
 
-fn metrics(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+fn metrics(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
     Ok(admin.parts.metrics.render())
 }
 
-fn get_log_level(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok(Response::json(
+fn get_log_level(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
+    Ok(ApiResponse::json(
         200,
         &json!({ "level": crate::config::level_name(admin.parts.log_level.current()) }),
     ))
 }
 
-fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
+fn put_log_level(admin: &Admin, req: &ApiRequest<'_>) -> HandlerResult {
     let level = req.query_param("level").ok_or_else(|| {
         Problem::new(
             400,
@@ -160,7 +160,7 @@ fn bad_level() -> Problem {
     )
 }
 
-fn debug_workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+fn debug_workers(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
     let now = Instant::now();
     let list: Vec<Value> = admin
         .workers
@@ -178,12 +178,12 @@ fn debug_workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
         })
         .collect();
     let background: Vec<Value> = admin.parts.background.iter().map(|b| b.status()).collect();
-    Ok(Response::json(
+    Ok(ApiResponse::json(
         200,
         &json!({ "workers": list, "background": background }),
     ))
 }
 
-fn config(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok(Response::json(200, &admin.parts.config))
+fn config(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
+    Ok(ApiResponse::json(200, &admin.parts.config))
 }

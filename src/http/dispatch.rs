@@ -1,16 +1,16 @@
 //! The public listener's request path.
 //!
-//! [`Dispatcher::dispatch`] runs on the listener's I/O thread that parsed the
+//! [`ApiDispatcher::dispatch`] runs on the listener's I/O thread that parsed the
 //! request (head and body). It answers inline whatever needs no worker — probes, unknown
 //! routes (404), wrong methods (405), oversized bodies (413), and 503 when
 //! the queue is full — and hands everything else to the worker pool as one
-//! [`Job`] (the only hand-off of a request). [`Dispatcher::work`] runs on a
+//! [`Job`] (the only hand-off of a request). [`ApiDispatcher::work`] runs on a
 //! worker: it routes again (a few hundred nanoseconds, cheaper than carrying
 //! borrowed route data across threads), runs the handler and answers —
 //! unless the job waited longer than `QUEUE_TIMEOUT` (503 + `Retry-After`,
 //! counted), the shutdown deadline has passed (dropped unexecuted, counted,
-//! logged at ERROR): [`Dispatcher::run_job`], or the client closed its
-//! connection while the job was queued (`Request::client_gone`: skipped and
+//! logged at ERROR): [`ApiDispatcher::run_job`], or the client closed its
+//! connection while the job was queued (`tiny_http::Request::client_gone`: skipped and
 //! counted in `http_requests_abandoned_total`).
 //!
 //! With tracing on, the request's server span starts here once the route is
@@ -30,14 +30,14 @@ use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
 use crate::http::probes;
 use crate::http::problem::Problem;
-use crate::http::request::{split_target, Request};
-use crate::http::response::Response;
+use crate::http::request::{split_target, ApiRequest};
+use crate::http::response::ApiResponse;
 use crate::http::router::{Match, Router};
 use crate::http::worker_pool::{Busy, Submitter, WorkerSlot};
 use crate::tracing::{self, RequestSpan};
 
 /// An API handler: a pure function of the request.
-pub type Handler = Box<dyn Fn(&Request<'_>) -> HandlerResult + Send + Sync>;
+pub type ApiHandler = Box<dyn Fn(&ApiRequest<'_>) -> HandlerResult + Send + Sync>;
 
 /// A request on its way to a worker.
 pub struct Job {
@@ -70,14 +70,14 @@ pub const RETRY_AFTER_SECS: &str = "1";
 
 /// Everything the public listener's request path needs, shared by the I/O
 /// thread and every worker.
-pub struct Dispatcher {
-    pub router: Router<Handler>,
+pub struct ApiDispatcher {
+    pub router: Router<ApiHandler>,
     pub health: Arc<Health>,
     pub hooks: Arc<dyn Hooks>,
     pub max_body_bytes: u64,
 }
 
-impl Dispatcher {
+impl ApiDispatcher {
     /// Connection thread: answer inline or queue for a worker.
     pub fn dispatch(&self, submitter: &Submitter<Job>, req: tiny_http::Request) {
         let hooks = &*self.hooks;
@@ -217,7 +217,7 @@ impl Dispatcher {
                     pattern,
                     params,
                 } => {
-                    let view = Request {
+                    let view = ApiRequest {
                         method: meta.method,
                         path,
                         query,
@@ -293,7 +293,7 @@ pub fn begin(
 
 /// Answers the probe paths, which every listener serves inline.
 pub fn probe(health: &Health, method: Method, path: &str) -> Option<(&'static str, HandlerResult)> {
-    let (route, answer): (&'static str, fn(&Health) -> Response) = match path {
+    let (route, answer): (&'static str, fn(&Health) -> ApiResponse) = match path {
         "/healthz" => ("/healthz", probes::healthz),
         "/readyz" => ("/readyz", probes::readyz),
         "/startupz" => ("/startupz", probes::startupz),
@@ -360,7 +360,7 @@ mod tests {
     use super::*;
     use crate::db::CommitGate;
     use crate::health::NoCheckObserver;
-    use crate::http::worker_pool::{PoolSize, WorkerPool};
+    use crate::http::worker_pool::{WorkerPool, WorkerPoolSize};
     use crate::lifecycle::{ServiceState, State};
 
     /// Each finished request's route and status; how many were shed.
@@ -383,15 +383,15 @@ mod tests {
     }
 
     struct Fixture {
-        dispatcher: Arc<Dispatcher>,
+        dispatcher: Arc<ApiDispatcher>,
         recorder: Arc<Recorder>,
         state: Arc<ServiceState>,
         pool: WorkerPool<Job>,
     }
 
     fn fixture() -> Fixture {
-        let handler: Handler = Box::new(|req: &Request<'_>| {
-            Ok(Response::text(200, &String::from_utf8_lossy(req.body)))
+        let handler: ApiHandler = Box::new(|req: &ApiRequest<'_>| {
+            Ok(ApiResponse::text(200, &String::from_utf8_lossy(req.body)))
         });
         let router = Router::new()
             .route(Method::Post, "/echo", handler)
@@ -403,7 +403,7 @@ mod tests {
             Vec::new(),
             Arc::new(NoCheckObserver),
         ));
-        let dispatcher = Arc::new(Dispatcher {
+        let dispatcher = Arc::new(ApiDispatcher {
             router,
             health,
             hooks: recorder.clone(),
@@ -415,7 +415,7 @@ mod tests {
         };
         let worker = Arc::clone(&dispatcher);
         let pool = WorkerPool::start(
-            PoolSize {
+            WorkerPoolSize {
                 workers: 1,
                 queue_depth: 4,
             },

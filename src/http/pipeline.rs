@@ -25,7 +25,7 @@ use crate::http::method::Method;
 use crate::http::problem::Problem;
 use crate::http::request::header;
 use crate::http::request_id;
-use crate::http::response::Response;
+use crate::http::response::ApiResponse;
 use crate::logging::context::{self, RequestContext};
 use crate::logging::RequestId;
 
@@ -33,7 +33,7 @@ use crate::logging::RequestId;
 pub const UNMATCHED: &str = "unmatched";
 
 /// What a handler returns: an answer or a problem to render.
-pub type HandlerResult = Result<Response, Problem>;
+pub type HandlerResult = Result<ApiResponse, Problem>;
 
 /// Observers of finished requests: the seams where metrics and tracing plug
 /// in. Every method has a no-op default.
@@ -144,7 +144,7 @@ pub fn respond(
 ) -> u16 {
     let resp = match result {
         Ok(r) => r,
-        Err(p) => Response::problem(&p, meta.request_id.as_str()),
+        Err(p) => ApiResponse::problem(&p, meta.request_id.as_str()),
     };
     let status = resp.status;
     let bytes = resp.body.len();
@@ -173,7 +173,7 @@ pub fn respond(
 
 fn write_response(
     req: &mut tiny_http::Request,
-    resp: Response,
+    resp: ApiResponse,
     request_id: &RequestId,
 ) -> std::io::Result<()> {
     let mut headers = Vec::with_capacity(resp.headers.len() + 1);

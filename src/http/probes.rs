@@ -8,29 +8,29 @@
 use serde_json::{Map, Value};
 
 use crate::health::{Health, Readiness};
-use crate::http::response::Response;
+use crate::http::response::ApiResponse;
 
 /// Liveness: depends on nothing but this process answering.
-pub fn healthz(_health: &Health) -> Response {
-    Response::text(200, "ok")
+pub fn healthz(_health: &Health) -> ApiResponse {
+    ApiResponse::text(200, "ok")
 }
 
 /// Start-up: 503 `starting` until start-up work is done.
-pub fn startupz(health: &Health) -> Response {
+pub fn startupz(health: &Health) -> ApiResponse {
     if health.is_started() {
-        Response::text(200, "ok")
+        ApiResponse::text(200, "ok")
     } else {
-        Response::text(503, "starting")
+        ApiResponse::text(503, "starting")
     }
 }
 
 /// Readiness (see [`Health::readiness`]).
-pub fn readyz(health: &Health) -> Response {
+pub fn readyz(health: &Health) -> ApiResponse {
     render_readiness(&health.readiness())
 }
 
 /// The `/readyz` answer for a report.
-pub fn render_readiness(report: &Readiness) -> Response {
+pub fn render_readiness(report: &Readiness) -> ApiResponse {
     let mut checks = Map::new();
     for answer in &report.checks {
         let value = match &answer.result {
@@ -47,7 +47,7 @@ pub fn render_readiness(report: &Readiness) -> Response {
     let mut body = Map::new();
     body.insert("status".into(), Value::from(report.status.as_str()));
     body.insert("checks".into(), Value::Object(checks));
-    Response::json(code, &Value::Object(body)).with_header("Cache-Control", "no-store")
+    ApiResponse::json(code, &Value::Object(body)).with_header("Cache-Control", "no-store")
 }
 
 #[cfg(test)]
@@ -55,7 +55,7 @@ mod tests {
     use super::*;
     use crate::health::{CheckError, DependencyAnswer, ReadyStatus};
 
-    fn body(r: &Response) -> Value {
+    fn body(r: &ApiResponse) -> Value {
         serde_json::from_slice(&r.body).expect("json")
     }
 

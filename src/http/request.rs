@@ -13,7 +13,7 @@ use crate::http::method::Method;
 use crate::http::request_id::RequestId;
 use crate::http::router::Params;
 
-pub struct Request<'a> {
+pub struct ApiRequest<'a> {
     pub method: Method,
     pub path: &'a str,
     /// The raw query string, without `?`.
@@ -25,7 +25,7 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-impl<'a> Request<'a> {
+impl<'a> ApiRequest<'a> {
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a str> {
         header(self.headers, name)
@@ -62,8 +62,8 @@ pub fn split_target(url: &str) -> (&str, &str) {
 mod tests {
     use super::*;
 
-    fn req<'a>(query: &'a str, id: &'a RequestId) -> Request<'a> {
-        Request {
+    fn req<'a>(query: &'a str, id: &'a RequestId) -> ApiRequest<'a> {
+        ApiRequest {
             method: Method::Get,
             path: "/",
             query,

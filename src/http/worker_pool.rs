@@ -54,7 +54,7 @@ impl WorkerSlot {
 
 /// Sizes of the pool.
 #[derive(Debug, Clone, Copy)]
-pub struct PoolSize {
+pub struct WorkerPoolSize {
     pub workers: usize,
     pub queue_depth: usize,
 }
@@ -139,7 +139,7 @@ impl<J: Send + 'static> WorkerPool<J> {
     /// Starts `size.workers` threads, each running `work(slot, job)` for every
     /// job it receives. `work` must not panic; wrap handlers in
     /// `catch_unwind` (the pipeline does).
-    pub fn start<F>(size: PoolSize, work: F) -> io::Result<WorkerPool<J>>
+    pub fn start<F>(size: WorkerPoolSize, work: F) -> io::Result<WorkerPool<J>>
     where
         F: Fn(&WorkerSlot, J) + Send + Sync + 'static,
     {
@@ -241,7 +241,7 @@ mod tests {
         let (gate_tx, gate_rx) = bounded::<()>(0);
         let d = Arc::clone(&done);
         let pool = WorkerPool::start(
-            PoolSize {
+            WorkerPoolSize {
                 workers: 1,
                 queue_depth: 2,
             },
@@ -275,7 +275,7 @@ mod tests {
         let (gate_tx, gate_rx) = bounded::<()>(0);
         let (seen_tx, seen_rx) = bounded::<()>(1);
         let pool = WorkerPool::start(
-            PoolSize {
+            WorkerPoolSize {
                 workers: 2,
                 queue_depth: 1,
             },

@@ -1,7 +1,7 @@
 //! The users API over HTTP: a thin mapping from requests to [`UserService`]
 //! calls and from their outcomes to statuses and bodies.
 //!
-//! Everything here is a pure function of a [`Request`]; the rules live in the
+//! Everything here is a pure function of a [`ApiRequest`]; the rules live in the
 //! service, the SQL in the repository. Errors are RFC 9457 problems:
 //!
 //! | outcome | status |
@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::http::dispatch::Handler;
+use crate::http::dispatch::ApiHandler;
 use crate::http::method::Method;
 use crate::http::pipeline::HandlerResult;
 use crate::http::problem::Problem;
-use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::request::ApiRequest;
+use crate::http::response::ApiResponse;
 use crate::http::router::{RouteError, Router};
 use crate::users::body::{self, Member};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
@@ -41,9 +41,9 @@ const TYPE_IDEMPOTENCY: &str = "https://usersvc.dev/problems/idempotency-key-reu
 
 /// Adds the users routes to `router`.
 pub fn routes(
-    router: Router<Handler>,
+    router: Router<ApiHandler>,
     users: Arc<UserService>,
-) -> Result<Router<Handler>, RouteError> {
+) -> Result<Router<ApiHandler>, RouteError> {
     let (a, b, c, d, e) = (
         Arc::clone(&users),
         Arc::clone(&users),
@@ -59,7 +59,7 @@ pub fn routes(
         .route(Method::Delete, ITEM, Box::new(move |r| delete(&e, r)))
 }
 
-pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let Fields {
         name,
         email,
@@ -73,7 +73,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
     match req.header("Idempotency-Key") {
         None => {
             let user = users.create(&input).map_err(problem)?;
-            Ok(Response::json_text(201, user.to_json_string())
+            Ok(ApiResponse::json_text(201, user.to_json_string())
                 .with_header("Location", format!("{COLLECTION}/{}", user.id)))
         }
         Some(raw) => {
@@ -83,7 +83,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
                 .create_idempotent(key.as_str(), &fingerprint(&input), &input)
                 .map_err(problem)?;
             let stored = outcome.response;
-            let mut resp = Response::json_text(stored.status, stored.body);
+            let mut resp = ApiResponse::json_text(stored.status, stored.body);
             if let Some(id) = stored.resource_id {
                 resp = resp.with_header("Location", format!("{COLLECTION}/{id}"));
             }
@@ -95,13 +95,13 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
     }
 }
 
-pub fn get(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn get(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let user = users.get(id).map_err(problem)?;
-    Ok(Response::json_text(200, user.to_json_string()))
+    Ok(ApiResponse::json_text(200, user.to_json_string()))
 }
 
-pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn list(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let limit = req.query_param("limit");
     let after = req.query_param("after");
     let params = ListParams::parse(limit.as_deref(), after.as_deref()).map_err(|errors| {
@@ -110,10 +110,10 @@ pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
             .with_extension("errors", field_errors(&errors))
     })?;
     let page = users.list(&params).map_err(problem)?;
-    Ok(Response::json_text(200, page.to_json_string()))
+    Ok(ApiResponse::json_text(200, page.to_json_string()))
 }
 
-pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn patch(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let Fields {
         name,
@@ -126,16 +126,16 @@ pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
     }
     let user = users.patch(id, &input).map_err(problem)?;
-    Ok(Response::json_text(200, user.to_json_string()))
+    Ok(ApiResponse::json_text(200, user.to_json_string()))
 }
 
-pub fn delete(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn delete(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     users.delete(id).map_err(problem)?;
-    Ok(Response::empty(204))
+    Ok(ApiResponse::empty(204))
 }
 
-fn path_id(req: &Request<'_>) -> Result<i64, Problem> {
+fn path_id(req: &ApiRequest<'_>) -> Result<i64, Problem> {
     let raw = req.params.get("id").unwrap_or("");
     parse_id(raw).ok_or_else(|| Problem::new(400, "the user id must be a positive integer"))
 }
@@ -165,7 +165,7 @@ struct Fields {
 /// with [`Unknown::Reject`], members that are no field are left out and
 /// reported as field errors, so the caller can list them together with the
 /// other fields' rule errors in one 422.
-fn json_body(req: &Request<'_>, unknown: Unknown) -> Result<Fields, Problem> {
+fn json_body(req: &ApiRequest<'_>, unknown: Unknown) -> Result<Fields, Problem> {
     let is_json = req.header("Content-Type").is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")
@@ -269,7 +269,7 @@ mod tests {
     use crate::users::memory_repository::{Failure, MemoryUserRepository};
 
     struct Api {
-        router: Router<Handler>,
+        router: Router<ApiHandler>,
         store: MemoryUserRepository,
     }
 
@@ -320,7 +320,7 @@ mod tests {
             else {
                 panic!("no route for {method} {path}");
             };
-            let req = Request {
+            let req = ApiRequest {
                 method,
                 path,
                 query,

@@ -4,7 +4,7 @@
 //!
 //! Every write and its outbox event are ONE statement, a data-modifying CTE
 //! (`WITH u AS (INSERT … RETURNING …), e AS (INSERT INTO events …) SELECT …
-//! FROM u`), run in autocommit through [`crate::db::Pool::write_one`]: one
+//! FROM u`), run in autocommit through [`crate::db::DbPool::write_one`]: one
 //! Bind/Execute/Sync exchange on a prepared statement instead of BEGIN,
 //! INSERT, INSERT, COMMIT. A statement is atomic, so the event still exists
 //! if and only if the change committed. Duplicate e-mails are detected by the
@@ -61,7 +61,7 @@ use super::error::{Internal, UserError};
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY_TTL};
 use super::model::{NewUser, User, UserChanges};
 use super::repository::{Respond, UserRepository};
-use crate::db::{Db, DbError, Pool};
+use crate::db::{Db, DbError, DbPool};
 
 // Every statement returning users selects `id, name, email, created_at,
 // updated_at` in this order: `checked_user` reads them by position.
@@ -119,12 +119,12 @@ pub const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
 /// PostgreSQL-backed users.
 #[derive(Clone)]
 pub struct PgUserRepository {
-    pool: Pool,
+    pool: DbPool,
 }
 
 impl PgUserRepository {
     /// Uses `pool` for every operation.
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: DbPool) -> Self {
         PgUserRepository { pool }
     }
 }
