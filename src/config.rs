@@ -23,6 +23,7 @@ use std::time::Duration;
 mod cli;
 mod connect_spec;
 mod database_url;
+pub mod defaults;
 mod duration;
 mod error;
 mod help;
