@@ -1,5 +1,5 @@
 //! Configuration: environment variables, the flags that override them,
-//! defaults, and validation of all of it at start-up (SPEC "Configuration").
+//! defaults, and validation of all of it at start-up.
 //!
 //! Why it is built this way: a service that starts with a bad value fails
 //! later and further from the cause (a typo'd timeout, a pool of zero), so

@@ -1,6 +1,6 @@
 //! Prometheus metrics, exposed on the admin listener's `/metrics`.
 //!
-//! Every metric SPEC names is registered once, here, in our own registry.
+//! Every metric is registered once, here, in our own registry.
 //! Label values are bounded by design: `path` is the route pattern (or
 //! `unmatched`), `method` is one of the standard methods (or `other`),
 //! `status` is the number we answered — nothing a client chooses can create a
@@ -38,7 +38,7 @@ use crate::outbox::policy::AttemptResult;
 use crate::outbox::store::Backlog;
 use crate::outbox::OutboxObserver;
 
-/// Request latency buckets, in seconds (SPEC).
+/// Request latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// DbPool acquire buckets: most acquires are microseconds; the timeout is seconds.

@@ -1,5 +1,5 @@
 //! Serving and draining: the listeners, the worker pool, start-up work, and
-//! the ordered shutdown of SPEC's seven steps.
+//! the ordered shutdown in seven steps.
 //!
 //! [`run`] is the whole life of a serving process. It binds both listeners
 //! first (so probes answer while start-up work runs), runs the start-up work
@@ -399,7 +399,8 @@ impl Running {
         self.admin.as_ref().map(|(_, a)| *a)
     }
 
-    /// SPEC's shutdown sequence; `reason` names the signal for the log.
+    /// The shutdown sequence (the module docs); `reason` names the signal
+    /// for the log.
     pub fn shutdown(self, reason: &str) -> ShutdownOutcome {
         let Running {
             settings,

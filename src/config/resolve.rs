@@ -3,7 +3,7 @@
 //!
 //! Why this shape: the environment is a closure and the flags a map, so
 //! tests build both by hand and never touch the process environment. Each
-//! variable is read once, in SPEC order; a bad value records an error and
+//! variable is read once, in the order of the `--help` table; a bad value records an error and
 //! the default stands in, so that reading carries on and later variables
 //! are checked too. Checks across variables (the shutdown budget) run only
 //! when their inputs were valid, so they never report a consequence of an

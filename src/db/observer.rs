@@ -1,7 +1,7 @@
 //! Hooks through which the pool reports what the metrics need.
 //!
 //! The pool must not know about Prometheus: it calls a [`DbPoolObserver`], and
-//! the metrics module (a later issue) implements it to feed
+//! the metrics module implements it to feed
 //! `db_pool_acquire_duration_seconds` and `db_pool_acquire_timeouts_total`.
 //! `db_pool_connections{state}` comes from [`super::DbPool::state`] at scrape time.
 

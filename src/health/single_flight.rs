@@ -40,9 +40,17 @@
 //! `readiness_dependency_up{dependency}`).
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
+
+#[cfg(loom)]
+use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+use loom::thread;
+#[cfg(not(loom))]
+use std::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::thread;
 
 use crate::config::format_duration;
 
@@ -374,7 +382,7 @@ impl SingleFlight {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
@@ -544,5 +552,53 @@ mod tests {
         };
         let f = SingleFlight::new(Arc::new(Boom), patient, Arc::new(NoCheckObserver));
         assert_eq!(f.get(), Err(CheckError::Panicked));
+    }
+}
+
+/// Loom model test of the single flight (`RUSTFLAGS="--cfg loom" cargo test
+/// --lib loom`, run by `make test`). Loom's condvar never times out, so
+/// the model is the path where the check answers: every waiter must be
+/// woken by it (no lost wake-up, no deadlock) and concurrent callers share
+/// one check.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    struct Counted(Arc<AtomicUsize>);
+
+    impl DependencyCheck for Counted {
+        fn name(&self) -> &'static str {
+            "database"
+        }
+        fn required(&self) -> bool {
+            true
+        }
+        fn check(&self) -> Result<(), CheckError> {
+            self.0.fetch_add(1, SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_check_and_all_wake() {
+        loom::model(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let patient = CheckPolicy {
+                timeout: Duration::from_secs(3600),
+                ttl: Duration::from_secs(3600),
+                failing_wait: Duration::from_secs(3600),
+            };
+            let flight = SingleFlight::new(
+                Arc::new(Counted(Arc::clone(&calls))),
+                patient,
+                Arc::new(NoCheckObserver),
+            );
+            let other = Arc::clone(&flight);
+            let caller = thread::spawn(move || other.get());
+            assert_eq!(flight.get(), Ok(()));
+            assert_eq!(caller.join().expect("caller"), Ok(()));
+            assert_eq!(calls.load(SeqCst), 1, "one check for both callers");
+        });
     }
 }

@@ -10,8 +10,8 @@
 //! 3. [`recover_panics`]: a panicking handler becomes a 500 problem+json, a
 //!    counter and a log line; the worker thread keeps serving;
 //! 4. [`respond`]: problem+json rendering, `X-Request-ID` on every response,
-//!    the write, one `request completed` line, and the [`Hooks`] (metrics,
-//!    tracing) that later issues fill.
+//!    the write, one `request completed` line, and the [`Hooks`] (the
+//!    metrics implement them).
 
 use std::any::Any;
 use std::io::Cursor;

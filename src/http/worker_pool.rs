@@ -14,11 +14,26 @@
 //! `GET /debug/workers`.
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
+#[cfg(not(loom))]
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+#[cfg(not(loom))]
+use std::sync::RwLock;
+#[cfg(not(loom))]
+use std::thread::{self, JoinHandle};
+
+// Under loom (model tests of the hand-off and shutdown protocol, below) the
+// same code runs on loom's primitives and a model of the bounded channel.
+#[cfg(loom)]
+mod loom_channel;
+#[cfg(loom)]
+use loom::sync::RwLock;
+#[cfg(loom)]
+use loom::thread::{self, JoinHandle};
+#[cfg(loom)]
+use loom_channel::{bounded, Receiver, Sender, TrySendError};
 
 use crate::http::request_id::RequestId;
 
@@ -211,12 +226,23 @@ impl<J: Send + 'static> WorkerPool<J> {
     /// finish every queued job and exit. Returns false if some worker was
     /// still busy at `deadline` (it is left running; the process is about to
     /// exit).
+    #[cfg(loom)]
+    pub fn join(self, _deadline: Instant) -> bool {
+        self.close();
+        self.handles.into_iter().all(|h| h.join().is_ok())
+    }
+
+    /// Closes the queue ([`WorkerPool::close`]) and waits for the workers to
+    /// finish every queued job and exit. Returns false if some worker was
+    /// still busy at `deadline` (it is left running; the process is about to
+    /// exit).
+    #[cfg(not(loom))]
     pub fn join(self, deadline: Instant) -> bool {
         self.close();
         let mut all = true;
         for handle in self.handles {
             while !handle.is_finished() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(5));
+                thread::sleep(std::time::Duration::from_millis(5));
             }
             if handle.is_finished() {
                 // A worker thread that panicked despite catch_unwind has
@@ -230,10 +256,11 @@ impl<J: Send + 'static> WorkerPool<J> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     #[test]
     fn full_queue_rejects_at_once_and_close_finishes_queued_jobs() {
@@ -301,5 +328,99 @@ mod tests {
         assert!(pool.join(Instant::now() + Duration::from_secs(5)));
         drop(sub);
         assert!(slots.iter().all(|s| s.get().is_none()));
+    }
+}
+
+/// Loom model tests of the hand-off and shutdown protocol: every
+/// interleaving of a submitting I/O thread, the workers and the shutdown
+/// (`RUSTFLAGS="--cfg loom" cargo test --lib loom`, run by `make test`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// Every interleaving with at most `PREEMPTIONS` forced switches per
+    /// run: enough for these races (each bug we broke in on purpose showed
+    /// with one or two), and it keeps the two-worker model to seconds
+    /// instead of an hour.
+    const PREEMPTIONS: usize = 3;
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(PREEMPTIONS);
+        builder.check(f);
+    }
+
+    fn size(workers: usize, queue_depth: usize) -> WorkerPoolSize {
+        WorkerPoolSize {
+            workers,
+            queue_depth,
+        }
+    }
+
+    /// A submitter races the close: every job the queue accepted is run
+    /// (none lost), none is accepted after the close, and the join returns
+    /// (no deadlock).
+    #[test]
+    fn accepted_jobs_run_and_close_refuses_the_rest() {
+        model(|| {
+            let ran = Arc::new(AtomicUsize::new(0));
+            let r = Arc::clone(&ran);
+            let pool = WorkerPool::start(size(1, 1), move |_slot: &WorkerSlot, _job: u8| {
+                r.fetch_add(1, SeqCst);
+            })
+            .expect("start");
+            let sub = pool.submitter();
+            let io = thread::spawn(move || {
+                let accepted = [1u8, 2]
+                    .iter()
+                    .filter(|&&j| sub.try_submit(j).is_ok())
+                    .count();
+                (accepted, sub)
+            });
+            pool.close();
+            let closed = pool.submitter();
+            assert_eq!(
+                closed.try_submit(9),
+                Err(9),
+                "a closed pool accepts nothing"
+            );
+            let (accepted, sub) = io.join().expect("io thread");
+            assert!(pool.join(Instant::now()), "workers exit");
+            assert_eq!(sub.try_submit(3), Err(3));
+            assert_eq!(
+                ran.load(SeqCst),
+                accepted,
+                "every accepted job ran, no other"
+            );
+        });
+    }
+
+    /// The shutdown deadline: what is still queued is taken (and dropped by
+    /// the runtime), the rest runs; no job is both taken and run, none is
+    /// lost, and two workers still exit once the queue is closed.
+    #[test]
+    fn jobs_taken_at_the_deadline_are_not_run() {
+        model(|| {
+            let ran = Arc::new(AtomicUsize::new(0));
+            let r = Arc::clone(&ran);
+            let pool = WorkerPool::start(size(2, 2), move |_slot: &WorkerSlot, _job: u8| {
+                r.fetch_add(1, SeqCst);
+            })
+            .expect("start");
+            let sub = pool.submitter();
+            let accepted = [1u8, 2]
+                .iter()
+                .filter(|&&j| sub.try_submit(j).is_ok())
+                .count();
+            assert_eq!(accepted, 2, "the queue holds two");
+            let taken = pool.take_queued().len();
+            assert!(pool.join(Instant::now()), "workers exit");
+            assert_eq!(
+                ran.load(SeqCst) + taken,
+                accepted,
+                "each job run or taken, once"
+            );
+        });
     }
 }
