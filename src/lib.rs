@@ -1,8 +1,10 @@
 //! usersvc: a users API in synchronous Rust.
 //!
-//! The binary (`src/main.rs`) only wires these modules together; everything
-//! with behaviour lives here so that tests can reach it without a process.
-//! `ARCHITECTURE.md` is the map of threads, the path of a request and the
+//! The binary (`src/main.rs`) only parses the command line, runs the command
+//! and maps the outcome to an exit code; which components a serving process
+//! has is decided in [`app`], and everything with behaviour lives here so
+//! that tests can reach it without a process. `ARCHITECTURE.md` is the map
+//! of modules and their layers, threads, the path of a request and the
 //! shutdown sequence.
 
 pub mod allocator;
