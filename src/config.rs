@@ -10,11 +10,12 @@
 //! password, Redis credentials) are held in types whose `Debug`/`Display`
 //! redact them; [`Config::redacted_json`] is the one printable view.
 //!
-//! Sub-modules, one concept each: value grammars (`duration`, `size`,
-//! `listen_addr`, `log_options`, `otel`), secret-bearing URLs (`secret`,
-//! `database_url`, `redis_url`, `http_url`), the variable table (`vars`),
-//! the command line (`cli`), resolution and validation (`resolve`), output
-//! (`redacted`, `help`) and errors (`error`).
+//! Sub-modules, one concept each: value grammars (`size`, `listen_addr`,
+//! `log_options`, `otel`; durations are `crate::duration_text`),
+//! secret-bearing URLs (`secret`, `database_url` with its `connect_spec`,
+//! `redis_url`, `http_url`), the variable table (`vars`) and its numeric
+//! `defaults`, the command line (`cli`), resolution and validation
+//! (`resolve`), output (`redacted`, `help`) and errors (`error`).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -24,7 +25,6 @@ mod cli;
 mod connect_spec;
 mod database_url;
 pub mod defaults;
-mod duration;
 mod error;
 mod help;
 mod http_url;
@@ -39,10 +39,10 @@ mod secret;
 mod size;
 mod vars;
 
+pub use crate::duration_text::{format_duration, parse_duration, DurationError};
 pub use cli::MigrateCommand;
 pub use connect_spec::{ConnectSpec, ConnectSpecError, SslMode};
 pub use database_url::{DatabaseUrl, DatabaseUrlError};
-pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors};
 pub use help::{help_text, version_text};
 pub use http_url::{HttpUrl, HttpUrlError};

@@ -216,7 +216,7 @@ pub enum OtlpTimeoutError {
     /// Zero, above 60s, or too many milliseconds to count.
     OutOfRange,
     /// Not a duration either.
-    Duration(super::duration::DurationError),
+    Duration(crate::duration_text::DurationError),
 }
 
 impl std::fmt::Display for OtlpTimeoutError {
@@ -239,7 +239,7 @@ pub fn parse_otlp_timeout(text: &str) -> Result<Duration, OtlpTimeoutError> {
                 .map_err(|_| OtlpTimeoutError::OutOfRange)?,
         )
     } else {
-        super::duration::parse_duration(text).map_err(OtlpTimeoutError::Duration)?
+        crate::duration_text::parse_duration(text).map_err(OtlpTimeoutError::Duration)?
     };
     if duration.is_zero() || duration > MAX_OTLP_TIMEOUT {
         return Err(OtlpTimeoutError::OutOfRange);

@@ -9,10 +9,10 @@
 
 use serde_json::{json, Value};
 
-use super::duration::format_duration;
 use super::log_options::level_name;
 use super::size::format_size;
 use super::Config;
+use crate::duration_text::format_duration;
 
 impl Config {
     /// The effective configuration keyed by variable name, secrets

@@ -18,7 +18,6 @@ use std::time::Duration;
 use super::cli::FlagValues;
 use super::database_url::DatabaseUrl;
 use super::defaults;
-use super::duration::{format_duration, parse_duration, DurationError};
 use super::error::{quote, ConfigError};
 use super::http_url::{mask_userinfo, HttpUrl};
 use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
@@ -32,6 +31,7 @@ use super::redis_url::RedisUrl;
 use super::retention::parse_retention;
 use super::size::{format_size, parse_size};
 use super::{Config, SHUTDOWN_MARGIN};
+use crate::duration_text::{format_duration, parse_duration, DurationError};
 
 /// Bounds of the numeric variables.
 pub(crate) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;

@@ -14,9 +14,10 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::config::{format_duration, ConnectSpec};
+use crate::config::ConnectSpec;
 use crate::db::error::describe;
 use crate::db::{self};
+use crate::duration_text::format_duration;
 use crate::health::{CheckError, DependencyCheck, CHECK_TIMEOUT};
 
 /// Client-side bound on one ping (and on opening its connection).

@@ -52,7 +52,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
 use std::thread;
 
-use crate::config::format_duration;
+use crate::duration_text::format_duration;
 
 /// How long a probe waits for a dependency check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
