@@ -373,7 +373,10 @@ impl Resource for SpanExporter {
     }
 }
 
-/// The database pool: its connections are closed.
+/// The database pool: the app's handle is dropped. The pool has no close of
+/// its own yet (its r2d2 pool sits in a `OnceLock`): its connections close
+/// with the last handle, which the repositories and gauges hold until the
+/// process exits.
 struct DatabasePool(DbPool);
 
 impl Resource for DatabasePool {

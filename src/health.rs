@@ -12,7 +12,6 @@
 //! Probes are answered on the listener's I/O thread, never queued behind API
 //! requests, so they answer within milliseconds when every worker is busy.
 //!
-//!
 //! This module decides what the probes say ([`Readiness`]); `http::probes`
 //! renders it. Each dependency is checked behind a [`SingleFlight`]
 //! (bounded, coalesced; see [`single_flight`]); [`database`] is the

@@ -12,8 +12,7 @@
 //!   that one answer instead of starting their own.
 //! - **bounded wait ([`CHECK_TIMEOUT`], 2 s).** Callers wait at most until
 //!   the in-flight check is 2 s old, then answer `no answer within 2s`.
-//!   The deadline is the check's, not
-//!   the caller's: once a check is overdue, later probes answer at once
+//!   The deadline is the check's, not the caller's: once a check is overdue, later probes answer at once
 //!   rather than each waiting another 2 s. The overdue check is not started
 //!   again while it runs; its eventual answer is kept as usual.
 //! - **a failing dependency answers fast ([`FAILING_WAIT`], 100 ms).** While
@@ -28,7 +27,6 @@
 //!   most one ping per dependency per 500 ms, and adds at most 500 ms to
 //!   noticing an outage or a recovery — well inside a kubelet's period
 //!   (10 s by default) and the 3 s within which `/readyz` must turn 503.
-//!
 //! - **never blocking the HTTP I/O thread.** `/readyz` is answered on the
 //!   listener's I/O thread, which serves every connection: while a check is
 //!   in flight a probe answers the last finished result at once (until the
