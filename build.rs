@@ -8,10 +8,18 @@
 //! 2. git: version = the `v*` tag on HEAD (without the `v`), commit = the
 //!    short hash (`-dirty` when the tracked tree has changes);
 //! 3. the Cargo package version, and commit `unknown`.
+//!
+//! Also: `--cfg usersvc_loom` in RUSTFLAGS (the loom build of
+//! scripts/run-tests.sh) turns on `cfg(loom)` for this crate only. A global
+//! `--cfg loom` would reach our dependencies too, and tokio compiles its
+//! networking out under it (tokio-postgres then fails to build).
 
 use std::process::Command;
 
 fn main() {
+    if std::env::var_os("CARGO_CFG_USERSVC_LOOM").is_some() {
+        println!("cargo:rustc-cfg=loom");
+    }
     println!("cargo:rerun-if-env-changed=USERSVC_VERSION");
     println!("cargo:rerun-if-env-changed=USERSVC_COMMIT");
     println!("cargo:rerun-if-env-changed=USERSVC_GIT_COMMIT");

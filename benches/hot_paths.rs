@@ -27,9 +27,9 @@ fn report(name: &str, (ns, allocs): (f64, f64)) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The real API route table (the pool is never used: nothing connects).
-    let pool = usersvc::db::Pool::build(
+    let pool = usersvc::db::DbPool::build(
         "postgres://bench@127.0.0.1:1/bench",
-        &usersvc::db::PoolSettings::default(),
+        &usersvc::db::DbPoolSettings::default(),
     )?;
     let users = Arc::new(UserService::new(Arc::new(PgUserRepository::new(pool))));
     let router = handlers::routes(Router::new(), users)?;

@@ -18,6 +18,14 @@ export USERSVC_TEST_RUN=$run
 status=0
 "$CARGO" test --workspace "$@" || status=$?
 
+# The loom model tests (worker pool hand-off and shutdown, readiness single
+# flight): the lib's unit tests named `loom`, in a build of their own (its
+# own target directory; `--cfg usersvc_loom` turns on cfg(loom) for usersvc
+# only, see build.rs).
+echo "==> loom model tests" >&2
+RUSTFLAGS="--cfg usersvc_loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+  "$CARGO" test --lib loom || status=$?
+
 left=$(psql -X -qAt -d "$USERSVC_TEST_DATABASE_URL" -c \
   "select datname from pg_database where datname like 'usersvc\\_t\\_${run}\\_%'" 2>/dev/null || true)
 dropped=0

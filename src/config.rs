@@ -1,5 +1,5 @@
 //! Configuration: environment variables, the flags that override them,
-//! defaults, and validation of all of it at start-up (SPEC "Configuration").
+//! defaults, and validation of all of it at start-up.
 //!
 //! Why it is built this way: a service that starts with a bad value fails
 //! later and further from the cause (a typo'd timeout, a pool of zero), so
@@ -10,19 +10,21 @@
 //! password, Redis credentials) are held in types whose `Debug`/`Display`
 //! redact them; [`Config::redacted_json`] is the one printable view.
 //!
-//! Sub-modules, one concept each: value grammars (`duration`, `size`,
-//! `listen_addr`, `log_options`, `otel`), secret-bearing URLs (`secret`,
-//! `database_url`, `redis_url`, `http_url`), the variable table (`vars`),
-//! the command line (`cli`), resolution and validation (`resolve`), output
-//! (`redacted`, `help`) and errors (`error`).
+//! Sub-modules, one concept each: value grammars (`size`, `listen_addr`,
+//! `log_options`, `otel`; durations are `crate::duration_text`),
+//! secret-bearing URLs (`secret`, `database_url` with its `connect_spec`,
+//! `redis_url`, `http_url`), the variable table (`vars`) and its numeric
+//! `defaults`, the command line (`cli`), resolution and validation
+//! (`resolve`), output (`redacted`, `help`) and errors (`error`).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 mod cli;
+mod connect_spec;
 mod database_url;
-mod duration;
+pub mod defaults;
 mod error;
 mod help;
 mod http_url;
@@ -37,14 +39,15 @@ mod secret;
 mod size;
 mod vars;
 
+pub use crate::duration_text::{format_duration, parse_duration, DurationError};
 pub use cli::MigrateCommand;
+pub use connect_spec::{ConnectSpec, ConnectSpecError, SslMode};
 pub use database_url::{DatabaseUrl, DatabaseUrlError};
-pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors};
 pub use help::{help_text, version_text};
 pub use http_url::{HttpUrl, HttpUrlError};
 pub use listen_addr::{parse_listen_addr, ListenAddrError};
-pub use log_options::LogFormat;
+pub use log_options::{level_name, parse_log_level, LogFormat, LEVELS};
 pub use otel::{OtelSampler, OtlpHeaders, OTLP_COMPRESSION, OTLP_PROTOCOL, PROPAGATOR};
 pub use redis_url::{RedisUrl, RedisUrlError};
 pub use retention::format_retention;

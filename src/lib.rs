@@ -1,16 +1,21 @@
 //! usersvc: a users API in synchronous Rust.
 //!
-//! The binary (`src/main.rs`) only wires these modules together; everything
-//! with behaviour lives here so that tests can reach it without a process.
-//! `ARCHITECTURE.md` is the map of threads, the path of a request and the
+//! The binary (`src/main.rs`) only parses the command line, runs the command
+//! and maps the outcome to an exit code; which components a serving process
+//! has is decided in [`app`], and everything with behaviour lives here so
+//! that tests can reach it without a process. `ARCHITECTURE.md` is the map
+//! of modules and their layers, threads, the path of a request and the
 //! shutdown sequence.
 
 pub mod allocator;
+pub mod app;
 pub mod build_info;
 pub mod cache;
 pub mod config;
-pub mod database_check;
+pub mod console;
 pub mod db;
+pub mod duration_text;
+pub mod error_chain;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
@@ -18,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod percent;
 pub mod resolver;
 pub mod rfc3339;
 pub mod runtime;

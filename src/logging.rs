@@ -6,9 +6,10 @@
 //!   that golden tests and the benchmark need no global logger.
 //! - [`context`]: the thread-local `request_id` / `trace_id` / `span_id` the formatter adds to
 //!   every line written while serving a request, entered with a restoring guard.
-//! - [`time`]: RFC 3339 UTC timestamps with milliseconds, without a date crate.
+//! - timestamps: [`crate::rfc3339::Rfc3339Millis`] (the one RFC 3339 writer, shared with the API).
 //! - `escape`: JSON and terminal escaping that streams into the output, so lines need no
 //!   intermediate `String`.
+//! - [`level`]: the run-time level switch behind `PUT /debug/log-level`, with timed reverts.
 //! - `filter`: the installed `Log`, which makes `log::max_level()` the single run-time switch and
 //!   keeps dependencies' debug output (including SQL parameters) out unless the level is `trace`.
 //!
@@ -21,69 +22,17 @@ pub mod context;
 mod escape;
 mod filter;
 pub mod format;
+pub mod level;
 pub mod panic_hook;
-pub mod time;
 
-use std::fmt;
 use std::io;
-use std::str::FromStr;
 use std::time::SystemTime;
 
 pub use context::{ContextGuard, RequestContext, RequestId};
 pub use log::LevelFilter;
 
-/// The line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    /// One JSON object per line, for log collectors (the default).
-    #[default]
-    Json,
-    /// One human-readable line per record, for a terminal.
-    Text,
-}
-
-impl LogFormat {
-    /// The name `LOG_FORMAT` uses: `json` or `text`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Json => "json",
-            LogFormat::Text => "text",
-        }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `LOG_FORMAT` is neither `json` nor `text`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidLogFormat;
-
-impl fmt::Display for InvalidLogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("expected `json` or `text`")
-    }
-}
-
-impl std::error::Error for InvalidLogFormat {}
-
-impl FromStr for LogFormat {
-    type Err = InvalidLogFormat;
-
-    /// Accepts `json` and `text`, in any case.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("json") {
-            Ok(LogFormat::Json)
-        } else if s.eq_ignore_ascii_case("text") {
-            Ok(LogFormat::Text)
-        } else {
-            Err(InvalidLogFormat)
-        }
-    }
-}
+/// The line format (parsed by `config`, which owns the names).
+pub use crate::config::LogFormat;
 
 /// What [`init`] needs from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Prometheus metrics, exposed on the admin listener's `/metrics`.
 //!
-//! Every metric SPEC names is registered once, here, in our own registry.
+//! Every metric is registered once, here, in our own registry.
 //! Label values are bounded by design: `path` is the route pattern (or
 //! `unmatched`), `method` is one of the standard methods (or `other`),
 //! `status` is the number we answered — nothing a client chooses can create a
@@ -29,19 +29,20 @@ use prometheus::{
 
 use crate::build_info;
 use crate::cache::{CacheObserver, Lookup};
-use crate::db::{AcquireOutcome, PoolObserver};
+use crate::db::{AcquireOutcome, DbPoolObserver};
+use crate::health::CheckObserver;
 use crate::http::method::Method;
 use crate::http::pipeline::{Hooks, Meta, UNMATCHED};
-use crate::http::response::Response;
+use crate::http::response::ApiResponse;
 use crate::lifecycle::State;
 use crate::outbox::policy::AttemptResult;
 use crate::outbox::store::Backlog;
 use crate::outbox::OutboxObserver;
 
-/// Request latency buckets, in seconds (SPEC).
+/// Request latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-/// Pool acquire buckets: most acquires are microseconds; the timeout is seconds.
+/// DbPool acquire buckets: most acquires are microseconds; the timeout is seconds.
 const ACQUIRE_BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5,
 ];
@@ -325,7 +326,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> Response {
+    pub fn render(&self) -> ApiResponse {
         for f in self
             .scrape
             .lock()
@@ -337,12 +338,12 @@ impl Metrics {
         let encoder = TextEncoder::new();
         let mut body = Vec::with_capacity(16 * 1024);
         match encoder.encode(&self.registry.gather(), &mut body) {
-            Ok(()) => Response {
+            Ok(()) => ApiResponse {
                 status: 200,
                 headers: vec![("Content-Type", encoder.format_type().to_owned().into())],
                 body,
             },
-            Err(e) => Response::text(500, &format!("metrics encoding failed: {e}")),
+            Err(e) => ApiResponse::text(500, &format!("metrics encoding failed: {e}")),
         }
     }
 }
@@ -415,7 +416,17 @@ fn itoa_status(status: u16) -> [u8; 3] {
     ]
 }
 
-impl PoolObserver for Metrics {
+impl CheckObserver for Metrics {
+    fn declared(&self, dependency: &'static str) {
+        declare_readiness_dependency(dependency);
+    }
+
+    fn checked(&self, dependency: &'static str, ok: bool) {
+        record_readiness_check(dependency, ok);
+    }
+}
+
+impl DbPoolObserver for Metrics {
     fn acquire_finished(&self, waited: Duration, outcome: AcquireOutcome) {
         self.pool_acquire.observe(waited.as_secs_f64());
         if outcome == AcquireOutcome::TimedOut {

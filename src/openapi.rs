@@ -5,19 +5,19 @@
 //! fails when the two disagree, and schemathesis checks the running service
 //! against it.
 
-use crate::http::dispatch::Handler;
+use crate::http::dispatch::ApiHandler;
 use crate::http::method::Method;
-use crate::http::response::Response;
+use crate::http::response::ApiResponse;
 use crate::http::router::{RouteError, Router};
 
 /// The document, as served.
 pub const DOCUMENT: &str = include_str!("../openapi.json");
 
 /// Adds `GET /openapi.json`.
-pub fn routes(router: Router<Handler>) -> Result<Router<Handler>, RouteError> {
+pub fn routes(router: Router<ApiHandler>) -> Result<Router<ApiHandler>, RouteError> {
     router.route(
         Method::Get,
         "/openapi.json",
-        Box::new(|_req| Ok(Response::json_text(200, DOCUMENT.to_owned()))),
+        Box::new(|_req| Ok(ApiResponse::json_text(200, DOCUMENT.to_owned()))),
     )
 }

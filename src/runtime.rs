@@ -1,5 +1,5 @@
 //! Serving and draining: the listeners, the worker pool, start-up work, and
-//! the ordered shutdown of SPEC's seven steps.
+//! the ordered shutdown in seven steps.
 //!
 //! [`run`] is the whole life of a serving process. It binds both listeners
 //! first (so probes answer while start-up work runs), runs the start-up work
@@ -16,8 +16,8 @@
 //!    jobs still queued are dropped unexecuted (counted, logged at ERROR),
 //!    then the remaining connections are cut: a forced shutdown, exit
 //!    [`EXIT_FORCED`];
-//! 4. the request channel closes (the public server, the only sender, is
-//!    dropped) and every worker is joined;
+//! 4. the request channel closes (the worker pool drops its only sender)
+//!    and every worker is joined;
 //! 5. background workers finish their current item and are joined;
 //! 6. resources are closed: spans flushed (within
 //!    `config::SPAN_FLUSH_TIMEOUT`, part of `SHUTDOWN_MARGIN`), then the DB
@@ -36,10 +36,10 @@ use crate::config::Config;
 use crate::db::CommitGate;
 use crate::health::Health;
 use crate::http::admin::{Admin, AdminParts};
-use crate::http::dispatch::{Dispatcher, Job, JobRules};
+use crate::http::dispatch::{ApiDispatcher, Job, JobRules};
 use crate::http::listener;
 use crate::http::pipeline::{self, millis, Hooks};
-use crate::http::worker_pool::{PoolSize, QueueLen, WorkerPool};
+use crate::http::worker_pool::{QueueLen, WorkerPool, WorkerPoolSize};
 use crate::lifecycle::{ServiceState, ShutdownSignal, State};
 use crate::systemd::{self, Role};
 
@@ -48,7 +48,7 @@ use crate::systemd::{self, Role};
 pub struct ServeSettings {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
-    pub pool: PoolSize,
+    pub worker_pool: WorkerPoolSize,
     pub limits: tiny_http::Limits,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -81,7 +81,7 @@ impl ServeSettings {
         ServeSettings {
             addr: config.addr,
             admin_addr: config.admin_addr,
-            pool: PoolSize {
+            worker_pool: WorkerPoolSize {
                 workers: config.workers,
                 queue_depth: config.queue_depth,
             },
@@ -152,9 +152,13 @@ fn refusals_answered_and_counted(hooks: Arc<dyn Hooks>) -> tiny_http::ErrorBody 
 }
 
 /// Work that must finish before the service is ready (migrations, the first
-/// database connection). Retried with back-off until it succeeds or a
-/// shutdown signal arrives.
-pub type StartupWork = Box<dyn FnMut() -> Result<(), String>>;
+/// database connection). [`start`] retries it with back-off until it
+/// succeeds or a shutdown signal arrives, logging each failure.
+pub trait StartupWork {
+    type Error: std::error::Error;
+    /// One attempt; called again after a failure.
+    fn attempt(&mut self) -> Result<(), Self::Error>;
+}
 
 /// A background worker (e.g. the outbox): asked to stop at step 5, joined.
 pub trait Background: Send {
@@ -167,23 +171,34 @@ pub trait Background: Send {
     fn stop_and_join(self: Box<Self>, deadline: Instant);
 }
 
+/// Something closed at step 6, after every worker has stopped (the span
+/// exporter, the database pool).
+pub trait Resource: Send {
+    fn name(&self) -> &'static str;
+    fn close(self: Box<Self>);
+}
+
+/// Told what metrics read at scrape time, once the listeners and workers
+/// exist.
+pub trait RuntimeObserver {
+    fn runtime_started(&self, gauges: RuntimeGauges);
+}
+
 /// Everything `run` wires together.
-pub struct Parts {
+pub struct Parts<S> {
     pub settings: ServeSettings,
     pub state: Arc<ServiceState>,
     pub health: Arc<Health>,
-    pub dispatcher: Arc<Dispatcher>,
-    /// The admin listener's routes minus what `run` fills in (the workers).
-    pub admin: Box<dyn FnOnce(Arc<[crate::http::worker_pool::WorkerSlot]>) -> AdminParts>,
-    pub startup: StartupWork,
+    pub dispatcher: Arc<ApiDispatcher>,
+    /// The admin listener's parts (the runtime adds the workers).
+    pub admin: AdminParts,
+    pub startup: S,
     pub background: Vec<Box<dyn Background>>,
     /// The database pool's commit gate, closed at the shutdown deadline.
     pub commit_gate: Arc<CommitGate>,
-    /// Closed at step 6, in order (pool, exporters, caches).
-    pub resources: Vec<Box<dyn FnOnce() + Send>>,
-    /// Called once the listeners and workers exist, with what metrics read
-    /// at scrape time.
-    pub gauges: Box<dyn FnOnce(RuntimeGauges)>,
+    /// Closed at step 6, in order.
+    pub resources: Vec<Box<dyn Resource>>,
+    pub observer: Option<Box<dyn RuntimeObserver>>,
 }
 
 /// Live readings of the runtime, for metrics.
@@ -201,17 +216,17 @@ pub struct Running {
     public: tiny_http::Server,
     public_addr: SocketAddr,
     admin: Option<(tiny_http::Server, SocketAddr)>,
-    pool: WorkerPool<Job>,
-    dispatcher: Arc<Dispatcher>,
+    workers: WorkerPool<Job>,
+    dispatcher: Arc<ApiDispatcher>,
     commit_gate: Arc<CommitGate>,
     background: Vec<Box<dyn Background>>,
-    resources: Vec<Box<dyn FnOnce() + Send>>,
+    resources: Vec<Box<dyn Resource>>,
 }
 
 /// Serves until SIGTERM/SIGINT, then drains. `Ok` says whether the
 /// shutdown was clean (exit 0) or forced ([`EXIT_FORCED`]); a second signal
 /// has already exited the process with 130.
-pub fn run(parts: Parts) -> io::Result<ShutdownOutcome> {
+pub fn run<S: StartupWork>(parts: Parts<S>) -> io::Result<ShutdownOutcome> {
     let mut signal = ShutdownSignal::install()?;
     let running = start(parts, &|| signal.received())?;
     let which = signal.wait();
@@ -221,7 +236,10 @@ pub fn run(parts: Parts) -> io::Result<ShutdownOutcome> {
 /// Binds the listeners, starts the workers, runs the start-up work (retried
 /// with back-off until it succeeds or `stop_requested` says to give up) and
 /// marks the service ready.
-pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Running> {
+pub fn start<S: StartupWork>(
+    parts: Parts<S>,
+    stop_requested: &dyn Fn() -> bool,
+) -> io::Result<Running> {
     let Parts {
         settings,
         state,
@@ -231,7 +249,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         mut startup,
         background,
         resources,
-        gauges,
+        observer,
         commit_gate,
     } = parts;
 
@@ -241,9 +259,10 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         queue_timeout: settings.queue_timeout,
         gate: Arc::clone(&commit_gate),
     };
-    let (pool, submitter) = WorkerPool::start(settings.pool, move |slot, job: Job| {
+    let workers = WorkerPool::start(settings.worker_pool, move |slot, job: Job| {
         worker_dispatcher.run_job(slot, job, &rules)
     })?;
+    let submitter = workers.submitter();
 
     // Requests the HTTP layer refuses get the same problem+json as the rest,
     // and are counted by the same hooks.
@@ -282,7 +301,8 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
             }
             let bound = l.listener.local_addr()?;
             let admin = Arc::new(
-                Admin::new(admin(pool.slots())).map_err(|e| io::Error::other(e.to_string()))?,
+                Admin::new(admin, workers.slots())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             );
             let server = tiny_http::Server::from_listener(
                 l.listener,
@@ -297,11 +317,13 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
     };
     systemd::check_all_taken()?;
     systemd::start_watchdog()?;
-    gauges(RuntimeGauges {
-        queue_len: pool.queue_len(),
-        public: public.control(),
-        admin: admin.as_ref().map(|(s, _)| s.control()),
-    });
+    if let Some(observer) = observer {
+        observer.runtime_started(RuntimeGauges {
+            queue_len: workers.queue_len(),
+            public: public.control(),
+            admin: admin.as_ref().map(|(s, _)| s.control()),
+        });
+    }
     log::info!(
         addr = public_addr.to_string().as_str(),
         admin_addr = admin
@@ -309,14 +331,14 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
             .map(|(_, a)| a.to_string())
             .unwrap_or_else(|| "off".into())
             .as_str(),
-        workers = settings.pool.workers,
-        queue_depth = settings.pool.queue_depth;
+        workers = settings.worker_pool.workers,
+        queue_depth = settings.worker_pool.queue_depth;
         "listening"
     );
 
     let mut backoff = Duration::from_millis(50);
     while !stop_requested() {
-        match startup() {
+        match startup.attempt() {
             Ok(()) => {
                 health.mark_started();
                 state.advance(State::Ready);
@@ -338,7 +360,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
             }
             Err(reason) => {
                 log::warn!(
-                    reason = reason.as_str(),
+                    reason = reason.to_string().as_str(),
                     retry_in_ms = backoff.as_millis() as u64;
                     "start-up work failed; retrying"
                 );
@@ -358,7 +380,7 @@ pub fn start(parts: Parts, stop_requested: &dyn Fn() -> bool) -> io::Result<Runn
         public,
         public_addr,
         admin,
-        pool,
+        workers,
         dispatcher,
         commit_gate,
         background,
@@ -377,14 +399,15 @@ impl Running {
         self.admin.as_ref().map(|(_, a)| *a)
     }
 
-    /// SPEC's shutdown sequence; `reason` names the signal for the log.
+    /// The shutdown sequence (the module docs); `reason` names the signal
+    /// for the log.
     pub fn shutdown(self, reason: &str) -> ShutdownOutcome {
         let Running {
             settings,
             state,
             public,
             admin,
-            pool,
+            workers,
             dispatcher,
             commit_gate,
             background,
@@ -436,7 +459,7 @@ impl Running {
             // their connections are cut and each is closed without an answer
             // (`Request::close_unanswered`: dropping one would answer 500,
             // which would tell its client the wrong thing).
-            let queued = pool.take_queued();
+            let queued = workers.take_queued();
             let dropped = queued.len();
             let cut: usize = controls.iter().map(|c| c.open_connections()).sum();
             for c in &controls {
@@ -453,13 +476,14 @@ impl Running {
         }
         let t3 = Instant::now();
 
-        // 4. Close the request channel (the public server's handler holds the
-        //    only sender) and join the workers.
+        // 4. Close the request channel (the worker pool owns its only
+        //    sender) and join the workers; then the listeners' threads.
+        workers.close();
         drop(controls);
         drop(public);
         drop(admin);
         let grace = Instant::now() + Duration::from_millis(500);
-        if !pool.join(deadline.max(grace)) {
+        if !workers.join(deadline.max(grace)) {
             outcome = ShutdownOutcome::Forced;
             log::warn!("a worker was still busy at the shutdown deadline");
         }
@@ -473,9 +497,11 @@ impl Running {
         }
         let t5 = Instant::now();
 
-        // 6. Resources: spans flushed, pools closed.
-        for close in resources {
-            close();
+        // 6. Resources: spans flushed, the database pool closed.
+        for resource in resources {
+            let name = resource.name();
+            resource.close();
+            log::debug!(resource = name; "closed");
         }
         let t6 = Instant::now();
 

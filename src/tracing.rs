@@ -126,11 +126,7 @@ fn split_userinfo(url: &str) -> (String, Option<String>) {
     let Some((userinfo, host)) = authority.rsplit_once('@') else {
         return (url.to_owned(), None);
     };
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
+    let decode = |s: &str| crate::percent::decode_lossy(s).into_owned();
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let pair = format!("{}:{}", decode(user), decode(password));
     let basic = format!(

@@ -9,10 +9,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::TestDb;
-use usersvc::db::{DbError, Pool, PoolSettings};
+use usersvc::db::{DbError, DbPool, DbPoolSettings};
 
-fn settings() -> PoolSettings {
-    PoolSettings {
+fn settings() -> DbPoolSettings {
+    DbPoolSettings {
         max_connections: 2,
         conn_max_lifetime: Duration::from_secs(300),
         acquire_timeout: Duration::from_secs(2),
@@ -33,7 +33,7 @@ fn a_commit_killed_midway_is_reported_as_not_committed() {
                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow();",
         )
         .expect("schema");
-    let pool = Pool::build(db.url(), &settings()).expect("pool");
+    let pool = DbPool::build(db.url(), &settings()).expect("pool");
     let writer = {
         let pool = pool.clone();
         thread::spawn(move || pool.write(|db| db.execute("INSERT INTO t VALUES (1)", &[])))

@@ -1,4 +1,4 @@
-//! Pool behaviour when the database misbehaves: stopped, restarted, backends
+//! DbPool behaviour when the database misbehaves: stopped, restarted, backends
 //! killed, slow statements; plus the metrics hook and password redaction.
 //! Tests that stop or kill the server use a private `TempCluster`.
 
@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{TempCluster, TestDb};
-use usersvc::db::{connect, AcquireOutcome, DbError, Pool, PoolObserver, PoolSettings};
+use usersvc::db::{connect, AcquireOutcome, DbError, DbPool, DbPoolObserver, DbPoolSettings};
 
-fn quick(max_connections: u32, acquire_timeout: Duration) -> PoolSettings {
-    PoolSettings {
+fn quick(max_connections: u32, acquire_timeout: Duration) -> DbPoolSettings {
+    DbPoolSettings {
         max_connections,
         conn_max_lifetime: Duration::from_secs(300),
         acquire_timeout,
@@ -19,12 +19,12 @@ fn quick(max_connections: u32, acquire_timeout: Duration) -> PoolSettings {
     }
 }
 
-fn select_one(pool: &Pool) -> Result<i32, DbError> {
+fn select_one(pool: &DbPool) -> Result<i32, DbError> {
     pool.read(|db| db.query_one("SELECT 1::int4", &[]).map(|r| r.get(0)))
 }
 
 /// Waits (bounded) until the pool has opened at least `n` connections.
-fn wait_for_connections(pool: &Pool, n: u32) {
+fn wait_for_connections(pool: &DbPool, n: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while pool.state().connections < n {
         assert!(
@@ -38,7 +38,7 @@ fn wait_for_connections(pool: &Pool, n: u32) {
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(Duration, AcquireOutcome)>>);
 
-impl PoolObserver for Recorder {
+impl DbPoolObserver for Recorder {
     fn acquire_finished(&self, waited: Duration, outcome: AcquireOutcome) {
         if let Ok(mut v) = self.0.lock() {
             v.push((waited, outcome));
@@ -51,7 +51,7 @@ fn stopped_database_gives_unavailable_within_the_timeout_and_the_same_pool_recov
     let cluster = TempCluster::start_new();
     let timeout = Duration::from_millis(1000);
     let recorder = Arc::new(Recorder::default());
-    let pool = Pool::build_with_observer(&cluster.url(), &quick(4, timeout), recorder.clone())
+    let pool = DbPool::build_with_observer(&cluster.url(), &quick(4, timeout), recorder.clone())
         .expect("pool");
     assert_eq!(select_one(&pool).expect("up"), 1);
     wait_for_connections(&pool, 2);
@@ -85,7 +85,7 @@ fn pool_built_while_the_database_is_down_starts_at_once_and_works_later() {
     let cluster = TempCluster::start_new();
     cluster.stop();
     let start = Instant::now();
-    let pool = Pool::build(&cluster.url(), &quick(2, Duration::from_millis(500))).expect("pool");
+    let pool = DbPool::build(&cluster.url(), &quick(2, Duration::from_millis(500))).expect("pool");
     assert!(
         start.elapsed() < Duration::from_millis(200),
         "build did not block"
@@ -105,7 +105,7 @@ fn pool_built_while_the_database_is_down_starts_at_once_and_works_later() {
 fn terminated_backends_cost_no_failed_request() {
     let cluster = TempCluster::start_new();
     let recorder = Arc::new(Recorder::default());
-    let pool = Pool::build_with_observer(
+    let pool = DbPool::build_with_observer(
         &cluster.url(),
         &quick(4, Duration::from_secs(2)),
         recorder.clone(),
@@ -159,11 +159,11 @@ fn terminated_backends_cost_no_failed_request() {
 #[test]
 fn statement_timeout_is_set_on_every_connection() {
     let db = TestDb::new();
-    let settings = PoolSettings {
+    let settings = DbPoolSettings {
         statement_timeout: Duration::from_millis(300),
         ..quick(2, Duration::from_secs(2))
     };
-    let pool = Pool::build(db.url(), &settings).expect("pool");
+    let pool = DbPool::build(db.url(), &settings).expect("pool");
     let shown: String = pool
         .read(|db| {
             db.query_one("SHOW statement_timeout", &[])
@@ -185,7 +185,7 @@ fn statement_timeout_is_set_on_every_connection() {
 fn acquire_durations_are_reported() {
     let db = TestDb::new();
     let recorder = Arc::new(Recorder::default());
-    let pool = Pool::build_with_observer(
+    let pool = DbPool::build_with_observer(
         db.url(),
         &quick(2, Duration::from_secs(2)),
         recorder.clone(),
@@ -227,7 +227,7 @@ fn no_error_shows_the_password() {
 
     cluster.stop();
     let url = format!("postgres://postgres:{SECRET}@127.0.0.1:{port}/postgres");
-    let pool = Pool::build(&url, &quick(1, Duration::from_millis(300))).expect("pool");
+    let pool = DbPool::build(&url, &quick(1, Duration::from_millis(300))).expect("pool");
     let err = select_one(&pool).expect_err("down");
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("error connecting"), "useful: {shown}");
@@ -253,7 +253,7 @@ fn a_prepared_pool_connects_nothing_until_opened() {
             .get(0)
     };
     let recorder = Arc::new(Recorder::default());
-    let pool = Pool::prepare(
+    let pool = DbPool::prepare(
         db.url(),
         &quick(4, Duration::from_secs(2)),
         recorder.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::certs::{self, TestPki};
 use support::cluster::ServerTls;
 use support::TempCluster;
-use usersvc::db::{connect, DbError, Pool};
+use usersvc::db::{connect, DbError, DbPool};
 
 struct TlsCluster {
     cluster: TempCluster,
@@ -62,7 +62,7 @@ fn disable_is_plain_and_require_encrypts_without_verifying() {
     let url = t
         .cluster
         .url_with("127.0.0.1", "sslmode=require&channel_binding=prefer");
-    let pool = Pool::build(&url, &support::settings(2)).expect("pool");
+    let pool = DbPool::build(&url, &support::settings(2)).expect("pool");
     let ssl: bool = pool
         .read(|db| {
             db.query_one(

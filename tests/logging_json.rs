@@ -87,12 +87,12 @@ fn time_of_known_instants() {
         let t = UNIX_EPOCH + Duration::from_millis(ms);
         let s = line_at(t, Level::Info, "t", format_args!("m"), NO_KVS);
         assert!(s.starts_with(&format!("{{\"time\":\"{want}\",")), "{s}");
-        assert_eq!(usersvc::logging::time::Rfc3339Millis::new(t).as_str(), want);
+        assert_eq!(usersvc::rfc3339::Rfc3339Millis::new(t).as_str(), want);
     }
     // Sub-millisecond precision is truncated, not rounded.
     let t = UNIX_EPOCH + Duration::from_nanos(1_999_999);
     assert_eq!(
-        usersvc::logging::time::Rfc3339Millis::new(t).to_string(),
+        usersvc::rfc3339::Rfc3339Millis::new(t).to_string(),
         "1970-01-01T00:00:00.001Z"
     );
 }

@@ -11,18 +11,20 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde_json::Value;
 use support::client::{self, Conn};
-use usersvc::health::Health;
-use usersvc::http::admin::AdminParts;
-use usersvc::http::dispatch::{Dispatcher, Handler};
-use usersvc::http::log_level::LogLevelControl;
+use usersvc::health::{Health, NoCheckObserver};
+use usersvc::http::admin::{AdminParts, Exposition};
+use usersvc::http::dispatch::{ApiDispatcher, ApiHandler};
 use usersvc::http::method::Method;
 use usersvc::http::pipeline::{HandlerResult, Hooks, Meta};
-use usersvc::http::request::Request;
-use usersvc::http::response::Response;
+use usersvc::http::request::ApiRequest;
+use usersvc::http::response::ApiResponse;
 use usersvc::http::router::Router;
-use usersvc::http::worker_pool::{PoolSize, QueueLen};
+use usersvc::http::worker_pool::{QueueLen, WorkerPoolSize};
 use usersvc::lifecycle::{ServiceState, State};
-use usersvc::runtime::{self, Parts, Running, ServeSettings};
+use usersvc::logging::level::{ApplyLevel, LogLevelControl};
+use usersvc::runtime::{
+    self, Parts, Running, RuntimeGauges, RuntimeObserver, ServeSettings, StartupWork,
+};
 
 /// Counts what the hooks see.
 #[derive(Default)]
@@ -54,8 +56,39 @@ impl Hooks for CountingHooks {
     }
 }
 
+/// `/metrics` answers an empty exposition.
+struct NoMetrics;
+impl Exposition for NoMetrics {
+    fn render(&self) -> ApiResponse {
+        ApiResponse::text(200, "")
+    }
+}
+
+/// Level changes go nowhere (the test process's logger is not ours).
+struct NoLogger;
+impl ApplyLevel for NoLogger {
+    fn apply(&self, _: log::LevelFilter) {}
+}
+
+/// Start-up work that is done at once.
+struct Ready;
+impl StartupWork for Ready {
+    type Error = std::convert::Infallible;
+    fn attempt(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// Keeps the queue length reader the runtime hands out.
+struct KeepQueueLen(Arc<Mutex<Option<QueueLen>>>);
+impl RuntimeObserver for KeepQueueLen {
+    fn runtime_started(&self, g: RuntimeGauges) {
+        *self.0.lock().unwrap() = Some(g.queue_len);
+    }
+}
+
 /// Boxes a handler closure (the annotation gives it the higher-ranked type).
-fn h(f: impl Fn(&Request<'_>) -> HandlerResult + Send + Sync + 'static) -> Handler {
+fn h(f: impl Fn(&ApiRequest<'_>) -> HandlerResult + Send + Sync + 'static) -> ApiHandler {
     Box::new(f)
 }
 
@@ -75,28 +108,28 @@ impl Harness {
     fn start(workers: usize, queue_depth: usize, drain_delay: Duration) -> Harness {
         let (release, gate) = bounded::<()>(1024);
         let (enter_tx, entered) = bounded::<()>(1024);
-        let router: Router<Handler> = Router::new()
+        let router: Router<ApiHandler> = Router::new()
             .route(
                 Method::Get,
                 "/block",
                 h(move |_req| {
                     let _ = enter_tx.send(());
                     let _ = gate.recv_timeout(Duration::from_secs(20));
-                    Ok(Response::text(200, "released"))
+                    Ok(ApiResponse::text(200, "released"))
                 }),
             )
             .and_then(|r| {
                 r.route(
                     Method::Get,
                     "/items/{id}",
-                    h(|req| Ok(Response::text(200, req.params.get("id").unwrap_or("")))),
+                    h(|req| Ok(ApiResponse::text(200, req.params.get("id").unwrap_or("")))),
                 )
             })
             .and_then(|r| {
                 r.route(
                     Method::Delete,
                     "/items/{id}",
-                    h(|_req| Ok(Response::empty(204))),
+                    h(|_req| Ok(ApiResponse::empty(204))),
                 )
             })
             .and_then(|r| r.route(Method::Get, "/panic", h(|_req| panic!("boom in a handler"))))
@@ -104,7 +137,7 @@ impl Harness {
                 r.route(
                     Method::Post,
                     "/echo",
-                    h(|req| Ok(Response::text(200, &String::from_utf8_lossy(req.body)))),
+                    h(|req| Ok(ApiResponse::text(200, &String::from_utf8_lossy(req.body)))),
                 )
             })
             .expect("routes");
@@ -112,8 +145,12 @@ impl Harness {
         let queue_len = Arc::new(Mutex::new(None));
         let hooks: Arc<dyn Hooks> = Arc::new(CountingHooks(Arc::clone(&counts)));
         let state = ServiceState::new();
-        let health = Arc::new(Health::new(Arc::clone(&state), Vec::new()));
-        let dispatcher = Arc::new(Dispatcher {
+        let health = Arc::new(Health::new(
+            Arc::clone(&state),
+            Vec::new(),
+            Arc::new(NoCheckObserver),
+        ));
+        let dispatcher = Arc::new(ApiDispatcher {
             router,
             health: Arc::clone(&health),
             hooks: Arc::clone(&hooks),
@@ -126,12 +163,11 @@ impl Harness {
             max_body_bytes: 1024,
             ..tiny_http::Limits::default()
         };
-        let admin_health = Arc::clone(&health);
         let parts = Parts {
             settings: ServeSettings {
                 addr: "127.0.0.1:0".parse().unwrap(),
                 admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-                pool: PoolSize {
+                worker_pool: WorkerPoolSize {
                     workers,
                     queue_depth,
                 },
@@ -142,25 +178,21 @@ impl Harness {
                 port_sharing: usersvc::http::listener::PortSharing::Exclusive,
             },
             state: Arc::clone(&state),
+            admin: AdminParts {
+                health: Arc::clone(&health),
+                metrics: Arc::new(NoMetrics),
+                config: Value::Null,
+                background: Vec::new(),
+                log_level: LogLevelControl::new(log::LevelFilter::Info, NoLogger),
+                hooks,
+            },
             health,
             dispatcher,
-            admin: Box::new(move |workers| AdminParts {
-                health: admin_health,
-                metrics: Box::new(|| Response::text(200, "")),
-                config: Value::Null,
-                workers,
-                background: Box::new(Vec::new),
-                log_level: LogLevelControl::new(log::LevelFilter::Info, Box::new(|_| {})),
-                hooks,
-            }),
-            startup: Box::new(|| Ok(())),
+            startup: Ready,
             background: Vec::new(),
             commit_gate: usersvc::db::CommitGate::new(),
             resources: Vec::new(),
-            gauges: {
-                let slot = Arc::clone(&queue_len);
-                Box::new(move |g| *slot.lock().unwrap() = Some(g.queue_len))
-            },
+            observer: Some(Box::new(KeepQueueLen(Arc::clone(&queue_len)))),
         };
         let running = runtime::start(parts, &|| false).expect("start");
         Harness {
@@ -196,8 +228,12 @@ impl Harness {
             .clone()
             .expect("gauges wired");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while len() != n {
-            assert!(Instant::now() < deadline, "queue length {} != {n}", len());
+        while len.get() != n {
+            assert!(
+                Instant::now() < deadline,
+                "queue length {} != {n}",
+                len.get()
+            );
             thread::sleep(Duration::from_millis(5));
         }
     }

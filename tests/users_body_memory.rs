@@ -44,6 +44,11 @@ fn megabyte_bodies_of_empty_arrays_do_not_amplify_memory() {
         ("DATABASE_URL", db.url()),
         ("MAX_CONNECTIONS", "25"),
         ("QUEUE_DEPTH", "100"),
+        // Room for all 50 bodies at once: this test is about what parsing
+        // costs, not about MAX_BODY_BUFFER (whose 32 MiB default answers
+        // 503 when the machine is slow enough for 33 bodies to be held at
+        // once; tests/process_connlayer.rs covers that bound).
+        ("MAX_BODY_BUFFER", "64MiB"),
     ]);
     svc.wait_ready(Duration::from_secs(20));
     // Warm up: every worker and the pool's connections exist before the

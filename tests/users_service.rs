@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use support::TestDb;
-use usersvc::db::Pool;
+use usersvc::db::DbPool;
 use usersvc::users::{CreateUser, ListParams, PatchUser, PgUserRepository, UserError, UserService};
 
 struct Fixture {
     db: TestDb,
-    pool: Pool,
+    pool: DbPool,
     svc: UserService,
 }
 

@@ -8,7 +8,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::redis_pool::{connect, Timeouts};
-use crate::health::DependencyCheck;
+use crate::health::{CheckError, DependencyCheck};
 
 /// The `redis` readiness dependency.
 pub struct RedisCheck {
@@ -36,20 +36,22 @@ impl DependencyCheck for RedisCheck {
         false
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CheckError> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            *slot =
-                Some(connect(&self.client, self.timeouts).map_err(|e| format!("connect: {e}"))?);
+            *slot = Some(
+                connect(&self.client, self.timeouts)
+                    .map_err(|e| CheckError::Connect(e.to_string()))?,
+            );
         }
         let Some(conn) = slot.as_mut() else {
-            return Err("connect: no connection".to_owned());
+            return Err(CheckError::Connect("no connection".to_owned()));
         };
         match redis::cmd("PING").query::<String>(conn) {
             Ok(_) => Ok(()),
             Err(e) => {
                 *slot = None;
-                Err(format!("ping: {e}"))
+                Err(CheckError::Ping(e.to_string()))
             }
         }
     }

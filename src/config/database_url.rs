@@ -1,10 +1,10 @@
 //! `DATABASE_URL`: a PostgreSQL connection string, validated at start-up and
 //! printable without its password.
 //!
-//! Why a type: the string is parsed once, by the same parser the pool will
-//! use (`db::dsn::Dsn::parse`, which also knows libpq's `sslmode=verify-ca|verify-full` and `sslrootcert`), so a typo fails at start-up with exit
-//! status 2 instead of at the first request. The parsed `postgres::Config`
-//! is kept for the pool. The raw string is a [`Secret`]; `Display` and
+//! Why a type: the string is parsed once, into the [`ConnectSpec`] every
+//! database connection is made from (it also knows libpq's
+//! `sslmode=verify-ca|verify-full` and `sslrootcert`), so a typo fails at
+//! start-up with exit status 2 instead of at the first request. The raw string is a [`Secret`]; `Display` and
 //! `Debug` show a redacted copy in the operator's own form
 //! (`postgres://app:***@db:5432/users?sslmode=require` or
 //! `host=db user=app password=*** dbname=users`). Errors never echo the
@@ -22,6 +22,7 @@
 
 use std::fmt;
 
+use super::connect_spec::ConnectSpec;
 use super::secret::Secret;
 
 /// What a redacted password is replaced with.
@@ -31,7 +32,7 @@ const MASK: &str = "***";
 #[derive(Clone)]
 pub struct DatabaseUrl {
     raw: Secret<String>,
-    parsed: postgres::Config,
+    spec: ConnectSpec,
     redacted: String,
 }
 
@@ -77,15 +78,14 @@ impl DatabaseUrl {
         if url_rest(text.trim()).is_some_and(|(_, rest)| rest.matches('@').count() > 1) {
             return Err(DatabaseUrlError::AmbiguousAt);
         }
-        let parsed = crate::db::dsn::Dsn::parse(text)
-            .map(|dsn| dsn.config)
-            .map_err(|_| {
-                if url_rest(text).is_none() && looks_like_other_url(text) {
-                    DatabaseUrlError::UnsupportedScheme
-                } else {
-                    DatabaseUrlError::Invalid
-                }
-            })?;
+        let spec = ConnectSpec::parse(text).map_err(|_| {
+            if url_rest(text).is_none() && looks_like_other_url(text) {
+                DatabaseUrlError::UnsupportedScheme
+            } else {
+                DatabaseUrlError::Invalid
+            }
+        })?;
+        let parsed = &spec.config;
         if parsed.get_hosts().is_empty() && parsed.get_hostaddrs().is_empty() {
             return Err(DatabaseUrlError::NoHost);
         }
@@ -94,13 +94,18 @@ impl DatabaseUrl {
         Ok(DatabaseUrl {
             raw: Secret::new(text.to_owned()),
             redacted,
-            parsed,
+            spec,
         })
     }
 
-    /// The parsed configuration, for the connection pool.
+    /// The driver configuration (a part of [`DatabaseUrl::connect_spec`]).
     pub fn pg_config(&self) -> &postgres::Config {
-        &self.parsed
+        &self.spec.config
+    }
+
+    /// What every database connection is made from.
+    pub fn connect_spec(&self) -> &ConnectSpec {
+        &self.spec
     }
 
     /// The string as given, password included. Hand it only to a client
@@ -157,7 +162,7 @@ fn redact_checked(text: &str, had_password: bool) -> Option<String> {
         Some((prefix, rest)) => format!("{prefix}{}", redact_url(rest)),
         None => redact_key_values(text)?,
     };
-    let reparsed = crate::db::dsn::Dsn::parse(&redacted).map(|dsn| dsn.config);
+    let reparsed = ConnectSpec::parse(&redacted).map(|spec| spec.config);
     let safe = match reparsed {
         Ok(config) => match config.get_password() {
             Some(password) => password == MASK.as_bytes(),
@@ -205,7 +210,7 @@ fn redact_url(rest: &str) -> String {
             // Empty parameters are dropped by the parser: after a password
             // they are most likely `&`s of it.
             _ if in_password && param.is_empty() => {}
-            Some((key, _)) if percent_decode(key) == "password" => {
+            Some((key, _)) if crate::percent::decode_lossy(key) == "password" => {
                 params.push(format!("{key}={MASK}"));
                 in_password = true;
             }
@@ -217,30 +222,6 @@ fn redact_url(rest: &str) -> String {
     }
     out.push_str(&params.join("&"));
     out
-}
-
-/// Decodes `%XX` escapes (enough to recognise an encoded `password` key).
-fn percent_decode(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&first, tail)) = rest.split_first() {
-        let escaped = tail
-            .get(..2)
-            .filter(|_| first == b'%')
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                rest = tail.get(2..).unwrap_or_default();
-            }
-            None => {
-                out.push(first);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Redacts libpq `key=value` pairs, scanning them the way tokio-postgres
@@ -469,10 +450,10 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("pass%77ord"), "password");
-        assert_eq!(percent_decode("%70assword"), "password");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz%"), "%zz%");
+        assert_eq!(crate::percent::decode_lossy("pass%77ord"), "password");
+        assert_eq!(crate::percent::decode_lossy("%70assword"), "password");
+        assert_eq!(crate::percent::decode_lossy("a%2"), "a%2");
+        assert_eq!(crate::percent::decode_lossy("%zz%"), "%zz%");
     }
 
     #[test]

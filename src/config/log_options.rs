@@ -4,11 +4,65 @@
 //! and a service whose logs can be switched off by a typo in a manifest is
 //! not operable; the documented range is `trace` to `error`.
 
-/// The accepted `LOG_LEVEL` names, most verbose first.
+use std::fmt;
+use std::str::FromStr;
+
+/// The accepted `LOG_LEVEL` names, most verbose first (also those of
+/// `PUT /debug/log-level?level=`).
 pub const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 
-/// The line format is the logging module's own type; config only parses it.
-pub use crate::logging::LogFormat;
+/// The line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors (the default).
+    #[default]
+    Json,
+    /// One human-readable line per record, for a terminal.
+    Text,
+}
+
+impl LogFormat {
+    /// The name `LOG_FORMAT` uses: `json` or `text`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `LOG_FORMAT` is neither `json` nor `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidLogFormat;
+
+impl fmt::Display for InvalidLogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected `json` or `text`")
+    }
+}
+
+impl std::error::Error for InvalidLogFormat {}
+
+impl FromStr for LogFormat {
+    type Err = InvalidLogFormat;
+
+    /// Accepts `json` and `text`, in any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("json") {
+            Ok(LogFormat::Json)
+        } else if s.eq_ignore_ascii_case("text") {
+            Ok(LogFormat::Text)
+        } else {
+            Err(InvalidLogFormat)
+        }
+    }
+}
 
 /// `trace`, `debug`, `info`, `warn` or `error`, any case; `off` is refused.
 pub fn parse_log_level(text: &str) -> Option<log::LevelFilter> {

@@ -167,29 +167,12 @@ fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, &'static str> {
         if key.is_empty() {
             return Err("has an entry with an empty key");
         }
-        let value = percent_decode(value.trim()).ok_or("has a badly percent-encoded value")?;
+        let value = crate::percent::decode_strict(value.trim())
+            .map_err(|_| "has a badly percent-encoded value")?;
         pairs.retain(|(k, _)| k != key);
         pairs.push((key.to_owned(), value));
     }
     Ok(pairs)
-}
-
-/// `%XX` escapes decoded; `None` for a broken escape or non-UTF-8 result.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// `OTEL_EXPORTER_OTLP_HEADERS`: names are HTTP tokens, values visible
@@ -227,19 +210,39 @@ pub fn parse_resource_attributes(text: &str) -> Result<Vec<(String, String)>, &'
     Ok(pairs)
 }
 
+/// Why an OTLP timeout is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtlpTimeoutError {
+    /// Zero, above 60s, or too many milliseconds to count.
+    OutOfRange,
+    /// Not a duration either.
+    Duration(crate::duration_text::DurationError),
+}
+
+impl std::fmt::Display for OtlpTimeoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OtlpTimeoutError::OutOfRange => f.write_str("is out of range"),
+            OtlpTimeoutError::Duration(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OtlpTimeoutError {}
+
 /// `OTEL_EXPORTER_OTLP_TIMEOUT`: whole milliseconds as the specification
 /// writes it (`10000`), or a duration (`10s`); 1ms to 60s.
-pub fn parse_otlp_timeout(text: &str) -> Result<Duration, String> {
+pub fn parse_otlp_timeout(text: &str) -> Result<Duration, OtlpTimeoutError> {
     let duration = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         Duration::from_millis(
             text.parse::<u64>()
-                .map_err(|_| "is out of range".to_owned())?,
+                .map_err(|_| OtlpTimeoutError::OutOfRange)?,
         )
     } else {
-        super::duration::parse_duration(text).map_err(|e| e.to_string())?
+        crate::duration_text::parse_duration(text).map_err(OtlpTimeoutError::Duration)?
     };
     if duration.is_zero() || duration > MAX_OTLP_TIMEOUT {
-        return Err("is out of range".to_owned());
+        return Err(OtlpTimeoutError::OutOfRange);
     }
     Ok(duration)
 }

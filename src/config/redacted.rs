@@ -3,16 +3,16 @@
 //!
 //! Why its own piece: it is the one place where the whole configuration is
 //! turned into text, so it is where redaction is guaranteed. Keys are the
-//! SPEC's variable names and values are written the way an operator would
+//! the variables' names and values are written the way an operator would
 //! set them (`5s`, `1MiB`, `off`), so the output can be read against a
 //! manifest line by line.
 
 use serde_json::{json, Value};
 
-use super::duration::format_duration;
 use super::log_options::level_name;
 use super::size::format_size;
 use super::Config;
+use crate::duration_text::format_duration;
 
 impl Config {
     /// The effective configuration keyed by variable name, secrets

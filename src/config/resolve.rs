@@ -3,7 +3,7 @@
 //!
 //! Why this shape: the environment is a closure and the flags a map, so
 //! tests build both by hand and never touch the process environment. Each
-//! variable is read once, in SPEC order; a bad value records an error and
+//! variable is read once, in the order of the `--help` table; a bad value records an error and
 //! the default stands in, so that reading carries on and later variables
 //! are checked too. Checks across variables (the shutdown budget) run only
 //! when their inputs were valid, so they never report a consequence of an
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::cli::FlagValues;
 use super::database_url::DatabaseUrl;
-use super::duration::{format_duration, parse_duration, DurationError};
+use super::defaults;
 use super::error::{quote, ConfigError};
 use super::http_url::{mask_userinfo, HttpUrl};
 use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
@@ -31,6 +31,7 @@ use super::redis_url::RedisUrl;
 use super::retention::parse_retention;
 use super::size::{format_size, parse_size};
 use super::{Config, SHUTDOWN_MARGIN};
+use crate::duration_text::{format_duration, parse_duration, DurationError};
 
 /// Bounds of the numeric variables.
 pub(crate) const MAX_CONNECTIONS: RangeInclusive<u32> = 1..=1000;
@@ -145,10 +146,12 @@ pub(crate) fn resolve(
             None
         }
     };
-    let max_connections = r.int("MAX_CONNECTIONS", MAX_CONNECTIONS).or(25);
-    let db_conn_max_lifetime = r.duration("DB_CONN_MAX_LIFETIME", 5 * 60);
-    let db_acquire_timeout = r.duration("DB_ACQUIRE_TIMEOUT", 2);
-    let db_statement_timeout = r.duration("DB_STATEMENT_TIMEOUT", 5);
+    let max_connections = r
+        .int("MAX_CONNECTIONS", MAX_CONNECTIONS)
+        .or(defaults::MAX_CONNECTIONS);
+    let db_conn_max_lifetime = r.duration("DB_CONN_MAX_LIFETIME", defaults::DB_CONN_MAX_LIFETIME);
+    let db_acquire_timeout = r.duration("DB_ACQUIRE_TIMEOUT", defaults::DB_ACQUIRE_TIMEOUT);
+    let db_statement_timeout = r.duration("DB_STATEMENT_TIMEOUT", defaults::DB_STATEMENT_TIMEOUT);
     let migrate_on_start = r
         .read("MIGRATE_ON_START", Show::Value, "true or false", |s| {
             parse_bool(s).ok_or("is not a boolean")
@@ -180,15 +183,22 @@ pub(crate) fn resolve(
     let queue_depth = r
         .int("QUEUE_DEPTH", QUEUE_DEPTH)
         .or(workers.saturating_mul(4));
-    let max_conns = r.int("MAX_CONNS", MAX_CONNS).or(1024);
-    let read_timeout = r.duration("READ_TIMEOUT", 5);
-    let write_timeout = r.duration("WRITE_TIMEOUT", 10);
-    let idle_timeout = r.duration("IDLE_TIMEOUT", 60);
-    let max_body_bytes = r.size("MAX_BODY_BYTES", MAX_BODY_BYTES).or(1 << 20);
-    let max_header_bytes = r.size("MAX_HEADER_BYTES", MAX_HEADER_BYTES).or(16 << 10);
-    let drain_delay = r.duration_or_zero("DRAIN_DELAY", 2);
-    let shutdown_timeout = r.duration("SHUTDOWN_TIMEOUT", 25);
-    let termination_grace_period = r.duration("TERMINATION_GRACE_PERIOD", 30);
+    let max_conns = r.int("MAX_CONNS", MAX_CONNS).or(defaults::MAX_CONNS);
+    let read_timeout = r.duration("READ_TIMEOUT", defaults::READ_TIMEOUT);
+    let write_timeout = r.duration("WRITE_TIMEOUT", defaults::WRITE_TIMEOUT);
+    let idle_timeout = r.duration("IDLE_TIMEOUT", defaults::IDLE_TIMEOUT);
+    let max_body_bytes = r
+        .size("MAX_BODY_BYTES", MAX_BODY_BYTES)
+        .or(defaults::MAX_BODY_BYTES);
+    let max_header_bytes = r
+        .size("MAX_HEADER_BYTES", MAX_HEADER_BYTES)
+        .or(defaults::MAX_HEADER_BYTES);
+    let drain_delay = r.duration_or_zero("DRAIN_DELAY", defaults::DRAIN_DELAY);
+    let shutdown_timeout = r.duration("SHUTDOWN_TIMEOUT", defaults::SHUTDOWN_TIMEOUT);
+    let termination_grace_period = r.duration(
+        "TERMINATION_GRACE_PERIOD",
+        defaults::TERMINATION_GRACE_PERIOD,
+    );
     r.check_shutdown_budget(drain_delay, shutdown_timeout, termination_grace_period);
     let otel_endpoint = r.http_url("OTEL_EXPORTER_OTLP_ENDPOINT");
     let otel_service_name = r
@@ -331,8 +341,8 @@ pub(crate) fn resolve(
         parse_propagators,
     );
     let webhook_url = r.http_url_as("WEBHOOK_URL", WEBHOOK_URL_EXPECTED);
-    let queue_timeout = r.duration("QUEUE_TIMEOUT", 1);
-    let cache_ttl = r.duration("CACHE_TTL", 60);
+    let queue_timeout = r.duration("QUEUE_TIMEOUT", defaults::QUEUE_TIMEOUT);
+    let cache_ttl = r.duration("CACHE_TTL", defaults::CACHE_TTL);
     let cache_key_prefix = r
         .read(
             "CACHE_KEY_PREFIX",
@@ -341,7 +351,9 @@ pub(crate) fn resolve(
             parse_key_prefix,
         )
         .or_else_default("usersvc");
-    let outbox_max_attempts = r.int("OUTBOX_MAX_ATTEMPTS", OUTBOX_MAX_ATTEMPTS).or(10);
+    let outbox_max_attempts = r
+        .int("OUTBOX_MAX_ATTEMPTS", OUTBOX_MAX_ATTEMPTS)
+        .or(defaults::OUTBOX_MAX_ATTEMPTS);
     let outbox_retention = r
         .read(
             "OUTBOX_RETENTION",
@@ -362,7 +374,7 @@ pub(crate) fn resolve(
             },
         )
         .or(Duration::from_secs(1));
-    let webhook_timeout = r.duration("WEBHOOK_TIMEOUT", 5);
+    let webhook_timeout = r.duration("WEBHOOK_TIMEOUT", defaults::WEBHOOK_TIMEOUT);
     if webhook_url.is_some() {
         r.check_webhook_timeout(webhook_timeout, shutdown_timeout);
     }
@@ -502,7 +514,7 @@ impl Resolver<'_> {
     }
 
     /// A duration within [`DURATION`]; `default_secs` when unset or invalid.
-    fn duration(&mut self, name: &'static str, default_secs: u64) -> Duration {
+    fn duration(&mut self, name: &'static str, default: Duration) -> Duration {
         let expected = format!(
             "a duration from {} to {} such as 500ms, 5s, 2m or 1h",
             format_duration(*DURATION.start()),
@@ -513,12 +525,12 @@ impl Resolver<'_> {
             Ok(_) => Err("is out of range".to_owned()),
             Err(e) => Err(e.to_string()),
         })
-        .or(Duration::from_secs(default_secs))
+        .or(default)
     }
 
     /// Like [`Self::duration`], but zero (`0`, `0s`, `0ms`) is allowed and
     /// means "none": a delay that may be switched off.
-    fn duration_or_zero(&mut self, name: &'static str, default_secs: u64) -> Duration {
+    fn duration_or_zero(&mut self, name: &'static str, default: Duration) -> Duration {
         let expected = format!(
             "0 or a duration up to {} such as 500ms, 5s, 2m or 1h",
             format_duration(*DURATION.end()),
@@ -530,7 +542,7 @@ impl Resolver<'_> {
             Err(_) if s == "0" => Ok(Duration::ZERO),
             Err(e) => Err(e.to_string()),
         })
-        .or(Duration::from_secs(default_secs))
+        .or(default)
     }
 
     /// A byte size within `range`.

@@ -8,7 +8,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::duration::{format_duration, parse_duration, DurationError};
+use crate::duration_text::{format_duration, parse_duration, DurationError};
 
 /// One day.
 const DAY: Duration = Duration::from_secs(24 * 3600);

@@ -33,7 +33,7 @@ const fn var(
     }
 }
 
-/// Every variable, in SPEC order.
+/// Every variable, in the order `--help` shows them.
 pub const VARS: [Var; 52] = [
     var("ADDR", Some("addr"), ":8080", "public listener: API and probes"),
     var(
@@ -324,7 +324,7 @@ pub const VARS: [Var; 52] = [
     ),
 ];
 
-/// Every variable, in SPEC order.
+/// Every variable, in the order `--help` shows them.
 pub fn all() -> impl Iterator<Item = &'static Var> {
     VARS.iter()
 }

@@ -4,8 +4,8 @@
 //! are still open. A handler blocked in the database (a lock, a slow
 //! statement) would otherwise carry on after its client was cut off and
 //! commit a write nobody was told about. So before the cut the runtime
-//! [closes](CommitGate::close) the gate: from then on [`Pool::write`]
-//! (crate::db::Pool::write) refuses to send COMMIT (the transaction is
+//! [closes](CommitGate::close) the gate: from then on [`DbPool::write`]
+//! (crate::db::DbPool::write) refuses to send COMMIT (the transaction is
 //! rolled back, the call answers `Unavailable`), and workers start no queued
 //! job.
 //!
@@ -16,7 +16,7 @@
 //! committed and answered, or not committed — except a COMMIT still in
 //! flight when that short wait ends, which is logged as such.
 //!
-//! A single-statement write ([`Pool::write_one`](crate::db::Pool::write_one))
+//! A single-statement write ([`DbPool::write_one`](crate::db::DbPool::write_one))
 //! is its own COMMIT: it takes its permit before it is sent, and registers a
 //! [`Canceller`] for as long as it runs. Closing the gate cancels every such
 //! statement still running on the server (a lock wait, a slow plan): the

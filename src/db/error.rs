@@ -63,6 +63,12 @@ impl fmt::Display for DbError {
     }
 }
 
+impl From<crate::config::ConnectSpecError> for DbError {
+    fn from(e: crate::config::ConnectSpecError) -> Self {
+        DbError::Config(e.to_string())
+    }
+}
+
 impl StdError for DbError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
@@ -83,20 +89,7 @@ pub fn describe(e: &postgres::Error) -> String {
     chain(e)
 }
 
-/// `err: cause: cause ...` for any error.
-pub fn chain(e: &(dyn StdError + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.ends_with(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
-}
+pub use crate::error_chain::chain;
 
 /// True when the error means the connection itself is gone (closed socket,
 /// I/O failure, server shutting down or terminating the backend), so the

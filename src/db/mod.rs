@@ -6,12 +6,11 @@
 //! - [`dsn`] / [`tls`]: connection-string handling and rustls per `sslmode`.
 //! - [`error`]: [`DbError`] and the classification of driver errors.
 //!
-//! Repositories use [`Pool::read`] / [`Pool::write`] with a [`Db`] handle, whose
+//! Repositories use [`DbPool::read`] / [`DbPool::write`] with a [`Db`] handle, whose
 //! statements are prepared once per connection.
 
 pub mod call_deadline;
 pub mod commit_gate;
-pub mod dsn;
 pub mod error;
 pub mod manager;
 pub mod migrate;
@@ -25,7 +24,7 @@ pub mod tls;
 pub use commit_gate::CommitGate;
 pub use error::DbError;
 pub use manager::PgConnection;
-pub use observer::{AcquireOutcome, NoopObserver, PoolObserver};
-pub use pool::{connect, connect_as, Pool, PoolState, PooledConnection};
-pub use settings::PoolSettings;
+pub use observer::{AcquireOutcome, DbPoolObserver, NoopObserver};
+pub use pool::{connect, connect_as, connect_with, DbPool, DbPoolState, PooledConnection};
+pub use settings::DbPoolSettings;
 pub use statements::Db;

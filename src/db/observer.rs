@@ -1,9 +1,9 @@
 //! Hooks through which the pool reports what the metrics need.
 //!
-//! The pool must not know about Prometheus: it calls a [`PoolObserver`], and
-//! the metrics module (a later issue) implements it to feed
+//! The pool must not know about Prometheus: it calls a [`DbPoolObserver`], and
+//! the metrics module implements it to feed
 //! `db_pool_acquire_duration_seconds` and `db_pool_acquire_timeouts_total`.
-//! `db_pool_connections{state}` comes from [`super::Pool::state`] at scrape time.
+//! `db_pool_connections{state}` comes from [`super::DbPool::state`] at scrape time.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ pub enum AcquireOutcome {
 
 /// Receives one call per acquire. Must be cheap and must not block: it runs
 /// on the request path.
-pub trait PoolObserver: Send + Sync {
+pub trait DbPoolObserver: Send + Sync {
     /// `waited` is the time from asking the pool to getting an answer.
     fn acquire_finished(&self, waited: Duration, outcome: AcquireOutcome);
 }
@@ -27,6 +27,6 @@ pub trait PoolObserver: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopObserver;
 
-impl PoolObserver for NoopObserver {
+impl DbPoolObserver for NoopObserver {
     fn acquire_finished(&self, _waited: Duration, _outcome: AcquireOutcome) {}
 }

@@ -3,14 +3,14 @@
 //! Built on r2d2 with choices a busy service needs:
 //! - `build_unchecked`: start-up does not block or fail while the database is
 //!   down; readiness reports it and requests answer 503 until it is back.
-//! - Opened late: [`Pool::prepare`] connects nothing and [`Pool::open`]
+//! - Opened late: [`DbPool::prepare`] connects nothing and [`DbPool::open`]
 //!   starts the min-idle fill (`max/2` connects in the background). The
 //!   service opens it once migrations are done, so a dozen connects do not
 //!   compete with start-up's own for the database's and the machine's CPU
 //!   (about a third of start-up-to-ready at the default pool size).
 //! - No `SELECT 1` per checkout (`test_on_check_out(false)`): a round trip per
 //!   request is the price of the common case to protect against the rare one.
-//!   Instead [`Pool::read`] and [`Pool::write`] notice a dead connection when a
+//!   Instead [`DbPool::read`] and [`DbPool::write`] notice a dead connection when a
 //!   statement fails with a connection error, discard it, and retry once on a
 //!   connection that has just answered a ping — only where nothing can have
 //!   been committed (a read, or a transaction that failed before COMMIT).
@@ -27,7 +27,7 @@
 //! - `statement_timeout` travels in the startup packet (`options`), so it
 //!   costs no extra round trip and survives `RESET ALL`.
 //! - Acquire waits are bounded by the acquire timeout and reported to a
-//!   [`PoolObserver`] (metrics); a timeout is `DbError::Unavailable`.
+//!   [`DbPoolObserver`] (metrics); a timeout is `DbError::Unavailable`.
 //! - A scheduled thread pool of 1 thread (r2d2's default is 3) opens
 //!   connections in the background and reaps old ones (`conn_max_lifetime`).
 
@@ -40,13 +40,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::call_deadline::Watchdog;
 use super::commit_gate::{self, Canceller, CommitGate};
-use super::dsn::Dsn;
 use super::error::{describe, is_connection_error, redact, DbError};
 use super::manager::{LogConnectErrors, Manager, PgConnection, TxFailure};
-use super::observer::{AcquireOutcome, NoopObserver, PoolObserver};
-use super::settings::PoolSettings;
+use super::observer::{AcquireOutcome, DbPoolObserver, NoopObserver};
+use super::settings::DbPoolSettings;
 use super::statements::Db;
 use super::tls;
+use crate::config::ConnectSpec;
 
 /// A connection checked out of the pool; returned when dropped.
 pub type PooledConnection = r2d2::PooledConnection<Manager>;
@@ -58,7 +58,7 @@ fn refused_at_shutdown() -> DbError {
 
 /// Connection counts for `db_pool_connections{state}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolState {
+pub struct DbPoolState {
     /// Open connections, idle or in use.
     pub connections: u32,
     /// Open connections waiting in the pool.
@@ -67,7 +67,7 @@ pub struct PoolState {
     pub max: u32,
 }
 
-impl PoolState {
+impl DbPoolState {
     /// Connections checked out right now.
     pub fn in_use(&self) -> u32 {
         self.connections.saturating_sub(self.idle)
@@ -77,18 +77,18 @@ impl PoolState {
 /// The pool. Cheap to clone (all clones share one pool); dropping the last
 /// clone closes every connection.
 #[derive(Clone)]
-pub struct Pool {
+pub struct DbPool {
     inner: Arc<OnceLock<r2d2::Pool<Manager>>>,
     opener: Arc<Mutex<Option<Manager>>>,
     /// Signalled (under `opener`) once `inner` is set: an acquire before
-    /// [`Pool::open`] waits for it, within its budget.
+    /// [`DbPool::open`] waits for it, within its budget.
     opened: Arc<Condvar>,
-    settings: PoolSettings,
-    observer: Arc<dyn PoolObserver>,
+    settings: DbPoolSettings,
+    observer: Arc<dyn DbPoolObserver>,
     secret: Option<String>,
     gate: Arc<CommitGate>,
     watchdog: Watchdog,
-    /// For cancel requests ([`Pool::write_one`] at the shutdown deadline).
+    /// For cancel requests ([`DbPool::write_one`] at the shutdown deadline).
     tls: MakeRustlsConnect,
 }
 
@@ -115,42 +115,50 @@ struct Budget {
 /// (ARCHITECTURE.md, "Threads").
 const POOL_THREADS: usize = 1;
 
-impl Pool {
+impl DbPool {
     /// Builds the pool and opens it: connections are made in the background
     /// (see the module docs). Errors only for an unusable URL, TLS setting
     /// or CA file.
-    pub fn build(url: &str, settings: &PoolSettings) -> Result<Pool, DbError> {
-        Pool::build_with_observer(url, settings, Arc::new(NoopObserver))
+    pub fn build(url: &str, settings: &DbPoolSettings) -> Result<DbPool, DbError> {
+        DbPool::build_with_observer(url, settings, Arc::new(NoopObserver))
     }
 
-    /// [`Pool::build`] with a metrics hook.
+    /// [`DbPool::build`] with a metrics hook.
     pub fn build_with_observer(
         url: &str,
-        settings: &PoolSettings,
-        observer: Arc<dyn PoolObserver>,
-    ) -> Result<Pool, DbError> {
-        let pool = Pool::prepare(url, settings, observer)?;
+        settings: &DbPoolSettings,
+        observer: Arc<dyn DbPoolObserver>,
+    ) -> Result<DbPool, DbError> {
+        let pool = DbPool::prepare(url, settings, observer)?;
         pool.open();
         Ok(pool)
     }
 
-    /// Validates everything [`Pool::build`] does but opens nothing: no
-    /// connection, no background thread. Until [`Pool::open`], acquiring
+    /// Validates everything [`DbPool::build`] does but opens nothing: no
+    /// connection, no background thread. Until [`DbPool::open`], acquiring
     /// waits for it within the acquire timeout, then fails with `Unavailable`.
     pub fn prepare(
         url: &str,
-        settings: &PoolSettings,
-        observer: Arc<dyn PoolObserver>,
-    ) -> Result<Pool, DbError> {
+        settings: &DbPoolSettings,
+        observer: Arc<dyn DbPoolObserver>,
+    ) -> Result<DbPool, DbError> {
+        DbPool::prepare_with(&ConnectSpec::parse(url)?, settings, observer)
+    }
+
+    /// [`DbPool::prepare`] for a connect spec already parsed (by `config`).
+    pub fn prepare_with(
+        dsn: &ConnectSpec,
+        settings: &DbPoolSettings,
+        observer: Arc<dyn DbPoolObserver>,
+    ) -> Result<DbPool, DbError> {
         if settings.max_connections == 0 {
             return Err(DbError::Config("max_connections must be at least 1".into()));
         }
-        let dsn = Dsn::parse(url)?;
         let secret = dsn.password();
         let connector = tls::connector(dsn.ssl_mode, dsn.root_cert.as_deref())?;
-        let config = driver_config(&dsn, settings, "usersvc");
+        let config = driver_config(dsn, settings, "usersvc");
         let manager = Manager::new(config, connector.clone(), secret.clone());
-        Ok(Pool {
+        Ok(DbPool {
             inner: Arc::new(OnceLock::new()),
             opener: Arc::new(Mutex::new(Some(manager))),
             opened: Arc::new(Condvar::new()),
@@ -191,7 +199,7 @@ impl Pool {
         self.opened.notify_all();
     }
 
-    /// The r2d2 pool once [`Pool::open`] has run, waiting for that until
+    /// The r2d2 pool once [`DbPool::open`] has run, waiting for that until
     /// `by`: a request that arrives during start-up (or, with REUSE_PORT,
     /// is steered here a moment early) waits for the pool within its
     /// acquire budget instead of failing at once.
@@ -216,21 +224,21 @@ impl Pool {
     }
 
     /// The settings the pool was built with.
-    pub fn settings(&self) -> &PoolSettings {
+    pub fn settings(&self) -> &DbPoolSettings {
         &self.settings
     }
 
     /// Open and idle connection counts.
-    pub fn state(&self) -> PoolState {
+    pub fn state(&self) -> DbPoolState {
         let Some(inner) = self.inner.get() else {
-            return PoolState {
+            return DbPoolState {
                 connections: 0,
                 idle: 0,
                 max: self.settings.max_connections,
             };
         };
         let s = inner.state();
-        PoolState {
+        DbPoolState {
             connections: s.connections,
             idle: s.idle_connections,
             max: self.settings.max_connections,
@@ -458,7 +466,7 @@ impl Pool {
     /// Runs `f`: ONE autocommit statement that writes (a data-modifying CTE
     /// is one statement, applied all or nothing), in one round trip: no
     /// BEGIN, no COMMIT. For writes that fit one statement this replaces
-    /// [`Pool::write`]'s four round trips.
+    /// [`DbPool::write`]'s four round trips.
     ///
     /// A connection error leaves the outcome unknown (the statement may have
     /// committed just before the answer was lost), so `f` is not simply run
@@ -548,8 +556,11 @@ impl Pool {
 /// One connection outside the pool, for migrations and the `migrate` command:
 /// same URL handling and TLS, no statement timeout (DDL may run long).
 pub fn connect(url: &str, connect_timeout: Duration) -> Result<Client, DbError> {
-    connect_as(url, connect_timeout, "usersvc-migrate")
+    connect_as(url, connect_timeout, MIGRATE_APPLICATION_NAME)
 }
+
+/// `application_name` of [`connect`]'s connections (migrations).
+pub const MIGRATE_APPLICATION_NAME: &str = "usersvc-migrate";
 
 /// [`connect`] under another `application_name` (what `pg_stat_activity`
 /// shows), unless the URL sets one.
@@ -558,7 +569,15 @@ pub fn connect_as(
     connect_timeout: Duration,
     application_name: &str,
 ) -> Result<Client, DbError> {
-    let dsn = Dsn::parse(url)?;
+    connect_with(&ConnectSpec::parse(url)?, connect_timeout, application_name)
+}
+
+/// [`connect_as`] for a connect spec already parsed (by `config`).
+pub fn connect_with(
+    dsn: &ConnectSpec,
+    connect_timeout: Duration,
+    application_name: &str,
+) -> Result<Client, DbError> {
     let secret = dsn.password();
     let connector = tls::connector(dsn.ssl_mode, dsn.root_cert.as_deref())?;
     let mut config = dsn.config.clone();
@@ -573,7 +592,7 @@ pub fn connect_as(
         .map_err(|e| DbError::Unavailable(redact(&super::error::chain(&e), secret.as_deref())))
 }
 
-fn driver_config(dsn: &Dsn, settings: &PoolSettings, app: &str) -> postgres::Config {
+fn driver_config(dsn: &ConnectSpec, settings: &DbPoolSettings, app: &str) -> postgres::Config {
     let mut config = dsn.config.clone();
     let timeout = format!(
         "-c statement_timeout={}",
@@ -622,10 +641,11 @@ mod tests {
 
     #[test]
     fn statement_timeout_is_appended_to_existing_options() {
-        let dsn = Dsn::parse("postgres://u@h/db?options=-c%20search_path%3Dapp").expect("parse");
-        let s = PoolSettings {
+        let dsn =
+            ConnectSpec::parse("postgres://u@h/db?options=-c%20search_path%3Dapp").expect("parse");
+        let s = DbPoolSettings {
             statement_timeout: Duration::from_millis(1500),
-            ..PoolSettings::default()
+            ..DbPoolSettings::default()
         };
         let c = driver_config(&dsn, &s, "usersvc");
         assert_eq!(
@@ -638,12 +658,12 @@ mod tests {
 
     #[test]
     fn zero_max_connections_is_rejected() {
-        let s = PoolSettings {
+        let s = DbPoolSettings {
             max_connections: 0,
-            ..PoolSettings::default()
+            ..DbPoolSettings::default()
         };
         assert!(matches!(
-            Pool::build("postgres://u@h/db", &s),
+            DbPool::build("postgres://u@h/db", &s),
             Err(DbError::Config(_))
         ));
     }
@@ -651,12 +671,12 @@ mod tests {
     #[test]
     fn build_does_not_connect_and_errors_hide_the_password() {
         // Port 1 on loopback: nothing listens; the build must still succeed.
-        let s = PoolSettings {
+        let s = DbPoolSettings {
             max_connections: 2,
             acquire_timeout: Duration::from_millis(300),
-            ..PoolSettings::default()
+            ..DbPoolSettings::default()
         };
-        let pool = Pool::build("postgres://app:pa55w0rd-x@127.0.0.1:1/db", &s).expect("build");
+        let pool = DbPool::build("postgres://app:pa55w0rd-x@127.0.0.1:1/db", &s).expect("build");
         let start = Instant::now();
         let err = pool.acquire().err().expect("no server");
         assert!(start.elapsed() < Duration::from_secs(2));

@@ -1,14 +1,17 @@
-//! Pool sizing and timeouts, decoupled from how configuration is parsed.
+//! Database pool sizing and timeouts, decoupled from how configuration is parsed.
 //!
-//! `config.rs` (another module) owns env/flag parsing; it builds this struct
+//! `config` owns env/flag parsing (and the defaults); `app` builds this struct
 //! from `MAX_CONNECTIONS`, `DB_CONN_MAX_LIFETIME`, `DB_ACQUIRE_TIMEOUT` and
 //! `DB_STATEMENT_TIMEOUT`, so the data layer never reads the environment.
 
 use std::time::Duration;
 
-/// What the pool needs to know. `Default` is SPEC's defaults.
+use crate::config::defaults;
+
+/// What the pool needs to know. `Default` is the configuration's defaults
+/// (`config::defaults`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolSettings {
+pub struct DbPoolSettings {
     /// Upper bound on open connections (>= 1); min idle is half of it.
     pub max_connections: u32,
     /// Connections older than this are closed and replaced.
@@ -19,19 +22,19 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
-impl Default for PoolSettings {
+impl Default for DbPoolSettings {
     fn default() -> Self {
-        PoolSettings {
-            max_connections: 25,
-            conn_max_lifetime: Duration::from_secs(300),
-            acquire_timeout: Duration::from_secs(2),
-            statement_timeout: Duration::from_secs(5),
+        DbPoolSettings {
+            max_connections: defaults::MAX_CONNECTIONS,
+            conn_max_lifetime: defaults::DB_CONN_MAX_LIFETIME,
+            acquire_timeout: defaults::DB_ACQUIRE_TIMEOUT,
+            statement_timeout: defaults::DB_STATEMENT_TIMEOUT,
         }
     }
 }
 
-impl PoolSettings {
-    /// SPEC: min idle = max/2.
+impl DbPoolSettings {
+    /// Min idle = max/2.
     pub fn min_idle(&self) -> u32 {
         self.max_connections / 2
     }

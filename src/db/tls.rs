@@ -26,8 +26,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::dsn::SslMode;
 use super::error::DbError;
+use crate::config::SslMode;
 
 /// Builds the TLS connector for `mode` (also used, unused, under `disable`:
 /// the driver then never starts TLS).

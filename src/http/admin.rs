@@ -13,44 +13,60 @@ use serde_json::{json, Value};
 
 use crate::health::Health;
 use crate::http::dispatch::{begin, method_not_allowed};
-use crate::http::log_level::LogLevelControl;
 use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks};
 use crate::http::problem::Problem;
-use crate::http::request::{split_target, Request};
-use crate::http::response::Response;
+use crate::http::request::{split_target, ApiRequest};
+use crate::http::response::ApiResponse;
 use crate::http::router::{Match, RouteError, Router};
 use crate::http::worker_pool::WorkerSlot;
+use crate::logging::level::LogLevelControl;
 
-type AdminHandler = fn(&Admin, &Request<'_>) -> HandlerResult;
+type AdminHandler = fn(&Admin, &ApiRequest<'_>) -> HandlerResult;
 
 /// The admin listener's state and routes.
 pub struct Admin {
     router: Router<AdminHandler>,
     parts: AdminParts,
+    workers: Arc<[WorkerSlot]>,
 }
 
-/// What the admin listener needs, gathered by the runtime.
+/// `GET /metrics`: the text exposition of every metric.
+pub trait Exposition: Send + Sync {
+    fn render(&self) -> ApiResponse;
+}
+
+/// A background thread (the outbox) as `GET /debug/workers` shows it.
+pub trait BackgroundStatus: Send + Sync {
+    fn status(&self) -> Value;
+}
+
+/// What the admin listener needs besides the workers (which the runtime
+/// hands to [`Admin::new`] once it has started them).
 pub struct AdminParts {
     pub health: Arc<Health>,
-    pub metrics: Box<dyn Fn() -> Response + Send + Sync>,
+    pub metrics: Arc<dyn Exposition>,
+    /// `GET /debug/config`: the redacted configuration.
     pub config: Value,
-    pub workers: Arc<[WorkerSlot]>,
-    /// The background threads' states (the outbox), for `/debug/workers`.
-    pub background: Box<dyn Fn() -> Vec<Value> + Send + Sync>,
+    /// The background threads, for `/debug/workers`.
+    pub background: Vec<Arc<dyn BackgroundStatus>>,
     pub log_level: LogLevelControl,
     pub hooks: Arc<dyn Hooks>,
 }
 
 impl Admin {
-    pub fn new(parts: AdminParts) -> Result<Admin, RouteError> {
+    pub fn new(parts: AdminParts, workers: Arc<[WorkerSlot]>) -> Result<Admin, RouteError> {
         let router = Router::new()
             .route(Method::Get, "/metrics", metrics as AdminHandler)?
             .route(Method::Get, "/debug/log-level", get_log_level)?
             .route(Method::Put, "/debug/log-level", put_log_level)?
-            .route(Method::Get, "/debug/workers", workers)?
+            .route(Method::Get, "/debug/workers", debug_workers)?
             .route(Method::Get, "/debug/config", config)?;
-        Ok(Admin { router, parts })
+        Ok(Admin {
+            router,
+            parts,
+            workers,
+        })
     }
 
     /// Connection thread: answer everything inline.
@@ -68,7 +84,7 @@ impl Admin {
                     if pattern == "/metrics" {
                         meta.log_level = Level::Debug;
                     }
-                    let view = Request {
+                    let view = ApiRequest {
                         method: meta.method,
                         path,
                         query,
@@ -91,30 +107,25 @@ impl Admin {
     }
 }
 
-fn metrics(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok((admin.parts.metrics)())
+fn metrics(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
+    Ok(admin.parts.metrics.render())
 }
 
-fn get_log_level(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok(Response::json(
+fn get_log_level(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
+    Ok(ApiResponse::json(
         200,
-        &json!({ "level": admin.parts.log_level.current().as_str().to_ascii_lowercase() }),
+        &json!({ "level": crate::config::level_name(admin.parts.log_level.current()) }),
     ))
 }
 
-fn put_log_level(admin: &Admin, req: &Request<'_>) -> HandlerResult {
+fn put_log_level(admin: &Admin, req: &ApiRequest<'_>) -> HandlerResult {
     let level = req.query_param("level").ok_or_else(|| {
         Problem::new(
             400,
             "missing query parameter `level` (trace|debug|info|warn|error)",
         )
     })?;
-    let level: LevelFilter = match level.to_ascii_lowercase().as_str() {
-        l @ ("trace" | "debug" | "info" | "warn" | "error") => {
-            l.parse().map_err(|_| bad_level())?
-        }
-        _ => return Err(bad_level()),
-    };
+    let level: LevelFilter = crate::config::parse_log_level(&level).ok_or_else(bad_level)?;
     let for_ = match req.query_param("for") {
         None => None,
         Some(text) => Some(crate::config::parse_duration(&text).map_err(|e| {
@@ -149,10 +160,9 @@ fn bad_level() -> Problem {
     )
 }
 
-fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
+fn debug_workers(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
     let now = Instant::now();
     let list: Vec<Value> = admin
-        .parts
         .workers
         .iter()
         .enumerate()
@@ -167,13 +177,13 @@ fn workers(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
             }),
         })
         .collect();
-    let background = (admin.parts.background)();
-    Ok(Response::json(
+    let background: Vec<Value> = admin.parts.background.iter().map(|b| b.status()).collect();
+    Ok(ApiResponse::json(
         200,
         &json!({ "workers": list, "background": background }),
     ))
 }
 
-fn config(admin: &Admin, _req: &Request<'_>) -> HandlerResult {
-    Ok(Response::json(200, &admin.parts.config))
+fn config(admin: &Admin, _req: &ApiRequest<'_>) -> HandlerResult {
+    Ok(ApiResponse::json(200, &admin.parts.config))
 }

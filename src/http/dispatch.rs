@@ -1,16 +1,16 @@
 //! The public listener's request path.
 //!
-//! [`Dispatcher::dispatch`] runs on the listener's I/O thread that parsed the
+//! [`ApiDispatcher::dispatch`] runs on the listener's I/O thread that parsed the
 //! request (head and body). It answers inline whatever needs no worker — probes, unknown
 //! routes (404), wrong methods (405), oversized bodies (413), and 503 when
 //! the queue is full — and hands everything else to the worker pool as one
-//! [`Job`] (the only hand-off of a request). [`Dispatcher::work`] runs on a
+//! [`Job`] (the only hand-off of a request). [`ApiDispatcher::work`] runs on a
 //! worker: it routes again (a few hundred nanoseconds, cheaper than carrying
 //! borrowed route data across threads), runs the handler and answers —
 //! unless the job waited longer than `QUEUE_TIMEOUT` (503 + `Retry-After`,
 //! counted), the shutdown deadline has passed (dropped unexecuted, counted,
-//! logged at ERROR): [`Dispatcher::run_job`], or the client closed its
-//! connection while the job was queued (`Request::client_gone`: skipped and
+//! logged at ERROR): [`ApiDispatcher::run_job`], or the client closed its
+//! connection while the job was queued (`tiny_http::Request::client_gone`: skipped and
 //! counted in `http_requests_abandoned_total`).
 //!
 //! With tracing on, the request's server span starts here once the route is
@@ -28,15 +28,16 @@ use crate::db::commit_gate::{self, CommitGate};
 use crate::health::Health;
 use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
+use crate::http::probes;
 use crate::http::problem::Problem;
-use crate::http::request::{split_target, Request};
-use crate::http::response::Response;
+use crate::http::request::{split_target, ApiRequest};
+use crate::http::response::ApiResponse;
 use crate::http::router::{Match, Router};
 use crate::http::worker_pool::{Busy, Submitter, WorkerSlot};
 use crate::tracing::{self, RequestSpan};
 
 /// An API handler: a pure function of the request.
-pub type Handler = Box<dyn Fn(&Request<'_>) -> HandlerResult + Send + Sync>;
+pub type ApiHandler = Box<dyn Fn(&ApiRequest<'_>) -> HandlerResult + Send + Sync>;
 
 /// A request on its way to a worker.
 pub struct Job {
@@ -69,14 +70,14 @@ pub const RETRY_AFTER_SECS: &str = "1";
 
 /// Everything the public listener's request path needs, shared by the I/O
 /// thread and every worker.
-pub struct Dispatcher {
-    pub router: Router<Handler>,
+pub struct ApiDispatcher {
+    pub router: Router<ApiHandler>,
     pub health: Arc<Health>,
     pub hooks: Arc<dyn Hooks>,
     pub max_body_bytes: u64,
 }
 
-impl Dispatcher {
+impl ApiDispatcher {
     /// Connection thread: answer inline or queue for a worker.
     pub fn dispatch(&self, submitter: &Submitter<Job>, req: tiny_http::Request) {
         let hooks = &*self.hooks;
@@ -216,7 +217,7 @@ impl Dispatcher {
                     pattern,
                     params,
                 } => {
-                    let view = Request {
+                    let view = ApiRequest {
                         method: meta.method,
                         path,
                         query,
@@ -292,10 +293,10 @@ pub fn begin(
 
 /// Answers the probe paths, which every listener serves inline.
 pub fn probe(health: &Health, method: Method, path: &str) -> Option<(&'static str, HandlerResult)> {
-    let (route, answer): (&'static str, fn(&Health) -> Response) = match path {
-        "/healthz" => ("/healthz", Health::healthz),
-        "/readyz" => ("/readyz", Health::readyz),
-        "/startupz" => ("/startupz", Health::startupz),
+    let (route, answer): (&'static str, fn(&Health) -> ApiResponse) = match path {
+        "/healthz" => ("/healthz", probes::healthz),
+        "/readyz" => ("/readyz", probes::readyz),
+        "/startupz" => ("/startupz", probes::startupz),
         _ => return None,
     };
     let result = match method {
@@ -345,4 +346,147 @@ fn read_body(req: &mut tiny_http::Request, max: u64) -> Result<Vec<u8>, Problem>
 
 fn too_large(max: u64) -> Problem {
     crate::http::problem::body_too_large(max)
+}
+
+/// The public listener's request path over `tiny_http::TestRequest`: what
+/// is answered inline (probes, 404, 405, 413, 503 when the queue refuses)
+/// and what a worker answers, as the hooks record it.
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tiny_http::TestRequest;
+
+    use super::*;
+    use crate::db::CommitGate;
+    use crate::health::NoCheckObserver;
+    use crate::http::worker_pool::{WorkerPool, WorkerPoolSize};
+    use crate::lifecycle::{ServiceState, State};
+
+    /// Each finished request's route and status; how many were shed.
+    #[derive(Default)]
+    struct Recorder {
+        finished: Mutex<Vec<(&'static str, u16)>>,
+        shed: Mutex<u32>,
+    }
+
+    impl Hooks for Recorder {
+        fn finished(&self, meta: &Meta, status: u16, _: Duration, _: usize) {
+            self.finished
+                .lock()
+                .expect("lock")
+                .push((meta.route, status));
+        }
+        fn shed(&self, _: &Meta) {
+            *self.shed.lock().expect("lock") += 1;
+        }
+    }
+
+    struct Fixture {
+        dispatcher: Arc<ApiDispatcher>,
+        recorder: Arc<Recorder>,
+        state: Arc<ServiceState>,
+        pool: WorkerPool<Job>,
+    }
+
+    fn fixture() -> Fixture {
+        let handler: ApiHandler = Box::new(|req: &ApiRequest<'_>| {
+            Ok(ApiResponse::text(200, &String::from_utf8_lossy(req.body)))
+        });
+        let router = Router::new()
+            .route(Method::Post, "/echo", handler)
+            .expect("route");
+        let recorder = Arc::new(Recorder::default());
+        let state = ServiceState::new();
+        let health = Arc::new(Health::new(
+            Arc::clone(&state),
+            Vec::new(),
+            Arc::new(NoCheckObserver),
+        ));
+        let dispatcher = Arc::new(ApiDispatcher {
+            router,
+            health,
+            hooks: recorder.clone(),
+            max_body_bytes: 8,
+        });
+        let rules = JobRules {
+            queue_timeout: Duration::from_secs(5),
+            gate: CommitGate::new(),
+        };
+        let worker = Arc::clone(&dispatcher);
+        let pool = WorkerPool::start(
+            WorkerPoolSize {
+                workers: 1,
+                queue_depth: 4,
+            },
+            move |slot, job: Job| worker.run_job(slot, job, &rules),
+        )
+        .expect("workers");
+        Fixture {
+            dispatcher,
+            recorder,
+            state,
+            pool,
+        }
+    }
+
+    impl Fixture {
+        /// Dispatches `req` and returns the status it finished with (waiting
+        /// for a worker when it was queued).
+        fn answer(&self, req: TestRequest) -> (&'static str, u16) {
+            let before = self.recorder.finished.lock().expect("lock").len();
+            self.dispatcher.dispatch(&self.pool.submitter(), req.into());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(last) = self.recorder.finished.lock().expect("lock").get(before) {
+                    return *last;
+                }
+                assert!(Instant::now() < deadline, "no answer");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    fn get(path: &str) -> TestRequest {
+        TestRequest::new().with_path(path)
+    }
+
+    fn post(path: &str, body: &'static str) -> TestRequest {
+        TestRequest::new()
+            .with_method(tiny_http::Method::Post)
+            .with_path(path)
+            .with_body(body)
+    }
+
+    #[test]
+    fn inline_and_worker_answers() {
+        let f = fixture();
+        let cases = [
+            ("liveness", get("/healthz"), ("/healthz", 200)),
+            ("starting", get("/startupz"), ("/startupz", 503)),
+            ("not ready yet", get("/readyz"), ("/readyz", 503)),
+            (
+                "probe, wrong method",
+                post("/healthz", ""),
+                ("/healthz", 405),
+            ),
+            ("unknown route", get("/nope"), ("unmatched", 404)),
+            ("wrong method", get("/echo"), ("/echo", 405)),
+            ("body too large", post("/echo", "123456789"), ("/echo", 413)),
+            ("run by a worker", post("/echo", "hi"), ("/echo", 200)),
+        ];
+        for (what, req, want) in cases {
+            assert_eq!(f.answer(req), want, "{what}");
+        }
+        f.state.advance(State::Ready);
+        assert_eq!(f.answer(get("/readyz")), ("/readyz", 200), "ready");
+    }
+
+    #[test]
+    fn a_closed_queue_sheds_with_503() {
+        let f = fixture();
+        f.pool.close();
+        assert_eq!(f.answer(post("/echo", "hi")), ("/echo", 503));
+        assert_eq!(*f.recorder.shed.lock().expect("lock"), 1);
+    }
 }

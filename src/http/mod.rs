@@ -5,9 +5,9 @@
 pub mod admin;
 pub mod dispatch;
 pub mod listener;
-pub mod log_level;
 pub mod method;
 pub mod pipeline;
+pub mod probes;
 pub mod problem;
 pub mod request;
 pub mod request_id;

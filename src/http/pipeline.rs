@@ -10,8 +10,8 @@
 //! 3. [`recover_panics`]: a panicking handler becomes a 500 problem+json, a
 //!    counter and a log line; the worker thread keeps serving;
 //! 4. [`respond`]: problem+json rendering, `X-Request-ID` on every response,
-//!    the write, one `request completed` line, and the [`Hooks`] (metrics,
-//!    tracing) that later issues fill.
+//!    the write, one `request completed` line, and the [`Hooks`] (the
+//!    metrics implement them).
 
 use std::any::Any;
 use std::net::SocketAddr;
@@ -24,7 +24,7 @@ use crate::http::method::Method;
 use crate::http::problem::Problem;
 use crate::http::request::header;
 use crate::http::request_id;
-use crate::http::response::Response;
+use crate::http::response::ApiResponse;
 use crate::logging::context::{self, RequestContext};
 use crate::logging::RequestId;
 
@@ -32,7 +32,7 @@ use crate::logging::RequestId;
 pub const UNMATCHED: &str = "unmatched";
 
 /// What a handler returns: an answer or a problem to render.
-pub type HandlerResult = Result<Response, Problem>;
+pub type HandlerResult = Result<ApiResponse, Problem>;
 
 /// Observers of finished requests: the seams where metrics and tracing plug
 /// in. Every method has a no-op default.
@@ -143,7 +143,7 @@ pub fn respond(
 ) -> u16 {
     let resp = match result {
         Ok(r) => r,
-        Err(p) => Response::problem(&p, meta.request_id.as_str()),
+        Err(p) => ApiResponse::problem(&p, meta.request_id.as_str()),
     };
     let status = resp.status;
     let bytes = resp.body.len();
@@ -172,7 +172,7 @@ pub fn respond(
 
 fn write_response(
     req: &mut tiny_http::Request,
-    resp: Response,
+    resp: ApiResponse,
     request_id: &RequestId,
 ) -> std::io::Result<()> {
     // Header values we build are ASCII; tiny_http drops a value that is not

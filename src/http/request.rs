@@ -7,11 +7,13 @@
 
 use std::borrow::Cow;
 
+use crate::percent::decode_query_lossy;
+
 use crate::http::method::Method;
 use crate::http::request_id::RequestId;
 use crate::http::router::Params;
 
-pub struct Request<'a> {
+pub struct ApiRequest<'a> {
     pub method: Method,
     pub path: &'a str,
     /// The raw query string, without `?`.
@@ -23,7 +25,7 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-impl<'a> Request<'a> {
+impl<'a> ApiRequest<'a> {
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&'a str> {
         header(self.headers, name)
@@ -37,7 +39,7 @@ impl<'a> Request<'a> {
             .split('&')
             .filter_map(|pair| {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k).as_ref() == name).then(|| percent_decode(v))
+                (decode_query_lossy(k).as_ref() == name).then(|| decode_query_lossy(v))
             })
             .next()
     }
@@ -62,36 +64,12 @@ pub fn split_target(url: &str) -> (&str, &str) {
     }
 }
 
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-            (b'+', _, _) => out.push(b' '),
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn req<'a>(query: &'a str, id: &'a RequestId) -> Request<'a> {
-        Request {
+    fn req<'a>(query: &'a str, id: &'a RequestId) -> ApiRequest<'a> {
+        ApiRequest {
             method: Method::Get,
             path: "/",
             query,

@@ -1,5 +1,4 @@
-//! The webhook body: a CloudEvents 1.0 structured-mode JSON document
-//! (SPEC "Events").
+//! The webhook body: a CloudEvents 1.0 structured-mode JSON document.
 //!
 //! `data` is the event's stored payload embedded verbatim (a
 //! [`RawValue`]): the bytes the receiver gets are the user exactly as the

@@ -2,6 +2,7 @@
 //! HTTP (see the table on [`UserError`]).
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::validate::FieldError;
 use crate::db::DbError;
@@ -27,10 +28,73 @@ pub enum UserError {
     /// The Idempotency-Key was used before with a different request body.
     IdempotencyMismatch,
     /// The database cannot be reached, or did not answer in time.
-    Unavailable(String),
-    /// A bug or an unexpected database answer; the message is for logs only.
-    Internal(String),
+    Unavailable(Unavailable),
+    /// A bug or an unexpected database answer; for logs only.
+    Internal(Internal),
 }
+
+/// Why the store could not be used (a [`DbError::Unavailable`]); shown in
+/// the log as the store's own reason.
+#[derive(Debug, Clone)]
+pub struct Unavailable(Arc<DbError>);
+
+impl Unavailable {
+    /// The error of the data layer behind it.
+    pub fn db_error(&self) -> &DbError {
+        &self.0
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0 {
+            DbError::Unavailable(reason) => f.write_str(reason),
+            other => other.fmt(f),
+        }
+    }
+}
+
+/// What went wrong inside, for the log (the client sees a plain 500).
+#[derive(Debug, Clone)]
+pub enum Internal {
+    /// The database answered with an error the rules do not expect.
+    Database(Arc<DbError>),
+    /// An idempotency key row has no stored response.
+    IncompleteIdempotencyKey,
+    /// A user row could not be decoded.
+    UndecodableRow(Arc<postgres::Error>),
+}
+
+impl fmt::Display for Internal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Internal::Database(e) => e.fmt(f),
+            Internal::IncompleteIdempotencyKey => {
+                f.write_str("idempotency key row without a stored response")
+            }
+            Internal::UndecodableRow(e) => write!(f, "decoding a user row: {e}"),
+        }
+    }
+}
+
+/// Equal when they read the same (the sources are driver errors, which
+/// have no equality of their own).
+impl PartialEq for Unavailable {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Unavailable {}
+
+/// Equal when they read the same (see [`Unavailable`]'s).
+impl PartialEq for Internal {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Internal {}
 
 impl fmt::Display for UserError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -60,8 +124,8 @@ impl From<DbError> for UserError {
     /// (Conflict) before falling back to this.
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(m) => UserError::Unavailable(m),
-            other => UserError::Internal(other.to_string()),
+            e @ DbError::Unavailable(_) => UserError::Unavailable(Unavailable(Arc::new(e))),
+            other => UserError::Internal(Internal::Database(Arc::new(other))),
         }
     }
 }

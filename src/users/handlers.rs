@@ -1,7 +1,7 @@
 //! The users API over HTTP: a thin mapping from requests to [`UserService`]
 //! calls and from their outcomes to statuses and bodies.
 //!
-//! Everything here is a pure function of a [`Request`]; the rules live in the
+//! Everything here is a pure function of a [`ApiRequest`]; the rules live in the
 //! service, the SQL in the repository. Errors are RFC 9457 problems:
 //!
 //! | outcome | status |
@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::http::dispatch::Handler;
+use crate::http::dispatch::ApiHandler;
 use crate::http::method::Method;
 use crate::http::pipeline::HandlerResult;
 use crate::http::problem::Problem;
-use crate::http::request::Request;
-use crate::http::response::Response;
+use crate::http::request::ApiRequest;
+use crate::http::response::ApiResponse;
 use crate::http::router::{RouteError, Router};
 use crate::users::body::{self, Member};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
@@ -41,9 +41,9 @@ const TYPE_IDEMPOTENCY: &str = "https://usersvc.dev/problems/idempotency-key-reu
 
 /// Adds the users routes to `router`.
 pub fn routes(
-    router: Router<Handler>,
+    router: Router<ApiHandler>,
     users: Arc<UserService>,
-) -> Result<Router<Handler>, RouteError> {
+) -> Result<Router<ApiHandler>, RouteError> {
     let (a, b, c, d, e) = (
         Arc::clone(&users),
         Arc::clone(&users),
@@ -59,7 +59,7 @@ pub fn routes(
         .route(Method::Delete, ITEM, Box::new(move |r| delete(&e, r)))
 }
 
-pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let Fields {
         name,
         email,
@@ -73,7 +73,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
     match req.header("Idempotency-Key") {
         None => {
             let user = users.create(&input).map_err(problem)?;
-            Ok(Response::json_text(201, user.to_json_string())
+            Ok(ApiResponse::json_text(201, user.to_json_string())
                 .with_header("Location", format!("{COLLECTION}/{}", user.id)))
         }
         Some(raw) => {
@@ -83,7 +83,7 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
                 .create_idempotent(key.as_str(), &fingerprint(&input), &input)
                 .map_err(problem)?;
             let stored = outcome.response;
-            let mut resp = Response::json_text(stored.status, stored.body);
+            let mut resp = ApiResponse::json_text(stored.status, stored.body);
             if let Some(id) = stored.resource_id {
                 resp = resp.with_header("Location", format!("{COLLECTION}/{id}"));
             }
@@ -95,13 +95,13 @@ pub fn create(users: &UserService, req: &Request<'_>) -> HandlerResult {
     }
 }
 
-pub fn get(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn get(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let user = users.get(id).map_err(problem)?;
-    Ok(Response::json_text(200, user.to_json_string()))
+    Ok(ApiResponse::json_text(200, user.to_json_string()))
 }
 
-pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn list(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let limit = req.query_param("limit");
     let after = req.query_param("after");
     let params = ListParams::parse(limit.as_deref(), after.as_deref()).map_err(|errors| {
@@ -110,10 +110,10 @@ pub fn list(users: &UserService, req: &Request<'_>) -> HandlerResult {
             .with_extension("errors", field_errors(&errors))
     })?;
     let page = users.list(&params).map_err(problem)?;
-    Ok(Response::json_text(200, page.to_json_string()))
+    Ok(ApiResponse::json_text(200, page.to_json_string()))
 }
 
-pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn patch(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let Fields {
         name,
@@ -126,16 +126,16 @@ pub fn patch(users: &UserService, req: &Request<'_>) -> HandlerResult {
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
     }
     let user = users.patch(id, &input).map_err(problem)?;
-    Ok(Response::json_text(200, user.to_json_string()))
+    Ok(ApiResponse::json_text(200, user.to_json_string()))
 }
 
-pub fn delete(users: &UserService, req: &Request<'_>) -> HandlerResult {
+pub fn delete(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     users.delete(id).map_err(problem)?;
-    Ok(Response::empty(204))
+    Ok(ApiResponse::empty(204))
 }
 
-fn path_id(req: &Request<'_>) -> Result<i64, Problem> {
+fn path_id(req: &ApiRequest<'_>) -> Result<i64, Problem> {
     let raw = req.params.get("id").unwrap_or("");
     parse_id(raw).ok_or_else(|| Problem::new(400, "the user id must be a positive integer"))
 }
@@ -165,7 +165,7 @@ struct Fields {
 /// with [`Unknown::Reject`], members that are no field are left out and
 /// reported as field errors, so the caller can list them together with the
 /// other fields' rule errors in one 422.
-fn json_body(req: &Request<'_>, unknown: Unknown) -> Result<Fields, Problem> {
+fn json_body(req: &ApiRequest<'_>, unknown: Unknown) -> Result<Fields, Problem> {
     let is_json = req.header("Content-Type").is_some_and(|ct| {
         let essence = ct.split(';').next().unwrap_or("").trim();
         essence.eq_ignore_ascii_case("application/json")
@@ -246,13 +246,285 @@ pub fn problem(e: UserError) -> Problem {
         )
         .with_type(TYPE_IDEMPOTENCY, "Idempotency-Key reused"),
         UserError::Unavailable(reason) => {
-            log::warn!(reason = reason.as_str(); "database unavailable");
+            log::warn!(reason = reason.to_string().as_str(); "database unavailable");
             Problem::new(503, "the database is unavailable; retry shortly")
                 .with_header("Retry-After", "1")
         }
         UserError::Internal(reason) => {
-            log::error!(reason = reason.as_str(); "internal error");
+            log::error!(reason = reason.to_string().as_str(); "internal error");
             Problem::new(500, "the server hit an unexpected error")
         }
+    }
+}
+
+/// The status table above, over an in-memory store: every status the
+/// handlers map, through the real route table.
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::http::request_id;
+    use crate::http::router::Match;
+    use crate::users::memory_repository::{Failure, MemoryUserRepository};
+
+    struct Api {
+        router: Router<ApiHandler>,
+        store: MemoryUserRepository,
+    }
+
+    /// What a handler answered, problem or response.
+    #[derive(Debug)]
+    struct Answer {
+        status: u16,
+        body: Value,
+        headers: Vec<(&'static str, String)>,
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    fn api() -> Api {
+        let store = MemoryUserRepository::new();
+        let users = Arc::new(UserService::new(Arc::new(store.clone())));
+        let router = routes(Router::new(), users).expect("routes");
+        Api { router, store }
+    }
+
+    fn header(name: &str, value: &str) -> tiny_http::Header {
+        tiny_http::Header::from_str(&format!("{name}: {value}")).expect("header")
+    }
+
+    impl Api {
+        fn call(
+            &self,
+            method: Method,
+            target: &str,
+            headers: &[(&str, &str)],
+            body: &str,
+        ) -> Answer {
+            let (path, query) = crate::http::request::split_target(target);
+            let headers: Vec<_> = headers.iter().map(|(n, v)| header(n, v)).collect();
+            let id = request_id::from_header(None);
+            let Match::Found {
+                handler,
+                pattern,
+                params,
+            } = self.router.at(method, path)
+            else {
+                panic!("no route for {method} {path}");
+            };
+            let req = ApiRequest {
+                method,
+                path,
+                query,
+                route: pattern,
+                params,
+                request_id: &id,
+                headers: &headers,
+                body: body.as_bytes(),
+            };
+            match handler(&req) {
+                Ok(r) => Answer {
+                    status: r.status,
+                    body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                    headers: r.headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+                },
+                Err(p) => Answer {
+                    status: p.status,
+                    body: Value::String(p.detail.clone()),
+                    headers: p.headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+                },
+            }
+        }
+
+        fn post(&self, body: &str) -> Answer {
+            self.call(
+                Method::Post,
+                COLLECTION,
+                &[("Content-Type", "application/json")],
+                body,
+            )
+        }
+    }
+
+    const ADA: &str = r#"{"name":"Ada","email":"ada@example.com"}"#;
+
+    /// (what, method, target, headers, body, expected status)
+    type Case<'a> = (
+        &'a str,
+        Method,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        u16,
+    );
+
+    #[test]
+    fn every_mapped_status() {
+        let api = api();
+        let created = api.post(ADA);
+        assert_eq!(created.status, 201, "{created:?}");
+        assert_eq!(created.header("Location"), Some("/api/v1/users/1"));
+        let json = [("Content-Type", "application/json")];
+        let cases: &[Case<'_>] = &[
+            ("found", Method::Get, "/api/v1/users/1", &[], "", 200),
+            ("listed", Method::Get, "/api/v1/users?limit=5", &[], "", 200),
+            (
+                "bad path id",
+                Method::Get,
+                "/api/v1/users/abc",
+                &[],
+                "",
+                400,
+            ),
+            (
+                "bad query",
+                Method::Get,
+                "/api/v1/users?limit=0",
+                &[],
+                "",
+                400,
+            ),
+            (
+                "body not an object",
+                Method::Post,
+                COLLECTION,
+                &json,
+                "[1]",
+                400,
+            ),
+            ("body not JSON", Method::Post, COLLECTION, &json, "{", 400),
+            (
+                "no such user",
+                Method::Get,
+                "/api/v1/users/99",
+                &[],
+                "",
+                404,
+            ),
+            (
+                "delete unknown",
+                Method::Delete,
+                "/api/v1/users/99",
+                &[],
+                "",
+                404,
+            ),
+            ("e-mail taken", Method::Post, COLLECTION, &json, ADA, 409),
+            (
+                "not JSON",
+                Method::Post,
+                COLLECTION,
+                &[("Content-Type", "text/plain")],
+                ADA,
+                415,
+            ),
+            (
+                "no content type",
+                Method::Patch,
+                "/api/v1/users/1",
+                &[],
+                "{}",
+                415,
+            ),
+            (
+                "invalid fields",
+                Method::Post,
+                COLLECTION,
+                &json,
+                r#"{"name":"","email":"x"}"#,
+                422,
+            ),
+            (
+                "empty patch",
+                Method::Patch,
+                "/api/v1/users/1",
+                &json,
+                "{}",
+                422,
+            ),
+            ("deleted", Method::Delete, "/api/v1/users/1", &[], "", 204),
+        ];
+        for (what, method, target, headers, body, status) in cases {
+            let answer = api.call(*method, target, headers, body);
+            assert_eq!(answer.status, *status, "{what}: {answer:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_key_replays_and_refuses_another_body() {
+        let api = api();
+        let key = [
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "k-1"),
+        ];
+        let first = api.call(Method::Post, COLLECTION, &key, ADA);
+        assert_eq!(first.status, 201, "{first:?}");
+        let again = api.call(Method::Post, COLLECTION, &key, ADA);
+        assert_eq!(again.status, 201);
+        assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+        assert_eq!(again.body, first.body);
+        let other = api.call(
+            Method::Post,
+            COLLECTION,
+            &key,
+            r#"{"name":"Bob","email":"bob@example.com"}"#,
+        );
+        assert_eq!(other.status, 422, "{other:?}");
+        let bad_key = api.call(
+            Method::Post,
+            COLLECTION,
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", ""),
+            ],
+            ADA,
+        );
+        assert_eq!(bad_key.status, 400, "{bad_key:?}");
+    }
+
+    #[test]
+    fn an_unreachable_store_is_503_with_retry_after_and_a_broken_one_500() {
+        let api = api();
+        api.store.fail_with(Some(Failure::Unavailable));
+        for (method, target, body) in [
+            (Method::Get, "/api/v1/users/1", ""),
+            (Method::Get, "/api/v1/users", ""),
+            (Method::Post, COLLECTION, ADA),
+            (Method::Patch, "/api/v1/users/1", r#"{"name":"B"}"#),
+            (Method::Delete, "/api/v1/users/1", ""),
+        ] {
+            let answer = api.call(
+                method,
+                target,
+                &[("Content-Type", "application/json")],
+                body,
+            );
+            assert_eq!(answer.status, 503, "{method} {target}: {answer:?}");
+            assert_eq!(answer.header("Retry-After"), Some("1"));
+        }
+        api.store.fail_with(Some(Failure::Internal));
+        let answer = api.call(Method::Get, "/api/v1/users/1", &[], "");
+        assert_eq!(answer.status, 500, "{answer:?}");
+        assert!(
+            !answer.body.to_string().contains("broken on purpose"),
+            "details are logged, not sent: {answer:?}"
+        );
+    }
+
+    #[test]
+    fn list_and_single_user_objects_are_the_same_bytes_in_memory_too() {
+        let api = api();
+        assert_eq!(api.post(ADA).status, 201);
+        let one = api.call(Method::Get, "/api/v1/users/1", &[], "");
+        let page = api.call(Method::Get, "/api/v1/users", &[], "");
+        assert_eq!(page.body["users"][0], one.body);
     }
 }

@@ -10,6 +10,8 @@ pub mod error;
 pub mod events;
 pub mod handlers;
 pub mod idempotency;
+#[cfg(test)]
+pub(crate) mod memory_repository;
 pub mod model;
 pub mod pg_repository;
 pub mod repository;

@@ -39,7 +39,7 @@ impl User {
         })
     }
 
-    /// The API representation as a string (key order as in the SPEC).
+    /// The API representation as a string (the documented key order: id, name, email, created_at, updated_at).
     pub fn to_json_string(&self) -> String {
         // serde_json's Map keeps keys sorted, which would put created_at
         // first; write the documented order by hand instead, into one buffer

@@ -4,7 +4,7 @@
 //!
 //! Every write and its outbox event are ONE statement, a data-modifying CTE
 //! (`WITH u AS (INSERT … RETURNING …), e AS (INSERT INTO events …) SELECT …
-//! FROM u`), run in autocommit through [`crate::db::Pool::write_one`]: one
+//! FROM u`), run in autocommit through [`crate::db::DbPool::write_one`]: one
 //! Bind/Execute/Sync exchange on a prepared statement instead of BEGIN,
 //! INSERT, INSERT, COMMIT. A statement is atomic, so the event still exists
 //! if and only if the change committed. Duplicate e-mails are detected by the
@@ -51,16 +51,17 @@
 //! claims the key first and reads what it holds: only replays and conflicts
 //! pay for the extra round trips.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
 use postgres::{GenericClient, Row};
 
-use super::error::UserError;
+use super::error::{Internal, UserError};
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY_TTL};
 use super::model::{NewUser, User, UserChanges};
 use super::repository::{Respond, UserRepository};
-use crate::db::{Db, DbError, Pool};
+use crate::db::{Db, DbError, DbPool};
 
 // Every statement returning users selects `id, name, email, created_at,
 // updated_at` in this order: `checked_user` reads them by position.
@@ -118,12 +119,12 @@ pub const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
 /// PostgreSQL-backed users.
 #[derive(Clone)]
 pub struct PgUserRepository {
-    pool: Pool,
+    pool: DbPool,
 }
 
 impl PgUserRepository {
     /// Uses `pool` for every operation.
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: DbPool) -> Self {
         PgUserRepository { pool }
     }
 }
@@ -308,9 +309,7 @@ impl PgUserRepository {
                 replayed: true,
             }),
             Claim::Mismatch => Err(UserError::IdempotencyMismatch),
-            Claim::Incomplete => Err(UserError::Internal(
-                "idempotency key row without a stored response".into(),
-            )),
+            Claim::Incomplete => Err(UserError::Internal(Internal::IncompleteIdempotencyKey)),
         }
     }
 }
@@ -341,7 +340,7 @@ fn checked_user(row: &Row) -> Result<User, postgres::Error> {
 }
 
 fn user_from_row(row: &Row) -> Result<User, UserError> {
-    checked_user(row).map_err(|e| UserError::Internal(format!("decoding a user row: {e}")))
+    checked_user(row).map_err(|e| UserError::Internal(Internal::UndecodableRow(Arc::new(e))))
 }
 
 /// Unique violations on the e-mail index become `Conflict`; the rest maps

@@ -108,11 +108,30 @@ pub fn changes(input: &PatchUser) -> Result<UserChanges, Vec<FieldError>> {
     }
 }
 
+/// Why a value breaks a rule: the sentence a client sees for its field in
+/// a 422's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleBroken(String);
+
+impl From<&'static str> for RuleBroken {
+    fn from(message: &'static str) -> Self {
+        RuleBroken(message.to_owned())
+    }
+}
+
+impl std::fmt::Display for RuleBroken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RuleBroken {}
+
 fn required(
     errors: &mut Vec<FieldError>,
     field: &str,
     raw: Option<&str>,
-    check: fn(&str) -> Result<String, String>,
+    check: fn(&str) -> Result<String, RuleBroken>,
 ) -> Option<String> {
     match raw {
         None => {
@@ -127,11 +146,11 @@ fn optional(
     errors: &mut Vec<FieldError>,
     field: &str,
     raw: Option<&str>,
-    check: fn(&str) -> Result<String, String>,
+    check: fn(&str) -> Result<String, RuleBroken>,
 ) -> Option<String> {
     match raw.map(check) {
         Some(Ok(v)) => Some(v),
-        Some(Err(m)) => {
+        Some(Err(RuleBroken(m))) => {
             errors.push(FieldError::new(field, m));
             None
         }
@@ -140,7 +159,7 @@ fn optional(
 }
 
 /// A normalised name, or why not (rules: the module docs).
-pub fn name(raw: &str) -> Result<String, String> {
+pub fn name(raw: &str) -> Result<String, RuleBroken> {
     // Rule 1: spaces mapped, trimmed, collapsed; rule 2: NFC.
     let mut spaced = String::with_capacity(raw.len());
     for c in raw.chars() {
@@ -167,14 +186,16 @@ pub fn name(raw: &str) -> Result<String, String> {
         return Err("must not be empty".into());
     }
     if name.chars().count() > NAME_MAX_CHARS {
-        return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
+        return Err(RuleBroken(format!(
+            "must be at most {NAME_MAX_CHARS} characters"
+        )));
     }
     check_name_chars(&name)?;
     Ok(name)
 }
 
 /// Rules 3 and 4 on a mapped, NFC name.
-fn check_name_chars(name: &str) -> Result<(), String> {
+fn check_name_chars(name: &str) -> Result<(), RuleBroken> {
     let shows = |d: Option<char>| d.is_some_and(|d| d != ' ' && d != ZWNJ && d != ZWJ);
     let mut prev: Option<char> = None;
     let mut chars = name.chars().peekable();
@@ -204,27 +225,27 @@ fn check_name_chars(name: &str) -> Result<(), String> {
             GeneralCategory::Format
                 if (c == ZWNJ || c == ZWJ) && (!shows(prev) || !shows(chars.peek().copied())) =>
             {
-                return Err(format!(
+                return Err(RuleBroken(format!(
                     "may contain U+{at:04X} only between two visible characters"
-                ));
+                )));
             }
             GeneralCategory::Format if c == ZWNJ || c == ZWJ => {}
             GeneralCategory::Format => {
-                return Err(format!(
+                return Err(RuleBroken(format!(
                 "must not contain invisible formatting or text-direction characters (U+{at:04X})"
-            ))
+            )))
             }
             GeneralCategory::PrivateUse
             | GeneralCategory::Unassigned
             | GeneralCategory::Surrogate => {
-                return Err(format!(
+                return Err(RuleBroken(format!(
                     "must not contain private-use or unassigned code points (U+{at:04X})"
-                ))
+                )))
             }
             _ if INVISIBLE_LETTERS.contains(&c) => {
-                return Err(format!(
+                return Err(RuleBroken(format!(
                     "must not contain characters that render as nothing (U+{at:04X})"
-                ))
+                )))
             }
             _ => {}
         }
@@ -261,7 +282,7 @@ const ZWJ: char = '\u{200D}';
 const INVISIBLE_LETTERS: [char; 5] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{034F}'];
 
 /// A normalised e-mail address, or why not (rules: the module docs).
-pub fn email(raw: &str) -> Result<String, String> {
+pub fn email(raw: &str) -> Result<String, RuleBroken> {
     let email = raw.trim();
     if email.is_empty() {
         return Err("must not be empty".into());
@@ -269,7 +290,9 @@ pub fn email(raw: &str) -> Result<String, String> {
     // Bounded before any work that grows with it (IDNA mapping may grow or
     // shrink it; the final form is checked again below).
     if email.len() > 4 * EMAIL_MAX_BYTES {
-        return Err(format!("must be at most {EMAIL_MAX_BYTES} bytes"));
+        return Err(RuleBroken(format!(
+            "must be at most {EMAIL_MAX_BYTES} bytes"
+        )));
     }
     let mut parts = email.split('@');
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -290,19 +313,21 @@ pub fn email(raw: &str) -> Result<String, String> {
     email.push('@');
     push_canonical_domain(&mut email, domain)?;
     if email.len() > EMAIL_MAX_BYTES {
-        return Err(format!("must be at most {EMAIL_MAX_BYTES} bytes"));
+        return Err(RuleBroken(format!(
+            "must be at most {EMAIL_MAX_BYTES} bytes"
+        )));
     }
     Ok(email)
 }
 
-fn check_local(local: &str) -> Result<(), String> {
+fn check_local(local: &str) -> Result<(), RuleBroken> {
     if local.is_empty() {
         return Err("must have a part before the @".into());
     }
     if local.len() > LOCAL_MAX_BYTES {
-        return Err(format!(
+        return Err(RuleBroken(format!(
             "the part before the @ must be at most {LOCAL_MAX_BYTES} bytes"
-        ));
+        )));
     }
     if local.split('.').any(str::is_empty) {
         return Err(
@@ -323,7 +348,7 @@ fn check_local(local: &str) -> Result<(), String> {
 
 /// The domain through IDNA: validated, mapped, and appended to `out` in
 /// canonical Unicode form.
-fn push_canonical_domain(out: &mut String, domain: &str) -> Result<(), String> {
+fn push_canonical_domain(out: &mut String, domain: &str) -> Result<(), RuleBroken> {
     if domain.is_empty() {
         return Err("must have a domain after the @".into());
     }
@@ -336,9 +361,10 @@ fn push_canonical_domain(out: &mut String, domain: &str) -> Result<(), String> {
             DnsLength::Verify,
         )
         .map_err(|_| {
-            "the domain must be a valid domain name: dot-separated labels of letters, digits \
-             and inner hyphens, each at most 63 bytes in its ASCII form"
-                .to_owned()
+            RuleBroken::from(
+                "the domain must be a valid domain name: dot-separated labels of letters, \
+                 digits and inner hyphens, each at most 63 bytes in its ASCII form",
+            )
         })?;
     if !ascii.contains('.') {
         return Err("the domain must contain a dot".into());

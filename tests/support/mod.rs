@@ -26,11 +26,11 @@ use std::time::Duration;
 pub use cluster::TempCluster;
 pub use test_db::TestDb;
 
-use usersvc::db::{Pool, PoolSettings};
+use usersvc::db::{DbPool, DbPoolSettings};
 
 /// Settings for test pools: small, quick to time out.
-pub fn settings(max_connections: u32) -> PoolSettings {
-    PoolSettings {
+pub fn settings(max_connections: u32) -> DbPoolSettings {
+    DbPoolSettings {
         max_connections,
         conn_max_lifetime: Duration::from_secs(300),
         acquire_timeout: Duration::from_secs(5),
@@ -39,6 +39,6 @@ pub fn settings(max_connections: u32) -> PoolSettings {
 }
 
 /// A pool on `url` (panics if the URL is unusable: test set-up).
-pub fn pool(url: &str, max_connections: u32) -> Pool {
-    Pool::build(url, &settings(max_connections)).expect("pool builds")
+pub fn pool(url: &str, max_connections: u32) -> DbPool {
+    DbPool::build(url, &settings(max_connections)).expect("pool builds")
 }

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::logging::context::{self, hex};
 use crate::logging::escape::JsonEscaper;
-use crate::logging::time::Rfc3339Millis;
+use crate::rfc3339::Rfc3339Millis;
 
 /// Writes `record` as one JSON object and a `\n` into `out`, stamped with `now`.
 ///

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::logging::context::{self, hex};
 use crate::logging::escape::{text_needs_quotes, TextEscaper};
-use crate::logging::time::Rfc3339Millis;
+use crate::rfc3339::Rfc3339Millis;
 
 /// Writes `record` as one text line and a `\n` into `out`, stamped with `now`.
 ///

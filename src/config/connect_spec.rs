@@ -1,17 +1,33 @@
-//! Reads a database URL (or libpq key=value string) into a driver `Config`
-//! plus the TLS wishes the driver cannot express.
+//! The connect spec: a database URL (or libpq key=value string) read into a
+//! driver `Config` plus the TLS wishes the driver cannot express. Produced
+//! once, by `DATABASE_URL`'s validation ([`super::DatabaseUrl`]), and
+//! consumed by `db` for every connection it opens.
 //!
 //! tokio-postgres understands `sslmode=disable|prefer|require` only and has no
 //! `sslrootcert`; operators write libpq strings with `verify-ca`,
 //! `verify-full` and a CA path. So we lift `sslmode` and `sslrootcert` out of
 //! the string ourselves (both syntaxes), hand the rest to the driver, and keep
-//! the two values for [`super::tls`]. Pure string work, unit-tested here.
+//! the two values for `db::tls`. Pure string work, unit-tested here.
 //! No error produced here ever contains the input string (it holds the password).
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::error::DbError;
+use crate::error_chain::chain;
+use crate::percent::PercentError;
+
+/// Why a connection string cannot be used. Never contains the string (it
+/// holds the password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSpecError(String);
+
+impl std::fmt::Display for ConnectSpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectSpecError {}
 
 /// libpq's `sslmode` values that we honour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +46,8 @@ pub enum SslMode {
 }
 
 impl FromStr for SslMode {
-    type Err = DbError;
-    fn from_str(s: &str) -> Result<Self, DbError> {
+    type Err = ConnectSpecError;
+    fn from_str(s: &str) -> Result<Self, ConnectSpecError> {
         Ok(match s {
             "disable" => SslMode::Disable,
             "allow" | "prefer" => SslMode::Prefer,
@@ -39,7 +55,7 @@ impl FromStr for SslMode {
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
             other => {
-                return Err(DbError::Config(format!(
+                return Err(ConnectSpecError(format!(
                 "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
             )))
             }
@@ -49,7 +65,7 @@ impl FromStr for SslMode {
 
 /// A parsed connection string.
 #[derive(Debug, Clone)]
-pub struct Dsn {
+pub struct ConnectSpec {
     /// Everything the driver understands (host, port, user, password, dbname...).
     pub config: postgres::Config,
     /// The requested TLS mode (default `prefer`, as libpq).
@@ -58,9 +74,9 @@ pub struct Dsn {
     pub root_cert: Option<PathBuf>,
 }
 
-impl Dsn {
+impl ConnectSpec {
     /// Parses a `postgres://` / `postgresql://` URL or a key=value string.
-    pub fn parse(input: &str) -> Result<Dsn, DbError> {
+    pub fn parse(input: &str) -> Result<ConnectSpec, ConnectSpecError> {
         let trimmed = input.trim();
         let (rest, ssl_mode, root_cert) = if is_url(trimmed) {
             strip_url(trimmed)?
@@ -68,7 +84,7 @@ impl Dsn {
             strip_key_value(trimmed)?
         };
         let mut config = postgres::Config::from_str(&rest)
-            .map_err(|e| DbError::Config(format!("DATABASE_URL: {}", super::error::chain(&e))))?;
+            .map_err(|e| ConnectSpecError(format!("DATABASE_URL: {}", chain(&e))))?;
         let ssl_mode = match ssl_mode {
             Some(m) => m.parse()?,
             None => SslMode::Prefer,
@@ -78,14 +94,14 @@ impl Dsn {
             SslMode::Prefer => postgres::config::SslMode::Prefer,
             _ => postgres::config::SslMode::Require,
         });
-        Ok(Dsn {
+        Ok(ConnectSpec {
             config,
             ssl_mode,
             root_cert: root_cert.filter(|p| !p.is_empty()).map(PathBuf::from),
         })
     }
 
-    /// The password as text, for scrubbing messages (see [`super::error::redact`]).
+    /// The password as text, for scrubbing messages (see `db::error::redact`).
     pub fn password(&self) -> Option<String> {
         self.config
             .get_password()
@@ -99,7 +115,7 @@ fn is_url(s: &str) -> bool {
 
 type Stripped = (String, Option<String>, Option<String>);
 
-fn strip_url(url: &str) -> Result<Stripped, DbError> {
+fn strip_url(url: &str) -> Result<Stripped, ConnectSpecError> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_owned(), None, None));
     };
@@ -121,32 +137,23 @@ fn strip_url(url: &str) -> Result<Stripped, DbError> {
     Ok((rest, mode, root))
 }
 
-fn percent_decode(s: &str) -> Result<String, DbError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| DbError::Config("DATABASE_URL: bad percent-encoding".into()))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-        .map_err(|_| DbError::Config("DATABASE_URL: percent-encoding is not UTF-8".into()))
+/// [`crate::percent::decode_strict`], as a configuration error.
+fn percent_decode(s: &str) -> Result<String, ConnectSpecError> {
+    crate::percent::decode_strict(s).map_err(|e| {
+        ConnectSpecError(
+            match e {
+                PercentError::BrokenEscape => "DATABASE_URL: bad percent-encoding",
+                PercentError::NotUtf8 => "DATABASE_URL: percent-encoding is not UTF-8",
+            }
+            .into(),
+        )
+    })
 }
 
 /// Splits a libpq key=value string into (key, value) pairs, honouring
 /// single quotes and backslash escapes as libpq does.
-fn split_key_value(s: &str) -> Result<Vec<(String, String)>, DbError> {
-    let bad = |what: &str| DbError::Config(format!("DATABASE_URL: {what}"));
+fn split_key_value(s: &str) -> Result<Vec<(String, String)>, ConnectSpecError> {
+    let bad = |what: &str| ConnectSpecError(format!("DATABASE_URL: {what}"));
     let mut pairs = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
@@ -186,7 +193,7 @@ fn split_key_value(s: &str) -> Result<Vec<(String, String)>, DbError> {
     }
 }
 
-fn strip_key_value(s: &str) -> Result<Stripped, DbError> {
+fn strip_key_value(s: &str) -> Result<Stripped, ConnectSpecError> {
     let (mut mode, mut root) = (None, None);
     let mut rest = String::new();
     for (k, v) in split_key_value(s)? {
@@ -211,7 +218,7 @@ mod tests {
 
     #[test]
     fn url_without_tls_options_defaults_to_prefer() {
-        let d = Dsn::parse("postgres://u:pw@db.example:6543/app").expect("parse");
+        let d = ConnectSpec::parse("postgres://u:pw@db.example:6543/app").expect("parse");
         assert_eq!(d.ssl_mode, SslMode::Prefer);
         assert_eq!(d.root_cert, None);
         assert_eq!(d.config.get_dbname(), Some("app"));
@@ -221,7 +228,7 @@ mod tests {
 
     #[test]
     fn url_strips_sslmode_and_rootcert_keeps_the_rest() {
-        let d = Dsn::parse(
+        let d = ConnectSpec::parse(
             "postgresql://u@h/db?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca%20b.pem",
         )
         .expect("parse");
@@ -233,12 +240,12 @@ mod tests {
 
     #[test]
     fn key_value_with_quotes_and_escapes() {
-        let d = Dsn::parse(
+        let d = ConnectSpec::parse(
             r"host=127.0.0.1 port = 5432 user=postgres password='it''s' sslmode=verify-ca sslrootcert='/tmp/my ca.pem' dbname=a\ b",
         );
         // `''` is not an escape in libpq: that string is malformed after `'it'`.
         assert!(d.is_err());
-        let d = Dsn::parse(
+        let d = ConnectSpec::parse(
             r"host=127.0.0.1 port = 5432 user=postgres password='it\'s sec' sslmode=verify-ca sslrootcert='/tmp/my ca.pem' dbname=a\ b",
         )
         .expect("parse");
@@ -251,9 +258,9 @@ mod tests {
 
     #[test]
     fn disable_and_require_map_to_driver_modes() {
-        let d = Dsn::parse("host=h sslmode=disable").expect("parse");
+        let d = ConnectSpec::parse("host=h sslmode=disable").expect("parse");
         assert_eq!(d.config.get_ssl_mode(), postgres::config::SslMode::Disable);
-        let d = Dsn::parse("postgres://h/db?sslmode=require").expect("parse");
+        let d = ConnectSpec::parse("postgres://h/db?sslmode=require").expect("parse");
         assert_eq!(d.ssl_mode, SslMode::Require);
     }
 
@@ -266,7 +273,7 @@ mod tests {
             "host=h password='s3cretpw",
             "postgres://u:s3cretpw@h/db?x=%zz",
         ] {
-            let e = Dsn::parse(bad).expect_err(bad);
+            let e = ConnectSpec::parse(bad).expect_err(bad);
             let shown = format!("{e} {e:?}");
             assert!(!shown.contains("s3cretpw"), "{shown}");
         }

@@ -14,10 +14,11 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::config::{format_duration, Secret};
+use crate::config::ConnectSpec;
 use crate::db::error::describe;
 use crate::db::{self};
-use crate::health::{DependencyCheck, CHECK_TIMEOUT};
+use crate::duration_text::format_duration;
+use crate::health::{CheckError, DependencyCheck, CHECK_TIMEOUT};
 
 /// Client-side bound on one ping (and on opening its connection).
 pub const PING_TIMEOUT: Duration = CHECK_TIMEOUT;
@@ -27,20 +28,20 @@ pub const APPLICATION_NAME: &str = "usersvc-readiness";
 
 /// The `database` readiness dependency.
 pub struct DatabaseCheck {
-    url: Secret<String>,
+    spec: ConnectSpec,
     conn: Mutex<Option<postgres::Client>>,
 }
 
 impl DatabaseCheck {
-    /// A check against `url`; connects on first use.
-    pub fn new(url: Secret<String>) -> DatabaseCheck {
+    /// A check of the database `spec` names; connects on first use.
+    pub fn new(spec: ConnectSpec) -> DatabaseCheck {
         DatabaseCheck {
-            url,
+            spec,
             conn: Mutex::new(None),
         }
     }
 
-    /// Hands the check an open connection to `url` — start-up's migration
+    /// Hands the check an open connection to the same database — start-up's migration
     /// connection — so getting ready opens one connection fewer (a
     /// connect is most of start-up's time). Replaces any connection held.
     pub fn adopt(&self, client: postgres::Client) {
@@ -57,25 +58,25 @@ impl DependencyCheck for DatabaseCheck {
         true
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CheckError> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
-            let client = db::connect_as(self.url.expose_secret(), PING_TIMEOUT, APPLICATION_NAME)
-                .map_err(|e| format!("connect: {e}"))?;
+            let client = db::connect_with(&self.spec, PING_TIMEOUT, APPLICATION_NAME)
+                .map_err(|e| CheckError::Connect(e.to_string()))?;
             *slot = Some(client);
         }
         let Some(client) = slot.as_mut() else {
-            return Err("connect: no connection".to_owned());
+            return Err(CheckError::Connect("no connection".to_owned()));
         };
         match client.is_valid(PING_TIMEOUT) {
             Ok(()) => Ok(()),
             Err(e) => {
                 *slot = None;
-                Err(if is_timeout(&e) {
-                    format!("ping: no answer within {}", format_duration(PING_TIMEOUT))
+                Err(CheckError::Ping(if is_timeout(&e) {
+                    format!("no answer within {}", format_duration(PING_TIMEOUT))
                 } else {
-                    format!("ping: {}", describe(&e))
-                })
+                    describe(&e)
+                }))
             }
         }
     }

@@ -1,4 +1,6 @@
 //! Durations as operators write them: `500ms`, `5s`, `2m`, `1h`, `1m30s`.
+//! Read by `config`, written back by `config` and in messages (`health`:
+//! "no answer within 2s"), so it sits below both.
 //!
 //! Why not a crate: the grammar is four units and whole numbers, it must
 //! refuse what a timeout can never mean (zero, negative, a bare number

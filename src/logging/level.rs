@@ -18,8 +18,21 @@ use log::LevelFilter;
 /// The longest temporary change (`for`), as for every configured duration.
 pub const MAX_FOR: Duration = Duration::from_secs(24 * 3600);
 
-/// Applies a level; `logging::set_level` in the service, a recorder in tests.
-pub type Apply = Box<dyn Fn(LevelFilter) + Send + Sync>;
+/// Where a level change goes: [`GlobalLevel`] in the service, a recorder in
+/// tests.
+pub trait ApplyLevel: Send + Sync + 'static {
+    fn apply(&self, level: LevelFilter);
+}
+
+/// The process-wide logger's level ([`super::set_level`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalLevel;
+
+impl ApplyLevel for GlobalLevel {
+    fn apply(&self, level: LevelFilter) {
+        super::set_level(level);
+    }
+}
 
 /// Why a change was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +69,7 @@ struct Levels {
 struct Inner {
     levels: Mutex<Levels>,
     wake: Condvar,
-    apply: Apply,
+    apply: Box<dyn ApplyLevel>,
 }
 
 /// Shared handle; cheap to clone.
@@ -64,7 +77,7 @@ struct Inner {
 pub struct LogLevelControl(Arc<Inner>);
 
 impl LogLevelControl {
-    pub fn new(initial: LevelFilter, apply: Apply) -> LogLevelControl {
+    pub fn new(initial: LevelFilter, apply: impl ApplyLevel) -> LogLevelControl {
         LogLevelControl(Arc::new(Inner {
             levels: Mutex::new(Levels {
                 base: initial,
@@ -73,7 +86,7 @@ impl LogLevelControl {
                 timer: false,
             }),
             wake: Condvar::new(),
-            apply,
+            apply: Box::new(apply),
         }))
     }
 
@@ -137,7 +150,7 @@ impl LogLevelControl {
 
     fn apply_locked(&self, levels: &mut Levels, level: LevelFilter) {
         levels.current = level;
-        (self.0.apply)(level);
+        self.0.apply.apply(level);
     }
 }
 
@@ -176,13 +189,17 @@ fn revert_when_due(weak: &std::sync::Weak<Inner>) {
 mod tests {
     use super::*;
 
+    struct Recorder(Arc<Mutex<Vec<LevelFilter>>>);
+
+    impl ApplyLevel for Recorder {
+        fn apply(&self, level: LevelFilter) {
+            self.0.lock().expect("lock").push(level);
+        }
+    }
+
     fn recorder() -> (LogLevelControl, Arc<Mutex<Vec<LevelFilter>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = Arc::clone(&seen);
-        let c = LogLevelControl::new(
-            LevelFilter::Info,
-            Box::new(move |l| s.lock().expect("lock").push(l)),
-        );
+        let c = LogLevelControl::new(LevelFilter::Info, Recorder(Arc::clone(&seen)));
         (c, seen)
     }
 
