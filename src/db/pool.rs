@@ -28,7 +28,7 @@
 //!   costs no extra round trip and survives `RESET ALL`.
 //! - Acquire waits are bounded by the acquire timeout and reported to a
 //!   [`DbPoolObserver`] (metrics); a timeout is `DbError::Unavailable`.
-//! - A scheduled thread pool of 1 thread (r2d2's default is 3) opens
+//! - A scheduled thread pool of 2 threads (r2d2's default is 3) opens
 //!   connections in the background and reaps old ones (`conn_max_lifetime`).
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
@@ -108,12 +108,12 @@ struct Budget {
     done_by: Instant,
 }
 
-/// Threads r2d2 uses to open and reap connections in the background. One:
-/// its jobs are short (a connect is bounded by the connect timeout, a reap
-/// by the pool's lock), the pool is usable as soon as the first connection
-/// is open, and every thread at idle counts against the service's budget
-/// (ARCHITECTURE.md, "Threads").
-const POOL_THREADS: usize = 1;
+/// Threads r2d2 uses to open and reap connections in the background. Two,
+/// not one: after the pool has shrunk (idle connections reaped, backends
+/// killed) a burst of requests waits for new connections, which r2d2 opens
+/// one per thread at a time; with one thread, 50 concurrent creates on a
+/// loaded machine waited past `DB_ACQUIRE_TIMEOUT` (tests/api_users.rs).
+const POOL_THREADS: usize = 2;
 
 impl DbPool {
     /// Builds the pool and opens it: connections are made in the background
