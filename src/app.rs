@@ -400,20 +400,25 @@ fn pool_settings(config: &Config) -> DbPoolSettings {
 /// The repository handlers use, and the `redis` readiness check if any.
 type WiredUsers = (Arc<dyn UserRepository>, Option<Box<dyn DependencyCheck>>);
 
-/// The users repository: PostgreSQL, the outbox's wake-up on every write,
-/// and (with `REDIS_URL`) the read-through cache in front; plus the `redis`
-/// readiness check when there is a cache.
+/// The users repository: PostgreSQL, the outbox's wake-up on every write
+/// (with `WEBHOOK_URL`), and (with `REDIS_URL`) the read-through cache in
+/// front; plus the `redis` readiness check when there is a cache.
 fn users_repository(
     config: &Config,
     db: &DbPool,
     metrics: &Arc<Metrics>,
     outbox: &Outbox,
 ) -> Result<WiredUsers, redis::RedisError> {
-    let outbox = outbox.handle();
-    let repo: Arc<dyn UserRepository> = Arc::new(WakeOnWrite::new(
-        Arc::new(PgUserRepository::new(db.clone())),
-        Arc::new(move || outbox.nudge()),
-    ));
+    let pg: Arc<dyn UserRepository> = Arc::new(PgUserRepository::new(db.clone()));
+    // Without a webhook there is nothing to deliver: a write need not wake
+    // the outbox (it would only recount the backlog, a scan of every
+    // pending event, once per write).
+    let repo: Arc<dyn UserRepository> = if config.webhook_url.is_some() {
+        let outbox = outbox.handle();
+        Arc::new(WakeOnWrite::new(pg, Arc::new(move || outbox.nudge())))
+    } else {
+        pg
+    };
     let Some(redis_url) = &config.redis_url else {
         return Ok((repo, None));
     };

@@ -203,6 +203,10 @@ impl Outbox {
             store: None,
             errors: RateLimitedLog::new(Duration::from_secs(10)),
             backlog_at: None,
+            last_backlog: Backlog {
+                pending: 0,
+                oldest_age_secs: 0.0,
+            },
         };
         Outbox {
             shared,
@@ -294,8 +298,9 @@ struct Worker {
     shared: Arc<Shared>,
     store: Option<Store>,
     errors: RateLimitedLog,
-    /// When the backlog gauges were last refreshed.
+    /// When the backlog gauges were last refreshed, and what they showed.
     backlog_at: Option<Instant>,
+    last_backlog: Backlog,
 }
 
 /// The backlog gauges are refreshed at least this often while busy.
@@ -369,7 +374,8 @@ impl Worker {
         if self.webhook.is_some() {
             if self.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
                 // While busy the loop never idles: keep the gauges current.
-                self.observer.backlog(store.backlog()?);
+                self.last_backlog = store.backlog()?;
+                self.observer.backlog(self.last_backlog);
                 self.backlog_at = Some(Instant::now());
             }
             let lease = self.lease();
@@ -379,9 +385,14 @@ impl Worker {
                 return Ok(());
             }
         }
-        let backlog = store.backlog()?;
-        self.observer.backlog(backlog);
-        self.backlog_at = Some(Instant::now());
+        // The backlog is a count over every pending event: at most once per
+        // BACKLOG_EVERY, however often writes wake the loop.
+        if self.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
+            self.last_backlog = store.backlog()?;
+            self.observer.backlog(self.last_backlog);
+            self.backlog_at = Some(Instant::now());
+        }
+        let backlog = self.last_backlog;
         let mut wait = POLL_INTERVAL;
         if self.webhook.is_some() && backlog.pending > 0 {
             if let Some(due) = store.next_due()? {
