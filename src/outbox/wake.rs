@@ -4,7 +4,9 @@
 //! [`WakeOnWrite`] is a decorator around any [`UserRepository`]: after a
 //! write returns (committed), it nudges the worker. Events written by other
 //! replicas, and retries that come due, are found by the worker's own
-//! short poll (at most every [`super::POLL_INTERVAL`]).
+//! short poll (at most every [`super::POLL_INTERVAL`]). The composition root
+//! wraps the repository only when there is a `WEBHOOK_URL`: with nothing to
+//! deliver, a nudge would only wake the worker to recount its backlog.
 
 use std::sync::Arc;
 use std::time::Duration;

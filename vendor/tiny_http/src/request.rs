@@ -453,14 +453,7 @@ impl Request {
         let capacity = body.len() + 256;
         match self.io.take() {
             Some(Io::Conn(io)) => {
-                let close = io.close_after || io.is_draining();
-                let conn = if close {
-                    ConnHeader::Close
-                } else if self.http_version == HTTPVersion(1, 0) {
-                    ConnHeader::KeepAlive
-                } else {
-                    ConnHeader::None
-                };
+                let (close, conn) = self.connection_after(&io, false);
                 let mut out = Vec::with_capacity(capacity);
                 render(&mut out, conn);
                 io.finish(out, close);
@@ -476,6 +469,21 @@ impl Request {
         }
     }
 
+    /// Whether the connection closes after this response, and the `Connection` header that
+    /// says so: `close` when the request, the response (`wants_close`) or a draining server
+    /// ends it; `keep-alive` to an HTTP/1.0 client that keeps it; none otherwise.
+    fn connection_after(&self, io: &ReqIo, wants_close: bool) -> (bool, ConnHeader) {
+        let close = io.close_after || wants_close || io.is_draining();
+        let conn = if close {
+            ConnHeader::Close
+        } else if self.http_version == HTTPVersion(1, 0) {
+            ConnHeader::KeepAlive
+        } else {
+            ConnHeader::None
+        };
+        (close, conn)
+    }
+
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
@@ -483,14 +491,7 @@ impl Request {
         let do_not_send_body = self.method == Method::Head;
         match self.io.take() {
             Some(Io::Conn(io)) => {
-                let close = io.close_after || response.wants_close() || io.is_draining();
-                let conn = if close {
-                    ConnHeader::Close
-                } else if self.http_version == HTTPVersion(1, 0) {
-                    ConnHeader::KeepAlive
-                } else {
-                    ConnHeader::None
-                };
+                let (close, conn) = self.connection_after(&io, response.wants_close());
                 let capacity = response.data_length().unwrap_or(0).saturating_add(256);
                 let mut w = io.writer(capacity);
                 let res = response.raw_print_conn(

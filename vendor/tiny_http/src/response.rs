@@ -55,6 +55,17 @@ pub(crate) enum ConnHeader {
     KeepAlive,
 }
 
+impl ConnHeader {
+    /// The header's value; empty when no `Connection` header is sent.
+    pub(crate) fn value(self) -> &'static [u8] {
+        match self {
+            ConnHeader::None => b"",
+            ConnHeader::Close => b"close",
+            ConnHeader::KeepAlive => b"keep-alive",
+        }
+    }
+}
+
 /// Writes the body in chunked transfer coding (one chunk per write).
 struct ChunkedEncoder<W: Write> {
     inner: W,
@@ -225,6 +236,19 @@ pub(crate) fn is_identity(
     )
 }
 
+/// `Server` and `Date`, the headers the library adds unless the response has its own.
+fn write_default_headers<W: Write>(writer: &mut W, own: OwnHeaders) -> IoResult<()> {
+    if !own.server {
+        write_header_line(writer, b"Server", b"tiny-http (Rust)")?;
+    }
+    if !own.date {
+        let date = http_date_now();
+        let len = date.iter().position(|&b| b == 0).unwrap_or(date.len());
+        write_header_line(writer, b"Date", &date[..len])?;
+    }
+    Ok(())
+}
+
 /// Which of the headers the library adds by default a response brings itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct OwnHeaders {
@@ -249,25 +273,12 @@ pub(crate) fn render_identity<'h>(
 ) {
     // Writes into a `Vec` cannot fail.
     let _ = write_status_line(out, http_version, &status);
-    if !own.server {
-        let _ = write_header_line(out, b"Server", b"tiny-http (Rust)");
-    }
-    if !own.date {
-        let date = http_date_now();
-        let len = date.iter().position(|&b| b == 0).unwrap_or(date.len());
-        let _ = write_header_line(out, b"Date", &date[..len]);
-    }
+    let _ = write_default_headers(out, own);
     for (name, value) in headers {
         let _ = write_header_line(out, name.as_bytes(), value.as_bytes());
     }
-    match conn {
-        ConnHeader::None => {}
-        ConnHeader::Close => {
-            let _ = write_header_line(out, b"Connection", b"close");
-        }
-        ConnHeader::KeepAlive => {
-            let _ = write_header_line(out, b"Connection", b"keep-alive");
-        }
+    if !conn.value().is_empty() {
+        let _ = write_header_line(out, b"Connection", conn.value());
     }
     // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
     if status.0 >= 200 && status.0 != 204 {
@@ -584,10 +595,9 @@ where
         // headers, then `Connection`, then the framing header.
         let has_date = self.headers.iter().any(|h| h.field.equiv("Date"));
         let has_server = self.headers.iter().any(|h| h.field.equiv("Server"));
-        let connection: &[u8] = match (upgrade, conn) {
-            (Some(_), _) | (None, ConnHeader::None) => b"",
-            (None, ConnHeader::Close) => b"close",
-            (None, ConnHeader::KeepAlive) => b"keep-alive",
+        let connection: &[u8] = match upgrade {
+            Some(_) => b"",
+            None => conn.value(),
         };
         if upgrade.is_some() {
             transfer_encoding = None;
@@ -627,14 +637,13 @@ where
             write_header_line(&mut writer, b"Connection", b"upgrade")?;
             write_header_line(&mut writer, b"Upgrade", upgrade.as_bytes())?;
         }
-        if !has_server {
-            write_header_line(&mut writer, b"Server", b"tiny-http (Rust)")?;
-        }
-        if !has_date {
-            let date = http_date_now();
-            let len = date.iter().position(|&b| b == 0).unwrap_or(date.len());
-            write_header_line(&mut writer, b"Date", &date[..len])?;
-        }
+        write_default_headers(
+            &mut writer,
+            OwnHeaders {
+                server: has_server,
+                date: has_date,
+            },
+        )?;
         for header in &self.headers {
             write_header_line(
                 &mut writer,
