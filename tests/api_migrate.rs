@@ -20,32 +20,13 @@ fn all_versions() -> Vec<i64> {
     MIGRATIONS.iter().map(|m| m.version).collect()
 }
 
-/// Runs `usersvc migrate <args>` with nothing but `DATABASE_URL` (and PATH).
 /// The version before the latest (versions need not be consecutive).
 fn previous() -> i64 {
     let all = all_versions();
     all[all.len() - 2]
 }
 
-/// Columns and indexes of the public schema, sorted, to compare.
-fn schema(db: &TestDb) -> Vec<String> {
-    let mut out: Vec<String> = db
-        .client()
-        .query(
-            "SELECT table_name || '.' || column_name || ' ' || data_type \
-             FROM information_schema.columns WHERE table_schema = 'public' \
-             AND table_name <> 'schema_migrations' \
-             UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'",
-            &[],
-        )
-        .expect("schema")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    out.sort();
-    out
-}
-
+/// Runs `usersvc migrate <args>` with nothing but `DATABASE_URL` (and PATH).
 fn migrate(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
         .env_clear()
@@ -192,17 +173,17 @@ fn migrate_down_then_up_round_trips() {
         )
         .expect("insert");
 
-    let full = schema(&db);
+    let full = db.schema();
     let down = migrate(url, &["down", "1"]);
     assert!(down.status.success(), "{}", describe(&down));
     assert_eq!(parse_list(&stdout(&down), "rolled back: "), [latest()]);
     assert_eq!(schema_rows(&db), [(previous(), false)]);
-    assert_ne!(schema(&db), full, "the latest migration was undone");
+    assert_ne!(db.schema(), full, "the latest migration was undone");
     assert!(table_exists(&db, "users"));
 
     assert_eq!(applied(&migrate(url, &["up"])), [latest()]);
     assert_eq!(schema_rows(&db), [(latest(), false)]);
-    assert_eq!(schema(&db), full, "and redone identically");
+    assert_eq!(db.schema(), full, "and redone identically");
     let users: i64 = db
         .client()
         .query_one("SELECT count(*) FROM users", &[])

@@ -76,3 +76,55 @@ fn a_commit_killed_midway_is_reported_as_not_committed() {
         1
     );
 }
+
+/// Terminates the backends of this test's database that sleep in
+/// `pg_sleep`; returns how many.
+fn kill_sleepers(admin: &mut postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE wait_event = 'PgSleep' AND datname = current_database()",
+            &[],
+        )
+        .expect("kill")
+        .get(0)
+}
+
+/// A single-statement write whose connection dies leaves its outcome
+/// unknown, and the recovery that finds it out may lose its connection too
+/// (a storm of terminated backends): it is asked again, within the acquire
+/// budget, rather than answering 503 for a write that may have committed.
+#[test]
+fn a_recovery_killed_midway_is_run_again() {
+    let db = TestDb::new();
+    let mut admin = db.client();
+    let pool = DbPool::build(db.url(), &settings()).expect("pool");
+    let recoveries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let pool = pool.clone();
+        let recoveries = std::sync::Arc::clone(&recoveries);
+        thread::spawn(move || {
+            pool.write_one(
+                |db, _| db.execute("SELECT pg_sleep(30)", &[]),
+                |db, _| {
+                    // The first recovery is killed as well; the second answers.
+                    if recoveries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        db.execute("SELECT pg_sleep(30)", &[])
+                    } else {
+                        db.execute("SELECT 1", &[])
+                    }
+                },
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut killed = 0;
+    while killed < 2 {
+        killed += kill_sleepers(&mut admin);
+        assert!(Instant::now() < deadline, "only {killed} sleeper(s) seen");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let result = writer.join().expect("join");
+    assert_eq!(result.expect("recovered on the third connection"), 1);
+    assert_eq!(recoveries.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

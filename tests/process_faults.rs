@@ -335,3 +335,116 @@ fn frozen_database_gives_bounded_503s_frees_workers_and_recovers() {
         assert_eq!(client::get(addr, &path).expect("get").status, 200);
     }
 }
+
+/// A write cut by its deadline while the database is frozen is answered 503
+/// and is NOT applied when the database thaws: the thawed backend finds the
+/// statement in its socket buffer and runs it, and the write fence
+/// (`usersvc_apply_by`, migration 000006) refuses it. Without the fence the
+/// create, the update and the delete below were each applied after their
+/// clients had been told 503.
+#[test]
+fn writes_cut_while_the_database_is_frozen_are_not_applied_when_it_thaws() {
+    let cluster = TempCluster::start_new();
+    let url = cluster.url();
+    // One worker, one connection: the write below runs on the connection
+    // the warm-up prepared its statements on, so the frozen backend holds
+    // the Bind/Execute itself, not only a Parse.
+    let svc = start(
+        &url,
+        &[
+            ("WORKERS", "1"),
+            ("MAX_CONNECTIONS", "1"),
+            ("DB_ACQUIRE_TIMEOUT", "1s"),
+            ("DB_STATEMENT_TIMEOUT", "1s"),
+            ("QUEUE_TIMEOUT", "10s"),
+        ],
+    );
+    let addr = svc.addr;
+    let id_of = |r: client::Reply| -> i64 {
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["id"].as_i64().expect("id")
+    };
+    let send = |method: &str, path: &str, body: &str| {
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
+        client::request(addr, method, path, headers, body.as_bytes()).map(|r| r.status)
+    };
+    let kept = id_of(create(addr, "kept@example.com").expect("create"));
+    let doomed = id_of(create(addr, "doomed@example.com").expect("create"));
+    let late_create = (
+        "POST",
+        "/api/v1/users".to_owned(),
+        r#"{"name":"N","email":"late@example.com"}"#,
+    );
+    let late_update = (
+        "PATCH",
+        format!("/api/v1/users/{kept}"),
+        r#"{"name":"Renamed"}"#,
+    );
+    let late_delete = ("DELETE", format!("/api/v1/users/{doomed}"), "");
+    for (round, (method, path, body)) in [late_create, late_update, late_delete]
+        .into_iter()
+        .enumerate()
+    {
+        // Prepare the create, update and delete statements on the pool's
+        // one connection (after a cut it is a new one).
+        let warm = id_of(create(addr, &format!("warm{round}@example.com")).expect("create"));
+        let warm_path = format!("/api/v1/users/{warm}");
+        assert_eq!(
+            send("PATCH", &warm_path, r#"{"name":"W"}"#).expect("patch"),
+            200
+        );
+        assert_eq!(send("DELETE", &warm_path, "").expect("delete"), 204);
+
+        let pids = freeze(&cluster);
+        let status = send(method, &path, body);
+        signal_all(&pids, "CONT");
+        assert_eq!(status.ok(), Some(503), "{method} {path}");
+        wait_until("full service after SIGCONT", Duration::from_secs(5), || {
+            client::get(addr, "/api/v1/users?limit=1")
+                .map(|r| r.status)
+                .ok()
+                == Some(200)
+        });
+    }
+    // Each write was on the wire when the database froze: each call was cut
+    // at its deadline, so the thawed backend did receive it.
+    let cuts = svc
+        .lines()
+        .iter()
+        .filter(|l| l.contains("passed its deadline; its connection was cut"))
+        .count();
+    assert_eq!(cuts, 3, "{}", svc.lines().join("\n"));
+
+    // Give the thawed backends a moment to run what they held, then look.
+    thread::sleep(Duration::from_millis(500));
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let users: Vec<(i64, String, String)> = db
+        .query(
+            "SELECT id, name, email FROM users WHERE email NOT LIKE 'warm%' ORDER BY id",
+            &[],
+        )
+        .expect("users")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        users,
+        vec![
+            (kept, "N".to_owned(), "kept@example.com".to_owned()),
+            (doomed, "N".to_owned(), "doomed@example.com".to_owned()),
+        ],
+        "a write answered 503 was applied after the thaw"
+    );
+    let events: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE payload->>'email' NOT LIKE 'warm%'",
+            &[],
+        )
+        .expect("events")
+        .get(0);
+    assert_eq!(events, 2, "only the two creates wrote events");
+}

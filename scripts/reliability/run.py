@@ -35,6 +35,8 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ["USERSVC_BIN"]
+# The overload scenario's driver (examples/open_loop.rs), built by run.sh.
+OPEN_LOOP = os.environ["OPEN_LOOP_BIN"]
 # The binary the scenarios run against right now (BEFORE_BIN for the
 # "as it failed before" pass).
 CURRENT = {"bin": BIN}
@@ -514,102 +516,13 @@ class KeepAlive:
         return status, time.time() - t
 
 
-class RawKeepAlive:
-    """KeepAlive's creates on a raw socket: the same requests, no retry, a
-    connection closed when the server says so or fails; but a few times
-    cheaper in CPU than http.client, so that one Python core can offer 3x
-    what the service answers (the overload scenario's driver)."""
-
-    def __init__(self, addr):
-        host, port = addr.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.sock = None
-
-    def read_response(self):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed before the answer")
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        length, close = 0, False
-        for l in lines[1:]:
-            k, _, v = l.partition(b":")
-            k = k.strip().lower()
-            if k == b"content-length":
-                length = int(v)
-            elif k == b"connection" and v.strip().lower() == b"close":
-                close = True
-        while len(rest) < length:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed in the body")
-            rest += chunk
-        return status, close
-
-    def create(self, led):
-        with led.lock:
-            led.n += 1
-            email = f"{led.prefix}{led.n}@example.com"
-        body = json.dumps({"name": "R", "email": email}).encode()
-        req = (b"POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: "
-               + str(len(body)).encode() + b"\r\n\r\n" + body)
-        t = time.time()
-        try:
-            if self.sock is None:
-                self.sock = socket.create_connection(self.target, timeout=10)
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.sendall(req)
-            status, close = self.read_response()
-            if close:
-                self.sock.close()
-                self.sock = None
-        except (OSError, ValueError, IndexError):
-            status = None
-            if self.sock is not None:
-                self.sock.close()
-            self.sock = None
-        with led.lock:
-            led.told[email] = status
-        return status, time.time() - t
-
-
-def open_loop(addr, led, rate, secs, threads):
-    """Sends `rate` creates/s for `secs` from `threads` keep-alive clients,
-    each on its own schedule (a late request is sent at once, never twice)."""
-    out = []
-    t0 = time.time() + 0.2
-
-    def run(i):
-        c = RawKeepAlive(addr)
-        k = 0
-        while True:
-            at = t0 + (i + k * threads) / rate
-            if at - t0 >= secs:
-                return
-            delay = at - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            out.append(c.create(led))
-            k += 1
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    [t.start() for t in ts]
-    [t.join() for t in ts]
-    return out, time.time() - t0
-
-
 def s_overload():
-    # The load driver (this process, one core's worth under the GIL) would
-    # otherwise take its CPU from what it measures: offering 3x the capacity
-    # costs it 3x the CPU, so goodput at 3x measured the driver, not the
-    # service (1289/s vs 2596/s unpinned on 2 cores; with only the service
-    # pinned, the shared PostgreSQL's backends starved on the driver's CPU:
-    # 1391/s vs 3514/s). The system under test (the service and a PostgreSQL
-    # of its own) gets CPU 0, the driver CPU 1, for the capacity and the 3x
-    # phase alike.
+    # The system under test (the service and a PostgreSQL of its own) gets
+    # CPU 0 and the load driver CPU 1, for the capacity and the 3x phase
+    # alike: offering 3x the capacity costs the driver CPU of its own, which
+    # it would otherwise take from what it measures. The driver is compiled
+    # (examples/open_loop.rs): the suite's Python driver, one core under the
+    # GIL, could offer only ~1.3x once the service got faster.
     cpus = os.cpu_count() or 1
     svc_cpu, driver_cpu = ("0", {1}) if cpus >= 2 else (None, None)
     cl = Cluster(cpus=svc_cpu)
@@ -623,22 +536,34 @@ def s_overload():
         cl.destroy()
 
 
+def drive(addr, led, rate, secs, conns, tag):
+    """Runs the open-loop driver (examples/open_loop.rs): `rate` creates/s for
+    `secs` over `conns` keep-alive connections; records what each request was
+    told in `led`; returns [(status or None, seconds)] and the elapsed time."""
+    t0 = time.time()
+    out = subprocess.run([OPEN_LOOP, "--addr", addr, "--rate", str(rate), "--secs", str(secs),
+                          "--conns", str(conns), "--prefix", f"{led.prefix}{tag}-"],
+                         capture_output=True, text=True, timeout=secs + 60)
+    elapsed = time.time() - t0 - 0.2
+    if out.returncode != 0:
+        raise RuntimeError(f"open_loop exit {out.returncode}: {out.stderr.strip()}")
+    res = []
+    with led.lock:
+        for line in out.stdout.splitlines():
+            email, status, lat_us, _late = line.split(",")
+            st = int(status) or None
+            led.told[email] = st
+            res.append((st, int(lat_us) / 1e6))
+    return res, elapsed
+
+
 def overload_pinned(db, svc_cpu, driver_cpu):
     secs = float(os.environ.get("OVERLOAD_SECS", "30"))
     svc = Svc(db.url, cpus=svc_cpu, WORKERS=4, MAX_CONNECTIONS=4, QUEUE_TIMEOUT="1s")
     led = Ledger("overload")
-    # Capacity: closed loop, 8 keep-alive clients (2 x WORKERS), 5 s.
-    lat, stop = [], threading.Event()
-
-    def closed():
-        c = RawKeepAlive(svc.addr)
-        while not stop.is_set():
-            lat.append(c.create(led))
-    ts = [threading.Thread(target=closed) for _ in range(8)]
-    [t.start() for t in ts]
-    time.sleep(5)
-    stop.set()
-    [t.join() for t in ts]
+    # Capacity: closed loop (the driver always behind its schedule), 8
+    # keep-alive clients (2 x WORKERS), 5 s.
+    lat, _ = drive(svc.addr, led, 1_000_000, 5, 8, "cap")
     cap = sum(1 for s, _ in lat if s == 201) / 5
     handler_p99 = pct([t for s, t in lat if s == 201], 99)
     # 3 x capacity, open loop, while a prober checks /healthz every 100 ms.
@@ -655,7 +580,7 @@ def overload_pinned(db, svc_cpu, driver_cpu):
             time.sleep(0.1)
     pt = threading.Thread(target=probe)
     pt.start()
-    res, elapsed = open_loop(svc.addr, led, 3 * cap, secs, 48)
+    res, elapsed = drive(svc.addr, led, round(3 * cap), secs, 128, "3x")
     stop.set()
     pt.join()
     sent = len(res) / elapsed

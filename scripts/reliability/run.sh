@@ -21,6 +21,8 @@ scripts/ensure-test-services.sh >/dev/null
 # shellcheck disable=SC1091
 source .dev/test.env
 cargo build --release -q
+cargo build --release -q --example open_loop
 target_dir=${CARGO_TARGET_DIR:-target}
 export USERSVC_BIN=${USERSVC_BIN:-$target_dir/release/usersvc}
+export OPEN_LOOP_BIN=${OPEN_LOOP_BIN:-$target_dir/release/examples/open_loop}
 exec timeout "${RELIABILITY_TIME_LIMIT:-2400}" python3 scripts/reliability/run.py

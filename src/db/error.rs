@@ -45,7 +45,13 @@ impl DbError {
     /// Classifies a driver error: dead connections and timeouts become
     /// `Unavailable`, everything else stays a `Query` error.
     pub fn from_postgres(e: postgres::Error) -> DbError {
-        if is_connection_error(&e) || is_statement_timeout(&e) {
+        if super::apply_by::is_past_deadline(&e) {
+            DbError::Unavailable(format!(
+                "the database refused a write that reached it after its deadline (it stalled, \
+                 or its clock is ahead of ours by more than DB_STATEMENT_TIMEOUT): {}",
+                describe(&e)
+            ))
+        } else if is_connection_error(&e) || is_statement_timeout(&e) {
             DbError::Unavailable(describe(&e))
         } else {
             DbError::Query(e)

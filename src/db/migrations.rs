@@ -37,6 +37,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(3, "000003_idempotency_keys"),
     migration!(4, "000004_events_payload_json"),
     migration!(5, "000005_outbox_worker"),
+    migration!(6, "000006_write_deadline"),
 ];
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! Repositories use [`DbPool::read`] / [`DbPool::write`] with a [`Db`] handle, whose
 //! statements are prepared once per connection.
 
+pub mod apply_by;
 pub mod call_deadline;
 pub mod commit_gate;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod statements;
 pub mod tls;
 
+pub use apply_by::ApplyBy;
 pub use commit_gate::CommitGate;
 pub use error::DbError;
 pub use manager::PgConnection;

@@ -23,6 +23,9 @@
 //!   [`CALL_MARGIN`] within the operation's `acquire + statement` budget,
 //!   enforced by [`super::call_deadline`]: a frozen database costs a 503,
 //!   never a stuck worker. A cut call is not retried.
+//! - A single-statement write carries a fence ([`ApplyBy`]): the database
+//!   refuses to apply it once the service has given up on it, so a frozen
+//!   host that thaws does not commit a write whose client was told 503.
 //! - Past the shutdown deadline COMMIT is refused ([`CommitGate`]).
 //! - `statement_timeout` travels in the startup packet (`options`), so it
 //!   costs no extra round trip and survives `RESET ALL`.
@@ -38,6 +41,7 @@ use postgres::{Client, Transaction};
 use scheduled_thread_pool::ScheduledThreadPool;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::apply_by::ApplyBy;
 use super::call_deadline::Watchdog;
 use super::commit_gate::{self, Canceller, CommitGate};
 use super::error::{describe, is_connection_error, redact, DbError};
@@ -393,6 +397,14 @@ impl DbPool {
         }
     }
 
+    /// The fence of a write statement sent now inside [`DbPool::write`]'s
+    /// transaction (`write_one` computes its own): it must start within the
+    /// statement timeout. COMMIT itself is not fenced; its lost answer is
+    /// looked up by transaction id.
+    pub fn apply_by_now(&self) -> ApplyBy {
+        ApplyBy::after(self.settings.statement_timeout)
+    }
+
     /// The commit gate: closed by the runtime at the shutdown deadline.
     pub fn commit_gate(&self) -> Arc<CommitGate> {
         Arc::clone(&self.gate)
@@ -470,14 +482,21 @@ impl DbPool {
     ///
     /// A connection error leaves the outcome unknown (the statement may have
     /// committed just before the answer was lost), so `f` is not simply run
-    /// again: the connection is discarded and `recover` runs once on a
-    /// connection that has just answered a ping. `recover` must find out
-    /// whether the write was applied (e.g. look for the row by a value the
-    /// statement wrote) and apply it if it was not.
+    /// again: the connection is discarded and `recover` runs on a connection
+    /// that has just answered a ping — again, if that connection dies too (a
+    /// storm of terminated backends), for as long as the acquire budget
+    /// lasts. `recover` must find out whether the write was applied (e.g.
+    /// look for the row by a value the statement wrote) and apply it if it
+    /// was not.
+    ///
+    /// `f` and `recover` get the call's [`ApplyBy`] fence and must pass it to
+    /// `usersvc_apply_by` in the statement that writes: a statement that
+    /// reaches the database after the service gave up on it (a frozen host
+    /// that thaws) then changes nothing, so a 503 never hides a write.
     pub fn write_one<T>(
         &self,
-        f: impl FnOnce(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
-        recover: impl FnOnce(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+        mut recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let budget = self.budget();
         let mut conn = self.acquire()?;
@@ -499,7 +518,8 @@ impl DbPool {
         };
         commit_gate::keep_until_answered(permit);
         let deadline = self.call_deadline(&budget);
-        let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db()));
+        let fence = apply_by(deadline);
+        let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db(), fence));
         drop(in_flight);
         match result {
             Ok(v) => Ok(v),
@@ -509,13 +529,20 @@ impl DbPool {
             Err(e) if cut || is_connection_error(&e) => {
                 self.discard(&mut conn, &e);
                 drop(conn);
-                let mut conn = self.acquire_live(budget.acquire_by)?;
-                let deadline = self.call_deadline(&budget);
-                let (result, cut) = conn.within(&self.watchdog, deadline, |c| recover(&mut c.db()));
-                match result {
-                    Ok(v) => Ok(v),
-                    Err(_) if cut => Err(self.timed_out()),
-                    Err(e) => Err(self.failed(&mut conn, e)),
+                loop {
+                    let mut conn = self.acquire_live(budget.acquire_by)?;
+                    let deadline = self.call_deadline(&budget);
+                    let fence = apply_by(deadline);
+                    let (result, cut) =
+                        conn.within(&self.watchdog, deadline, |c| recover(&mut c.db(), fence));
+                    match result {
+                        Ok(v) => return Ok(v),
+                        Err(_) if cut => return Err(self.timed_out()),
+                        // Killed too: the outcome is still unknown; ask again
+                        // (acquire_live ends the loop when the budget is spent).
+                        Err(e) if is_connection_error(&e) => self.discard(&mut conn, &e),
+                        Err(e) => return Err(self.failed(&mut conn, e)),
+                    }
                 }
             }
             Err(e) => Err(self.failed(&mut conn, e)),
@@ -625,6 +652,16 @@ fn driver_config(dsn: &ConnectSpec, settings: &DbPoolSettings, app: &str) -> pos
         config.keepalives_retries(3);
     }
     config
+}
+
+/// The fence of a call cut at `deadline`: [`CALL_MARGIN`] before the cut, as
+/// wall-clock time (what the database compares with its own clock).
+fn apply_by(deadline: Instant) -> ApplyBy {
+    ApplyBy::after(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(CALL_MARGIN),
+    )
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {

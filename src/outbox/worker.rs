@@ -207,6 +207,7 @@ impl Outbox {
                 pending: 0,
                 oldest_age_secs: 0.0,
             },
+            backlog_cost: Duration::ZERO,
         };
         Outbox {
             shared,
@@ -301,10 +302,14 @@ struct Worker {
     /// When the backlog gauges were last refreshed, and what they showed.
     backlog_at: Option<Instant>,
     last_backlog: Backlog,
+    /// How long the last count took.
+    backlog_cost: Duration,
 }
 
-/// The backlog gauges are refreshed at least this often while busy.
+/// The backlog gauges are refreshed at most this often.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+/// The share of time the backlog count may take (see `refresh_backlog`).
+const BACKLOG_DUTY: f64 = 0.01;
 
 /// Time allowed to open the outbox's connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -372,12 +377,8 @@ impl Worker {
             *next_purge = Instant::now() + PURGE_INTERVAL;
         }
         if self.webhook.is_some() {
-            if self.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
-                // While busy the loop never idles: keep the gauges current.
-                self.last_backlog = store.backlog()?;
-                self.observer.backlog(self.last_backlog);
-                self.backlog_at = Some(Instant::now());
-            }
+            // While busy the loop never idles: keep the gauges current.
+            self.refresh_backlog(store)?;
             let lease = self.lease();
             let batch = store.claim(BATCH, lease)?;
             if !batch.is_empty() {
@@ -385,13 +386,7 @@ impl Worker {
                 return Ok(());
             }
         }
-        // The backlog is a count over every pending event: at most once per
-        // BACKLOG_EVERY, however often writes wake the loop.
-        if self.backlog_at.is_none_or(|t| t.elapsed() >= BACKLOG_EVERY) {
-            self.last_backlog = store.backlog()?;
-            self.observer.backlog(self.last_backlog);
-            self.backlog_at = Some(Instant::now());
-        }
+        self.refresh_backlog(store)?;
         let backlog = self.last_backlog;
         let mut wait = POLL_INTERVAL;
         if self.webhook.is_some() && backlog.pending > 0 {
@@ -403,6 +398,24 @@ impl Worker {
         if !wait.is_zero() {
             self.shared.sleep(wait);
         }
+        Ok(())
+    }
+
+    /// Recounts the backlog gauges when they are due. The count scans every
+    /// pending event (without a webhook they all stay pending, for ever), so
+    /// it runs at most once per [`BACKLOG_EVERY`] however often writes wake
+    /// the loop, and never more often than [`BACKLOG_DUTY`] of the
+    /// database's time: a count that took 30 ms waits 3 s for the next.
+    fn refresh_backlog(&mut self, store: &mut Store) -> Result<(), postgres::Error> {
+        let every = BACKLOG_EVERY.max(self.backlog_cost.mul_f64(1.0 / BACKLOG_DUTY));
+        if self.backlog_at.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.last_backlog = store.backlog()?;
+        self.backlog_cost = started.elapsed();
+        self.observer.backlog(self.last_backlog);
+        self.backlog_at = Some(Instant::now());
         Ok(())
     }
 

@@ -41,6 +41,16 @@
 //! of a create waits for it on the e-mail's unique index and answers 409; the
 //! row that exists is the one asked for.)
 //!
+//! # The write fence
+//!
+//! Each write statement also carries its [`ApplyBy`] deadline and calls
+//! `usersvc_apply_by($n)` before it changes anything (in the `WHERE` of the
+//! INSERT's `SELECT`, the UPDATE and the DELETE). A statement that reaches
+//! the database after the service gave up on it — a frozen host that thaws
+//! and runs what its socket buffer held — raises instead of applying, so a
+//! client told 503 never finds its write applied. A recovery passes the
+//! fence of its own call.
+//!
 //! # Idempotency keys
 //!
 //! A create with a new key is one statement too (the key row, with the
@@ -55,18 +65,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
-use postgres::{GenericClient, Row};
+use postgres::{Client, GenericClient, Row};
 
 use super::error::{Internal, UserError};
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY_TTL};
 use super::model::{NewUser, User, UserChanges};
 use super::repository::{Respond, UserRepository};
-use crate::db::{Db, DbError, DbPool};
+use crate::db::{ApplyBy, Db, DbError, DbPool};
 
 // Every statement returning users selects `id, name, email, created_at,
 // updated_at` in this order: `checked_user` reads them by position.
 const CREATE_USER: &str = "WITH u AS (\
-     INSERT INTO users (name, email, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+     INSERT INTO users (name, email, created_at, updated_at) \
+     SELECT $1::text, $2::text, $3::timestamptz, $3::timestamptz WHERE usersvc_apply_by($4) \
      RETURNING id, name, email, created_at, updated_at), \
      e AS (INSERT INTO events (type, payload) \
      SELECT 'user.created', user_json(id, name, email, created_at, updated_at)::json FROM u) \
@@ -74,7 +85,8 @@ const CREATE_USER: &str = "WITH u AS (\
 /// [`CREATE_USER`] plus the idempotency key and its stored response; the
 /// sixth column is that response's body.
 const CREATE_USER_KEYED: &str = "WITH u AS (\
-     INSERT INTO users (name, email, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+     INSERT INTO users (name, email, created_at, updated_at) \
+     SELECT $1::text, $2::text, $3::timestamptz, $3::timestamptz WHERE usersvc_apply_by($6) \
      RETURNING id, name, email, created_at, updated_at, \
      user_json(id, name, email, created_at, updated_at) AS doc), \
      e AS (INSERT INTO events (type, payload) SELECT 'user.created', doc::json FROM u), \
@@ -91,13 +103,13 @@ const LIST_USERS: &str = "SELECT id, name, email, created_at, updated_at FROM us
      WHERE id > $1 ORDER BY id LIMIT $2";
 const UPDATE_USER: &str = "WITH u AS (\
      UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
-     updated_at = $4 WHERE id = $1 \
+     updated_at = $4 WHERE id = $1 AND usersvc_apply_by($5) \
      RETURNING id, name, email, created_at, updated_at), \
      e AS (INSERT INTO events (type, payload) \
      SELECT 'user.updated', user_json(id, name, email, created_at, updated_at)::json FROM u) \
      SELECT id, name, email, created_at, updated_at FROM u";
 const DELETE_USER: &str = "WITH u AS (\
-     DELETE FROM users WHERE id = $1 RETURNING id, name, email, created_at, updated_at), \
+     DELETE FROM users WHERE id = $1 AND usersvc_apply_by($2) RETURNING id, name, email, created_at, updated_at), \
      e AS (INSERT INTO events (type, payload) \
      SELECT 'user.deleted', user_json(id, name, email, created_at, updated_at)::json FROM u) \
      SELECT id, name, email, created_at, updated_at FROM u";
@@ -140,20 +152,17 @@ enum Claim {
 impl UserRepository for PgUserRepository {
     fn insert(&self, user: &NewUser) -> Result<User, UserError> {
         let now = SystemTime::now();
-        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&user.name, &user.email, &now];
+        let create = |db: &mut Db<'_, Client>, apply_by: ApplyBy| {
+            db.query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])
+                .and_then(|r| checked_user(&r))
+        };
         self.pool
-            .write_one(
-                |db| {
-                    db.query_one(CREATE_USER, &params)
-                        .and_then(|r| checked_user(&r))
-                },
-                |db| match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
+            .write_one(create, |db, apply_by| {
+                match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
                     Some(row) => checked_user(&row),
-                    None => db
-                        .query_one(CREATE_USER, &params)
-                        .and_then(|r| checked_user(&r)),
-                },
-            )
+                    None => create(db, apply_by),
+                }
+            })
             .map_err(map_write_error)
     }
 
@@ -167,10 +176,17 @@ impl UserRepository for PgUserRepository {
         // The common case, a key never seen: one statement.
         let now = SystemTime::now();
         let fast = self.pool.write_one(
-            |db| {
+            |db, apply_by| {
                 let row = db.query_one(
                     CREATE_USER_KEYED,
-                    &[&user.name, &user.email, &now, &key.as_str(), &fingerprint],
+                    &[
+                        &user.name,
+                        &user.email,
+                        &now,
+                        &key.as_str(),
+                        &fingerprint,
+                        &apply_by,
+                    ],
                 )?;
                 let created = checked_user(&row)?;
                 Ok(Some(StoredResponse {
@@ -180,7 +196,7 @@ impl UserRepository for PgUserRepository {
                 }))
             },
             // Outcome unknown: the transaction below replays if it committed.
-            |_| Ok(None),
+            |_, _| Ok(None),
         );
         match fast {
             Ok(Some(response)) => {
@@ -218,27 +234,26 @@ impl UserRepository for PgUserRepository {
     fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
         let now = SystemTime::now();
         let (name, email) = (changes.name.as_deref(), changes.email.as_deref());
-        let params: [&(dyn postgres::types::ToSql + Sync); 4] = [&id, &name, &email, &now];
+        let update = |db: &mut Db<'_, Client>, apply_by: ApplyBy| {
+            optional_user(db.query_opt(UPDATE_USER, &[&id, &name, &email, &now, &apply_by])?)
+        };
         self.pool
-            .write_one(
-                |db| optional_user(db.query_opt(UPDATE_USER, &params)?),
-                |db| match db.query_opt(FIND_UPDATED, &[&id, &now])? {
+            .write_one(update, |db, apply_by| {
+                match db.query_opt(FIND_UPDATED, &[&id, &now])? {
                     Some(row) => checked_user(&row).map(Some),
-                    None => optional_user(db.query_opt(UPDATE_USER, &params)?),
-                },
-            )
+                    None => update(db, apply_by),
+                }
+            })
             .map_err(map_write_error)
     }
 
     fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
         // Recovery runs the delete again: if the first one committed the row
         // is gone and the answer is "no such user", the state asked for.
-        self.pool
-            .write_one(
-                |db| optional_user(db.query_opt(DELETE_USER, &[&id])?),
-                |db| optional_user(db.query_opt(DELETE_USER, &[&id])?),
-            )
-            .map_err(map_write_error)
+        let delete = |db: &mut Db<'_, Client>, apply_by: ApplyBy| {
+            optional_user(db.query_opt(DELETE_USER, &[&id, &apply_by])?)
+        };
+        self.pool.write_one(delete, delete).map_err(map_write_error)
     }
 
     fn purge_idempotency_keys(&self, ttl: Duration, batch: i64) -> Result<u64, UserError> {
@@ -268,7 +283,7 @@ impl PgUserRepository {
                 // wait on the primary key until it commits (then: conflict,
                 // replay) or rolls back (then: we own the key).
                 if db.execute(CLAIM_KEY, &[&key.as_str(), &fingerprint])? == 1 {
-                    let created = insert_with_event(db, user)?;
+                    let created = insert_with_event(db, user, self.pool.apply_by_now())?;
                     let response = respond(&created);
                     let status = i16::try_from(response.status).unwrap_or(i16::MAX);
                     db.execute(
@@ -318,9 +333,10 @@ impl PgUserRepository {
 fn insert_with_event<C: GenericClient>(
     db: &mut Db<'_, C>,
     user: &NewUser,
+    apply_by: ApplyBy,
 ) -> Result<User, postgres::Error> {
     let now = SystemTime::now();
-    let row = db.query_one(CREATE_USER, &[&user.name, &user.email, &now])?;
+    let row = db.query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])?;
     checked_user(&row)
 }
 

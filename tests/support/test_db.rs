@@ -65,6 +65,28 @@ impl TestDb {
     pub fn client(&self) -> postgres::Client {
         connect(&self.url, Duration::from_secs(5)).expect("connect to test database")
     }
+
+    /// What the migrations built, sorted, to compare: the public schema's
+    /// columns (but `schema_migrations`'), indexes and functions.
+    pub fn schema(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .client()
+            .query(
+                "SELECT table_name || '.' || column_name || ' ' || data_type \
+                 FROM information_schema.columns WHERE table_schema = 'public' \
+                 AND table_name <> 'schema_migrations' \
+                 UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' \
+                 UNION ALL SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p \
+                 JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+                &[],
+            )
+            .expect("schema")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 impl Drop for TestDb {

@@ -1,0 +1,1 @@
+DROP FUNCTION usersvc_apply_by(timestamptz);
