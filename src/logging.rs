@@ -10,14 +10,17 @@
 //! - `escape`: JSON and terminal escaping that streams into the output, so lines need no
 //!   intermediate `String`.
 //! - [`level`]: the run-time level switch behind `PUT /debug/log-level`, with timed reverts.
+//! - [`batch`]: the HTTP I/O threads' lines, held and written with one call each time the thread
+//!   is about to wait for events (every other thread writes each line at once).
 //! - `filter`: the installed `Log`, which makes `log::max_level()` the single run-time switch and
 //!   keeps dependencies' debug output (including SQL parameters) out unless the level is `trace`.
 //!
 //! env_logger supplies the rest: a per-thread line buffer that is reused (no allocation per line
-//! in the steady state) and a locked, flushed write of each whole line to stdout, so lines from
-//! concurrent workers never interleave. Its own filter is built wide open and `RUST_LOG` is not
+//! in the steady state) and a locked write of each whole line to our [`batch`] writer, so lines
+//! from concurrent workers never interleave. Its own filter is built wide open and `RUST_LOG` is not
 //! read: `LOG_LEVEL` (via [`LogSettings`]) and [`set_level`] are the only knobs.
 
+pub mod batch;
 pub mod context;
 mod escape;
 mod filter;
@@ -56,7 +59,7 @@ impl Default for LogSettings {
 ///
 /// Fails only if a global logger is already installed.
 pub fn init(settings: LogSettings) -> Result<(), log::SetLoggerError> {
-    install(settings, env_logger::Target::Stdout)
+    install(settings, Box::new(io::stdout()))
 }
 
 /// Like [`init`], writing each line to `writer` instead (tests; one `write_all` per line).
@@ -64,10 +67,16 @@ pub fn init_with_writer(
     settings: LogSettings,
     writer: Box<dyn io::Write + Send + 'static>,
 ) -> Result<(), log::SetLoggerError> {
-    install(settings, env_logger::Target::Pipe(writer))
+    install(settings, writer)
 }
 
-fn install(settings: LogSettings, target: env_logger::Target) -> Result<(), log::SetLoggerError> {
+fn install(
+    settings: LogSettings,
+    writer: Box<dyn io::Write + Send + 'static>,
+) -> Result<(), log::SetLoggerError> {
+    let target = env_logger::Target::Pipe(Box::new(batch::Batching::install(std::sync::Arc::new(
+        std::sync::Mutex::new(writer),
+    ))));
     let format = settings.format;
     let inner = env_logger::Builder::new()
         .filter_level(LevelFilter::Trace)

@@ -104,6 +104,15 @@ impl ServeSettings {
     }
 }
 
+/// What the I/O threads run besides serving: the log lines of inline answers
+/// (probes, 404s, shed requests) are written once per burst, when the thread
+/// is about to wait for events (`logging::batch`).
+fn io_hooks() -> tiny_http::IoHooks {
+    tiny_http::IoHooks {
+        before_wait: Some(Arc::new(crate::logging::batch::flush_this_thread)),
+    }
+}
+
 /// Binds a listener; a failure names the listener, its variable and the
 /// address (`cannot listen on 0.0.0.0:8080 (public listener, ADDR): Address
 /// already in use`), not just the OS error; a busy port also says how to share it on purpose.
@@ -281,13 +290,14 @@ pub fn start<S: StartupWork>(
     let public_addr = public_listener.listener.local_addr()?;
     let public = {
         let dispatcher = Arc::clone(&dispatcher);
-        tiny_http::Server::from_listener(
+        tiny_http::Server::from_listener_with(
             public_listener.listener,
             tiny_http::Limits {
                 listener_on_stop: public_listener.on_stop,
                 ..limits.clone()
             },
             tiny_http::Dispatch::Handler(Arc::new(move |req| dispatcher.dispatch(&submitter, req))),
+            io_hooks(),
         )?
     };
 
@@ -304,13 +314,14 @@ pub fn start<S: StartupWork>(
                 Admin::new(admin, workers.slots())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             );
-            let server = tiny_http::Server::from_listener(
+            let server = tiny_http::Server::from_listener_with(
                 l.listener,
                 tiny_http::Limits {
                     listener_on_stop: l.on_stop,
                     ..limits
                 },
                 tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
+                io_hooks(),
             )?;
             Some((server, bound))
         }

@@ -33,7 +33,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ use crate::connection::{Connection, Listener};
 use crate::head::{analyse, read_head, Head, HeadError};
 use crate::limits::Reservation;
 use crate::response::ConnHeader;
-use crate::{HTTPVersion, Limits, Request, Response, StatusCode};
+use crate::{HTTPVersion, IoHooks, Limits, Request, Response, StatusCode};
 
 /// Locks a mutex, ignoring poisoning (the protected data stays consistent: every critical
 /// section here is a handful of non-panicking operations).
@@ -167,7 +167,7 @@ pub(crate) struct ServerShared {
     /// Set by the I/O thread once the listener is shut down (after draining its queue).
     listener_closed: Mutex<bool>,
     listener_cv: Condvar,
-    io_thread: Mutex<Option<thread::ThreadId>>,
+    io_thread: OnceLock<thread::ThreadId>,
     waker: Waker,
     finished: Mutex<Vec<Finished>>,
 }
@@ -192,8 +192,7 @@ impl ServerShared {
     /// this waits for that (at most [`STOP_WAIT`]; then it shuts the listener down itself).
     pub(crate) fn stop_accepting(&self) {
         self.stopped.store(true, SeqCst);
-        let on_io_thread = *lock(&self.io_thread) == Some(thread::current().id());
-        if !on_io_thread {
+        if !self.on_io_thread() {
             self.wake();
             let deadline = Instant::now() + STOP_WAIT;
             let mut closed = lock(&self.listener_closed);
@@ -264,9 +263,16 @@ impl ServerShared {
             q.push(f);
             q.len() == 1
         };
-        if was_empty {
+        // An answer given on the I/O thread itself (an inline response) is taken from
+        // `finished` later in the same turn of its loop: waking it would cost a system call
+        // and an extra turn per response.
+        if was_empty && !self.on_io_thread() {
             self.wake();
         }
+    }
+
+    fn on_io_thread(&self) -> bool {
+        self.io_thread.get() == Some(&thread::current().id())
     }
 }
 
@@ -544,6 +550,7 @@ pub(crate) fn start(
     listener: Arc<Listener>,
     limits: Limits,
     dispatch: Dispatcher,
+    hooks: IoHooks,
 ) -> io::Result<Arc<ServerShared>> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKE)?;
@@ -564,7 +571,7 @@ pub(crate) fn start(
         listener: Mutex::new(Some(listener.clone())),
         listener_closed: Mutex::new(false),
         listener_cv: Condvar::new(),
-        io_thread: Mutex::new(None),
+        io_thread: OnceLock::new(),
         waker,
         finished: Mutex::new(Vec::new()),
     });
@@ -574,6 +581,7 @@ pub(crate) fn start(
         server: shared.clone(),
         listener: Some(listener),
         dispatch,
+        hooks,
         conns: Vec::new(),
         free: Vec::new(),
         count: 0,
@@ -593,7 +601,7 @@ pub(crate) fn start(
         .name("http-io".to_owned())
         .stack_size(stack)
         .spawn(move || {
-            *lock(&inside.io_thread) = Some(thread::current().id());
+            let _ = inside.io_thread.set(thread::current().id());
             io.run()
         })?;
     Ok(shared)
@@ -667,6 +675,7 @@ struct IoThread {
     server: Arc<ServerShared>,
     listener: Option<Arc<Listener>>,
     dispatch: Dispatcher,
+    hooks: IoHooks,
     /// Boxed: `drive` moves a connection out of its slot and back for every event, and a
     /// pointer moves for free where the ~300-byte `Conn` would be copied twice.
     conns: Vec<Option<Box<Conn>>>,
@@ -703,6 +712,9 @@ impl IoThread {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
+            if let Some(hook) = &self.hooks.before_wait {
+                hook();
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
                     log::error!("epoll_wait failed: {}", e);
@@ -736,6 +748,9 @@ impl IoThread {
             }
         }
         log::debug!("HTTP I/O thread stopped");
+        if let Some(hook) = &self.hooks.before_wait {
+            hook();
+        }
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -1071,6 +1086,12 @@ impl IoThread {
                 }
                 Ok(n) => {
                     c.inbuf.extend_from_slice(&self.scratch[..n]);
+                    // A short read emptied the socket's receive queue: the next
+                    // read would be `WouldBlock`. Skip that system call; data that
+                    // arrives from now on is a new edge that epoll reports.
+                    if n < room {
+                        c.readable = false;
+                    }
                     return ReadResult::Data;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {

@@ -130,6 +130,24 @@ mod util;
 /// A request handler for [`Dispatch::Handler`].
 pub type Handler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
 
+/// Code the application runs on the listener's I/O thread at fixed points.
+#[derive(Clone, Default)]
+pub struct IoHooks {
+    /// Called on the I/O thread each time it has handled what was ready and is about to wait
+    /// for events, and once when it exits: the place to flush output that the handlers
+    /// buffered (for example one `write` for all the log lines of a burst of inline answers,
+    /// instead of one per line).
+    pub before_wait: Option<Arc<dyn Fn() + Send + Sync + 'static>>,
+}
+
+impl std::fmt::Debug for IoHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoHooks")
+            .field("before_wait", &self.before_wait.is_some())
+            .finish()
+    }
+}
+
 /// Where the requests read by a [`Server`] go.
 #[derive(Clone)]
 pub enum Dispatch {
@@ -285,6 +303,16 @@ impl Server {
         limits: Limits,
         dispatch: Dispatch,
     ) -> IoResult<Server> {
+        Self::from_listener_with(listener, limits, dispatch, IoHooks::default())
+    }
+
+    /// [`Server::from_listener`] with [`IoHooks`] run on the I/O thread.
+    pub fn from_listener_with<L: Into<Listener>>(
+        listener: L,
+        limits: Limits,
+        dispatch: Dispatch,
+        hooks: IoHooks,
+    ) -> IoResult<Server> {
         let listener = listener.into();
         let local_addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
@@ -297,7 +325,7 @@ impl Server {
             }
             Dispatch::Handler(h) => (None, Dispatcher::Handler(h)),
         };
-        let shared = conn::start(Arc::new(listener), limits.sanitized(), dispatcher)?;
+        let shared = conn::start(Arc::new(listener), limits.sanitized(), dispatcher, hooks)?;
 
         Ok(Server {
             shared,
