@@ -23,7 +23,8 @@
 //!
 //! Output: one CSV line per request on stdout, `email,status,latency_us,late_us`
 //! (status 0: no answer — connection refused, reset, or no reply within
-//! `--timeout-ms`); a summary on stderr.
+//! `--timeout-ms`); a summary on stderr. `--spin`: poll without ever
+//! sleeping (for a driver on a core of its own: see `Driver::run`).
 //!
 //! ```text
 //! cargo run --release --example open_loop -- --addr 127.0.0.1:8080 \
@@ -45,6 +46,7 @@ struct Args {
     conns: usize,
     prefix: String,
     timeout: Duration,
+    spin: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,8 +54,13 @@ fn parse_args() -> Result<Args, String> {
     let (mut rate, mut secs, mut conns) = (1000.0, 10.0, 64usize);
     let mut prefix = "open-loop-".to_owned();
     let mut timeout = Duration::from_secs(10);
+    let mut spin = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--spin" {
+            spin = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
@@ -77,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
         conns,
         prefix,
         timeout,
+        spin,
     })
 }
 
@@ -287,8 +295,20 @@ impl Driver {
                 Some(w) => w.min(self.end),
                 None => self.end,
             };
-            let timeout = Some(wake.saturating_duration_since(Instant::now()));
+            // `--spin`: never sleep in epoll_wait. On loopback the service's core
+            // pays for waking a sleeping receiver with every answer it sends; a
+            // driver on a core of its own can spin instead.
+            let timeout = if self.args.spin {
+                Some(Duration::ZERO)
+            } else {
+                Some(wake.saturating_duration_since(Instant::now()))
+            };
             self.poll.poll(&mut events, timeout)?;
+            if self.args.spin && events.is_empty() {
+                // Spinning, but anything else on this core (the suite's prober)
+                // runs first.
+                std::thread::yield_now();
+            }
             for ev in events.iter() {
                 self.readable(ev.token().0);
             }

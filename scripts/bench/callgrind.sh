@@ -10,7 +10,8 @@
 # Environment: CG_DATABASE_URL (default: .dev/test.env's server, a fresh
 # database per run, dropped afterwards), CG_SECONDS (10), CG_OUT (bench-out/callgrind),
 # CG_TOOL=dhat for heap allocations per request instead (the run minus a run
-# without load, over the requests).
+# without load, over the requests), CG_SERVICE_ENV (more NAME=value settings
+# for the service, e.g. the OTEL_* ones to profile tracing).
 # Per workload: the service under callgrind with WORKERS=2, 10,000 seeded
 # users, a 2 s warm-up, counters zeroed, `wrk -t1 -c2` for CG_SECONDS, counters
 # dumped (FILE.1: the measured requests only); prints `W2 <instructions per request> (<requests>)`.
@@ -63,8 +64,10 @@ start_service() {
   local label=$1; shift
   psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null 2>&1
   P=$(port)
+  # shellcheck disable=SC2206 # word splitting of CG_SERVICE_ENV is the point
+  local extra=(${CG_SERVICE_ENV:-})
   env -i PATH="$PATH" DATABASE_URL="$DB_URL" ADDR="127.0.0.1:$P" ADMIN_ADDR=off \
-    WORKERS=2 MAX_CONNECTIONS=2 LOG_LEVEL=warn DRAIN_DELAY=1ms \
+    WORKERS=2 MAX_CONNECTIONS=2 LOG_LEVEL=warn DRAIN_DELAY=1ms "${extra[@]}" \
     valgrind "$@" "$BIN" >"$OUT/$label.log" 2>&1 &
   PID=$!
   w=$label wait_ready "$P"
