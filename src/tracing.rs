@@ -25,6 +25,7 @@
 pub mod client;
 pub mod db;
 pub mod export;
+pub mod otlp;
 pub mod propagation;
 pub mod request;
 
@@ -35,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
@@ -154,8 +154,6 @@ pub fn traces_url_of(base: &str) -> String {
 /// Why tracing could not start.
 #[derive(Debug)]
 pub enum TracingError {
-    /// The exporter refused its configuration.
-    Exporter(String),
     /// [`install`] was called twice.
     AlreadyInstalled,
 }
@@ -163,7 +161,6 @@ pub enum TracingError {
 impl fmt::Display for TracingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TracingError::Exporter(e) => write!(f, "cannot build the span exporter: {e}"),
             TracingError::AlreadyInstalled => f.write_str("tracing is already installed"),
         }
     }
@@ -212,16 +209,11 @@ pub fn install(settings: &TracingSettings) -> Result<&'static Tracing, TracingEr
 }
 
 fn build(settings: &TracingSettings) -> Result<Tracing, TracingError> {
-    let headers = settings.headers.iter().cloned().collect();
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client::UreqClient::new(settings.timeout))
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(settings.traces_url.clone())
-        .with_timeout(settings.timeout)
-        .with_headers(headers)
-        .build()
-        .map_err(|e| TracingError::Exporter(e.to_string()))?;
+    let exporter = client::OtlpExporter::new(
+        settings.traces_url.clone(),
+        settings.headers.clone(),
+        settings.timeout,
+    );
     let queued = export::Queued::default();
     let exporter = export::Counting {
         inner: exporter,
