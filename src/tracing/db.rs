@@ -22,11 +22,7 @@ pub fn span<T>(
     if !Context::map_current(|cx| cx.span().span_context().is_sampled()) {
         return statement();
     }
-    let (operation, collection) = summarize(sql);
-    let name = match collection {
-        Some(table) => format!("{operation} {table}"),
-        None => operation.to_owned(),
-    };
+    let (name, operation, collection) = named(sql);
     let mut attributes = vec![
         KeyValue::new("db.system.name", "postgresql"),
         KeyValue::new("db.operation.name", operation),
@@ -49,6 +45,35 @@ pub fn span<T>(
     }
     span.end();
     result
+}
+
+/// A statement's span name (`INSERT users`), operation and table.
+type Named = (&'static str, &'static str, Option<&'static str>);
+
+thread_local! {
+    /// [`named`]'s answers on this thread, by SQL literal (its address: every
+    /// statement is a `&'static str`).
+    static NAMES: std::cell::RefCell<Vec<(&'static str, Named)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`summarize`] plus the span name, worked out once per SQL literal and
+/// thread: the name is leaked, so a span takes it without allocating. That
+/// is bounded like the statement cache (`db::statements`): by the SQL
+/// literals compiled into the binary, times the threads that trace.
+fn named(sql: &'static str) -> Named {
+    let same = |k: &&'static str| std::ptr::eq(k.as_ptr(), sql.as_ptr()) && k.len() == sql.len();
+    if let Some(found) = NAMES.with(|n| n.borrow().iter().find(|(k, _)| same(k)).map(|(_, v)| *v)) {
+        return found;
+    }
+    let (operation, collection) = summarize(sql);
+    let name: &'static str = match collection {
+        Some(table) => Box::leak(format!("{operation} {table}").into_boxed_str()),
+        None => operation,
+    };
+    let named = (name, operation, collection);
+    NAMES.with(|n| n.borrow_mut().push((sql, named)));
+    named
 }
 
 /// The operation (`SELECT`, `INSERT`, …) and the table it works on, read

@@ -65,8 +65,13 @@ impl Tracing {
             Method::Other => ("_OTHER", "HTTP"),
             m => (m.as_str(), m.as_str()),
         };
-        // The full name is built only for a span that is recorded: most
-        // requests are not sampled at the default ratio.
+        // `METHOD /route/{pattern}`, or just the method for no route (a
+        // cached `&'static str` either way: no allocation).
+        let name = if meta.route == UNMATCHED {
+            name
+        } else {
+            route_name(name, meta.route)
+        };
         let start = SystemTime::now()
             .checked_sub(meta.started.elapsed())
             .unwrap_or_else(SystemTime::now);
@@ -83,9 +88,6 @@ impl Tracing {
             .is_sampled()
             .then(|| (sc.trace_id().to_bytes(), sc.span_id().to_bytes()));
         if span.is_recording() {
-            if meta.route != UNMATCHED {
-                span.update_name(format!("{name} {}", meta.route));
-            }
             let (path, _) = split_target(target);
             // Sized for every attribute below: one allocation.
             let mut attributes = Vec::with_capacity(10);
@@ -177,6 +179,31 @@ impl RequestSpan {
         }
         span.end();
     }
+}
+
+thread_local! {
+    /// [`route_name`]'s answers on this thread.
+    static ROUTE_NAMES: std::cell::RefCell<Vec<(&'static str, &'static str, &'static str)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `METHOD /route/{pattern}`, built once per method, route and thread and
+/// leaked, so a span takes its name without allocating: bounded by the
+/// methods times the route patterns compiled into the binary (both
+/// `&'static str`) times the threads that start spans.
+fn route_name(method: &'static str, route: &'static str) -> &'static str {
+    let found = ROUTE_NAMES.with(|n| {
+        n.borrow()
+            .iter()
+            .find(|(m, r, _)| std::ptr::eq(*m, method) && std::ptr::eq(*r, route))
+            .map(|(_, _, name)| *name)
+    });
+    if let Some(name) = found {
+        return name;
+    }
+    let name: &'static str = Box::leak(format!("{method} {route}").into_boxed_str());
+    ROUTE_NAMES.with(|n| n.borrow_mut().push((method, route, name)));
+    name
 }
 
 /// `host[:port]` or `[v6][:port]` of a `Host` header.
