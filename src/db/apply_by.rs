@@ -35,11 +35,6 @@ impl ApplyBy {
     pub fn after(statement_timeout: Duration) -> ApplyBy {
         ApplyBy(SystemTime::now() + statement_timeout)
     }
-
-    /// The moment itself.
-    pub fn time(self) -> SystemTime {
-        self.0
-    }
 }
 
 impl ToSql for ApplyBy {

@@ -49,19 +49,33 @@ fn write_to(sink: &Sink, bytes: &[u8]) -> io::Result<()> {
     out.flush()
 }
 
+/// What [`Batching::write`] does with a line on the calling thread.
+enum Line {
+    /// The thread does not batch: written at once.
+    Direct,
+    /// Held until the thread flushes.
+    Held,
+    /// Held, and the batch is now full: written with it.
+    Full(Vec<u8>),
+}
+
 impl Write for Batching {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let full = BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            let held = b.as_mut()?;
-            held.extend_from_slice(line);
-            (held.len() >= MAX_BATCH).then(|| std::mem::take(held))
+        let what = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            None => Line::Direct,
+            Some(held) => {
+                held.extend_from_slice(line);
+                if held.len() >= MAX_BATCH {
+                    Line::Full(std::mem::take(held))
+                } else {
+                    Line::Held
+                }
+            }
         });
-        match full {
-            // Held (or held and now over the bound: written together).
-            Some(batch) => write_to(&self.sink, &batch)?,
-            None if batching() => {}
-            None => write_to(&self.sink, line)?,
+        match what {
+            Line::Direct => write_to(&self.sink, line)?,
+            Line::Held => {}
+            Line::Full(batch) => write_to(&self.sink, &batch)?,
         }
         Ok(line.len())
     }
@@ -71,40 +85,26 @@ impl Write for Batching {
     }
 }
 
-fn batching() -> bool {
-    BATCH.with(|b| b.borrow().is_some())
-}
-
 /// Writes this thread's held lines in one call; the first call turns
 /// batching on for the calling thread.
 pub fn flush_this_thread() {
-    let batch = BATCH.with(|b| {
+    BATCH.with(|b| {
         let mut b = b.borrow_mut();
-        match b.as_mut() {
-            Some(held) if !held.is_empty() => Some(std::mem::take(held)),
-            Some(_) => None,
-            None => {
-                *b = Some(Vec::new());
-                None
-            }
+        let Some(held) = b.as_mut() else {
+            *b = Some(Vec::new());
+            return;
+        };
+        if held.is_empty() {
+            return;
         }
+        if let Some(sink) = SINK.get() {
+            // A log sink that fails has nobody left to tell.
+            let _ = write_to(sink, held);
+        }
+        held.clear();
+        // Keep the allocation for the next batch unless a burst made it large.
+        held.shrink_to(MAX_BATCH);
     });
-    if let (Some(batch), Some(sink)) = (batch, SINK.get()) {
-        // A log sink that fails has nobody left to tell.
-        let _ = write_to(sink, &batch);
-        // Keep the allocation for the next batch unless it grew large.
-        if batch.capacity() <= MAX_BATCH {
-            BATCH.with(|b| {
-                if let Some(held) = b.borrow_mut().as_mut() {
-                    if held.is_empty() {
-                        let mut reuse = batch;
-                        reuse.clear();
-                        *held = reuse;
-                    }
-                }
-            });
-        }
-    }
 }
 
 #[cfg(test)]
