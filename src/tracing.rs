@@ -28,6 +28,7 @@ pub mod export;
 pub mod otlp;
 pub mod propagation;
 pub mod request;
+pub mod sampling;
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -174,6 +175,9 @@ pub struct Tracing {
     provider: SdkTracerProvider,
     pub(crate) tracer: SdkTracer,
     pub(crate) propagator: TraceContextPropagator,
+    /// The sampler, for the decision taken before the SDK is called
+    /// ([`sampling`]).
+    pub(crate) sampler: sampling::SamplerSpec,
     queued: export::Queued,
 }
 
@@ -236,6 +240,7 @@ fn build(settings: &TracingSettings) -> Result<Tracing, TracingError> {
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler(settings.sampler, settings.ratio))
+        .with_id_generator(sampling::HandedIds::default())
         .with_resource(resource(settings))
         .build();
     let tracer = provider.tracer("usersvc");
@@ -243,11 +248,15 @@ fn build(settings: &TracingSettings) -> Result<Tracing, TracingError> {
         provider,
         tracer,
         propagator: TraceContextPropagator::new(),
+        sampler: sampling::SamplerSpec {
+            kind: settings.sampler,
+            ratio: settings.ratio,
+        },
         queued,
     })
 }
 
-fn sampler(kind: OtelSampler, ratio: f64) -> Sampler {
+pub(crate) fn sampler(kind: OtelSampler, ratio: f64) -> Sampler {
     let root = |s: Sampler| Sampler::ParentBased(Box::new(s));
     match kind {
         OtelSampler::AlwaysOn => Sampler::AlwaysOn,

@@ -244,7 +244,7 @@ impl ApiDispatcher {
 
 /// The request's server span, when tracing is on.
 fn start_span(req: &tiny_http::Request, meta: &Meta) -> Option<RequestSpan> {
-    tracing::active().map(|t| t.start_request(req, meta))
+    tracing::active().and_then(|t| t.start_request(req, meta))
 }
 
 /// [`pipeline::respond`] on the connection thread, inside the request's
