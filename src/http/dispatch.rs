@@ -39,8 +39,14 @@ use crate::tracing::{self, RequestSpan};
 /// An API handler: a pure function of the request.
 pub type ApiHandler = Box<dyn Fn(&ApiRequest<'_>) -> HandlerResult + Send + Sync>;
 
-/// A request on its way to a worker.
-pub struct Job {
+/// A request on its way to a worker, boxed: the queue's slots hold a
+/// pointer, not the ~560 bytes of a request, so the bounded channel's
+/// `QUEUE_DEPTH` slots (allocated and initialised up front) cost 8 bytes each
+/// and a request is not copied into the queue and out again.
+pub type Job = Box<QueuedRequest>;
+
+/// What a [`Job`] holds.
+pub struct QueuedRequest {
     req: tiny_http::Request,
     meta: Meta,
     body: Vec<u8>,
@@ -106,13 +112,13 @@ impl ApiDispatcher {
             if let Some(span) = &mut span {
                 span.queued();
             }
-            if let Err(job) = submitter.try_submit(Job {
+            if let Err(job) = submitter.try_submit(Box::new(QueuedRequest {
                 req,
                 meta,
                 body,
                 span,
                 queued: Instant::now(),
-            }) {
+            })) {
                 hooks.shed(&job.meta);
                 let shed = Problem::new(503, "the server is at capacity; retry shortly")
                     .with_header("Retry-After", RETRY_AFTER_SECS);
@@ -176,13 +182,13 @@ impl ApiDispatcher {
 
     /// Worker thread: run the handler and answer.
     pub fn work(&self, slot: &WorkerSlot, job: Job) {
-        let Job {
+        let QueuedRequest {
             req,
             meta,
             body,
             span,
             ..
-        } = job;
+        } = *job;
         let hooks = &*self.hooks;
         if req.client_gone() {
             // The client closed its connection while the job was queued: nobody reads the
