@@ -1,7 +1,8 @@
 //! A COMMIT whose answer is lost (the backend terminated while committing)
 //! is looked up by transaction id instead of being reported "unknown": here
 //! the backend dies in a deferred trigger at COMMIT, so the transaction was
-//! rolled back, and the caller is told exactly that.
+//! rolled back, and the caller is told exactly that. And a COMMIT that
+//! reaches the database after the write's deadline is refused, not applied.
 
 mod support;
 
@@ -22,7 +23,7 @@ fn settings() -> DbPoolSettings {
 
 #[test]
 fn a_commit_killed_midway_is_reported_as_not_committed() {
-    let db = TestDb::new();
+    let db = TestDb::migrated();
     let mut admin = db.client();
     admin
         .batch_execute(
@@ -75,6 +76,53 @@ fn a_commit_killed_midway_is_reported_as_not_committed() {
             .expect("read"),
         1
     );
+}
+
+/// A transaction whose COMMIT reaches the database after the call's fence
+/// (`DB_STATEMENT_TIMEOUT` from the start of the call, before the client-side
+/// cut) — what a frozen host that thaws does with a COMMIT in its socket
+/// buffer, here a client that is late — is refused: nothing is committed,
+/// the caller gets `Unavailable`, and the connection is usable again.
+/// Without the fence the row was committed.
+#[test]
+fn a_commit_that_arrives_after_the_deadline_is_not_applied() {
+    let db = TestDb::migrated();
+    let mut admin = db.client();
+    admin
+        .batch_execute("CREATE TABLE t (v int)")
+        .expect("schema");
+    let settings = DbPoolSettings {
+        max_connections: 1,
+        statement_timeout: Duration::from_millis(600),
+        ..settings()
+    };
+    let pool = DbPool::build(db.url(), &settings).expect("pool");
+    let late = pool.write(|db| {
+        db.execute("INSERT INTO t VALUES (1)", &[])?;
+        // Past the fence (600 ms from the call's start), before the cut
+        // (600 + 500 ms): the COMMIT is sent late, but sent.
+        thread::sleep(Duration::from_millis(800));
+        Ok(())
+    });
+    let err = late.expect_err("a late COMMIT is refused");
+    let text = err.to_string();
+    assert!(matches!(err, DbError::Unavailable(_)), "{text}");
+    assert!(text.contains("after its deadline"), "{text}");
+    let count = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM t", &[])
+            .expect("count")
+            .get(0)
+    };
+    assert_eq!(
+        count(&mut admin),
+        0,
+        "the late transaction was not committed"
+    );
+    // The same (only) connection commits a write in time.
+    pool.write(|db| db.execute("INSERT INTO t VALUES (2)", &[]))
+        .expect("a write in time");
+    assert_eq!(count(&mut admin), 1);
 }
 
 /// Terminates the backends of this test's database that sleep in

@@ -112,11 +112,12 @@ fn terminated_backends_cost_no_failed_request() {
     )
     .expect("pool");
     let acquires = || recorder.0.lock().expect("lock").len();
-    pool.write(|db| {
-        db.execute("CREATE TABLE t (v int)", &[])?;
-        Ok(())
-    })
-    .expect("setup");
+    // The schema: a transaction's COMMIT is fenced by its function.
+    let mut setup = connect(&cluster.url(), Duration::from_secs(2)).expect("setup");
+    usersvc::db::migrate::up(&mut setup).expect("migrations apply");
+    setup
+        .batch_execute("CREATE TABLE t (v int)")
+        .expect("setup");
     wait_for_connections(&pool, 2);
 
     let kill_all = || {

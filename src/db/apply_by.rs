@@ -1,5 +1,6 @@
-//! The write fence: the moment after which a single-statement write must not
-//! be applied by the database.
+//! The write fence: the moment after which a write must not be applied by
+//! the database — a single statement, or the COMMIT of a transaction
+//! ([`ApplyBy::commit_sql`]).
 //!
 //! Why it exists: past its client-side deadline a call is cut and answered
 //! 503 (see [`super::call_deadline`]). But a database host that froze still
@@ -34,6 +35,19 @@ impl ApplyBy {
     /// The fence of a call sent now that may run for `statement_timeout`.
     pub fn after(statement_timeout: Duration) -> ApplyBy {
         ApplyBy(SystemTime::now() + statement_timeout)
+    }
+
+    /// The fenced end of a transaction, as one simple-protocol message: the
+    /// fence, then `COMMIT`. The database runs them in order, so it cannot
+    /// commit without first checking the fence, and a fence that raises
+    /// skips the `COMMIT` (the transaction is left aborted, to be rolled
+    /// back). A backend frozen with this message in its socket buffer
+    /// refuses it when it thaws, as it refuses a fenced statement.
+    pub fn commit_sql(&self) -> String {
+        format!(
+            "SELECT usersvc_apply_by('{}'::timestamptz); COMMIT",
+            crate::rfc3339::format_utc_micros(self.0)
+        )
     }
 }
 

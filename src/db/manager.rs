@@ -16,6 +16,7 @@ use postgres::Client;
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::apply_by::ApplyBy;
 use super::call_deadline::{find_socket, Watchdog};
 use super::commit_gate::{self, CommitGate};
 use super::error::{chain, redact};
@@ -73,32 +74,73 @@ impl PgConnection {
         &mut self.client
     }
 
-    /// Runs `f` inside a transaction with cached statements. The outcome says
-    /// whether a failure happened before COMMIT was sent (nothing can have
-    /// been committed: safe to retry) or during COMMIT (unknown outcome).
+    /// Runs `f` inside a transaction with cached statements, then commits
+    /// it behind the write fence `apply_by` ([`ApplyBy::commit_sql`]): a
+    /// COMMIT that reaches the database after the service gave up on the
+    /// call is refused, not applied. The outcome says whether a failure
+    /// happened before COMMIT was sent (nothing can have been committed:
+    /// safe to retry) or during COMMIT (unknown outcome for a lost
+    /// connection; not committed for an error the database answered).
     pub(crate) fn transaction<T>(
         &mut self,
-        f: &mut dyn FnMut(&mut Db<'_, postgres::Transaction<'_>>) -> Result<T, postgres::Error>,
+        f: &mut dyn FnMut(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
         gate: &Arc<CommitGate>,
+        apply_by: ApplyBy,
     ) -> Result<T, TxFailure<T>> {
-        let mut tx = self.client.transaction().map_err(TxFailure::BeforeCommit)?;
-        let value = {
-            let mut db = Db::new(&mut tx, &mut self.cache);
-            f(&mut db).map_err(TxFailure::BeforeCommit)?
+        // Until COMMIT or ROLLBACK is answered the connection is inside a
+        // transaction: if anything in between unwinds (a panicking handler)
+        // or fails, the pool discards it rather than hand an open
+        // transaction to the next request.
+        let was_broken = std::mem::replace(&mut self.broken, true);
+        self.client
+            .batch_execute("BEGIN")
+            .map_err(TxFailure::BeforeCommit)?;
+        let body = {
+            let mut db = Db::new(&mut self.client, &mut self.cache);
+            f(&mut db).and_then(|value| {
+                // The transaction's id, so that a COMMIT whose answer is
+                // lost can be looked up afterwards (`txid_status`) instead
+                // of reported unknown.
+                transaction_id(&mut self.client).map(|xid| (value, xid))
+            })
         };
-        // The transaction's id, so that a COMMIT whose answer is lost can be
-        // looked up afterwards (`txid_status`) instead of reported unknown.
-        let xid = transaction_id(&mut tx).map_err(TxFailure::BeforeCommit)?;
-        // Shutting down past the deadline: roll back (dropping `tx`) rather
-        // than commit a write whose client may never hear of it.
+        let (value, xid) = match body {
+            Ok(done) => done,
+            Err(e) => {
+                self.rollback(was_broken);
+                return Err(TxFailure::BeforeCommit(e));
+            }
+        };
+        // Shutting down past the deadline: roll back rather than commit a
+        // write whose client may never hear of it.
         let Some(permit) = gate.try_enter() else {
+            self.rollback(was_broken);
             return Err(TxFailure::Refused);
         };
-        let committed = tx.commit();
+        let committed = self.client.batch_execute(&apply_by.commit_sql());
         commit_gate::keep_until_answered(permit);
         match committed {
-            Ok(()) => Ok(value),
-            Err(error) => Err(TxFailure::Commit { error, xid, value }),
+            Ok(()) => {
+                self.broken = was_broken;
+                Ok(value)
+            }
+            Err(error) => {
+                // The database answered (the fence, or COMMIT refused): the
+                // transaction is aborted or over; end it. A lost connection
+                // stays broken.
+                if error.as_db_error().is_some() {
+                    self.rollback(was_broken);
+                }
+                Err(TxFailure::Commit { error, xid, value })
+            }
+        }
+    }
+
+    /// Ends an aborted or open transaction; the connection goes back to the
+    /// pool only if that worked.
+    fn rollback(&mut self, was_broken: bool) {
+        if self.client.batch_execute("ROLLBACK").is_ok() {
+            self.broken = was_broken;
         }
     }
 
@@ -122,8 +164,8 @@ impl PgConnection {
 static SOCKET_UNKNOWN_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// `txid_current()` of the open transaction (one round trip, simple protocol).
-fn transaction_id(tx: &mut postgres::Transaction<'_>) -> Result<Option<i64>, postgres::Error> {
-    let rows = tx.simple_query("SELECT txid_current()")?;
+fn transaction_id(client: &mut Client) -> Result<Option<i64>, postgres::Error> {
+    let rows = client.simple_query("SELECT txid_current()")?;
     Ok(rows.iter().find_map(|m| match m {
         postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse().ok()),
         _ => None,

@@ -37,7 +37,7 @@
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Transaction};
+use postgres::Client;
 use scheduled_thread_pool::ScheduledThreadPool;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -367,16 +367,21 @@ impl DbPool {
     /// connection; if it dies during COMMIT the outcome is unknown and the
     /// error is `Unavailable` (an idempotency key makes a client retry safe).
     /// Past the shutdown deadline COMMIT is not sent at all (the
-    /// [`CommitGate`] is closed): rolled back, `Unavailable`.
+    /// [`CommitGate`] is closed): rolled back, `Unavailable`. COMMIT travels
+    /// behind the write fence (`ApplyBy::commit_sql`): a database that
+    /// receives it after the call was cut — a frozen host thawing — refuses
+    /// it instead of committing a write whose client was told 503.
     pub fn write<T>(
         &self,
-        mut f: impl FnMut(&mut Db<'_, Transaction<'_>>) -> Result<T, postgres::Error>,
+        mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let budget = self.budget();
         let mut conn = self.acquire()?;
         let deadline = self.call_deadline(&budget);
         let gate = &self.gate;
-        let (result, cut) = conn.within(&self.watchdog, deadline, |c| c.transaction(&mut f, gate));
+        let (result, cut) = conn.within(&self.watchdog, deadline, |c| {
+            c.transaction(&mut f, gate, apply_by(deadline))
+        });
         match result {
             Ok(v) => Ok(v),
             Err(_) if cut => Err(self.timed_out()),
@@ -385,8 +390,9 @@ impl DbPool {
                 drop(conn);
                 let mut conn = self.acquire_live(budget.acquire_by)?;
                 let deadline = self.call_deadline(&budget);
-                let (result, cut) =
-                    conn.within(&self.watchdog, deadline, |c| c.transaction(&mut f, gate));
+                let (result, cut) = conn.within(&self.watchdog, deadline, |c| {
+                    c.transaction(&mut f, gate, apply_by(deadline))
+                });
                 match result {
                     Ok(v) => Ok(v),
                     Err(_) if cut => Err(self.timed_out()),
@@ -399,8 +405,8 @@ impl DbPool {
 
     /// The fence of a write statement sent now inside [`DbPool::write`]'s
     /// transaction (`write_one` computes its own): it must start within the
-    /// statement timeout. COMMIT itself is not fenced; its lost answer is
-    /// looked up by transaction id.
+    /// statement timeout. The COMMIT is fenced too, by the call's deadline;
+    /// its lost answer is looked up by transaction id.
     pub fn apply_by_now(&self) -> ApplyBy {
         ApplyBy::after(self.settings.statement_timeout)
     }
