@@ -2,6 +2,7 @@
 //! middleware and problem+json errors. See ARCHITECTURE.md for how a request
 //! travels through these pieces.
 
+pub mod addr_text;
 pub mod admin;
 pub mod dispatch;
 pub mod listener;

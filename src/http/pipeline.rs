@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use log::Level;
 
+use crate::http::addr_text::AddrText;
 use crate::http::method::Method;
 use crate::http::problem::Problem;
 use crate::http::request::header;
@@ -163,7 +164,7 @@ pub fn respond(
         status = status,
         duration_ms = millis(elapsed),
         bytes = sent,
-        remote_addr = meta.remote_addr.map(|a| a.to_string()).unwrap_or_default().as_str();
+        remote_addr = meta.remote_addr.map(AddrText::socket).as_ref().map_or("", AddrText::as_str);
         "request completed"
     );
     hooks.finished(meta, status, elapsed, sent);
@@ -235,7 +236,7 @@ pub fn refused_by_http_layer(
         status = status,
         duration_ms = millis(refusal.started.elapsed()),
         bytes = body.len(),
-        remote_addr = refusal.remote_addr.map(|a| a.to_string()).unwrap_or_default().as_str(),
+        remote_addr = refusal.remote_addr.map(AddrText::socket).as_ref().map_or("", AddrText::as_str),
         refused = true;
         "request completed"
     );
