@@ -180,7 +180,9 @@ impl<'v, W: io::Write + ?Sized> VisitValue<'v> for JsonValue<'_, W> {
 
     fn visit_f64(&mut self, v: f64) -> Result<(), kv::Error> {
         // `{:?}` keeps the float shape (`1.0`, `1e-7`, `1e300`), all valid JSON numbers.
-        let r = if v.is_finite() {
+        let r = if let Some(millis) = Thousandths::of(v) {
+            millis.write(self.out)
+        } else if v.is_finite() {
             write!(self.out, "{v:?}")
         } else if v.is_nan() {
             self.out.write_all(b"\"NaN\"")
@@ -200,5 +202,90 @@ impl<'v, W: io::Write + ?Sized> VisitValue<'v> for JsonValue<'_, W> {
     fn visit_str(&mut self, v: &str) -> Result<(), kv::Error> {
         let r = string(self.out, v);
         self.put(r)
+    }
+}
+
+/// A float with at most three decimals, as every `duration_ms` is
+/// (`pipeline::millis`), written without `fmt`'s shortest-float search — a
+/// few hundred instructions on every `request completed` line. The text is
+/// exactly `{:?}`'s (a test compares them); any other float takes `{:?}`.
+struct Thousandths(u64);
+
+impl Thousandths {
+    /// `v` as a count of thousandths, when `v` is one such count divided by
+    /// 1000 (what `pipeline::millis` returns) and below 10^9: then the
+    /// count is exact and the decimal text round-trips to `v`.
+    fn of(v: f64) -> Option<Thousandths> {
+        if !(0.0..1e9).contains(&v) {
+            return None;
+        }
+        let k = (v * 1000.0).round();
+        (k / 1000.0 == v).then_some(Thousandths(k as u64))
+    }
+
+    /// `int.frac`, the fraction's trailing zeros dropped but one digit kept.
+    fn write<W: io::Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
+        let mut buf = [0u8; 24];
+        let mut i = buf.len();
+        let (int, frac) = (self.0 / 1000, self.0 % 1000);
+        let frac_digits = [
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ];
+        let mut n = 3;
+        while n > 1 && frac_digits[n - 1] == b'0' {
+            n -= 1;
+        }
+        i -= n;
+        buf[i..i + n].copy_from_slice(&frac_digits[..n]);
+        i -= 1;
+        buf[i] = b'.';
+        let mut int = int;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (int % 10) as u8;
+            int /= 10;
+            if int == 0 {
+                break;
+            }
+        }
+        out.write_all(&buf[i..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Thousandths;
+
+    fn fast(v: f64) -> Option<String> {
+        Thousandths::of(v).map(|t| {
+            let mut out = Vec::new();
+            t.write(&mut out).expect("write");
+            String::from_utf8(out).expect("utf-8")
+        })
+    }
+
+    #[test]
+    fn the_same_text_as_debug() {
+        let mut checked = 0;
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let ks = (0..200_000u64).chain((0..200_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % 1_000_000_000_000
+        }));
+        for k in ks {
+            let v = k as f64 / 1000.0;
+            let text = fast(v).expect("a count of thousandths");
+            assert_eq!(text, format!("{v:?}"), "k = {k}");
+            checked += 1;
+        }
+        assert_eq!(checked, 400_000);
+        // Not thousandths, negative, or too large: left to `{:?}`.
+        for v in [0.0001, 0.1 + 0.2, -1.0, 1e9, 1e300, f64::NAN, f64::INFINITY] {
+            assert!(fast(v).is_none(), "{v}");
+        }
     }
 }
