@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod console;
 pub mod db;
+pub mod decimal;
 pub mod duration_text;
 pub mod error_chain;
 pub mod health;

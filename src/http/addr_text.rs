@@ -79,18 +79,7 @@ impl AddrText {
     }
 
     fn push_decimal(&mut self, n: u32) {
-        let mut digits = [0u8; 10];
-        let mut i = digits.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for &d in &digits[i..] {
+        for &d in crate::decimal::Decimal::new(u64::from(n)).as_bytes() {
             self.push(d);
         }
     }

@@ -98,7 +98,9 @@ impl Problem {
                     Member::Str(v) => {
                         let _ = serde_json::to_writer(&mut out, v);
                     }
-                    Member::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+                    Member::Int(n) => {
+                        out.extend_from_slice(crate::decimal::Decimal::new(u64::from(n)).as_bytes())
+                    }
                 }
             } else {
                 let Some((name, value)) = extensions.next() else {

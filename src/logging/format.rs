@@ -103,22 +103,11 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Writes an integer in decimal without `core::fmt` (which costs several times more per number).
-fn write_u64<W: io::Write + ?Sized>(out: &mut W, negative: bool, mut n: u64) -> io::Result<()> {
-    let mut buf = [0u8; 21];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+fn write_u64<W: io::Write + ?Sized>(out: &mut W, negative: bool, n: u64) -> io::Result<()> {
     if negative {
-        i -= 1;
-        buf[i] = b'-';
+        out.write_all(b"-")?;
     }
-    out.write_all(&buf[i..])
+    out.write_all(crate::decimal::Decimal::new(n).as_bytes())
 }
 
 /// [`write_u64`] for the rare 128-bit value (128-bit division is slow, so it is kept apart).

@@ -225,32 +225,19 @@ impl Thousandths {
 
     /// `int.frac`, the fraction's trailing zeros dropped but one digit kept.
     fn write<W: io::Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
-        let mut buf = [0u8; 24];
-        let mut i = buf.len();
         let (int, frac) = (self.0 / 1000, self.0 % 1000);
-        let frac_digits = [
+        let digits = [
+            b'.',
             b'0' + (frac / 100) as u8,
             b'0' + (frac / 10 % 10) as u8,
             b'0' + (frac % 10) as u8,
         ];
-        let mut n = 3;
-        while n > 1 && frac_digits[n - 1] == b'0' {
+        let mut n = digits.len();
+        while n > 2 && digits[n - 1] == b'0' {
             n -= 1;
         }
-        i -= n;
-        buf[i..i + n].copy_from_slice(&frac_digits[..n]);
-        i -= 1;
-        buf[i] = b'.';
-        let mut int = int;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (int % 10) as u8;
-            int /= 10;
-            if int == 0 {
-                break;
-            }
-        }
-        out.write_all(&buf[i..])
+        out.write_all(crate::decimal::Decimal::new(int).as_bytes())?;
+        out.write_all(&digits[..n])
     }
 }
 
