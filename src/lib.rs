@@ -19,6 +19,7 @@ pub mod duration_text;
 pub mod error_chain;
 pub mod health;
 pub mod http;
+pub mod json_string;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use crate::http::response::HeaderValue;
+use crate::json_string;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
@@ -87,17 +88,16 @@ impl Problem {
                 out.push(b',');
             }
             first = false;
-            // Writing strings and `Value`s into a Vec cannot fail.
             if take_fixed {
                 let Some((name, member)) = fixed.next() else {
                     break;
                 };
-                let _ = serde_json::to_writer(&mut out, name);
-                out.push(b':');
+                // The five names are plain ASCII: written as they are.
+                out.push(b'"');
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
                 match member {
-                    Member::Str(v) => {
-                        let _ = serde_json::to_writer(&mut out, v);
-                    }
+                    Member::Str(v) => json_string::push_quoted(&mut out, v),
                     Member::Int(n) => {
                         out.extend_from_slice(crate::decimal::Decimal::new(u64::from(n)).as_bytes())
                     }
@@ -106,8 +106,9 @@ impl Problem {
                 let Some((name, value)) = extensions.next() else {
                     break;
                 };
-                let _ = serde_json::to_writer(&mut out, name);
+                json_string::push_quoted(&mut out, name);
                 out.push(b':');
+                // Writing a `Value` into a Vec cannot fail.
                 let _ = serde_json::to_writer(&mut out, value);
             }
         }

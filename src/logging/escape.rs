@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+use crate::json_string;
 
 /// A `fmt::Write` adapter that JSON-escapes (RFC 8259 §7) everything written through it into an
 /// `io::Write`, without the surrounding quotes.
@@ -33,96 +33,9 @@ impl<'a, W: io::Write + ?Sized> JsonEscaper<'a, W> {
 
     /// Writes `s` escaped; the first I/O error is recorded and reported as `fmt::Error`.
     fn escape(&mut self, s: &str) -> io::Result<()> {
-        let bytes = s.as_bytes();
-        // Nearly every string of a log line needs no escape: one scan, one write.
-        if !needs_json_escape(bytes) {
-            return self.out.write_all(bytes);
-        }
-        let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            let kind = JSON_ESCAPE[usize::from(b)];
-            i += 1;
-            if kind == 0 {
-                continue;
-            }
-            if start < i - 1 {
-                self.out.write_all(&bytes[start..i - 1])?;
-            }
-            start = i;
-            if kind == b'u' {
-                let u = [
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ];
-                self.out.write_all(&u)?;
-            } else {
-                self.out.write_all(&[b'\\', kind])?;
-            }
-        }
-        if start < bytes.len() {
-            self.out.write_all(&bytes[start..])?;
-        }
-        Ok(())
+        json_string::write_escaped(&mut *self.out, s)
     }
 }
-
-/// Whether any byte of `bytes` is one [`JSON_ESCAPE`] escapes: eight bytes at a time, then
-/// the rest one by one.
-fn needs_json_escape(bytes: &[u8]) -> bool {
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        if word_needs_json_escape(u64::from_le_bytes(w)) {
-            return true;
-        }
-    }
-    words
-        .remainder()
-        .iter()
-        .any(|&b| JSON_ESCAPE[usize::from(b)] != 0)
-}
-
-/// Whether any of the eight bytes of `w` is one [`JSON_ESCAPE`] escapes: a control byte
-/// (below 0x20), `"` or `\\`. The classic word tests (Hacker's Delight, "find the first 0-byte"):
-/// `has_less(x, n)` is non-zero iff some byte of `x` is below `n` (n ≤ 128), `has_zero` iff
-/// some byte is 0; a borrow can only spread from a byte that already answers yes, so the tests
-/// are exact as yes/no answers. Bytes of 0x80 and up (UTF-8 beyond ASCII) never match.
-fn word_needs_json_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_less = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let has_zero = |x: u64| has_less(x, 1);
-    (has_less(w, 0x20)
-        | has_zero(w ^ (ONES * u64::from(b'"')))
-        | has_zero(w ^ (ONES * u64::from(b'\\'))))
-        != 0
-}
-
-/// For each byte: 0 if it is copied as is, else the letter after the backslash (`u` for the
-/// `\u00XX` form). Only ASCII bytes are ever escaped.
-static JSON_ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = b'u';
-        b += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
 
 impl<W: io::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {

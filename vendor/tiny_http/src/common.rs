@@ -2,6 +2,7 @@ use ascii::{AsciiStr, AsciiString, FromAsciiError};
 use std::cmp::Ordering;
 use std::fmt::{self, Display, Formatter};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// Status code of a request or response.
 #[derive(Eq, PartialEq, Copy, Clone, Debug, Ord, PartialOrd)]
@@ -206,19 +207,101 @@ impl Display for Header {
 /// Field of a header (eg. `Content-Type`, `Content-Length`, etc.)
 ///
 /// Comparison between two `HeaderField`s ignores case.
-#[derive(Debug, Clone, Eq)]
-pub struct HeaderField(AsciiString);
+#[derive(Debug, Clone)]
+pub struct HeaderField(FieldName);
+
+impl Eq for HeaderField {}
+
+/// A field name: one of the names nearly every request carries, spelled as
+/// clients spell them, shared; or any other, owned. Reading a request head
+/// thus allocates nothing for the name of a `Host` or `Content-Type` line.
+#[derive(Debug, Clone)]
+enum FieldName {
+    Known(&'static AsciiStr),
+    Other(AsciiString),
+}
+
+/// The shared names, exactly as common clients (curl, browsers, Go, Python,
+/// wrk, Kubernetes probes) send them. A name spelled otherwise is owned:
+/// `as_str` always gives the bytes the client sent.
+const KNOWN_NAMES: [&str; 34] = [
+    "Host",
+    "host",
+    "User-Agent",
+    "user-agent",
+    "Accept",
+    "accept",
+    "Accept-Encoding",
+    "accept-encoding",
+    "Accept-Language",
+    "Content-Type",
+    "content-type",
+    "Content-Length",
+    "content-length",
+    "Connection",
+    "connection",
+    "Transfer-Encoding",
+    "transfer-encoding",
+    "Expect",
+    "Authorization",
+    "authorization",
+    "Cache-Control",
+    "Origin",
+    "Referer",
+    "Cookie",
+    "traceparent",
+    "tracestate",
+    "X-Request-Id",
+    "x-request-id",
+    "X-Forwarded-For",
+    "Idempotency-Key",
+    "idempotency-key",
+    "If-Match",
+    "If-None-Match",
+    "Keep-Alive",
+];
+
+/// [`KNOWN_NAMES`] as `AsciiString`s grouped by length (the index), built
+/// once: a look-up compares a name with the two or three of its length.
+fn known_names() -> &'static [Vec<AsciiString>] {
+    static NAMES: OnceLock<Vec<Vec<AsciiString>>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let longest = KNOWN_NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
+        let mut by_len = vec![Vec::new(); longest + 1];
+        for name in KNOWN_NAMES {
+            if let Ok(ascii) = AsciiString::from_ascii(name) {
+                by_len[name.len()].push(ascii);
+            }
+        }
+        by_len
+    })
+}
 
 impl HeaderField {
     pub fn from_bytes<B>(bytes: B) -> Result<HeaderField, FromAsciiError<B>>
     where
         B: Into<Vec<u8>> + AsRef<[u8]>,
     {
-        AsciiString::from_ascii(bytes).map(HeaderField)
+        if let Some(known) = HeaderField::known(bytes.as_ref()) {
+            return Ok(known);
+        }
+        AsciiString::from_ascii(bytes).map(|s| HeaderField(FieldName::Other(s)))
+    }
+
+    /// The shared field for `name` when it is one of [`KNOWN_NAMES`], byte for byte.
+    pub(crate) fn known(name: &[u8]) -> Option<HeaderField> {
+        known_names()
+            .get(name.len())?
+            .iter()
+            .find(|k| k.as_bytes() == name)
+            .map(|k| HeaderField(FieldName::Known(k.as_ref())))
     }
 
     pub fn as_str(&self) -> &AsciiStr {
-        &self.0
+        match &self.0 {
+            FieldName::Known(s) => s,
+            FieldName::Other(s) => s,
+        }
     }
 
     pub fn equiv(&self, other: &'static str) -> bool {
@@ -233,14 +316,14 @@ impl FromStr for HeaderField {
         if s.contains(char::is_whitespace) {
             Err(())
         } else {
-            AsciiString::from_ascii(s).map(HeaderField).map_err(|_| ())
+            HeaderField::from_bytes(s).map_err(|_| ())
         }
     }
 }
 
 impl Display for HeaderField {
     fn fmt(&self, formatter: &mut Formatter<'_>) -> Result<(), fmt::Error> {
-        write!(formatter, "{}", self.0.as_str())
+        write!(formatter, "{}", self.as_str().as_str())
     }
 }
 

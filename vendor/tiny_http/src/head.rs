@@ -138,14 +138,14 @@ static TCHAR: [bool; 256] = {
 
 fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), HeadError> {
     let bad = |why| HeadError::Reject(400, why);
-    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    if parts.len() == 2 {
-        return Err(bad("HTTP/0.9 request line"));
-    }
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err(bad("malformed request line"));
-    }
-    let (method, target, version) = (parts[0], parts[1], parts[2]);
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), None, _) => return Err(bad("HTTP/0.9 request line")),
+        (Some(m), Some(t), Some(v), None) if !m.is_empty() && !t.is_empty() && !v.is_empty() => {
+            (m, t, v)
+        }
+        _ => return Err(bad("malformed request line")),
+    };
 
     if !method.iter().all(|&b| is_tchar(b)) {
         return Err(bad("invalid method"));
@@ -212,8 +212,12 @@ pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
     {
         return None;
     }
+    let field = match HeaderField::known(name) {
+        Some(known) => known,
+        None => HeaderField::from_bytes(name.to_vec()).ok()?,
+    };
     Some(Header {
-        field: HeaderField::from_bytes(name.to_vec()).ok()?,
+        field,
         value: AsciiString::from_ascii(value.to_vec()).ok()?,
     })
 }
@@ -335,6 +339,36 @@ mod tests {
             Err(HeadError::TimedOut) => 408,
             Err(HeadError::Closed) => 0,
         }
+    }
+
+    /// A shared (known) name and an owned one read the same: the bytes the
+    /// client sent, compared without regard to case.
+    #[test]
+    fn field_names_keep_the_clients_spelling() {
+        let h = head(
+            "GET / HTTP/1.1\r\nHost: a\r\nHOST-X: b\r\ncontent-type: c\r\nCONTENT-TYPE: d\r\n\r\n",
+        )
+        .unwrap_or_else(|_| panic!("refused"));
+        let names: Vec<&str> = h
+            .headers
+            .iter()
+            .map(|h| h.field.as_str().as_str())
+            .collect();
+        assert_eq!(names, ["Host", "HOST-X", "content-type", "CONTENT-TYPE"]);
+        assert!(h.headers[2].field == h.headers[3].field);
+        assert!(h.headers[3].field.equiv("Content-Type"));
+        assert!(HeaderField::known(b"Host").is_some() && HeaderField::known(b"HOST").is_none());
+    }
+
+    /// The request line split without a vector: the same answers as before.
+    #[test]
+    fn request_line_shapes() {
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(status("GET /\r\n\r\n"), 400);
+        assert_eq!(status("GET  / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1 x\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1 \r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET\r\n\r\n"), 400);
     }
 
     #[test]
