@@ -110,9 +110,13 @@ fn request_counters_and_histogram_counts_match_what_was_sent() {
     .collect();
 
     // The counter and then the histogram move after each response is
-    // written: a scrape can come before either, or between the two.
+    // written: a scrape can come before either, or between the two. The
+    // connections of the clients that hung up count until the I/O thread has
+    // read their end of stream, which can also come after the scrape.
     let text = scrape_until(&svc, |t| {
-        request_counts(t) == want_requests && histogram_counts(t) == want_histogram
+        request_counts(t) == want_requests
+            && histogram_counts(t) == want_histogram
+            && value(t, "active_connections", &[]) == 1.0
     });
     assert_eq!(request_counts(&text), want_requests, "\n{text}");
     assert_eq!(histogram_counts(&text), want_histogram, "\n{text}");

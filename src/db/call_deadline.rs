@@ -23,15 +23,24 @@
 
 use std::collections::HashSet;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How often the watchdog looks for calls past their deadline.
-const TICK: Duration = Duration::from_millis(50);
+/// How long a watchdog with no call to watch sleeps before it checks that
+/// its pool still exists (and ends when it does not). A call watched
+/// meanwhile wakes it at once if its deadline comes sooner.
+const IDLE_RECHECK: Duration = Duration::from_secs(10);
 
 /// The one thread that cuts calls past their deadline; cheap to clone.
+///
+/// The thread sleeps until the earliest deadline of the calls it watches,
+/// not on a fixed tick: an idle service wakes it once per [`IDLE_RECHECK`],
+/// and a call is cut at its deadline, not up to a tick later. Watching a
+/// call takes the lock and pushes an entry; it wakes the thread only when
+/// the new deadline comes before the time the thread will look anyway —
+/// with every call given the same budget, that is the first call after a
+/// quiet spell, not every call.
 #[derive(Clone, Default)]
 pub struct Watchdog {
     inner: Arc<Inner>,
@@ -40,6 +49,8 @@ pub struct Watchdog {
 #[derive(Default)]
 struct Inner {
     calls: Mutex<Calls>,
+    /// Signalled when a call is watched whose deadline comes before `wakes_at`.
+    sooner: Condvar,
 }
 
 #[derive(Default)]
@@ -47,51 +58,62 @@ struct Calls {
     next_id: u64,
     watched: Vec<Watched>,
     thread_started: bool,
+    /// When the thread will next look at `watched`; `None` before it first waits.
+    wakes_at: Option<Instant>,
 }
 
 struct Watched {
     id: u64,
     fd: RawFd,
     deadline: Instant,
-    fired: Arc<AtomicBool>,
+    /// Set (under the lock) when the thread cut the call.
+    fired: bool,
 }
 
-/// A call under watch; dropping it (when the call returns) ends the watch.
+/// A call under watch; [`Watch::finish`] (or dropping it) when the call
+/// returns ends the watch.
 pub struct Watch<'a> {
     watchdog: &'a Watchdog,
     id: Option<u64>,
-    fired: Arc<AtomicBool>,
 }
 
 impl Watch<'_> {
-    /// Whether the watchdog cut the call (its deadline passed).
-    pub fn fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
+    /// Ends the watch; whether the watchdog cut the call (its deadline passed).
+    pub fn finish(mut self) -> bool {
+        self.end()
+    }
+
+    fn end(&mut self) -> bool {
+        let Some(id) = self.id.take() else {
+            return false;
+        };
+        let mut calls = self.watchdog.lock();
+        match calls.watched.iter().position(|w| w.id == id) {
+            Some(i) => calls.watched.swap_remove(i).fired,
+            None => false,
+        }
     }
 }
 
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.watchdog.lock().watched.retain(|w| w.id != id);
-        }
+        self.end();
     }
 }
 
 impl Watchdog {
-    /// Watches a call on the socket `fd` until the returned guard drops.
+    /// Watches a call on the socket `fd` until the returned guard is
+    /// finished or dropped.
     ///
     /// The caller must keep the socket open (hold the connection that owns
     /// it) for as long as the guard lives: [`Watch`] borrows `self` only,
     /// so [`crate::db::PgConnection`] creates it inside its own `&mut`
     /// borrow, which outlives the guard.
     pub(crate) fn watch(&self, fd: Option<RawFd>, deadline: Instant) -> Watch<'_> {
-        let fired = Arc::new(AtomicBool::new(false));
         let Some(fd) = fd else {
             return Watch {
                 watchdog: self,
                 id: None,
-                fired,
             };
         };
         let mut calls = self.lock();
@@ -104,12 +126,15 @@ impl Watchdog {
             id,
             fd,
             deadline,
-            fired: Arc::clone(&fired),
+            fired: false,
         });
+        if calls.wakes_at.is_some_and(|at| deadline < at) {
+            calls.wakes_at = Some(deadline);
+            self.inner.sooner.notify_one();
+        }
         Watch {
             watchdog: self,
             id: Some(id),
-            fired,
         }
     }
 
@@ -119,27 +144,18 @@ impl Watchdog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Calls> {
-        self.inner
-            .calls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
     }
+}
+
+fn lock(inner: &Inner) -> MutexGuard<'_, Calls> {
+    inner.calls.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn start_thread(inner: Weak<Inner>) -> bool {
     let spawned = thread::Builder::new()
         .name("db-watchdog".into())
-        .spawn(move || loop {
-            thread::sleep(TICK);
-            let Some(inner) = inner.upgrade() else { return };
-            let calls = inner.calls.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            for w in calls.watched.iter().filter(|w| w.deadline <= now) {
-                if !w.fired.swap(true, Ordering::AcqRel) {
-                    cut(w.fd);
-                }
-            }
-        });
+        .spawn(move || run(&inner));
     match spawned {
         Ok(_) => true,
         Err(e) => {
@@ -150,6 +166,32 @@ fn start_thread(inner: Weak<Inner>) -> bool {
             );
             false
         }
+    }
+}
+
+/// The watchdog thread: cuts what is due, sleeps until the next deadline;
+/// ends once the pool (every [`Watchdog`] clone) is gone.
+fn run(inner: &Weak<Inner>) {
+    while let Some(inner) = inner.upgrade() {
+        let mut calls = lock(&inner);
+        let now = Instant::now();
+        let mut next = now + IDLE_RECHECK;
+        for w in calls.watched.iter_mut().filter(|w| !w.fired) {
+            if w.deadline <= now {
+                w.fired = true;
+                cut(w.fd);
+            } else {
+                next = next.min(w.deadline);
+            }
+        }
+        calls.wakes_at = Some(next);
+        // A wait cut short (a sooner deadline, or spuriously) just looks again.
+        drop(
+            inner
+                .sooner
+                .wait_timeout(calls, next.saturating_duration_since(now))
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 }
 
@@ -265,13 +307,42 @@ mod tests {
         let mut buf = [0u8; 1];
         let n = client.read(&mut buf).expect("EOF, not an error");
         assert_eq!(n, 0);
-        assert!(watch.fired());
         let took = started.elapsed();
+        assert!(watch.finish());
         assert!(
             took >= Duration::from_millis(200) && took < Duration::from_secs(2),
             "{took:?}"
         );
-        drop(watch);
+        assert_eq!(watchdog.watched(), 0);
+    }
+
+    /// The thread sleeps toward the earliest deadline it knows; a call with a
+    /// sooner one wakes it, and is cut at its own deadline.
+    #[test]
+    fn a_sooner_deadline_wakes_the_sleeping_watchdog() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server_port = listener.local_addr().expect("addr").port();
+        let connect = || {
+            let client = TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+            let peer = listener.accept().expect("accept");
+            let port = client.local_addr().expect("addr").port();
+            let fd = find_socket(port, server_port).expect("found");
+            (client, fd, peer)
+        };
+        let (_slow, slow_fd, _p1) = connect();
+        let (mut fast, fast_fd, _p2) = connect();
+        let watchdog = Watchdog::default();
+        let late = watchdog.watch(Some(slow_fd), Instant::now() + Duration::from_secs(30));
+        // Let the thread start and go to sleep toward the 30 s deadline.
+        thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let soon = watchdog.watch(Some(fast_fd), Instant::now() + Duration::from_millis(200));
+        let n = fast.read(&mut [0u8; 1]).expect("EOF, not an error");
+        let took = started.elapsed();
+        assert_eq!(n, 0);
+        assert!(soon.finish());
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(!late.finish(), "the later call was not cut");
         assert_eq!(watchdog.watched(), 0);
     }
 }

@@ -55,8 +55,7 @@ impl PgConnection {
         // so the socket it names stays open while it is watched.
         let watch = watchdog.watch(self.socket, deadline);
         let value = f(self);
-        let fired = watch.fired();
-        drop(watch);
+        let fired = watch.finish();
         if fired {
             self.broken = true;
         }
