@@ -3,6 +3,8 @@
 //! `{"type","title","status","detail","request_id"}` plus optional extension
 //! members (e.g. `errors` for 422), served as `application/problem+json`.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::http::response::HeaderValue;
@@ -15,7 +17,9 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 pub struct Problem {
     pub status: u16,
     pub title: &'static str,
-    pub detail: String,
+    /// Mostly a fixed sentence (`&'static`, not copied); built when it names
+    /// a value.
+    pub detail: Cow<'static, str>,
     /// A URI reference naming the problem type; `about:blank` when the status
     /// code says it all.
     pub kind: &'static str,
@@ -26,7 +30,7 @@ pub struct Problem {
 
 impl Problem {
     /// A problem whose status code's reason phrase is its title.
-    pub fn new(status: u16, detail: impl Into<String>) -> Problem {
+    pub fn new(status: u16, detail: impl Into<Cow<'static, str>>) -> Problem {
         Problem {
             status,
             title: reason_phrase(status),
@@ -153,7 +157,7 @@ mod tests {
         obj.insert("type".into(), Value::from(p.kind));
         obj.insert("title".into(), Value::from(p.title));
         obj.insert("status".into(), Value::from(p.status));
-        obj.insert("detail".into(), Value::from(p.detail.as_str()));
+        obj.insert("detail".into(), Value::from(p.detail.as_ref()));
         obj.insert("request_id".into(), Value::from(request_id));
         for (k, v) in &p.extensions {
             obj.entry(k.clone()).or_insert_with(|| v.clone());

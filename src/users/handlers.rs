@@ -338,7 +338,7 @@ mod tests {
                 },
                 Err(p) => Answer {
                     status: p.status,
-                    body: Value::String(p.detail.clone()),
+                    body: Value::String(p.detail.to_string()),
                     headers: p.headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
                 },
             }
