@@ -56,7 +56,7 @@ pub(crate) fn read_line<R: BufRead + ?Sized>(
         if avail.is_empty() {
             return Err(LineError::Eof);
         }
-        match avail.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', avail) {
             Some(pos) => {
                 // `max` bytes of content plus the CR.
                 if out.len() + pos > max + 1 {

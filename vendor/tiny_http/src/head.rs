@@ -194,7 +194,7 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 /// Parses `field-name ":" OWS field-value OWS`. Rejects whitespace before the colon, non-token
 /// names, control characters and non-ASCII bytes in values.
 pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
-    let colon = line.iter().position(|&b| b == b':')?;
+    let colon = memchr::memchr(b':', line)?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
         return None;
@@ -206,10 +206,7 @@ pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
         .rposition(|b| !is_ows(b))
         .map_or(start, |p| p + 1);
     let value = &value[start..end];
-    if !value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b))
-    {
+    if !is_field_value(value) {
         return None;
     }
     let field = match HeaderField::known(name) {
@@ -220,6 +217,30 @@ pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
         field,
         value: AsciiString::from_ascii(value.to_vec()).ok()?,
     })
+}
+
+/// Whether every byte of a field value is visible ASCII, a space or a tab:
+/// eight bytes at a time (a word of plain text is the common case), a word
+/// that may hold a tab or an odd byte then byte by byte.
+fn is_field_value(value: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let byte_ok = |b: &u8| *b == b'\t' || (0x20..=0x7e).contains(b);
+    let mut words = value.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        // Non-zero iff some byte is below 0x20 (`has_less`), or is 0x7f or
+        // above (adding one sets its high bit, or it was set already; a carry
+        // only leaves a byte of 0xff, itself a yes). Exact as a yes/no answer.
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+        let del_or_high = (w | w.wrapping_add(ONES)) & HIGHS;
+        if (below_space | del_or_high) != 0 && !word.iter().all(byte_ok) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(byte_ok)
 }
 
 /// How a request is framed and what the connection does after it.
@@ -358,6 +379,23 @@ mod tests {
         assert!(h.headers[2].field == h.headers[3].field);
         assert!(h.headers[3].field.equiv("Content-Type"));
         assert!(HeaderField::known(b"Host").is_some() && HeaderField::known(b"HOST").is_none());
+    }
+
+    /// The word-at-a-time check answers as the byte rule does: every byte
+    /// value at every position of a word and of the tail.
+    #[test]
+    fn field_value_check_is_the_byte_rule() {
+        let rule = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b));
+        for b in 0..=255u8 {
+            for len in 1..20 {
+                for at in 0..len {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    assert_eq!(is_field_value(&v), rule(&v), "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert!(is_field_value(b"") && is_field_value(b"text/plain; charset=utf-8\tx"));
     }
 
     /// The request line split without a vector: the same answers as before.
