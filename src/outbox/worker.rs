@@ -11,7 +11,10 @@
 //! 3. otherwise refresh `outbox_pending` / `outbox_oldest_pending_age_seconds`
 //!    and sleep until the next event is due, a write nudges it
 //!    ([`super::wake`]) or [`POLL_INTERVAL`] passes — two small indexed
-//!    queries per interval when idle.
+//!    queries per interval when idle. Without a `WEBHOOK_URL` there is
+//!    nothing to deliver and no write nudges it: it sleeps until the gauges
+//!    or the purge are next due (once a second at most, not every
+//!    [`POLL_INTERVAL`]).
 //!
 //! Shutdown: [`Outbox::request_stop`] (the runtime calls it when the
 //! listeners stop accepting) ends the claiming; the batch in hand is
@@ -388,7 +391,12 @@ impl Worker {
         }
         self.refresh_backlog(store)?;
         let backlog = self.last_backlog;
-        let mut wait = POLL_INTERVAL;
+        let mut wait = if self.webhook.is_some() {
+            POLL_INTERVAL
+        } else {
+            self.backlog_due_in()
+                .min(next_purge.saturating_duration_since(Instant::now()))
+        };
         if self.webhook.is_some() && backlog.pending > 0 {
             if let Some(due) = store.next_due()? {
                 wait = wait.min(due);
@@ -407,8 +415,7 @@ impl Worker {
     /// the loop, and never more often than [`BACKLOG_DUTY`] of the
     /// database's time: a count that took 30 ms waits 3 s for the next.
     fn refresh_backlog(&mut self, store: &mut Store) -> Result<(), postgres::Error> {
-        let every = BACKLOG_EVERY.max(self.backlog_cost.mul_f64(1.0 / BACKLOG_DUTY));
-        if self.backlog_at.is_some_and(|t| t.elapsed() < every) {
+        if !self.backlog_due_in().is_zero() {
             return Ok(());
         }
         let started = Instant::now();
@@ -420,6 +427,13 @@ impl Worker {
     }
 
     /// Long enough for a whole batch of attempts that each time out.
+    /// How long until the backlog gauges are due for a recount (zero: now).
+    fn backlog_due_in(&self) -> Duration {
+        let every = BACKLOG_EVERY.max(self.backlog_cost.mul_f64(1.0 / BACKLOG_DUTY));
+        self.backlog_at
+            .map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()))
+    }
+
     fn lease(&self) -> Duration {
         self.settings.webhook_timeout * BATCH as u32 + Duration::from_secs(10)
     }
