@@ -8,9 +8,9 @@
 //! per-call timeout and no access to its socket, so:
 //!
 //! - when a pooled connection is opened, [`find_socket`] finds its socket's
-//!   file descriptor in this process (the port the server reports for us,
-//!   `inet_client_port()`, matched in `/proc/self/net/tcp*`, then the inode
-//!   in `/proc/self/fd`);
+//!   file descriptor in this process: the one descriptor whose local and
+//!   remote ports are the ones the server reports for the session
+//!   (`inet_client_port()`, `inet_server_port()`);
 //! - each call on a pooled connection registers `(fd, deadline)` with the
 //!   one [`Watchdog`] thread (`db-watchdog`) for the length of the call;
 //! - past the deadline the watchdog shuts the socket down
@@ -21,7 +21,6 @@
 //! Where the socket cannot be found (a Unix socket, or a proxy that changes
 //! the client port) the deadline cannot cut the call; that is logged once.
 
-use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
@@ -216,58 +215,53 @@ fn cut(fd: RawFd) {
 
 /// The file descriptor, in this process, of the TCP socket whose local port
 /// is `local_port` and remote port `server_port`, if there is exactly one.
+///
+/// Each open descriptor (`/proc/self/fd`) is asked for its two addresses
+/// (`getpeername`, then `getsockname`): no text to read or parse. Matching
+/// the socket's inode in `/proc/self/net/tcp` and in every `/proc/self/fd`
+/// link instead costs time in proportion to every socket of the network
+/// namespace: with 9,000 client connections open, refilling the pool after
+/// its backends were killed took 0.50 s that way, and 0.16 s this way
+/// (0.13 s with no client connection).
 pub fn find_socket(local_port: u16, server_port: u16) -> Option<RawFd> {
-    let mut inodes = HashSet::new();
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        if let Ok(text) = std::fs::read_to_string(table) {
-            inodes.extend(inodes_for(&text, local_port, server_port));
-        }
-    }
-    if inodes.is_empty() {
-        return None;
-    }
     let mut found = None;
     for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        let Ok(link) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        let link = link.to_string_lossy();
-        let Some(inode) = link
-            .strip_prefix("socket:[")
-            .and_then(|s| s.strip_suffix(']'))
-            .and_then(|s| s.parse::<u64>().ok())
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
         else {
             continue;
         };
-        if inodes.contains(&inode) {
+        if is_tcp_connection(fd, local_port, server_port) {
             if found.is_some() {
                 return None; // ambiguous: cut nothing rather than the wrong socket
             }
-            found = entry.file_name().to_str().and_then(|n| n.parse().ok());
+            found = Some(fd);
         }
     }
     found
 }
 
-/// Inodes of established sockets with these ports in a `/proc/net/tcp` table.
-fn inodes_for(table: &str, local_port: u16, remote_port: u16) -> Vec<u64> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let port = |addr: &str| {
-                addr.rsplit_once(':')
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-            };
-            let established = f.get(3) == Some(&"01");
-            (established
-                && port(f.get(1)?) == Some(local_port)
-                && port(f.get(2)?) == Some(remote_port))
-            .then(|| f.get(9)?.parse().ok())
-            .flatten()
-        })
-        .collect()
+/// Whether `fd` is a connected TCP socket from `local_port` to `remote_port`.
+fn is_tcp_connection(fd: RawFd, local_port: u16, remote_port: u16) -> bool {
+    // SAFETY: `fd` was read from this process's descriptor table a moment
+    // ago, and another thread may close it (or reuse its number) while we
+    // look. Everything done through the borrow is a read-only query into
+    // buffers socket2 owns (`getpeername`, `getsockname`, `SO_TYPE`): on a
+    // closed number it fails with EBADF, on a reused one it describes that
+    // file, and it never changes or closes the descriptor. The borrow ends
+    // with this function. Only a stream socket with both ports of our new
+    // connection is taken, and while that connection is open no other
+    // socket of this process can have the same two ports.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&borrowed);
+    let port = |addr: std::io::Result<socket2::SockAddr>| {
+        addr.ok().and_then(|a| a.as_socket()).map(|a| a.port())
+    };
+    port(sock.peer_addr()) == Some(remote_port)
+        && port(sock.local_addr()) == Some(local_port)
+        && sock.r#type().is_ok_and(|t| t == socket2::Type::STREAM)
 }
 
 #[cfg(test)]
@@ -276,18 +270,6 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
-
-    #[test]
-    fn parses_the_proc_table() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   \
-            0: 0100007F:D431 0100007F:1538 01 00000000:00000000 00:00000000 00000000   105        0 4242 1 0 20 4 30 10 -1\n   \
-            1: 0100007F:D432 0100007F:1538 06 00000000:00000000 00:00000000 00000000   105        0 4243 1 0 20 4 30 10 -1\n";
-        assert_eq!(inodes_for(table, 0xD431, 5432), vec![4242]);
-        assert!(
-            inodes_for(table, 0xD432, 5432).is_empty(),
-            "not established"
-        );
-    }
 
     #[test]
     fn finds_a_socket_and_cuts_a_blocked_read_at_its_deadline() {
@@ -344,5 +326,27 @@ mod tests {
         assert!(took < Duration::from_secs(2), "{took:?}");
         assert!(!late.finish(), "the later call was not cut");
         assert_eq!(watchdog.watched(), 0);
+    }
+
+    /// Of two connections to one server port, each is found by its own local
+    /// port (and an accepted end by its own two); swapped or unknown ports
+    /// find nothing.
+    #[test]
+    fn finds_only_the_socket_with_both_ports() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let server_port = listener.local_addr().expect("addr").port();
+        let a = TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+        let a_peer = listener.accept().expect("accept");
+        let b = TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+        let _b_peer = listener.accept().expect("accept");
+        let port = |s: &TcpStream| s.local_addr().expect("addr").port();
+        assert_eq!(find_socket(port(&a), server_port), Some(a.as_raw_fd()));
+        assert_eq!(find_socket(port(&b), server_port), Some(b.as_raw_fd()));
+        assert_eq!(find_socket(port(&a), port(&b)), None);
+        assert_eq!(
+            find_socket(server_port, port(&a)),
+            Some(a_peer.0.as_raw_fd())
+        );
+        assert_eq!(find_socket(1, server_port), None);
     }
 }
