@@ -4,7 +4,6 @@
     clippy::needless_borrow,
     reason = "upstream tiny_http 0.12.0 example, kept unchanged"
 )]
-use ascii::AsciiString;
 use std::fs;
 use std::path::Path;
 
@@ -52,7 +51,7 @@ fn main() {
 
             let response = response.with_header(tiny_http::Header {
                 field: "Content-Type".parse().unwrap(),
-                value: AsciiString::from_ascii(get_content_type(&path)).unwrap(),
+                value: tiny_http::FieldValue::from_ascii(get_content_type(&path)).unwrap(),
             });
 
             let _ = rq.respond(response);

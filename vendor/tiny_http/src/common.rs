@@ -155,7 +155,99 @@ impl PartialOrd<StatusCode> for u16 {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub field: HeaderField,
-    pub value: AsciiString,
+    pub value: FieldValue,
+}
+
+/// A header's value: ASCII only. A value of up to [`FieldValue::INLINE`]
+/// bytes — a host, a content type or length, `*/*`, `keep-alive`, nearly
+/// everything a request carries — is held in the value itself; a longer one
+/// (a browser's `User-Agent`, a `traceparent`) on the heap. Reading a
+/// request's head thus allocates nothing for most of its fields.
+#[derive(Clone)]
+pub struct FieldValue(ValueRepr);
+
+#[derive(Clone)]
+enum ValueRepr {
+    Inline {
+        len: u8,
+        bytes: [u8; FieldValue::INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl FieldValue {
+    /// The longest value held inline (the whole value is 24 bytes, like a `String`).
+    pub const INLINE: usize = 22;
+
+    /// The value, if `bytes` are ASCII.
+    #[allow(clippy::result_unit_err)]
+    pub fn from_ascii<B: AsRef<[u8]>>(bytes: B) -> Result<FieldValue, ()> {
+        let bytes = bytes.as_ref();
+        if !bytes.is_ascii() {
+            return Err(());
+        }
+        if bytes.len() <= FieldValue::INLINE {
+            let mut inline = [0u8; FieldValue::INLINE];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            return Ok(FieldValue(ValueRepr::Inline {
+                // At most INLINE (22): fits.
+                len: bytes.len() as u8,
+                bytes: inline,
+            }));
+        }
+        // ASCII is UTF-8.
+        std::str::from_utf8(bytes)
+            .map(|s| FieldValue(ValueRepr::Heap(s.into())))
+            .map_err(|_| ())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Built by `from_ascii` only, from ASCII bytes, never changed:
+            // always valid UTF-8 (the check is a short scan; this crate has
+            // no `unsafe`).
+            ValueRepr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            ValueRepr::Heap(s) => s,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+}
+
+impl fmt::Debug for FieldValue {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for FieldValue {
+    fn eq(&self, other: &FieldValue) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for FieldValue {}
+
+impl PartialEq<str> for FieldValue {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FieldValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Display for FieldValue {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Header {
@@ -173,7 +265,7 @@ impl Header {
         B2: Into<Vec<u8>> + AsRef<[u8]>,
     {
         let header = HeaderField::from_bytes(header).or(Err(()))?;
-        let value = AsciiString::from_ascii(value).or(Err(()))?;
+        let value = FieldValue::from_ascii(value)?;
 
         Ok(Header {
             field: header,
@@ -191,7 +283,7 @@ impl FromStr for Header {
         let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
         let value = elems
             .next()
-            .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
+            .and_then(|v| FieldValue::from_ascii(v.trim()).ok())
             .ok_or(())?;
 
         Ok(Header { field, value })
@@ -481,7 +573,7 @@ impl From<(u8, u8)> for HTTPVersion {
 
 #[cfg(test)]
 mod test {
-    use super::Header;
+    use super::{FieldValue, Header};
     use httpdate::HttpDate;
     use std::time::{Duration, SystemTime};
 
@@ -522,5 +614,32 @@ mod test {
         assert!("Transfer-Encoding: chunked".parse::<Header>().is_ok());
         assert!("Transfer-Encoding: chunked ".parse::<Header>().is_ok());
         assert!("Transfer-Encoding:   chunked ".parse::<Header>().is_ok());
+    }
+
+    /// Short values held inline and long ones on the heap read back the same;
+    /// non-ASCII is refused.
+    #[test]
+    fn field_values_inline_and_on_the_heap() {
+        for len in [
+            0,
+            1,
+            FieldValue::INLINE - 1,
+            FieldValue::INLINE,
+            FieldValue::INLINE + 1,
+            300,
+        ] {
+            let text: String = (0..len)
+                .map(|i| char::from(b'!' + (i % 90) as u8))
+                .collect();
+            let v = FieldValue::from_ascii(&text).unwrap_or_else(|()| panic!("ascii"));
+            assert_eq!(v.as_str(), text);
+            assert_eq!(v.as_bytes(), text.as_bytes());
+            assert!(v == text.as_str() && v == v.clone());
+            assert_eq!(format!("{v}"), text);
+            assert_eq!(format!("{v:?}"), format!("{text:?}"));
+        }
+        assert!(FieldValue::from_ascii("caf\u{e9}").is_err());
+        assert!(FieldValue::from_ascii(b"\xff").is_err());
+        assert!(std::mem::size_of::<FieldValue>() <= 24);
     }
 }

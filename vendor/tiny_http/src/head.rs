@@ -2,10 +2,8 @@
 
 use std::io::{BufRead, ErrorKind};
 
-use ascii::AsciiString;
-
 use crate::body::{read_line, Body, LineError};
-use crate::common::{HTTPVersion, Header, HeaderField, Method};
+use crate::common::{FieldValue, HTTPVersion, Header, HeaderField, Method};
 use crate::Limits;
 
 /// A parsed request head.
@@ -215,7 +213,7 @@ pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
     };
     Some(Header {
         field,
-        value: AsciiString::from_ascii(value.to_vec()).ok()?,
+        value: FieldValue::from_ascii(value).ok()?,
     })
 }
 

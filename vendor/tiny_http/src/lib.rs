@@ -109,7 +109,7 @@ use std::time::{Duration, Instant};
 use conn::{Dispatcher, Queue, ServerShared};
 
 pub use body::{is_body_too_large, BodyTooLarge};
-pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
+pub use common::{FieldValue, HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use limits::{BodyBudget, ErrorBody, Limits, OnStop, Refusal};
 pub use request::{ReadWrite, Request};
