@@ -8,17 +8,27 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub at: Instant,
+    /// The wall-clock time of `at`: the outbox schedules retries by the
+    /// database's clock, so gaps that must be at least some back-off are
+    /// checked on this one (a VM paused and resumed steps the wall clock,
+    /// not the monotonic one).
+    pub wall: SystemTime,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
 }
 
 impl Delivery {
+    /// Wall-clock time from `earlier` to this delivery (zero if the clock says it came first).
+    pub fn since(&self, earlier: &Delivery) -> Duration {
+        self.wall.duration_since(earlier.wall).unwrap_or_default()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .get(&name.to_ascii_lowercase())
@@ -155,6 +165,7 @@ fn serve(
         }
         let delivery = Delivery {
             at: Instant::now(),
+            wall: SystemTime::now(),
             headers,
             body,
         };
