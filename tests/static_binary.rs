@@ -226,13 +226,20 @@ fn serve_in_root(root: &Path, bin: &str) {
     assert_eq!(fetched.status, 200);
     assert_eq!(fetched.json()["email"], "static-root@example.com");
 
-    let metrics = client::get(admin, "/metrics").expect("scrape");
-    assert_eq!(metrics.status, 200);
-    let text = metrics.text();
-    assert!(
-        text.contains(r#"http_requests_total{method="POST",path="/api/v1/users",status="201"} 1"#),
-        "metrics:\n{text}"
-    );
+    // A request is counted just after its answer is written: the scrape may
+    // come first on a busy machine, so scrape until the create shows.
+    let counted = r#"http_requests_total{method="POST",path="/api/v1/users",status="201"} 1"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let metrics = client::get(admin, "/metrics").expect("scrape");
+        assert_eq!(metrics.status, 200);
+        let text = metrics.text();
+        if text.contains(counted) || Instant::now() > deadline {
+            break text;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.contains(counted), "metrics:\n{text}");
     assert!(text.contains("build_info{"), "metrics:\n{text}");
 
     let killed = Command::new("kill")
