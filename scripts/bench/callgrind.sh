@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request of the service itself (valgrind's callgrind), for
 # W2 (GET /api/v1/users/{id}), W3 (POST /api/v1/users) and SHED (a create
-# answered 503 because the queue is full: what overload costs per request). Instruction counts
-# do not depend on how busy the machine is, so before/after comparisons hold
-# on a shared host where req/s does not.
+# answered 503 because the queue is full: what overload costs per request).
+# Instruction counts do not depend on how busy the machine is, so
+# before/after comparisons hold on a shared host where req/s does not.
 #
 #   scripts/bench/callgrind.sh BINARY [W2|W3|SHED ...]
 #

@@ -22,9 +22,8 @@ scripts/ensure-test-services.sh >/dev/null
 source .dev/test.env
 cargo build --release -q
 cargo build --release -q --example open_loop
-# The build has just written hundreds of MB; their writeback would otherwise
-# run during the first scenarios and take CPU from what they measure (an
-# overload run started right after a fresh build lost ~10% goodput to it).
+# The build has just written hundreds of MB: flush them now rather than
+# during the first scenarios' measurements.
 sync
 target_dir=${CARGO_TARGET_DIR:-target}
 export USERSVC_BIN=${USERSVC_BIN:-$target_dir/release/usersvc}

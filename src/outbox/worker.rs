@@ -426,7 +426,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Long enough for a whole batch of attempts that each time out.
     /// How long until the backlog gauges are due for a recount (zero: now).
     fn backlog_due_in(&self) -> Duration {
         let every = BACKLOG_EVERY.max(self.backlog_cost.mul_f64(1.0 / BACKLOG_DUTY));
@@ -434,6 +433,7 @@ impl Worker {
             .map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()))
     }
 
+    /// Long enough for a whole batch of attempts that each time out.
     fn lease(&self) -> Duration {
         self.settings.webhook_timeout * BATCH as u32 + Duration::from_secs(10)
     }

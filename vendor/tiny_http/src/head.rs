@@ -207,12 +207,9 @@ pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
     if !is_field_value(value) {
         return None;
     }
-    let field = match HeaderField::known(name) {
-        Some(known) => known,
-        None => HeaderField::from_bytes(name.to_vec()).ok()?,
-    };
     Some(Header {
-        field,
+        // A name clients commonly send is shared; any other is copied.
+        field: HeaderField::from_bytes(name).ok()?,
         value: FieldValue::from_ascii(value).ok()?,
     })
 }
