@@ -23,9 +23,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo .cargo
 COPY vendor vendor
+# The linker wrapper (.cargo/config.toml) and the code layout it applies.
+COPY scripts/release scripts/release
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs benches/log_line.rs benches/hot_paths.rs \
+ && touch src/lib.rs benches/log_line.rs benches/hot_paths.rs benches/tracing_span.rs \
  && cargo build --locked --profile dist --target x86_64-unknown-linux-musl \
  && rm -rf src benches
 
@@ -34,7 +36,7 @@ ARG USERSVC_VERSION=""
 ARG USERSVC_COMMIT=""
 RUN touch src/main.rs src/lib.rs \
  && USERSVC_VERSION="${USERSVC_VERSION}" USERSVC_COMMIT="${USERSVC_COMMIT}" \
-    cargo build --locked --profile dist --target x86_64-unknown-linux-musl \
+    scripts/release/build.sh \
  && scripts/image-root.sh target/x86_64-unknown-linux-musl/dist/usersvc /rootfs \
  && /rootfs/usr/local/bin/usersvc --version
 

@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 
 .DEFAULT_GOAL := help
-.PHONY: help build release image-root run test test-static lint bench test-reliability docker migrate-up migrate-down clean
+.PHONY: help build release text-order image-root run test test-static lint bench test-reliability docker migrate-up migrate-down clean
 
 # The shipped binary: static musl, `dist` profile (Cargo.toml), allocator by
 # measurement (BENCHMARKS.md, "Static binary").
@@ -23,9 +23,11 @@ build: ## debug build
 	$(CARGO) build
 
 release: ## static, stripped x86_64 Linux binary (musl; installs the target and musl-tools if missing)
-	scripts/ensure-release-toolchain.sh
-	$(CARGO) build --profile dist --target $(RELEASE_TARGET) $(RELEASE_FEATURES)
+	CARGO=$(CARGO) scripts/release/build.sh $(RELEASE_FEATURES)
 	@echo "$(RELEASE_BIN): $$(stat -c %s $(RELEASE_BIN)) bytes ($$(( $$(stat -c %s $(RELEASE_BIN)) / 1024 )) KiB)$$(file -b $(RELEASE_BIN) 2>/dev/null | cut -d, -f1-2,4- | sed 's/^/, /')"
+
+text-order: ## renew scripts/release/text-order.txt, the release binary's code layout (valgrind, PostgreSQL)
+	scripts/release/text-order.sh
 
 image-root: release ## the container image's root filesystem, without Docker (target/image-root)
 	scripts/image-root.sh $(RELEASE_BIN) $(IMAGE_ROOT)

@@ -9,6 +9,9 @@
 //!    short hash (`-dirty` when the tracked tree has changes);
 //! 3. the Cargo package version, and commit `unknown`.
 //!
+//! The static release target also relinks when its code layout changes
+//! (scripts/release/text-order.txt).
+//!
 //! Also: `--cfg usersvc_loom` in RUSTFLAGS (the loom build of
 //! scripts/run-tests.sh) turns on `cfg(loom)` for this crate only. A global
 //! `--cfg loom` would reach our dependencies too, and tokio compiles its
@@ -26,6 +29,12 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
     println!("cargo:rerun-if-changed=.git/refs/tags");
+    // The static release build's linker lays out the code by this list
+    // (scripts/release/link.sh); cargo does not know the linker reads it.
+    if std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-musl") {
+        println!("cargo:rerun-if-changed=scripts/release/text-order.txt");
+        println!("cargo:rerun-if-changed=scripts/release/link.sh");
+    }
 
     let in_git = git(&["rev-parse", "--is-inside-work-tree"]).is_some();
     let version = env("USERSVC_VERSION").unwrap_or_else(|| {
