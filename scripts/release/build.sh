@@ -35,6 +35,12 @@ else
     echo "warning: fewer than 90% of the listed functions exist in this build; \`make text-order\` renews the list" >&2
   fi
 fi
-# To a new file: cargo's copy under deps/ keeps its symbols for `make text-order`.
+# Stripped into a new file (cargo's copy under deps/ keeps its symbols, for
+# `make text-order`), then written in place by `install`, as users install
+# it. Not `strip -o` alone: its way of writing leaves the file in the page
+# cache in blocks that the kernel maps whole, and a process started from it
+# mapped 1.5 MiB more of it (BENCHMARKS.md, "Code laid out by use").
 strip --strip-all -o "$BIN.stripped" "$BIN"
-mv "$BIN.stripped" "$BIN"
+rm -f "$BIN"
+install -m 0755 "$BIN.stripped" "$BIN"
+rm -f "$BIN.stripped"

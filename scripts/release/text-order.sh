@@ -3,7 +3,8 @@
 # in its default configuration — start-up, migrations, every route of both
 # listeners, its error answers, the steady GET and create of `make bench`, the
 # shutdown — hottest first (instructions spent in each, valgrind's callgrind),
-# one linker symbol per line. scripts/release/link.sh lays out the code in
+# then those that only the optional parts run (the Redis cache, tracing, the
+# webhook), one linker symbol per line. scripts/release/link.sh lays out the code in
 # this order, so that what runs shares as few pages as possible (why:
 # link.sh's header; measured: BENCHMARKS.md, "Code laid out by use").
 #
@@ -40,34 +41,40 @@ DB="text_order_$$"
 DB_URL="${ADMIN_URL%/*}/$DB"
 WORK=$(mktemp -d)
 PID=""
+SINK_PID=""
 cleanup() {
   [ -z "$PID" ] || { kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null || true; }
+  [ -z "$SINK_PID" ] || kill "$SINK_PID" 2>/dev/null || true
   psql -X -q "$ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 psql -X -q "$ADMIN_URL" -c "CREATE DATABASE $DB" >/dev/null
 
-P=$(python3 "$BENCH/probe.py" free-port)
-A=$(python3 "$BENCH/probe.py" free-port)
-while [ "$A" = "$P" ]; do A=$(python3 "$BENCH/probe.py" free-port); done
-# The default configuration but for the addresses, and migrations at start-up
-# (the code `usersvc migrate up` runs, in one process).
-env -i PATH="$PATH" DATABASE_URL="$DB_URL" ADDR="127.0.0.1:$P" ADMIN_ADDR="127.0.0.1:$A" \
-  MIGRATE_ON_START=true \
-  valgrind --tool=callgrind --demangle=no --callgrind-out-file="$WORK/callgrind.out" "$BIN" \
-  >"$WORK/service.log" 2>&1 &
-PID=$!
-for ((i = 0; i < 600; i++)); do
-  python3 "$BENCH/probe.py" get --port "$A" --path /readyz >/dev/null 2>&1 && break
-  kill -0 "$PID" 2>/dev/null || { cat "$WORK/service.log" >&2; exit 1; }
-  sleep 0.1
-done
-
-# Every route and its usual errors, on both listeners.
-python3 - "$P" "$A" <<'PY'
+# profile RUN [NAME=value...]: the service under callgrind (RUN.out), the
+# request mix, `make bench`'s GET and create in steady state, SIGTERM.
+profile() {
+  local run=$1 i
+  shift
+  P=$(python3 "$BENCH/probe.py" free-port)
+  A=$(python3 "$BENCH/probe.py" free-port)
+  while [ "$A" = "$P" ]; do A=$(python3 "$BENCH/probe.py" free-port); done
+  env -i PATH="$PATH" DATABASE_URL="$DB_URL" ADDR="127.0.0.1:$P" ADMIN_ADDR="127.0.0.1:$A" "$@" \
+    valgrind --tool=callgrind --demangle=no --callgrind-out-file="$WORK/$run.out" "$BIN" \
+    >"$WORK/$run.log" 2>&1 &
+  PID=$!
+  for ((i = 0; i < 600; i++)); do
+    python3 "$BENCH/probe.py" get --port "$A" --path /readyz >/dev/null 2>&1 && break
+    kill -0 "$PID" 2>/dev/null || { cat "$WORK/$run.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  # `make bench`'s GET reads the seeded users 1..10,000.
+  [ -n "$SEEDED" ] || psql -X -q "$DB_URL" -v n=10000 -f "$BENCH/sql/seed.sql" >/dev/null
+  SEEDED=1
+  # Every route and its usual errors, on both listeners.
+  python3 - "$P" "$A" "$run" <<'PY'
 import http.client, json, sys
-pub, adm = int(sys.argv[1]), int(sys.argv[2])
+pub, adm, run = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def call(port, method, path, body=None, headers=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     h = dict(headers or {})
@@ -83,15 +90,15 @@ def call(port, method, path, body=None, headers=None):
 U = "/api/v1/users"
 ids = []
 for i in range(20):
-    s, b = call(pub, "POST", U, {"name": f"Order {i}", "email": f"order{i}@example.com"})
+    s, b = call(pub, "POST", U, {"name": f"Order {i}", "email": f"{run}-{i}@example.com"})
     assert s == 201, (s, b)
     ids.append(json.loads(b)["id"])
-call(pub, "POST", U, {"name": "Order", "email": "ORDER0@example.com"})          # 409
+call(pub, "POST", U, {"name": "Order", "email": f"{run.upper()}-0@EXAMPLE.com"})          # 409
 call(pub, "POST", U, {"name": "", "email": "not-an-address"})                  # 422
 call(pub, "POST", U, b"{not json")                                              # 400
 call(pub, "POST", U, b"{}", {"Content-Type": "text/plain"})                    # 415
 for k in range(2):
-    call(pub, "POST", U, {"name": "Keyed", "email": "keyed@example.com"}, {"Idempotency-Key": "order-key"})
+    call(pub, "POST", U, {"name": "Keyed", "email": f"{run}-keyed@example.com"}, {"Idempotency-Key": f"{run}-key"})
 for i in ids[:10]:
     call(pub, "GET", f"{U}/{i}")
 call(pub, "GET", f"{U}/999999999")                                              # 404
@@ -115,44 +122,67 @@ call(adm, "PUT", "/debug/log-level?level=debug&for=1s")
 call(pub, "GET", f"{U}/{ids[3]}")
 call(adm, "PUT", "/debug/log-level?level=info")
 PY
-# The steady state of `make bench`'s GET and create (the hottest code first).
-psql -X -q "$DB_URL" -v n=10000 -f "$BENCH/sql/seed.sql" >/dev/null
-wrk -t1 -c4 -d3s -s "$BENCH/lua/w2_get_user.lua" "http://127.0.0.1:$P/" -- "o$$" >/dev/null
-wrk -t1 -c4 -d3s -s "$BENCH/lua/w3_create_user.lua" "http://127.0.0.1:$P/" -- "o$$" >/dev/null
-kill -TERM "$PID"
-wait "$PID" || { cat "$WORK/service.log" >&2; exit 1; }
-PID=""
+  wrk -t1 -c4 -d3s -s "$BENCH/lua/w2_get_user.lua" "http://127.0.0.1:$P/" -- "$run" >/dev/null
+  wrk -t1 -c4 -d3s -s "$BENCH/lua/w3_create_user.lua" "http://127.0.0.1:$P/" -- "$run" >/dev/null
+  kill -TERM "$PID"
+  wait "$PID" || { cat "$WORK/$run.log" >&2; exit 1; }
+  PID=""
+}
+SEEDED=""
 
-# Functions by their own instructions, most first. callgrind names a
-# function once, `fn=(id) name` (or `cfn=(id) name` where first called), then
-# by its id; a cost line after `calls=` is the callee's, not the caller's own.
-python3 - "$WORK/callgrind.out" >"$OUT.tmp" <<'PY'
+# 1. The default configuration but for the addresses, with migrations at
+# start-up (the code `usersvc migrate up` runs, in one process).
+profile default MIGRATE_ON_START=true
+# 2. The optional parts on: the Redis cache, tracing every request (to a
+# local stand-in collector, which also takes the webhook's deliveries).
+# Their functions follow the default set, so a default start maps none of
+# them.
+SINK=$(python3 "$BENCH/probe.py" free-port)
+python3 "$BENCH/otlp_sink.py" --port "$SINK" --ready "$WORK/sink.ready" >"$WORK/sink.log" 2>&1 &
+SINK_PID=$!
+for ((i = 0; i < 100; i++)); do [ -e "$WORK/sink.ready" ] && break; sleep 0.05; done
+profile optional REDIS_URL="$USERSVC_TEST_REDIS_URL" \
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$SINK" OTEL_TRACES_SAMPLER=always_on \
+  WEBHOOK_URL="http://127.0.0.1:$SINK/events"
+kill "$SINK_PID" 2>/dev/null || true
+wait "$SINK_PID" 2>/dev/null || true
+SINK_PID=""
+
+# Functions by their own instructions, most first: the first run's, then
+# those only the second ran. callgrind names a function once, `fn=(id) name`
+# (or `cfn=(id) name` where first called), then by its id; a cost line after
+# `calls=` is the callee's, not the caller's own. Only Rust functions
+# (`_ZN…`, `_R…`), each once: link.sh places the sections of rustc's
+# objects, not the C library's or ring's C code, nor valgrind's addresses or
+# "(below main)".
+python3 - "$WORK/default.out" "$WORK/optional.out" >"$OUT.tmp" <<'PY'
 import re, sys
-names, own, fn, callee_cost = {}, {}, None, False
-for line in open(sys.argv[1]):
-    m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
-    if m:
-        kind, i, name = m.groups()
-        if name:
-            names[i] = name
-        if kind == "fn":
-            fn = i
-            own.setdefault(i, 0)
-        continue
-    if line.startswith("calls="):
-        callee_cost = True
-        continue
-    if fn is not None and (line[:1].isdigit() or line[:1] in "+-*"):
-        if not callee_cost:
-            parts = line.split()
-            own[fn] += int(parts[1]) if len(parts) > 1 else 0
-        callee_cost = False
-# Only symbols the linker can place: names, not valgrind's addresses or "(below main)".
-# Only Rust functions (`_ZN…`, `_R…`), each once: link.sh places the
-# sections of rustc's objects, not the C library's or ring's C code, nor
-# valgrind's addresses or "(below main)".
-listed = [names[i] for i in sorted(own, key=lambda i: -own[i]) if i in names]
-print("\n".join(dict.fromkeys(n for n in listed if re.fullmatch(r"(_ZN|_R)[\w.$]*", n))))
+listed = {}
+for path in sys.argv[1:]:
+    names, own, fn, callee_cost = {}, {}, None, False
+    for line in open(path):
+        m = re.match(r"^(c?fn)=\((\d+)\)(?: (.*))?$", line.rstrip("\n"))
+        if m:
+            kind, i, name = m.groups()
+            if name:
+                names[i] = name
+            if kind == "fn":
+                fn = i
+                own.setdefault(i, 0)
+            continue
+        if line.startswith("calls="):
+            callee_cost = True
+            continue
+        if fn is not None and (line[:1].isdigit() or line[:1] in "+-*"):
+            if not callee_cost:
+                parts = line.split()
+                own[fn] += int(parts[1]) if len(parts) > 1 else 0
+            callee_cost = False
+    for i in sorted(own, key=lambda i: -own[i]):
+        name = names.get(i, "")
+        if re.fullmatch(r"(_ZN|_R)[\w.$]*", name):
+            listed.setdefault(name, None)
+print("\n".join(listed))
 PY
 mv "$OUT.tmp" "$OUT"
 echo "text-order.sh: $(wc -l <"$OUT") functions in $OUT" >&2
