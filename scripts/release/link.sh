@@ -7,17 +7,19 @@
 # Why: the kernel maps a program's code in 64 KiB blocks around every page it
 # runs (fault-around; 128 KiB read-around when the file is not cached yet), so
 # the code a process maps is set by how widely the functions it runs are
-# spread, not by their size. In the default layout the ~1,800 functions that
-# start-up and requests run lie across 2.4 MiB of the 2.9 MiB of code, and all
-# of that was resident. Listed first and side by side they fill ~1.2 MiB
+# spread, not by their size. In the default layout the ~1,600 functions that
+# start-up and requests run at the defaults lie across 2.4 MiB of the 2.9 MiB
+# of code, and all of that was resident. Side by side they fill ~1.2 MiB
 # (BENCHMARKS.md, "Code laid out by use"). The list is made by running the
 # service (scripts/release/text-order.sh, `make text-order`).
 #
 # How: rustc puts every function in a section of its own, `.text.<symbol>`
 # (`.text.unlikely.<symbol>` for cold ones). Before linking, the sections of
 # the listed functions in rustc's object files are renamed
-# `.text.sorted.<rank>`, which GNU ld's default linker script places before
-# all other code, sorted by name (`SORT(.text.sorted.*)`, binutils ≥ 2.36).
+# `.text.sorted.<rank>`, which GNU ld's default linker script keeps
+# together, sorted by name, ahead of the rest of `.text` (only the compiler's
+# `.text.unlikely`, `.startup` and `.hot` groups come before them):
+# `SORT(.text.sorted.*)`, binutils ≥ 2.36.
 # A listed name the objects do not have is skipped: a function renamed or
 # inlined since the list was made, or every function after a new toolchain
 # or dependency version (a mangled name ends in a hash of the crate's build
