@@ -3,12 +3,10 @@
 //! protobuf.
 //!
 //! Why this shape: the official SDK does the span model, sampling and W3C
-//! propagation; its thread-based `BatchSpanProcessor` exports from one
-//! thread of its own (`OpenTelemetry.Traces.BatchProcessor`, `comm`
-//! `OpenTelemetry.T`) through a small blocking ureq client
+//! propagation; our span processor ([`batch`]) exports from one thread of
+//! its own (`otel-export`) through a small blocking ureq client
 //! ([`client`]), so there is no tokio runtime and no hidden thread. A
-//! request only hands its finished span to a bounded queue with a
-//! non-blocking send: a dead, black-holed or failing collector never slows
+//! request only hands its finished span to a bounded queue, never waiting: a dead, black-holed or failing collector never slows
 //! a request or a worker; spans that cannot be sent are dropped, counted and
 //! logged ([`export`]). Shutdown step 6 flushes within
 //! [`crate::config::SPAN_FLUSH_TIMEOUT`], part of the budget the
@@ -19,9 +17,10 @@
 //! the request path's only tracing work is that check.
 //!
 //! Pieces: [`request`] (server spans, `traceparent` extraction), [`db`]
-//! (statement spans), [`propagation`] (the outgoing-call seam), [`client`],
-//! [`export`] (accounting).
+//! (statement spans), [`propagation`] (the outgoing-call seam), [`batch`]
+//! (the queue and its export thread), [`client`], [`export`] (accounting).
 
+pub mod batch;
 pub mod client;
 pub mod db;
 pub mod export;
@@ -31,16 +30,13 @@ pub mod request;
 pub mod sampling;
 
 use std::fmt;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
-};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::build_info;
@@ -157,12 +153,15 @@ pub fn traces_url_of(base: &str) -> String {
 pub enum TracingError {
     /// [`install`] was called twice.
     AlreadyInstalled,
+    /// The export thread could not be started.
+    Thread(std::io::Error),
 }
 
 impl fmt::Display for TracingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TracingError::AlreadyInstalled => f.write_str("tracing is already installed"),
+            TracingError::Thread(e) => write!(f, "cannot start the span export thread: {e}"),
         }
     }
 }
@@ -178,7 +177,6 @@ pub struct Tracing {
     /// The sampler, for the decision taken before the SDK is called
     /// ([`sampling`]).
     pub(crate) sampler: sampling::SamplerSpec,
-    queued: export::Queued,
 }
 
 static ACTIVE: OnceLock<Tracing> = OnceLock::new();
@@ -218,25 +216,15 @@ fn build(settings: &TracingSettings) -> Result<Tracing, TracingError> {
         settings.headers.clone(),
         settings.timeout,
     );
-    let queued = export::Queued::default();
-    let exporter = export::Counting {
-        inner: exporter,
-        queued: Arc::clone(&queued),
-    };
-    // Every value set explicitly: the builder's defaults read OTEL_BSP_*
-    // from the environment, unvalidated.
-    let batch = BatchConfigBuilder::default()
-        .with_max_queue_size(settings.max_queue_size)
-        .with_max_export_batch_size(settings.max_export_batch_size.min(settings.max_queue_size))
-        .with_scheduled_delay(settings.schedule_delay)
-        .build();
-    let processor = export::Gate {
-        inner: BatchSpanProcessor::builder(exporter)
-            .with_batch_config(batch)
-            .build(),
-        queued: Arc::clone(&queued),
-        capacity: settings.max_queue_size,
-    };
+    let processor = batch::Batcher::start(
+        exporter,
+        batch::BatchSettings {
+            capacity: settings.max_queue_size,
+            batch_size: settings.max_export_batch_size,
+            delay: settings.schedule_delay,
+        },
+    )
+    .map_err(TracingError::Thread)?;
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler(settings.sampler, settings.ratio))
@@ -252,7 +240,6 @@ fn build(settings: &TracingSettings) -> Result<Tracing, TracingError> {
             kind: settings.sampler,
             ratio: settings.ratio,
         },
-        queued,
     })
 }
 
@@ -319,11 +306,8 @@ pub fn shutdown(bound: Duration) {
         return;
     };
     let started = Instant::now();
+    // The batcher counts what is still unsent when the bound runs out.
     let result = tracing.provider.shutdown_with_timeout(bound);
-    let unsent = tracing.queued.swap(0, Ordering::AcqRel);
-    if result.is_err() {
-        export::record_dropped(unsent, "unsent when the shutdown flush bound ran out");
-    }
     log::info!(
         exported_total = SPANS_EXPORTED.get(),
         dropped_total = SPANS_DROPPED.get(),

@@ -721,7 +721,7 @@ fn every_thread_of_a_tracing_process_is_named_and_none_is_tokio() {
         "worker-",
         "http-",
         "db-pool-",
-        "OpenTelemetry.T",
+        "otel-export",
         "readiness-",
         "outbox",
         "db-watchdog",
@@ -738,7 +738,7 @@ fn every_thread_of_a_tracing_process_is_named_and_none_is_tokio() {
         assert!(!name.to_lowercase().contains("tokio") && !name.contains("reqwest"));
     }
     assert_eq!(
-        names.iter().filter(|n| *n == "OpenTelemetry.T").count(),
+        names.iter().filter(|n| *n == "otel-export").count(),
         1,
         "{names:?}"
     );

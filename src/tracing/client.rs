@@ -3,21 +3,22 @@
 //! Why our own: opentelemetry-otlp's ready-made HTTP clients are reqwest
 //! (which starts a tokio runtime on a hidden thread) and hyper (which needs
 //! one), and its encoding path cost more than everything else tracing does
-//! (see [`super::otlp`]). The SDK's batch processor runs on its own thread
-//! and drives `export` with `block_on`, so an exporter that simply blocks is
-//! all it needs: the request body is written by [`super::otlp`] and POSTed
-//! with ureq, configured for that job: a global and a connect timeout (ureq
-//! has none by default), non-2xx answers returned as responses (a failed
-//! export, counted by [`super::export::Counting`]), no redirects, no proxy
-//! from the environment, and a bound on the response body read.
+//! (see [`super::otlp`]). [`super::batch`]'s export thread calls it once
+//! per batch, so an exporter that simply blocks is all it needs: the request
+//! body is written by [`super::otlp`] and POSTed with ureq, configured for
+//! that job: a global and a connect timeout (ureq has none by default),
+//! non-2xx answers returned as responses (a failed export, counted by
+//! [`super::batch`]), no redirects, no proxy from the environment, and a
+//! bound on the response body read.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
+use super::batch::SendBatch;
 use super::otlp::{self, Buffers, EncodedResource};
 
 /// The largest response body read from the collector (a partial-success
@@ -108,9 +109,9 @@ impl OtlpExporter {
     }
 }
 
-impl SpanExporter for OtlpExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.send(&batch)
+impl SendBatch for OtlpExporter {
+    fn send(&self, batch: &[SpanData]) -> OTelSdkResult {
+        OtlpExporter::send(self, batch)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
