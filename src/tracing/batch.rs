@@ -96,7 +96,6 @@ impl<E: SendBatch> Batcher<E> {
         let inside = Arc::clone(&shared);
         thread::Builder::new()
             .name("otel-export".to_owned())
-            .stack_size(256 * 1024)
             .spawn(move || export_loop(&inside))?;
         Ok(Batcher { shared })
     }
