@@ -6,8 +6,9 @@
 //! propagation; our span processor ([`batch`]) exports from one thread of
 //! its own (`otel-export`) through a small blocking ureq client
 //! ([`client`]), so there is no tokio runtime and no hidden thread. A
-//! request only hands its finished span to a bounded queue, never waiting: a dead, black-holed or failing collector never slows
-//! a request or a worker; spans that cannot be sent are dropped, counted and
+//! request only hands its finished span to a bounded queue, never waiting:
+//! a dead, black-holed or failing collector never slows a request or a
+//! worker; spans that cannot be sent are dropped, counted and
 //! logged ([`export`]). Shutdown step 6 flushes within
 //! [`crate::config::SPAN_FLUSH_TIMEOUT`], part of the budget the
 //! grace-period check reserves.

@@ -9,9 +9,10 @@
 //! use"). Here the queue is a `VecDeque` that grows with what waits and is
 //! bounded by the same setting; the batch being sent counts against it too.
 //!
-//! The thread sends a batch when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans wait,
-//! when `OTEL_BSP_SCHEDULE_DELAY` has passed since the last send with any
-//! waiting, when a flush asks, and at shutdown until the queue is empty or
+//! The thread sends a batch when `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans wait
+//! (at once), when a span has waited up to `OTEL_BSP_SCHEDULE_DELAY` (the
+//! delay runs from the last send, or from when the queue was last seen
+//! empty), when a flush asks, and at shutdown until the queue is empty or
 //! the caller's bound runs out (what is left is counted as dropped; the
 //! thread, if stuck on a black-holed collector, is left behind: the process
 //! is about to exit). Every drop is counted ([`super::export`]).
@@ -224,8 +225,8 @@ fn export_loop<E: SendBatch>(shared: &Shared<E>) {
                 return;
             }
             let now = Instant::now();
-            if st.queue.is_empty() || now >= due {
-                // Nothing waits: the delay starts with the next span's batch.
+            if st.queue.is_empty() {
+                // Nothing waits: a span arriving now waits at most `delay`.
                 due = now + delay;
             }
             st = shared
@@ -267,7 +268,8 @@ mod tests {
 
     /// Records the batches it is given; can be made to block.
     struct Recorder {
-        batches: Arc<Mutex<Vec<usize>>>,
+        /// Each batch's size and when it was sent.
+        batches: Sends,
         blocked: Arc<AtomicBool>,
     }
 
@@ -279,7 +281,7 @@ mod tests {
             self.batches
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(batch.len());
+                .push((batch.len(), Instant::now()));
             Ok(())
         }
         fn set_resource(&mut self, _: &Resource) {}
@@ -314,9 +316,7 @@ mod tests {
         }
     }
 
-    fn batcher(
-        settings: BatchSettings,
-    ) -> (Batcher<Recorder>, Arc<Mutex<Vec<usize>>>, Arc<AtomicBool>) {
+    fn batcher(settings: BatchSettings) -> (Batcher<Recorder>, Sends, Arc<AtomicBool>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let blocked = Arc::new(AtomicBool::new(false));
         let b = Batcher::start(
@@ -330,33 +330,47 @@ mod tests {
         (b, batches, blocked)
     }
 
-    fn sent(batches: &Mutex<Vec<usize>>) -> Vec<usize> {
+    type Sends = Arc<Mutex<Vec<(usize, Instant)>>>;
+
+    /// The sizes of the batches sent so far.
+    fn sent(batches: &Sends) -> Vec<usize> {
         batches
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .map(|&(n, _)| n)
+            .collect()
     }
 
     #[test]
     fn a_full_batch_is_sent_at_once_and_the_rest_after_the_delay() {
+        let delay = Duration::from_millis(500);
         let (b, batches, _) = batcher(BatchSettings {
             capacity: 100,
             batch_size: 3,
-            delay: Duration::from_millis(300),
+            delay,
         });
         for _ in 0..4 {
             b.on_end(span(true));
         }
         b.on_end(span(false)); // not sampled: never queued
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while sent(&batches).is_empty() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
+            thread::sleep(Duration::from_millis(2));
         }
-        assert_eq!(sent(&batches), vec![3], "the full batch, before the delay");
+        assert_eq!(sent(&batches).first(), Some(&3), "the full batch first");
         while sent(&batches).len() < 2 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(5));
+            thread::sleep(Duration::from_millis(2));
         }
         assert_eq!(sent(&batches), vec![3, 1], "the rest, after the delay");
+        // The rest waited for the delay, counted from the first send.
+        let at: Vec<Instant> = batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|&(_, t)| t)
+            .collect();
+        assert!(at[1] - at[0] >= delay, "{:?} apart", at[1] - at[0]);
         assert_eq!(b.pending(), 0);
         assert!(b.shutdown_with_timeout(Duration::from_secs(5)).is_ok());
     }
