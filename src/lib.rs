@@ -22,6 +22,8 @@ pub mod http;
 pub mod json_string;
 pub mod lifecycle;
 pub mod logging;
+#[cfg(target_arch = "x86_64")]
+pub mod memcpy;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;

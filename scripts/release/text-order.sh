@@ -152,8 +152,9 @@ SINK_PID=""
 # those only the second ran. callgrind names a function once, `fn=(id) name`
 # (or `cfn=(id) name` where first called), then by its id; a cost line after
 # `calls=` is the callee's, not the caller's own. Only Rust functions
-# (`_ZN…`, `_R…`), each once: link.sh places the sections of rustc's
-# objects, not the C library's or ring's C code, nor valgrind's addresses or
+# (`_ZN…`, `_R…`, and the static build's own `memcpy` and `memmove`,
+# src/memcpy.rs), each once: link.sh places the sections of rustc's objects,
+# not the C library's or ring's C code, nor valgrind's addresses or
 # "(below main)".
 python3 - "$WORK/default.out" "$WORK/optional.out" >"$OUT.tmp" <<'PY'
 import re, sys
@@ -180,7 +181,7 @@ for path in sys.argv[1:]:
             callee_cost = False
     for i in sorted(own, key=lambda i: -own[i]):
         name = names.get(i, "")
-        if re.fullmatch(r"(_ZN|_R)[\w.$]*", name):
+        if re.fullmatch(r"(_ZN|_R)[\w.$]*|memcpy|memmove", name):
             listed.setdefault(name, None)
 print("\n".join(listed))
 PY
