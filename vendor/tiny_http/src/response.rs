@@ -260,36 +260,130 @@ pub(crate) struct OwnHeaders {
 /// [`Response::raw_print_conn`] writes for the same status, headers and body sent with a
 /// `Content-Length` (the caller checked [`is_identity`] and [`is_plain_header`], and found
 /// which of `Server` and `Date` the headers hold: `own`).
+///
+/// The head is assembled in a buffer on the stack ([`StackHead`]) and appended in one piece;
+/// a head too long for it is written into `out` directly.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn render_identity<'h>(
     out: &mut Vec<u8>,
     http_version: &HTTPVersion,
     status: StatusCode,
-    headers: impl Iterator<Item = (&'h str, &'h str)>,
+    headers: impl Iterator<Item = (&'h str, &'h str)> + Clone,
     own: OwnHeaders,
     body: &[u8],
     do_not_send_body: bool,
     conn: ConnHeader,
 ) {
-    // Writes into a `Vec` cannot fail.
-    let _ = write_status_line(out, http_version, &status);
-    let _ = write_default_headers(out, own);
+    let framing = HeadFraming {
+        status,
+        own,
+        conn,
+        length: body.len(),
+    };
+    // A HEAD request's answer, and these statuses, carry the length but not the body.
+    let no_body = do_not_send_body || matches!(status.0, 100..=199 | 204 | 304);
+    let body = if no_body { &[][..] } else { body };
+    let mut head = StackHead::new();
+    if write_identity_head(&mut head, http_version, headers.clone(), framing).is_ok() {
+        out.reserve(head.len + body.len());
+        out.extend_from_slice(head.as_bytes());
+    } else {
+        // Writes into a `Vec` cannot fail.
+        let _ = write_identity_head(out, http_version, headers, framing);
+    }
+    out.extend_from_slice(body);
+}
+
+/// What [`write_identity_head`] needs besides the headers.
+#[derive(Clone, Copy)]
+struct HeadFraming {
+    status: StatusCode,
+    own: OwnHeaders,
+    conn: ConnHeader,
+    /// The body's length (for `Content-Length`).
+    length: usize,
+}
+
+/// The head [`render_identity`] sends, up to and including the blank line.
+fn write_identity_head<'h, W: Write>(
+    out: &mut W,
+    http_version: &HTTPVersion,
+    headers: impl Iterator<Item = (&'h str, &'h str)>,
+    framing: HeadFraming,
+) -> IoResult<()> {
+    let HeadFraming {
+        status,
+        own,
+        conn,
+        length,
+    } = framing;
+    write_status_line(out, http_version, &status)?;
+    write_default_headers(out, own)?;
     for (name, value) in headers {
-        let _ = write_header_line(out, name.as_bytes(), value.as_bytes());
+        write_header_line(out, name.as_bytes(), value.as_bytes())?;
     }
     if !conn.value().is_empty() {
-        let _ = write_header_line(out, b"Connection", conn.value());
+        write_header_line(out, b"Connection", conn.value())?;
     }
     // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
     if status.0 >= 200 && status.0 != 204 {
-        out.extend_from_slice(b"Content-Length: ");
-        let _ = write_decimal(out, body.len() as u64);
-        out.extend_from_slice(b"\r\n");
+        out.write_all(b"Content-Length: ")?;
+        write_decimal(out, length as u64)?;
+        out.write_all(b"\r\n")?;
     }
-    out.extend_from_slice(b"\r\n");
-    let no_body = do_not_send_body || matches!(status.0, 100..=199 | 204 | 304);
-    if !no_body {
-        out.extend_from_slice(body);
+    out.write_all(b"\r\n")
+}
+
+/// Bytes of a response head [`StackHead`] holds; longer heads take the `Vec` path.
+const STACK_HEAD_LEN: usize = 512;
+
+/// A response head assembled on the stack.
+///
+/// Why: the head is a dozen short pieces (`HTTP/`, `1.1`, `: `, `\r\n`, names and values).
+/// Appended to a `Vec` one by one, each is a call that checks the capacity and then calls
+/// `memcpy`, and the static build (opt-level `s`) inlines neither; here a piece of known
+/// length is a store or two, and the whole head reaches the `Vec` in one copy
+/// (BENCHMARKS.md, "Static binary").
+struct StackHead {
+    bytes: [u8; STACK_HEAD_LEN],
+    len: usize,
+}
+
+impl StackHead {
+    fn new() -> StackHead {
+        StackHead {
+            bytes: [0; STACK_HEAD_LEN],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Write for StackHead {
+    #[inline(always)]
+    fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    /// All of `buf`, or nothing and an error when it does not fit.
+    #[inline(always)]
+    fn write_all(&mut self, buf: &[u8]) -> IoResult<()> {
+        let end = self.len + buf.len();
+        match self.bytes.get_mut(self.len..end) {
+            Some(room) => {
+                room.copy_from_slice(buf);
+                self.len = end;
+                Ok(())
+            }
+            None => Err(io::ErrorKind::WriteZero.into()),
+        }
+    }
+
+    fn flush(&mut self) -> IoResult<()> {
+        Ok(())
     }
 }
 
@@ -1065,6 +1159,12 @@ mod render_identity_tests {
             ("X-Request-ID", "abc-123"),
         ];
         let with_server = [("Date", DATE), ("Server", "usersvc"), ("ETag", "\"1\"")];
+        // Longer than the stack buffer: the head goes straight into the `Vec`.
+        let long_value = "v".repeat(STACK_HEAD_LEN);
+        let long = [
+            ("Content-Type", "text/plain"),
+            ("X-Long", long_value.as_str()),
+        ];
         type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a [u8]);
         let cases: &[Case<'_>] = &[
             (200, &json, b"{\"id\":1}"),
@@ -1074,6 +1174,8 @@ mod render_identity_tests {
             (404, &with_server, b"not here"),
             (503, &json, b""),
             (200, &[("Date", DATE)], b""),
+            (200, &long, b"long head"),
+            (304, &long, b""),
         ];
         for &(status, headers, body) in cases {
             for version in [HTTPVersion(1, 1), HTTPVersion(1, 0)] {
