@@ -41,7 +41,8 @@ OPEN_LOOP = os.environ["OPEN_LOOP_BIN"]
 # "as it failed before" pass).
 CURRENT = {"bin": BIN}
 # The defects of issue 13, each re-run against BEFORE_BIN when it is given.
-DEFECTS = ["shutdown", "queue_timeout", "log_level", "frozen_db", "kill_storm"]
+DEFECTS = ["shutdown", "queue_timeout", "log_level", "json_memory", "input_rules", "secret_redaction",
+           "frozen_db", "kill_storm"]
 ADMIN_URL = os.environ.get("USERSVC_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 PG_BIN = os.environ.get("USERSVC_PG_BIN", "/usr/lib/postgresql/15/bin")
 RESULTS = []
@@ -375,6 +376,107 @@ def s_log_level():
     check("log_level", "absurd `for` refused", st == 400, f"status {st}")
     svc.stop()
     db.drop()
+
+
+def s_json_memory():
+    """50 concurrent creates, each a 1 MiB body whose unknown member is
+    `"x":[[],[],...]`: the service must not build what it skips. Before the
+    fix the body went through a `serde_json::Value` (500-700 MiB peak)."""
+    db = TempDb()
+    budget = 32 << 20  # MAX_BODY_BUFFER's default
+    svc = Svc(db.url, WORKERS=4, MAX_BODY_BUFFER=budget)
+    led = Ledger("json")
+    st = open(f"/proc/{svc.proc.pid}/status").read()
+    hwm = lambda text: int(next(l.split()[1] for l in text.splitlines() if l.startswith("VmHWM:"))) * 1024
+    base = hwm(st)
+    filler = ",".join(["[]"] * 340_000)  # ~1 MB of empty arrays
+
+    def one(i):
+        email = f"{led.prefix}{i}@example.com"
+        body = json.dumps({"name": "R", "email": email})[:-1] + ', "x": [' + filler + "]}"
+        try:
+            status = request(svc.addr, "POST", "/api/v1/users", body, timeout=60)[0]
+        except (OSError, http.client.HTTPException):
+            status = None
+        with led.lock:
+            led.told[email] = status
+        return status
+
+    with cf.ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(one, range(50)))
+    peak = hwm(open(f"/proc/{svc.proc.pid}/status").read()) - base
+    counts = {s: statuses.count(s) for s in sorted(set(statuses), key=str)}
+    check("json_memory", "50 x 1 MiB of unknown nested arrays: answered 201 or 503", set(statuses) <= {201, 503},
+          f"statuses {counts}")
+    check("json_memory", "peak RSS growth <= 2 x MAX_BODY_BUFFER", peak <= 2 * budget,
+          f"+{peak / 2**20:.0f} MiB (budget {budget >> 20} MiB)")
+    led.integrity("json_memory", db.url)
+    svc.stop()
+    db.drop()
+
+
+def s_input_rules():
+    """What the API refuses (422, 400, 409), on create and patch, and that a
+    refused request changes nothing."""
+    db = TempDb()
+    svc = Svc(db.url)
+    led = Ledger("input")
+    p = led.prefix
+
+    def create(body):
+        status, data, _ = request(svc.addr, "POST", "/api/v1/users", body)
+        return status, data
+
+    refused = {
+        "duplicate key": ('{"name":"R","email":"bad","email":"%sdup@x.io"}' % p, {400, 422}, f"{p}dup@x.io"),
+        "name of U+200B only": (json.dumps({"name": "\u200b", "email": f"{p}zw@x.io"}), {422}, f"{p}zw@x.io"),
+        "name with U+202E": (json.dumps({"name": "a\u202eb", "email": f"{p}bidi@x.io"}), {422}, f"{p}bidi@x.io"),
+        "name with U+2028": (json.dumps({"name": "a\u2028b", "email": f"{p}ls@x.io"}), {422}, f"{p}ls@x.io"),
+    }
+    for what, (body, want, email) in refused.items():
+        status, _ = create(body)
+        stored = psql(db.url, f"SELECT count(*) FROM users WHERE email = '{email}'").strip()
+        check("input_rules", f"create, {what}: refused, nothing stored", status in want and stored == "0",
+              f"status {status}, rows {stored}")
+    first, data = create(json.dumps({"name": "R", "email": f"{p}u@b\u00fccher.de"}))
+    again, _ = create(json.dumps({"name": "R", "email": f"{p}u@xn--bcher-kva.de"}))
+    rows = psql(db.url, f"SELECT count(*) FROM users WHERE email LIKE '{p}u@%'").strip()
+    check("input_rules", "the same mailbox in IDNA form: 409", first == 201 and again == 409 and rows == "1",
+          f"statuses {first}, {again}; rows {rows}")
+    if first == 201:
+        uid = json.loads(data)["id"]
+        before = psql(db.url, f"SELECT name FROM users WHERE id = {uid}").strip()
+        status = request(svc.addr, "PATCH", f"/api/v1/users/{uid}", json.dumps({"name": "\u200b\u200b"}))[0]
+        after = psql(db.url, f"SELECT name FROM users WHERE id = {uid}").strip()
+        check("input_rules", "patch to an invisible name: 422, unchanged", status == 422 and before == after,
+              f"status {status}, name {before!r} -> {after!r}")
+    svc.stop()
+    db.drop()
+
+
+def s_secret_redaction():
+    """`--print-config` with passwords DATABASE_URL parsers trip on: no
+    piece of the password may print."""
+    at, odd = "S3cr3t@Pwxyz", "S3cr3t@Pw#x/y?z"  # an unencoded `@`; and `#`, `/`, `?` besides
+    cases = [
+        (at, f"postgres://alice:{at}@db.example:5432/app"),
+        (at, f"postgresql://alice:{at}@db.example/app?sslmode=require"),
+        (odd, f"postgres://alice:{odd}@db.example:5432/app"),
+        (odd, f"host=db.example user=alice password={odd} dbname=app"),
+        (at, f"postgres://alice:{at}@/app"),
+        (at, f"postgres://:{at}@@db.example/app"),
+    ]
+    leaks = []
+    for password, url in cases:
+        pieces = {password[i:i + 4] for i in range(len(password) - 3)}
+        out = subprocess.run([CURRENT["bin"], "--print-config"], env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": url},
+                             capture_output=True, text=True, timeout=10)
+        text = out.stdout + out.stderr
+        found = sorted(x for x in pieces if x in text)
+        if found:
+            leaks.append(f"{url.replace(password, '<pw>')} printed {found[0]!r}")
+    check("secret_redaction", f"--print-config with {len(cases)} malformed URLs: no 4 bytes of the password",
+          not leaks, "; ".join(leaks[:2]) if leaks else f"{len(cases)} URLs, nothing of the password printed")
 
 
 def s_frozen():
@@ -1291,6 +1393,7 @@ def s_promtool():
 
 
 SCENARIOS = [("shutdown", s_shutdown), ("queue_timeout", s_queue_timeout), ("log_level", s_log_level),
+             ("json_memory", s_json_memory), ("input_rules", s_input_rules), ("secret_redaction", s_secret_redaction),
              ("frozen_db", s_frozen), ("db_stopped", s_stopped), ("kill_storm", s_storm),
              ("overload", s_overload), ("slowhttptest", s_slowhttp), ("http_abuse", s_abuse), ("tiny_http_hardening", s_hardening),
              ("schemathesis", s_schemathesis), ("promtool", s_promtool),

@@ -11,7 +11,8 @@
 # the report, e.g. about a shared machine), BEFORE_BIN (a binary from before
 # the fixes: the defect scenarios run against it too, reported apart and not
 # counted), KEEP_LOGS=1 (keep the service logs). Scenarios: shutdown,
-# queue_timeout, log_level, frozen_db, db_stopped, kill_storm, overload,
+# queue_timeout, log_level, json_memory, input_rules, secret_redaction,
+# frozen_db, db_stopped, kill_storm, overload,
 # slowhttptest, http_abuse, tiny_http_hardening, schemathesis, promtool,
 # rolling_restart, slow_readers, held_bodies, redis_stopped, outbox_restart,
 # soak. Honours CARGO_TARGET_DIR (the binary is taken from there).
