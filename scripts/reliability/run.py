@@ -227,10 +227,16 @@ class Svc:
                 return busy
             time.sleep(0.05)
 
-    def proc_stat(self):
+    def status(self, key):
+        """A number from /proc/PID/status (`VmRSS:` and `VmHWM:` in KiB)."""
         st = open(f"/proc/{self.proc.pid}/status").read()
-        get = lambda k: int(next(l.split()[1] for l in st.splitlines() if l.startswith(k)))
-        return get("VmRSS:") * 1024, len(os.listdir(f"/proc/{self.proc.pid}/fd")), get("Threads:")
+        return int(next(l.split()[1] for l in st.splitlines() if l.startswith(key)))
+
+    def proc_stat(self):
+        return self.status("VmRSS:") * 1024, len(os.listdir(f"/proc/{self.proc.pid}/fd")), self.status("Threads:")
+
+    def peak_rss(self):
+        return self.status("VmHWM:") * 1024
 
     def stop(self, timeout=30):
         if self.proc.poll() is None:
@@ -386,9 +392,7 @@ def s_json_memory():
     budget = 32 << 20  # MAX_BODY_BUFFER's default
     svc = Svc(db.url, WORKERS=4, MAX_BODY_BUFFER=budget)
     led = Ledger("json")
-    st = open(f"/proc/{svc.proc.pid}/status").read()
-    hwm = lambda text: int(next(l.split()[1] for l in text.splitlines() if l.startswith("VmHWM:"))) * 1024
-    base = hwm(st)
+    base = svc.peak_rss()
     filler = ",".join(["[]"] * 340_000)  # ~1 MB of empty arrays
 
     def one(i):
@@ -404,7 +408,7 @@ def s_json_memory():
 
     with cf.ThreadPoolExecutor(50) as pool:
         statuses = list(pool.map(one, range(50)))
-    peak = hwm(open(f"/proc/{svc.proc.pid}/status").read()) - base
+    peak = svc.peak_rss() - base
     counts = {s: statuses.count(s) for s in sorted(set(statuses), key=str)}
     check("json_memory", "50 x 1 MiB of unknown nested arrays: answered 201 or 503", set(statuses) <= {201, 503},
           f"statuses {counts}")

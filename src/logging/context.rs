@@ -79,17 +79,16 @@ impl RequestId {
     pub fn from_uuid(id: uuid::Uuid) -> RequestId {
         // 8-4-4-4-12 lowercase hex digits, what `Uuid::hyphenated` writes, a byte at a time
         // (no formatter, no copies: this runs for every request without an `X-Request-ID`).
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digits: [u8; 32] = hex(id.as_bytes());
         let mut buf = [0u8; Self::MAX_LEN];
         let mut at = 0;
-        for (i, b) in id.as_bytes().iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
+        for (i, &d) in digits.iter().enumerate() {
+            if matches!(i, 8 | 12 | 16 | 20) {
                 buf[at] = b'-';
                 at += 1;
             }
-            buf[at] = DIGITS[usize::from(b >> 4)];
-            buf[at + 1] = DIGITS[usize::from(b & 0xf)];
-            at += 2;
+            buf[at] = d;
+            at += 1;
         }
         RequestId { len: 36, buf }
     }
