@@ -306,7 +306,7 @@ impl StartupWork for Startup {
             .check()
             .map_err(StartupError::Readiness)?;
         // The outbox reads columns the migrations add: it starts after them.
-        self.outbox.spawn().map_err(StartupError::Outbox)
+        self.outbox.start(&self.db).map_err(StartupError::Outbox)
     }
 }
 

@@ -288,20 +288,21 @@ pub fn start<S: StartupWork>(
         steer.push(public_listener.listener.try_clone()?);
     }
     let public_addr = public_listener.listener.local_addr()?;
-    let public = {
+    let mut specs = vec![{
         let dispatcher = Arc::clone(&dispatcher);
-        tiny_http::Server::from_listener_with(
-            public_listener.listener,
-            tiny_http::Limits {
+        tiny_http::ServerSpec {
+            listener: public_listener.listener.into(),
+            limits: tiny_http::Limits {
                 listener_on_stop: public_listener.on_stop,
                 ..limits.clone()
             },
-            tiny_http::Dispatch::Handler(Arc::new(move |req| dispatcher.dispatch(&submitter, req))),
-            io_hooks(),
-        )?
-    };
+            dispatch: tiny_http::Dispatch::Handler(Arc::new(move |req| {
+                dispatcher.dispatch(&submitter, req)
+            })),
+        }
+    }];
 
-    let admin = match settings.admin_addr {
+    let admin_addr = match settings.admin_addr {
         None => None,
         Some(addr) => {
             let l = bind_named(Role::Admin, "ADMIN_ADDR", addr, settings.port_sharing)?;
@@ -314,18 +315,23 @@ pub fn start<S: StartupWork>(
                 Admin::new(admin, workers.slots())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             );
-            let server = tiny_http::Server::from_listener_with(
-                l.listener,
-                tiny_http::Limits {
+            specs.push(tiny_http::ServerSpec {
+                listener: l.listener.into(),
+                limits: tiny_http::Limits {
                     listener_on_stop: l.on_stop,
                     ..limits
                 },
-                tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
-                io_hooks(),
-            )?;
-            Some((server, bound))
+                dispatch: tiny_http::Dispatch::Handler(Arc::new(move |req| admin.dispatch(req))),
+            });
+            Some(bound)
         }
     };
+    // One I/O thread for both listeners (ARCHITECTURE.md, "Threads").
+    let mut servers = tiny_http::Server::serve_together(specs, io_hooks())?.into_iter();
+    let (Some(public), admin) = (servers.next(), servers.next()) else {
+        return Err(io::Error::other("the HTTP layer started no server"));
+    };
+    let admin = admin.zip(admin_addr);
     systemd::check_all_taken()?;
     systemd::start_watchdog()?;
     if let Some(observer) = observer {

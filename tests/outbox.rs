@@ -410,6 +410,18 @@ fn without_a_webhook_events_stay_pending_and_are_counted() {
         ),
         3
     );
+    // Nothing to deliver: no thread of its own, its passes run on the pool's threads.
+    let workers = client::get(metrics_common::admin(&svc), "/debug/workers").expect("workers");
+    let bg = &workers.json()["background"];
+    assert_eq!(bg[0]["thread"], "db-pool", "{bg}");
+    assert_eq!(bg[0]["webhook"], false);
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", svc.pid()))
+        .expect("tasks")
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n == "outbox"), "{names:?}");
 }
 
 #[test]

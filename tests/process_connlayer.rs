@@ -63,6 +63,13 @@ fn thousands_of_idle_keepalive_connections_cost_no_thread() {
     ]);
     svc.wait_ready(Duration::from_secs(20));
     let admin = svc.admin.expect("admin");
+    // At idle: main, one I/O thread for both listeners, the workers, the pool's two (a
+    // readiness ping's thread may still be ending).
+    assert!(
+        eventually(Duration::from_secs(3), || threads(svc.pid()) <= WORKERS + 4),
+        "{} threads at idle with WORKERS={WORKERS}",
+        threads(svc.pid())
+    );
     let before = threads(svc.pid());
     let rss_before = rss_kib(svc.pid());
 

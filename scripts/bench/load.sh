@@ -9,10 +9,10 @@ LUA_DIR="$BENCH_LIB_DIR/lua"
 lua_for() { # WORKLOAD -> script path
   case $1 in
     W1 | W1-info) echo "$LUA_DIR/w1_healthz.lua" ;;
-    W2 | W2-info | W2-otel0.01 | W2-otel1 | W2-cache) echo "$LUA_DIR/w2_get_user.lua" ;;
+    W2 | W2-info | W2-otel0.01 | W2-otel1 | W2-cache | W2-idle10k) echo "$LUA_DIR/w2_get_user.lua" ;;
     W3) echo "$LUA_DIR/w3_create_user.lua" ;;
     W4) echo "$LUA_DIR/w4_mix.lua" ;;
-    *) die "unknown workload '$1' (W1 W2 W3 W4 W1-info W2-info W2-otel0.01 W2-otel1 W2-cache)" ;;
+    *) die "unknown workload '$1' (W1 W2 W3 W4 W1-info W2-info W2-otel0.01 W2-otel1 W2-cache W2-idle10k)" ;;
   esac
 }
 

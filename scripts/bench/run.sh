@@ -13,7 +13,9 @@
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
 #                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
-#   BENCH_WORKLOADS="W1 W2 W2-otel0.01 W2-otel1 W2-cache W3 W4 W1-info W2-info"
+#   BENCH_WORKLOADS="W1 W2 W2-idle10k W2-otel0.01 W2-otel1 W2-cache W3 W4 W1-info W2-info"
+#                           W2-idle10k: W2 while BENCH_IDLE_CONNS (10000) idle keep-alive
+#                           connections are held open (hold_conns.py; MAX_CONNS raised to fit)
 #                           W2-otel*: W2 with tracing on (parentbased_traceidratio at 0.01 / 1),
 #                           exporting to a local stand-in collector (otlp_sink.py)
 #                           W2-cache: W2 with the Redis read-through cache on (a redis-server of
@@ -63,7 +65,8 @@ BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 BENCH_DURATION=$(seconds "${BENCH_DURATION:-15}")
 BENCH_WARMUP=$(seconds "${BENCH_WARMUP:-3}")
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
-BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W2-otel0.01 W2-otel1 W2-cache W3 W4 W1-info W2-info}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-W1 W2 W2-idle10k W2-otel0.01 W2-otel1 W2-cache W3 W4 W1-info W2-info}
+BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 BENCH_SWEEP_WORKLOADS=${BENCH_SWEEP_WORKLOADS-W2 W3}
 BENCH_SWEEP_CONNECTIONS=${BENCH_SWEEP_CONNECTIONS-16 64 256}
 BENCH_PLOT=${BENCH_PLOT:-$ROOT/BENCHMARKS-throughput-p99.svg}
@@ -79,6 +82,17 @@ RUN_ID=$(date +%s)$$
 install_traps
 need_tools
 sched_check
+case " $BENCH_WORKLOADS " in
+  *" W2-idle10k "*)
+    # The service and the holder each need an fd per held connection (and the
+    # service its listeners, the pool, wrk's connections): raise the soft limit.
+    need=$((BENCH_IDLE_CONNS + 2048))
+    if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need" ]; then
+      ulimit -Sn "$need" 2>/dev/null ||
+        die "W2-idle10k needs $need open files (ulimit -Hn is $(ulimit -Hn)); raise it or leave W2-idle10k out"
+    fi
+    ;;
+esac
 
 rm -rf "$BENCH_OUT/logs" "$BENCH_OUT/tmp" "$BENCH_OUT/raw.jsonl" "$BENCH_OUT/results.jsonl" "$BENCH_OUT/results.md"
 mkdir -p "$BENCH_OUT/logs" "$BENCH_OUT/tmp"
@@ -184,6 +198,7 @@ cache_hit_ratio() {
 }
 workload_env() { # WORKLOAD -> extra service environment
   case $1 in
+    W2-idle10k) echo "MAX_CONNS=$((BENCH_IDLE_CONNS + 1024))" ;;
     W2-cache) echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT" ;;
     W2-otel*)
       echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT" \
@@ -191,10 +206,43 @@ workload_env() { # WORKLOAD -> extra service environment
   esac
 }
 
+# hold_idle NAME: BENCH_IDLE_CONNS idle keep-alive connections to the
+# running service, held by hold_conns.py (HOLDER_PID) until it is stopped;
+# sets HELD_KV to what they cost the service (RSS and threads once held).
+HOLDER_PID=""
+hold_idle() {
+  local name=$1 ready="$BENCH_OUT/tmp/$1.held.json" mem i
+  rm -f "$ready"
+  python3 "$HERE/hold_conns.py" --port "$SVC_PORT" --count "$BENCH_IDLE_CONNS" --ready "$ready" \
+    >"$BENCH_OUT/logs/$name.holder.log" 2>&1 &
+  HOLDER_PID=$!
+  track "$HOLDER_PID"
+  for ((i = 0; i < 1200; i++)); do
+    [ -s "$ready" ] && break
+    kill -0 "$HOLDER_PID" 2>/dev/null || die "hold_conns.py exited (log: $BENCH_OUT/logs/$name.holder.log)"
+    sleep 0.1
+  done
+  [ -s "$ready" ] || die "hold_conns.py did not open $BENCH_IDLE_CONNS connections within 120 s"
+  sleep 0.5
+  mem=$(python3 "$HERE/proc.py" mem "$SVC_PID")
+  HELD_KV=$(python3 -c 'import json, sys
+h, m = json.load(open(sys.argv[1])), json.loads(sys.argv[2])
+print("held_conns=%d held_failed=%d held_rss_kib=%d held_threads=%d" % (h["held"], h["failed"], m["rss_kib"], m["threads"]))' "$ready" "$mem")
+  log "$name: $HELD_KV"
+}
+release_idle() {
+  [ -n "$HOLDER_PID" ] || return 0
+  kill -TERM "$HOLDER_PID" 2>/dev/null || true
+  wait_bounded "$HOLDER_PID" 10 || true
+  untrack "$HOLDER_PID"
+  HOLDER_PID=""
+}
+
 # run_one WORKLOAD LABEL ROUND KV...: a fresh start of binary LABEL, the
 # workload at $BENCH_CONNECTIONS, the stop; one record in raw.jsonl.
 run_one() {
   local w=$1 l=$2 round=$3 level=warn name pid n; shift 3
+  HELD_KV=""
   case $w in *-info) level=info ;; esac
   name="$w-$l$round"
   [ "$BENCH_CONNECTIONS" = "$BENCH_CONNECTIONS_MAIN" ] || name="$name-c$BENCH_CONNECTIONS"
@@ -202,13 +250,16 @@ run_one() {
   svc_start "${BIN[$l]}" "$name" "$level"
   preflight "$w"
   pid=$SVC_PID
-  measure_wrk "$name" "$w" "$SVC_PORT" "$pid" "$PM_PID" \
+  case $w in W2-idle10k) hold_idle "$name" ;; esac
+  # shellcheck disable=SC2086 # HELD_KV: words KEY=VALUE
+  measure_wrk "$name" "$w" "$SVC_PORT" "$pid" "$PM_PID" $HELD_KV \
     kind=service target=usersvc "label=$l" "round=$round" "log_level=$level" \
     "binary=${BIN[$l]}" "binary_size=$(stat -c %s "${BIN[$l]}")" \
     "startup_ms=$SVC_STARTUP_MS" "idle_rss_kib=$SVC_IDLE_RSS_KIB" "idle_threads=$SVC_IDLE_THREADS" \
     "first_start_ms=$FIRST_START_MS" "$@" >/dev/null
   local cache="null 0 0 0"
   case $w in W2-cache) cache=$(cache_hit_ratio) ;; esac
+  release_idle
   svc_stop "${BIN[$l]}"
   # the stop numbers (and the cache's hit ratio) belong to the record just written
   # shellcheck disable=SC2086 # four words

@@ -33,12 +33,14 @@
 //!   [`DbPoolObserver`] (metrics); a timeout is `DbError::Unavailable`.
 //! - A scheduled thread pool of 2 threads (r2d2's default is 3) opens
 //!   connections in the background and reaps old ones (`conn_max_lifetime`).
+//!   Other short, timed database chores can run there too ([`DbPool::schedule`]:
+//!   the outbox's retention and gauges when there is no webhook to deliver to).
 
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use postgres::Client;
-use scheduled_thread_pool::ScheduledThreadPool;
+use scheduled_thread_pool::{JobHandle, ScheduledThreadPool};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::apply_by::ApplyBy;
@@ -83,6 +85,8 @@ impl DbPoolState {
 #[derive(Clone)]
 pub struct DbPool {
     inner: Arc<OnceLock<r2d2::Pool<Manager>>>,
+    /// The pool's maintenance threads, once [`DbPool::open`] started them.
+    scheduler: Arc<OnceLock<Arc<ScheduledThreadPool>>>,
     opener: Arc<Mutex<Option<Manager>>>,
     /// Signalled (under `opener`) once `inner` is set: an acquire before
     /// [`DbPool::open`] waits for it, within its budget.
@@ -164,6 +168,7 @@ impl DbPool {
         let manager = Manager::new(config, connector.clone(), secret.clone());
         Ok(DbPool {
             inner: Arc::new(OnceLock::new()),
+            scheduler: Arc::new(OnceLock::new()),
             opener: Arc::new(Mutex::new(Some(manager))),
             opened: Arc::new(Condvar::new()),
             settings: settings.clone(),
@@ -196,11 +201,25 @@ impl DbPool {
             .connection_timeout(at_least_1ms(settings.acquire_timeout))
             .test_on_check_out(false)
             .error_handler(Box::new(LogConnectErrors::default()))
-            .thread_pool(threads)
+            .thread_pool(Arc::clone(&threads))
             .build_unchecked(manager);
+        let _ = self.scheduler.set(threads);
         // Set only here, under the `opener` lock, after `take`: cannot be set twice.
         let _ = self.inner.set(pool);
         self.opened.notify_all();
+    }
+
+    /// Runs `job` on the pool's maintenance threads (those that open and reap its
+    /// connections): first after `first`, then again after each delay it returns, until it
+    /// returns `None` or the handle is cancelled. For short database chores only: while it
+    /// runs, one of the two threads opens no connection. `None` before [`DbPool::open`].
+    pub fn schedule(
+        &self,
+        first: Duration,
+        job: impl FnMut() -> Option<Duration> + Send + 'static,
+    ) -> Option<JobHandle> {
+        let threads = self.scheduler.get()?;
+        Some(threads.execute_with_dynamic_delay(first, job))
     }
 
     /// The r2d2 pool once [`DbPool::open`] has run, waiting for that until

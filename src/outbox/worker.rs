@@ -1,6 +1,13 @@
-//! The `outbox` thread: delivers pending events and purges old rows.
+//! The outbox worker: delivers pending events and purges old rows.
 //!
-//! One loop, one connection ([`Store`]):
+//! With a `WEBHOOK_URL` it has a thread of its own, `outbox` (a delivery
+//! waits on the receiver for up to `WEBHOOK_TIMEOUT`). Without one there is
+//! nothing to deliver, and what is left (steps 1 and 3 below, a few short
+//! statements a second at most) runs as a timed job on the database pool's
+//! maintenance threads ([`DbPool::schedule`]) instead of keeping a thread
+//! asleep for it.
+//!
+//! One pass at a time, one connection ([`Store`]):
 //!
 //! 1. every [`PURGE_INTERVAL`] (and at start): retention, in batches of
 //!    [`PURGE_BATCH`] rows — expired idempotency keys, then events delivered
@@ -20,7 +27,8 @@
 //! listeners stop accepting) ends the claiming; the batch in hand is
 //! finished, except that an attempt that could not end by the shutdown
 //! deadline is not started — those events are released, pending for the
-//! next start or another replica. Step 5 joins the thread.
+//! next start or another replica. Step 5 joins the thread (or cancels the
+//! timed job and waits for a pass that is running).
 //!
 //! A database error drops the connection; the loop reconnects with back-off
 //! (logged at most every 10 s). A claimed event whose outcome could not be
@@ -38,6 +46,7 @@ use super::store::{Backlog, Event, Store};
 use super::webhook::{HeaderSupplier, Webhook};
 use crate::cache::rate_log::RateLimitedLog;
 use crate::config::Secret;
+use crate::db::DbPool;
 use crate::runtime::Background;
 
 /// Idle poll: how late an event written by another replica is seen.
@@ -144,8 +153,15 @@ impl Shared {
 pub struct Outbox {
     shared: Arc<Shared>,
     delivering: bool,
+    /// Taken by the `outbox` thread; held (locked during each pass) by the timed job.
     worker: Arc<Mutex<Option<Worker>>>,
-    handle: Mutex<Option<JoinHandle<()>>>,
+    running: Mutex<Option<Running>>,
+}
+
+/// How the worker runs once started (see the module docs).
+enum Running {
+    Thread(JoinHandle<()>),
+    Scheduled(scheduled_thread_pool::JobHandle),
 }
 
 /// A cheap handle for `/debug/workers` and the write nudge.
@@ -170,7 +186,8 @@ impl OutboxHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut v = json!({ "thread": "outbox", "webhook": self.delivering });
+        let thread = if self.delivering { "outbox" } else { "db-pool" };
+        let mut v = json!({ "thread": thread, "webhook": self.delivering });
         match activity {
             Activity::Idle => v["state"] = json!("idle"),
             Activity::Connecting => v["state"] = json!("connecting"),
@@ -211,33 +228,56 @@ impl Outbox {
                 oldest_age_secs: 0.0,
             },
             backlog_cost: Duration::ZERO,
+            next_purge: Instant::now(),
+            reconnect: RECONNECT_FIRST,
         };
         Outbox {
             shared,
             delivering,
             worker: Arc::new(Mutex::new(Some(worker))),
-            handle: Mutex::new(None),
+            running: Mutex::new(None),
         }
     }
 
-    /// Starts the `outbox` thread; later calls do nothing. A failed spawn
-    /// leaves the worker in place, so the next call tries again.
-    pub fn spawn(&self) -> std::io::Result<()> {
-        let mut handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
-        if handle.is_some() {
+    /// Starts the worker: the `outbox` thread with a webhook, a timed job on
+    /// `pool`'s maintenance threads without one (`pool` must be open). Later
+    /// calls do nothing. A failed start leaves the worker in place, so the
+    /// next call tries again.
+    pub fn start(&self, pool: &DbPool) -> std::io::Result<()> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.is_some() {
             return Ok(());
         }
         let slot = Arc::clone(&self.worker);
-        *handle = Some(
-            thread::Builder::new()
-                .name("outbox".into())
-                .spawn(move || {
-                    let worker = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                    if let Some(worker) = worker {
-                        worker.run();
-                    }
-                })?,
-        );
+        *running = Some(if self.delivering {
+            Running::Thread(
+                thread::Builder::new()
+                    .name("outbox".into())
+                    .spawn(move || {
+                        let worker = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+                        if let Some(worker) = worker {
+                            worker.run();
+                        }
+                    })?,
+            )
+        } else {
+            log::info!(
+                target: "usersvc::outbox",
+                webhook = false;
+                "outbox worker started (retention and gauges only, on the db-pool threads)"
+            );
+            let job = pool.schedule(Duration::ZERO, move || {
+                let mut worker = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                let w = worker.as_mut()?;
+                if w.shared.stop_deadline().is_some() {
+                    return None;
+                }
+                Some(w.tick().max(SCHEDULED_MIN_GAP))
+            });
+            Running::Scheduled(job.ok_or_else(|| {
+                std::io::Error::other("the database pool is not open: nowhere to run the outbox")
+            })?)
+        });
         Ok(())
     }
 
@@ -257,26 +297,37 @@ impl Outbox {
         self.shared.changed.notify_all();
     }
 
-    /// [`Outbox::request_stop`], then waits for the thread, at most until
-    /// `deadline`; `false` if it was still running then.
+    /// [`Outbox::request_stop`], then waits for the thread (or for a pass of
+    /// the timed job that is running), at most until `deadline`; `false` if
+    /// it was still running then.
     pub fn stop_and_wait(&self, deadline: Instant) -> bool {
         self.request_stop(deadline);
-        let Some(handle) = self
-            .handle
+        let Some(running) = self
+            .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         else {
             return true;
         };
-        while !handle.is_finished() {
+        let finished = || match &running {
+            Running::Thread(handle) => handle.is_finished(),
+            // The job locks the worker for a whole pass: free means no pass runs.
+            Running::Scheduled(_) => self.worker.try_lock().is_ok(),
+        };
+        if let Running::Scheduled(job) = &running {
+            job.cancel();
+        }
+        while !finished() {
             if Instant::now() >= deadline {
                 log::warn!(target: "usersvc::outbox", "outbox worker still busy at the shutdown deadline");
                 return false;
             }
             thread::sleep(Duration::from_millis(5));
         }
-        let _ = handle.join();
+        if let Running::Thread(handle) = running {
+            let _ = handle.join();
+        }
         true
     }
 }
@@ -307,7 +358,18 @@ struct Worker {
     last_backlog: Backlog,
     /// How long the last count took.
     backlog_cost: Duration,
+    next_purge: Instant,
+    /// The wait before the next connect after a failed one.
+    reconnect: Duration,
 }
+
+/// The first wait after a failed connect (doubling up to [`RECONNECT_MAX`]).
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The timed job (no webhook) runs at most this often: a pass with nothing
+/// due costs nothing, and the gauges are due once a second at most.
+const SCHEDULED_MIN_GAP: Duration = Duration::from_millis(250);
 
 /// The backlog gauges are refreshed at most this often.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
@@ -318,66 +380,75 @@ const BACKLOG_DUTY: f64 = 0.01;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Worker {
+    /// The `outbox` thread: passes until stopped, waiting between them.
     fn run(mut self) {
         log::info!(
             target: "usersvc::outbox",
             webhook = self.webhook.is_some();
             "outbox worker started"
         );
-        let mut next_purge = Instant::now();
-        let mut reconnect = Duration::from_millis(100);
         while self.shared.stop_deadline().is_none() {
-            if self.store.is_none() {
-                self.shared.set(Activity::Connecting);
-                match Store::connect(
-                    self.settings.database_url.expose_secret(),
-                    CONNECT_TIMEOUT,
-                    self.settings.statement_timeout,
-                ) {
-                    Ok(store) => {
-                        self.store = Some(store);
-                        reconnect = Duration::from_millis(100);
-                    }
-                    Err(e) => {
-                        self.errors
-                            .warn("usersvc::outbox", "outbox cannot reach the database", &e);
-                        self.shared.set(Activity::Idle);
-                        self.shared.sleep(reconnect);
-                        reconnect = (reconnect * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
-                }
-            }
-            let Some(mut store) = self.store.take() else {
-                continue;
-            };
-            match self.round(&mut store, &mut next_purge) {
-                Ok(()) => self.store = Some(store),
-                Err(e) => {
-                    self.errors.warn(
-                        "usersvc::outbox",
-                        "outbox database error; reconnecting",
-                        &crate::db::error::describe(&e),
-                    );
-                    self.shared.set(Activity::Idle);
-                    self.shared.sleep(reconnect);
-                }
+            let wait = self.tick();
+            if !wait.is_zero() {
+                self.shared.sleep(wait);
             }
         }
         self.shared.set(Activity::Idle);
         log::info!(target: "usersvc::outbox", "outbox worker stopped");
     }
 
-    /// One pass of the loop (see the module docs).
-    fn round(
-        &mut self,
-        store: &mut Store,
-        next_purge: &mut Instant,
-    ) -> Result<(), postgres::Error> {
-        if Instant::now() >= *next_purge {
+    /// One pass: (re)connects if needed, then [`Worker::round`]. Returns how
+    /// long to wait before the next pass (a write's nudge may cut it short).
+    fn tick(&mut self) -> Duration {
+        if self.store.is_none() {
+            self.shared.set(Activity::Connecting);
+            match Store::connect(
+                self.settings.database_url.expose_secret(),
+                CONNECT_TIMEOUT,
+                self.settings.statement_timeout,
+            ) {
+                Ok(store) => {
+                    self.store = Some(store);
+                    self.reconnect = RECONNECT_FIRST;
+                }
+                Err(e) => {
+                    self.errors
+                        .warn("usersvc::outbox", "outbox cannot reach the database", &e);
+                    self.shared.set(Activity::Idle);
+                    let wait = self.reconnect;
+                    self.reconnect = (self.reconnect * 2).min(RECONNECT_MAX);
+                    return wait;
+                }
+            }
+        }
+        let Some(mut store) = self.store.take() else {
+            return Duration::ZERO;
+        };
+        let wait = match self.round(&mut store) {
+            Ok(wait) => {
+                self.store = Some(store);
+                wait
+            }
+            Err(e) => {
+                self.errors.warn(
+                    "usersvc::outbox",
+                    "outbox database error; reconnecting",
+                    &crate::db::error::describe(&e),
+                );
+                self.reconnect
+            }
+        };
+        self.shared.set(Activity::Idle);
+        wait
+    }
+
+    /// One pass of the loop (see the module docs); returns the wait before
+    /// the next.
+    fn round(&mut self, store: &mut Store) -> Result<Duration, postgres::Error> {
+        if Instant::now() >= self.next_purge {
             self.shared.set(Activity::Purging);
             self.purge(store)?;
-            *next_purge = Instant::now() + PURGE_INTERVAL;
+            self.next_purge = Instant::now() + PURGE_INTERVAL;
         }
         if self.webhook.is_some() {
             // While busy the loop never idles: keep the gauges current.
@@ -386,7 +457,7 @@ impl Worker {
             let batch = store.claim(BATCH, lease)?;
             if !batch.is_empty() {
                 self.deliver_batch(store, batch)?;
-                return Ok(());
+                return Ok(Duration::ZERO);
             }
         }
         self.refresh_backlog(store)?;
@@ -395,18 +466,14 @@ impl Worker {
             POLL_INTERVAL
         } else {
             self.backlog_due_in()
-                .min(next_purge.saturating_duration_since(Instant::now()))
+                .min(self.next_purge.saturating_duration_since(Instant::now()))
         };
         if self.webhook.is_some() && backlog.pending > 0 {
             if let Some(due) = store.next_due()? {
                 wait = wait.min(due);
             }
         }
-        self.shared.set(Activity::Idle);
-        if !wait.is_zero() {
-            self.shared.sleep(wait);
-        }
-        Ok(())
+        Ok(wait)
     }
 
     /// Recounts the backlog gauges when they are due. The count scans every

@@ -1,6 +1,9 @@
-//! Connections: one I/O thread per listener owns every socket.
+//! Connections: one I/O thread owns every socket of the listeners it serves.
 //!
-//! The I/O thread waits on readiness (`epoll` through `mio`, edge-triggered) and drives each
+//! [`start`] takes one listener or several (the service's public and admin listeners share
+//! one thread): each keeps its own limits, dispatch, connection cap and shutdown controls
+//! ([`ServerShared`]); the thread, its `epoll` set, its read buffer and its hand-back queue
+//! ([`IoShared`]) are common. The I/O thread waits on readiness (`epoll` through `mio`, edge-triggered) and drives each
 //! connection through a small state machine:
 //!
 //! ```text
@@ -84,7 +87,9 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 const FINAL_ACCEPT_MAX: usize = 65536;
 
 const WAKE: Token = Token(usize::MAX);
-const LISTEN: Token = Token(usize::MAX - 1);
+/// The token of the first listener; listener `i` has `LISTEN_FIRST - i` (connections count up
+/// from 0).
+const LISTEN_FIRST: usize = usize::MAX - 1;
 
 /// Response bytes handed to the I/O thread: the whole response, or one part of a large one.
 pub(crate) struct Finished {
@@ -154,7 +159,15 @@ impl ReqShared {
     }
 }
 
-/// State shared by the I/O thread, the threads answering requests and the control handles.
+/// What the I/O thread shares with everyone who hands it work, whichever listener it is for.
+pub(crate) struct IoShared {
+    io_thread: OnceLock<thread::ThreadId>,
+    waker: Waker,
+    finished: Mutex<Vec<Finished>>,
+}
+
+/// State of one listener shared by the I/O thread, the threads answering its requests and the
+/// control handles.
 pub(crate) struct ServerShared {
     pub(crate) limits: Limits,
     draining: AtomicBool,
@@ -167,9 +180,7 @@ pub(crate) struct ServerShared {
     /// Set by the I/O thread once the listener is shut down (after draining its queue).
     listener_closed: Mutex<bool>,
     listener_cv: Condvar,
-    io_thread: OnceLock<thread::ThreadId>,
-    waker: Waker,
-    finished: Mutex<Vec<Finished>>,
+    io: Arc<IoShared>,
 }
 
 impl ServerShared {
@@ -182,7 +193,7 @@ impl ServerShared {
     }
 
     fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
+        if let Err(e) = self.io.waker.wake() {
             log::error!("cannot wake the HTTP I/O thread: {}", e);
         }
     }
@@ -259,7 +270,7 @@ impl ServerShared {
     /// Hands a finished request to the I/O thread (one wake-up per batch).
     fn finish(&self, f: Finished) {
         let was_empty = {
-            let mut q = lock(&self.finished);
+            let mut q = lock(&self.io.finished);
             q.push(f);
             q.len() == 1
         };
@@ -272,7 +283,7 @@ impl ServerShared {
     }
 
     fn on_io_thread(&self) -> bool {
-        self.io_thread.get() == Some(&thread::current().id())
+        self.io.io_thread.get() == Some(&thread::current().id())
     }
 }
 
@@ -545,66 +556,82 @@ impl Queue {
     }
 }
 
-/// Starts the I/O thread of a listener.
+/// One listener for [`start`]: its socket, its limits and where its requests go.
+pub(crate) struct ListenerSpec {
+    pub(crate) listener: Arc<Listener>,
+    pub(crate) limits: Limits,
+    pub(crate) dispatch: Dispatcher,
+}
+
+/// Starts one I/O thread serving every listener of `specs`; returns their shared states in
+/// the same order.
 pub(crate) fn start(
-    listener: Arc<Listener>,
-    limits: Limits,
-    dispatch: Dispatcher,
+    specs: Vec<ListenerSpec>,
     hooks: IoHooks,
-) -> io::Result<Arc<ServerShared>> {
+) -> io::Result<Vec<Arc<ServerShared>>> {
     let poll = Poll::new()?;
-    let waker = Waker::new(poll.registry(), WAKE)?;
-    poll.registry().register(
-        &mut SourceFd(&listener.as_raw_fd()),
-        LISTEN,
-        Interest::READABLE,
-    )?;
-    let stack = limits.thread_stack_size;
-    let shared = Arc::new(ServerShared {
-        limits,
-        draining: AtomicBool::new(false),
-        stopped: AtomicBool::new(false),
-        forced: AtomicBool::new(false),
-        open: AtomicUsize::new(0),
-        idle_lock: Mutex::new(()),
-        idle_cv: Condvar::new(),
-        listener: Mutex::new(Some(listener.clone())),
-        listener_closed: Mutex::new(false),
-        listener_cv: Condvar::new(),
+    let io = Arc::new(IoShared {
         io_thread: OnceLock::new(),
-        waker,
+        waker: Waker::new(poll.registry(), WAKE)?,
         finished: Mutex::new(Vec::new()),
     });
-    let inside = shared.clone();
-    let io = IoThread {
+    let mut stack = 0;
+    let mut sites = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        poll.registry().register(
+            &mut SourceFd(&spec.listener.as_raw_fd()),
+            Token(LISTEN_FIRST - i),
+            Interest::READABLE,
+        )?;
+        stack = stack.max(spec.limits.thread_stack_size);
+        let server = Arc::new(ServerShared {
+            limits: spec.limits,
+            draining: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            forced: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
+            idle_cv: Condvar::new(),
+            listener: Mutex::new(Some(spec.listener.clone())),
+            listener_closed: Mutex::new(false),
+            listener_cv: Condvar::new(),
+            io: io.clone(),
+        });
+        sites.push(Site {
+            server,
+            listener: Some(spec.listener),
+            dispatch: spec.dispatch,
+            count: 0,
+            accept_ready: true,
+            accept_retry: None,
+            backoff: Duration::ZERO,
+            last_log: None,
+            drain_seen: false,
+        });
+    }
+    let servers = sites.iter().map(|s| s.server.clone()).collect();
+    let thread = IoThread {
         poll,
-        server: shared.clone(),
-        listener: Some(listener),
-        dispatch,
+        io: io.clone(),
+        sites,
         hooks,
         conns: Vec::new(),
         free: Vec::new(),
-        count: 0,
         next_id: 0,
         scratch: vec![0; SCRATCH],
         discarded: 0,
         line: Vec::new(),
-        accept_ready: true,
-        accept_retry: None,
-        backoff: Duration::ZERO,
-        last_log: None,
         next_sweep: None,
         last_sweep: Instant::now(),
-        drain_seen: false,
     };
     thread::Builder::new()
         .name("http-io".to_owned())
         .stack_size(stack)
         .spawn(move || {
-            let _ = inside.io_thread.set(thread::current().id());
-            io.run()
+            let _ = io.io_thread.set(thread::current().id());
+            thread.run()
         })?;
-    Ok(shared)
+    Ok(servers)
 }
 
 /// Where a connection is in its life (see the module doc).
@@ -635,6 +662,8 @@ struct PendingBody {
 
 struct Conn {
     id: u64,
+    /// Index of its listener in [`IoThread::sites`].
+    site: usize,
     /// Shared with the worker answering the in-flight request (see [`ReqIo::write_now`]).
     stream: Arc<Connection>,
     remote: Option<SocketAddr>,
@@ -670,41 +699,70 @@ enum ReadResult {
     Closed,
 }
 
-struct IoThread {
-    poll: Poll,
+/// One listener served by the I/O thread, and where accepting from it stands.
+struct Site {
     server: Arc<ServerShared>,
+    /// `None` once it stopped accepting.
     listener: Option<Arc<Listener>>,
     dispatch: Dispatcher,
+    /// Its open connections (capped by its `max_connections`).
+    count: usize,
+    accept_ready: bool,
+    accept_retry: Option<Instant>,
+    backoff: Duration,
+    last_log: Option<Instant>,
+    drain_seen: bool,
+}
+
+impl Site {
+    /// Ready to accept now, without waiting for an event.
+    fn can_accept_now(&self) -> bool {
+        self.accept_ready
+            && self.listener.is_some()
+            && self.accept_retry.is_none()
+            && self.count < self.server.limits.max_connections
+    }
+
+    /// Stopped, and every connection closed: nothing left to serve.
+    fn finished(&self) -> bool {
+        self.listener.is_none() && self.count == 0 && self.server.stopped.load(SeqCst)
+    }
+}
+
+struct IoThread {
+    poll: Poll,
+    io: Arc<IoShared>,
+    sites: Vec<Site>,
     hooks: IoHooks,
     /// Boxed: `drive` moves a connection out of its slot and back for every event, and a
     /// pointer moves for free where the ~300-byte `Conn` would be copied twice.
     conns: Vec<Option<Box<Conn>>>,
     free: Vec<usize>,
-    count: usize,
     next_id: u64,
     scratch: Vec<u8>,
     /// Bytes thrown away by the last `discard`.
     discarded: usize,
     line: Vec<u8>,
-    accept_ready: bool,
-    accept_retry: Option<Instant>,
-    backoff: Duration,
-    last_log: Option<Instant>,
     /// No deadline of any connection is earlier than this.
     next_sweep: Option<Instant>,
     last_sweep: Instant,
-    drain_seen: bool,
 }
 
 impl IoThread {
-    fn lim(&self) -> &Limits {
-        &self.server.limits
+    fn lim(&self, site: usize) -> &Limits {
+        &self.sites[site].server.limits
     }
 
     /// Head bytes held per connection: enough for the limits to be detected by the parser.
-    fn head_cap(&self) -> usize {
-        let l = self.lim();
+    fn head_cap(&self, site: usize) -> usize {
+        let l = self.lim(site);
         l.max_request_line + l.max_header_bytes + 64
+    }
+
+    /// The listener a token stands for, if it is a listener's.
+    fn listener_site(&self, token: usize) -> Option<usize> {
+        let i = LISTEN_FIRST.checked_sub(token)?;
+        (i < self.sites.len()).then_some(i)
     }
 
     fn run(mut self) {
@@ -723,18 +781,20 @@ impl IoThread {
                 continue;
             }
             for ev in events.iter() {
-                match ev.token() {
-                    WAKE => {}
-                    LISTEN => self.accept_ready = true,
-                    Token(t) => {
-                        if let Some(Some(c)) = self.conns.get_mut(t) {
-                            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                                c.readable = true;
-                            }
-                        }
-                        self.drive(t);
+                let Token(t) = ev.token();
+                if t == WAKE.0 {
+                    continue;
+                }
+                if let Some(i) = self.listener_site(t) {
+                    self.sites[i].accept_ready = true;
+                    continue;
+                }
+                if let Some(Some(c)) = self.conns.get_mut(t) {
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        c.readable = true;
                     }
                 }
+                self.drive(t);
             }
             self.control();
             self.take_finished();
@@ -743,7 +803,7 @@ impl IoThread {
             if self.next_sweep.is_some_and(|t| t <= now) {
                 self.sweep(now);
             }
-            if self.listener.is_none() && self.count == 0 && self.server.stopped.load(SeqCst) {
+            if self.sites.iter().all(Site::finished) {
                 break;
             }
         }
@@ -755,41 +815,52 @@ impl IoThread {
 
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Instant::now();
-        if self.accept_ready
-            && self.listener.is_some()
-            && self.accept_retry.is_none()
-            && self.count < self.lim().max_connections
-        {
+        if self.sites.iter().any(Site::can_accept_now) {
             return Some(Duration::ZERO);
         }
-        if !lock(&self.server.finished).is_empty() {
+        if !lock(&self.io.finished).is_empty() {
             return Some(Duration::ZERO);
         }
         let sweep = self
             .next_sweep
             .map(|t| t.max(self.last_sweep + SWEEP_GRANULARITY));
-        let at = match (sweep, self.accept_retry) {
+        let retry = self.sites.iter().filter_map(|s| s.accept_retry).min();
+        let at = match (sweep, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         at.map(|t| t.saturating_duration_since(now))
     }
 
-    /// Applies `stop_accepting`, `start_draining` and `force_close`.
+    /// Applies `stop_accepting`, `start_draining` and `force_close` of every listener.
     fn control(&mut self) {
-        if self.server.stopped.load(SeqCst) {
-            if let Some(l) = self.listener.take() {
+        for i in 0..self.sites.len() {
+            self.control_site(i);
+        }
+    }
+
+    fn control_site(&mut self, i: usize) {
+        let (stopped, forced, draining) = {
+            let s = &self.sites[i].server;
+            (
+                s.stopped.load(SeqCst),
+                s.forced.load(SeqCst),
+                s.draining.load(SeqCst),
+            )
+        };
+        if stopped {
+            if let Some(l) = self.sites[i].listener.take() {
                 // Take in what already completed its handshake (the connections in the accept
                 // queue would be reset when the listener closes), then close it. A socket that
                 // keeps listening keeps its queue for the next process.
-                let keep_listening =
-                    self.server.limits.listener_on_stop == crate::OnStop::KeepListening;
+                let server = self.sites[i].server.clone();
+                let keep_listening = server.limits.listener_on_stop == crate::OnStop::KeepListening;
                 let mut taken = 0;
                 while !keep_listening && taken < FINAL_ACCEPT_MAX {
                     match l.accept() {
                         Ok((conn, addr)) => {
                             taken += 1;
-                            self.add_conn(conn, addr);
+                            self.add_conn(i, conn, addr);
                         }
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
                         Err(e)
@@ -806,7 +877,7 @@ impl IoThread {
                         taken
                     );
                 }
-                self.server.close_listener();
+                server.close_listener();
                 let _ = self
                     .poll
                     .registry()
@@ -814,19 +885,22 @@ impl IoThread {
                 // Dropping our reference closes the socket once `stop_accepting` let go too.
             }
         }
-        if self.server.forced.load(SeqCst) {
+        if forced {
             for t in 0..self.conns.len() {
+                if !matches!(&self.conns[t], Some(c) if c.site == i) {
+                    continue;
+                }
                 if let Some(c) = self.conns[t].take() {
                     let _ = c.stream.shutdown(Shutdown::Both);
                     self.drop_conn(t, c);
                 }
             }
         }
-        if self.server.draining.load(SeqCst) && !self.drain_seen {
-            self.drain_seen = true;
+        if draining && !self.sites[i].drain_seen {
+            self.sites[i].drain_seen = true;
             for t in 0..self.conns.len() {
                 let idle = matches!(&self.conns[t],
-                    Some(c) if matches!(c.state, State::Idle) && c.inbuf.is_empty());
+                    Some(c) if c.site == i && matches!(c.state, State::Idle) && c.inbuf.is_empty());
                 if idle {
                     self.drive(t);
                 }
@@ -836,7 +910,7 @@ impl IoThread {
 
     fn take_finished(&mut self) {
         loop {
-            let batch = std::mem::take(&mut *lock(&self.server.finished));
+            let batch = std::mem::take(&mut *lock(&self.io.finished));
             if batch.is_empty() {
                 return;
             }
@@ -871,7 +945,7 @@ impl IoThread {
                 c.out_pos = 0;
                 if first {
                     c.state = State::Writing;
-                    let d = Instant::now() + self.server.limits.write_timeout;
+                    let d = Instant::now() + self.sites[c.site].server.limits.write_timeout;
                     self.arm(t, d);
                 }
                 self.drive(t);
@@ -880,49 +954,61 @@ impl IoThread {
     }
 
     fn accept(&mut self) {
-        if self.server.stopped.load(SeqCst) {
+        for i in 0..self.sites.len() {
+            self.accept_site(i);
+        }
+    }
+
+    /// Accepts from listener `i` what its connection cap allows, at most [`ACCEPT_BATCH`].
+    fn accept_site(&mut self, i: usize) {
+        let site = &mut self.sites[i];
+        if site.server.stopped.load(SeqCst) {
             return;
         }
-        if let Some(at) = self.accept_retry {
+        if let Some(at) = site.accept_retry {
             if Instant::now() < at {
                 return;
             }
-            self.accept_retry = None;
-            self.accept_ready = true;
+            site.accept_retry = None;
+            site.accept_ready = true;
         }
         let mut n = 0;
-        while self.accept_ready && self.count < self.lim().max_connections && n < ACCEPT_BATCH {
-            let Some(listener) = &self.listener else {
+        while n < ACCEPT_BATCH {
+            let site = &mut self.sites[i];
+            if !site.accept_ready || site.count >= site.server.limits.max_connections {
+                return;
+            }
+            let Some(listener) = &site.listener else {
                 return;
             };
-            if self.server.stopped.load(SeqCst) {
+            if site.server.stopped.load(SeqCst) {
                 return;
             }
             match listener.accept() {
                 Ok((conn, addr)) => {
                     n += 1;
-                    self.backoff = Duration::ZERO;
-                    self.add_conn(conn, addr);
+                    site.backoff = Duration::ZERO;
+                    self.add_conn(i, conn, addr);
                 }
                 Err(e) => match e.kind() {
-                    ErrorKind::WouldBlock => self.accept_ready = false,
+                    ErrorKind::WouldBlock => site.accept_ready = false,
                     ErrorKind::Interrupted
                     | ErrorKind::TimedOut
                     | ErrorKind::ConnectionAborted
                     | ErrorKind::ConnectionReset => {}
-                    _ if self.server.stopped.load(SeqCst) => return,
+                    _ if site.server.stopped.load(SeqCst) => return,
                     _ => {
                         // EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: back off and retry.
-                        self.backoff = (self.backoff * 2)
+                        site.backoff = (site.backoff * 2)
                             .clamp(Duration::from_millis(10), Duration::from_millis(100));
-                        if self
+                        if site
                             .last_log
                             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
                         {
-                            log::error!("accept() failed: {}; retrying in {:?}", e, self.backoff);
-                            self.last_log = Some(Instant::now());
+                            log::error!("accept() failed: {}; retrying in {:?}", e, site.backoff);
+                            site.last_log = Some(Instant::now());
                         }
-                        self.accept_retry = Some(Instant::now() + self.backoff);
+                        site.accept_retry = Some(Instant::now() + site.backoff);
                         return;
                     }
                 },
@@ -930,7 +1016,7 @@ impl IoThread {
         }
     }
 
-    fn add_conn(&mut self, stream: Connection, remote: Option<SocketAddr>) {
+    fn add_conn(&mut self, site: usize, stream: Connection, remote: Option<SocketAddr>) {
         if let Err(e) = stream.set_nonblocking(true) {
             log::debug!(
                 "closing a new connection: cannot make it non-blocking: {}",
@@ -958,6 +1044,7 @@ impl IoThread {
         self.next_id += 1;
         self.conns[t] = Some(Box::new(Conn {
             id: self.next_id,
+            site,
             stream: Arc::new(stream),
             remote,
             state: State::Idle,
@@ -974,9 +1061,9 @@ impl IoThread {
             body_unfinished: false,
             served: 0,
         }));
-        self.count += 1;
-        self.server.conn_opened();
-        let d = Instant::now() + self.lim().idle_timeout;
+        self.sites[site].count += 1;
+        self.sites[site].server.conn_opened();
+        let d = Instant::now() + self.lim(site).idle_timeout;
         self.arm(t, d);
     }
 
@@ -1001,13 +1088,14 @@ impl IoThread {
         if let Some(g) = &c.gone {
             g.mark_gone();
         }
+        let site = &mut self.sites[c.site];
         drop(c);
         self.free.push(t);
-        self.count -= 1;
-        self.server.conn_closed();
-        if !self.accept_ready && self.listener.is_some() {
+        site.count -= 1;
+        site.server.conn_closed();
+        if !site.accept_ready && site.listener.is_some() {
             // Below the cap again: connections may be waiting in the backlog.
-            self.accept_ready = true;
+            site.accept_ready = true;
         }
     }
 
@@ -1042,7 +1130,7 @@ impl IoThread {
                 let mut src = &c.inbuf[..];
                 let _ = read_head(
                     &mut src,
-                    &self.server.limits,
+                    &self.sites[c.site].server.limits,
                     &mut self.line,
                     &mut request_line,
                 );
@@ -1186,7 +1274,7 @@ impl IoThread {
                         c.state = State::Idle;
                         c.served = c.served.saturating_add(1);
                         c.body_unfinished = false;
-                        c.deadline = Some(Instant::now() + self.lim().idle_timeout);
+                        c.deadline = Some(Instant::now() + self.lim(c.site).idle_timeout);
                         self.note_deadline(c.deadline.unwrap_or_else(Instant::now));
                     }
                 },
@@ -1200,14 +1288,14 @@ impl IoThread {
                         match self.read_into(&mut c, SCRATCH) {
                             ReadResult::Data => {}
                             ReadResult::Blocked | ReadResult::Full => {
-                                if self.server.draining.load(SeqCst) {
+                                if self.sites[c.site].server.draining.load(SeqCst) {
                                     if c.served > 0 {
                                         return self.drop_conn(t, c);
                                     }
                                     // New (e.g. taken from the accept queue at the last
                                     // moment): its first request is on its way; it gets the
                                     // read timeout to arrive, and is answered with close.
-                                    let d = Instant::now() + self.lim().read_timeout;
+                                    let d = Instant::now() + self.lim(c.site).read_timeout;
                                     if c.deadline.is_none_or(|x| x > d) {
                                         c.deadline = Some(d);
                                         self.note_deadline(d);
@@ -1220,7 +1308,7 @@ impl IoThread {
                     }
                     let now = Instant::now();
                     c.state = State::Head { started: now };
-                    let d = now + self.lim().read_timeout;
+                    let d = now + self.lim(c.site).read_timeout;
                     c.deadline = Some(d);
                     self.note_deadline(d);
                 }
@@ -1231,7 +1319,7 @@ impl IoThread {
                         HeadStep::Refused => continue,
                         HeadStep::NeedMore => {}
                     }
-                    let cap = self.head_cap();
+                    let cap = self.head_cap(c.site);
                     match self.read_into(&mut c, cap) {
                         ReadResult::Data => {}
                         ReadResult::Blocked => break,
@@ -1242,7 +1330,7 @@ impl IoThread {
                     }
                 }
                 State::Body(pb) => {
-                    let lim = body_limits(&self.server.limits);
+                    let lim = body_limits(self.lim(c.site));
                     let before = pb.data.len();
                     let res = pb.body.feed(&c.inbuf, &mut pb.data, &lim, &mut self.line);
                     let grown = (pb.data.len() - before) as u64;
@@ -1295,7 +1383,7 @@ impl IoThread {
                 }
                 State::InFlight => {
                     // Watch the client (and keep what it pipelines, within the head bound).
-                    let cap = self.head_cap();
+                    let cap = self.head_cap(c.site);
                     match self.read_into(&mut c, cap) {
                         ReadResult::Data => {}
                         ReadResult::Blocked | ReadResult::Full => break,
@@ -1336,9 +1424,9 @@ impl IoThread {
         }
         c.inbuf = Vec::new();
         c.state = State::Lingering {
-            budget: self.lim().max_drain_bytes.max(1),
+            budget: self.lim(c.site).max_drain_bytes.max(1),
         };
-        let d = Instant::now() + self.lim().read_timeout.min(LINGER_MAX);
+        let d = Instant::now() + self.lim(c.site).read_timeout.min(LINGER_MAX);
         c.deadline = Some(d);
         self.note_deadline(d);
         true
@@ -1346,13 +1434,13 @@ impl IoThread {
 
     /// Tries to parse a request head from `c.inbuf`.
     fn parse_head(&mut self, c: &mut Conn, started: Instant) -> HeadStep {
-        let lim = &self.server.limits;
+        let lim = &self.sites[c.site].server.limits;
         let mut request_line = None;
         let mut src = &c.inbuf[..];
         let head = match read_head(&mut src, lim, &mut self.line, &mut request_line) {
             Ok(h) => h,
             Err(HeadError::Closed) | Err(HeadError::TimedOut) => {
-                if c.inbuf.len() >= self.head_cap() {
+                if c.inbuf.len() >= self.head_cap(c.site) {
                     self.refuse(c, 431, request_line, started, true);
                     return HeadStep::Refused;
                 }
@@ -1434,8 +1522,9 @@ impl IoThread {
         c.state = State::InFlight;
         c.deadline = None;
         c.body_unfinished = failure.is_some();
+        let site = &self.sites[c.site];
         let io = ReqIo {
-            server: self.server.clone(),
+            server: site.server.clone(),
             token: t,
             id: c.id,
             close_after: !pb.keep_alive || failure.is_some(),
@@ -1447,7 +1536,7 @@ impl IoThread {
             stream: (c.out_pos >= c.out.len()).then(|| Arc::clone(&c.stream)),
         };
         let rq = Request::from_conn(io, pb.head, pb.content_length, c.remote);
-        self.dispatch.dispatch(rq);
+        site.dispatch.dispatch(rq);
     }
 
     /// Queues an error response the server sends by itself, then closes.
@@ -1459,7 +1548,7 @@ impl IoThread {
         started: Instant,
         linger: bool,
     ) {
-        let lim = &self.server.limits;
+        let lim = &self.sites[c.site].server.limits;
         let (mut headers, body) = match &lim.error_body {
             Some(error_body) => error_body.render(&crate::Refusal {
                 status,
@@ -1512,20 +1601,22 @@ impl IoThread {
             .registry()
             .deregister(&mut SourceFd(&c.stream.as_raw_fd()));
         self.free.push(t);
-        self.count -= 1;
+        let site = &mut self.sites[c.site];
+        site.count -= 1;
         // Still counted in `open` until the stream is dropped (see `ConnStream`).
-        if !self.accept_ready && self.listener.is_some() {
-            self.accept_ready = true;
+        if !site.accept_ready && site.listener.is_some() {
+            site.accept_ready = true;
         }
+        let server = site.server.clone();
         let Conn { stream, .. } = c;
         // The worker let go of its clone before handing the response back (`ReqIo::detach`).
         let Ok(stream) = Arc::try_unwrap(stream) else {
             log::error!("cannot hand an upgraded connection over: its socket is still shared");
-            self.server.conn_closed();
+            server.conn_closed();
             return;
         };
         if stream.set_nonblocking(false).is_err() || to.send(stream).is_err() {
-            self.server.conn_closed();
+            server.conn_closed();
         }
     }
 }

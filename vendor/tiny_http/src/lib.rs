@@ -198,6 +198,13 @@ pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
 
+/// One listener of [`Server::serve_together`].
+pub struct ServerSpec {
+    pub listener: Listener,
+    pub limits: Limits,
+    pub dispatch: Dispatch,
+}
+
 /// Represents the parameters required to create a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -313,25 +320,54 @@ impl Server {
         dispatch: Dispatch,
         hooks: IoHooks,
     ) -> IoResult<Server> {
-        let listener = listener.into();
-        let local_addr = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
-        log::debug!("Server listening on {}", local_addr);
+        let mut servers = Server::serve_together(
+            vec![ServerSpec {
+                listener: listener.into(),
+                limits,
+                dispatch,
+            }],
+            hooks,
+        )?;
+        servers
+            .pop()
+            .ok_or_else(|| IoError::other("no server was started"))
+    }
 
-        let (queue, dispatcher) = match dispatch {
-            Dispatch::Queue => {
-                let q = Arc::new(Queue::new());
-                (Some(q.clone()), Dispatcher::Queue(q))
-            }
-            Dispatch::Handler(h) => (None, Dispatcher::Handler(h)),
-        };
-        let shared = conn::start(Arc::new(listener), limits.sanitized(), dispatcher, hooks)?;
-
-        Ok(Server {
-            shared,
-            queue,
-            listening_addr: local_addr,
-        })
+    /// Serves several listeners from one I/O thread: one `Server` per spec, in order, each
+    /// with its own limits, dispatch, connection cap and shutdown controls. Costs one thread
+    /// and one read buffer for all of them; an inline [`Dispatch::Handler`] of one listener
+    /// holds up the connections of every listener while it runs.
+    pub fn serve_together(specs: Vec<ServerSpec>, hooks: IoHooks) -> IoResult<Vec<Server>> {
+        let mut inner = Vec::with_capacity(specs.len());
+        let mut servers = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let local_addr = spec.listener.local_addr()?;
+            spec.listener.set_nonblocking(true)?;
+            log::debug!("Server listening on {}", local_addr);
+            let (queue, dispatcher) = match spec.dispatch {
+                Dispatch::Queue => {
+                    let q = Arc::new(Queue::new());
+                    (Some(q.clone()), Dispatcher::Queue(q))
+                }
+                Dispatch::Handler(h) => (None, Dispatcher::Handler(h)),
+            };
+            inner.push(conn::ListenerSpec {
+                listener: Arc::new(spec.listener),
+                limits: spec.limits.sanitized(),
+                dispatch: dispatcher,
+            });
+            servers.push((queue, local_addr));
+        }
+        let shared = conn::start(inner, hooks)?;
+        Ok(shared
+            .into_iter()
+            .zip(servers)
+            .map(|(shared, (queue, listening_addr))| Server {
+                shared,
+                queue,
+                listening_addr,
+            })
+            .collect())
     }
 
     /// A cloneable handle for graceful shutdown and metrics.

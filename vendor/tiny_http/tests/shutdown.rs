@@ -313,3 +313,77 @@ fn keep_listening_leaves_the_socket_for_the_next_server() {
         .unwrap();
     assert_eq!(read_response(&mut queued).unwrap().body, b"second");
 }
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Two listeners on one I/O thread (usersvc: public and admin): one thread for both, each
+/// with its own limits, and each stopped and drained on its own — the other keeps serving.
+#[cfg(target_os = "linux")]
+#[test]
+fn listeners_served_together_share_a_thread_and_stop_apart() {
+    let answer = |name: &'static str| -> Handler {
+        Arc::new(move |rq: Request| {
+            let _ = rq.respond(Response::from_string(name));
+        })
+    };
+    let (a, b) = (listener(), listener());
+    let (addr_a, addr_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let before = threads();
+    let servers = Server::serve_together(
+        vec![
+            tiny_http::ServerSpec {
+                listener: a.into(),
+                limits: long_idle(),
+                dispatch: tiny_http::Dispatch::Handler(answer("a")),
+            },
+            tiny_http::ServerSpec {
+                listener: b.into(),
+                limits: Limits {
+                    max_body_bytes: 10,
+                    ..long_idle()
+                },
+                dispatch: tiny_http::Dispatch::Handler(answer("b")),
+            },
+        ],
+        tiny_http::IoHooks::default(),
+    )
+    .unwrap();
+    // Other tests of this binary start threads too: at most one more of ours.
+    assert!(threads() <= before + 1, "{before} -> {}", threads());
+    let (sa, sb) = (&servers[0], &servers[1]);
+
+    let mut ka = connect(addr_a);
+    let mut kb = connect(addr_b);
+    ka.write_all(&get("/")).unwrap();
+    kb.write_all(&get("/")).unwrap();
+    assert_eq!(read_response(&mut ka).unwrap().body, b"a");
+    assert_eq!(read_response(&mut kb).unwrap().body, b"b");
+
+    // Each listener's own limits.
+    let big = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world";
+    let mut s = connect(addr_a);
+    s.write_all(big).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    let mut s = connect(addr_b);
+    s.write_all(big).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 413);
+
+    // Draining and stopping the first leaves the second alone.
+    sa.control().start_draining();
+    sa.control().stop_accepting();
+    assert!(closed_within(&mut ka, Duration::from_secs(1)));
+    assert!(TcpStream::connect(addr_a).is_err(), "a still accepts");
+    assert!(!sb.control().is_draining());
+    kb.write_all(&get("/")).unwrap();
+    let r = read_response(&mut kb).unwrap();
+    assert_eq!((r.body.as_slice(), r.says_close()), (&b"b"[..], false));
+    let mut s = connect(addr_b);
+    s.write_all(&get("/")).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().body, b"b");
+    assert_eq!(sa.control().open_connections(), 0);
+    assert!(sb.control().open_connections() >= 2);
+}
