@@ -13,23 +13,29 @@ import argparse
 import json
 import os
 import resource
-import select
 import signal
 import socket
 import sys
 import time
 
 
+def recv_by(s, deadline):
+    """One recv, waiting until `deadline` at most (b"" on timeout or close)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return b""
+    s.settimeout(left)
+    try:
+        return s.recv(4096)
+    except OSError:
+        return b""
+
+
 def read_answer(s, deadline):
     """Reads one HTTP response with a Content-Length body; True if it was 2xx."""
     buf = b""
     while b"\r\n\r\n" not in buf:
-        if time.monotonic() > deadline:
-            return False
-        r, _, _ = select.select([s], [], [], max(0.0, deadline - time.monotonic()))
-        if not r:
-            return False
-        chunk = s.recv(4096)
+        chunk = recv_by(s, deadline)
         if not chunk:
             return False
         buf += chunk
@@ -40,10 +46,7 @@ def read_answer(s, deadline):
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
     while len(body) < length:
-        r, _, _ = select.select([s], [], [], max(0.0, deadline - time.monotonic()))
-        if not r:
-            return False
-        chunk = s.recv(4096)
+        chunk = recv_by(s, deadline)
         if not chunk:
             return False
         body += chunk

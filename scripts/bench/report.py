@@ -291,6 +291,7 @@ def finalize(a):
         h_rps = med([r.get("rps") for r in held])
         rel = h_rps / w2_rps if h_rps and w2_rps else None
         n = med([r.get("held_conns") for r in held])
+        n = int(n) if n is not None else None
         target(f"W2 with {fmt(n)} idle keep-alive connections held open ≥ 0.95 × W2 without them", rel,
                lambda v: v >= 0.95, fmt(rel, 3))
         grow = [r["peak_rss_kib"] - r["idle_rss_kib"] for r in held
