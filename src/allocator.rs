@@ -186,6 +186,7 @@ impl CachingAlloc {
         }
     }
 
+    #[inline(always)]
     fn bin(&self, class: usize) -> &Bin {
         let shard = SHARD
             .try_with(|s| {

@@ -32,5 +32,6 @@ pub mod resolver;
 pub mod rfc3339;
 pub mod runtime;
 pub mod systemd;
+pub mod thread_slice;
 pub mod tracing;
 pub mod users;

@@ -104,12 +104,27 @@ impl ServeSettings {
     }
 }
 
-/// What the I/O threads run besides serving: the log lines of inline answers
+/// What the I/O thread runs besides serving: at start, it asks for a short
+/// scheduler slice (`thread_slice`); the log lines of inline answers
 /// (probes, 404s, shed requests) are written once per burst, when the thread
 /// is about to wait for events (`logging::batch`).
 fn io_hooks() -> tiny_http::IoHooks {
     tiny_http::IoHooks {
         before_wait: Some(Arc::new(crate::logging::batch::flush_this_thread)),
+        on_start: Some(Arc::new(|| {
+            let slice = crate::thread_slice::IO_THREAD_SLICE;
+            match crate::thread_slice::request(slice) {
+                Ok(outcome) => log::debug!(
+                    slice_us = slice.as_micros() as u64,
+                    outcome = format!("{outcome:?}").as_str();
+                    "HTTP I/O thread's scheduler slice"
+                ),
+                Err(e) => log::debug!(
+                    error = e.to_string().as_str();
+                    "the HTTP I/O thread keeps the default scheduler slice"
+                ),
+            }
+        })),
     }
 }
 

@@ -425,3 +425,36 @@ fn slow_readers_do_not_hold_the_workers_of_other_clients() {
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
     assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
 }
+
+/// The I/O thread asks the scheduler for a 0.1 ms slice (`thread_slice`): where the kernel has
+/// custom slices (Linux 6.12+), the scheduler reports that slice for it, and only for it.
+#[test]
+fn the_io_thread_runs_with_a_short_scheduler_slice() {
+    let db = TestDb::new();
+    let svc = Service::start(&[("DATABASE_URL", db.url()), ("WORKERS", "2")]);
+    svc.wait_ready(Duration::from_secs(20));
+    let slice_of = |name: &str| -> Option<u64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", svc.pid())).ok()?;
+        let task = tasks.flatten().find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+        })?;
+        let sched = std::fs::read_to_string(task.path().join("sched")).ok()?;
+        let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
+        line.rsplit(':').next()?.trim().parse().ok()
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let custom_slices = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 12);
+    let (io, worker) = (slice_of("http-io"), slice_of("worker-0"));
+    eprintln!(
+        "kernel {}: se.slice http-io {io:?}, worker-0 {worker:?}",
+        release.trim()
+    );
+    if custom_slices {
+        assert_eq!(io, Some(100_000), "the I/O thread's slice");
+        assert_ne!(worker, Some(100_000), "workers keep the default");
+    }
+}

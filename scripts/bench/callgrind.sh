@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Instructions per request of the service itself (valgrind's callgrind), for
-# W2 (GET /api/v1/users/{id}), W3 (POST /api/v1/users) and SHED (a create
+# W1 (GET /healthz; W1-info: at LOG_LEVEL=info), W2 (GET /api/v1/users/{id}), W3 (POST /api/v1/users) and SHED (a create
 # answered 503 because the queue is full: what overload costs per request).
 # Instruction counts do not depend on how busy the machine is, so
 # before/after comparisons hold on a shared host where req/s does not.
 #
-#   scripts/bench/callgrind.sh BINARY [W2|W3|SHED ...]
+#   scripts/bench/callgrind.sh BINARY [W1|W1-info|W2|W3|SHED ...]
 #
 # BINARY: best `cargo build --profile profiling` (release + line tables).
 # Environment: CG_DATABASE_URL (default: .dev/test.env's server, a fresh
@@ -114,12 +114,14 @@ dhat_blocks() { # LOG: total heap blocks allocated over the run
 
 for w in $WORKLOADS; do
   case $w in
+    W1 | W1-info) lua=$HERE/lua/w1_healthz.lua ;;
     W2) lua=$HERE/lua/w2_get_user.lua ;;
     W3) lua=$HERE/lua/w3_create_user.lua ;;
     SHED) lua=$HERE/lua/w3_create_user.lua ;;
-    *) echo "callgrind.sh: unknown workload '$w' (W2, W3 or SHED)" >&2; exit 2 ;;
+    *) echo "callgrind.sh: unknown workload '$w' (W1, W1-info, W2, W3 or SHED)" >&2; exit 2 ;;
   esac
   WORKLOAD_ENV=""
+  [ "$w" != W1-info ] || WORKLOAD_ENV="LOG_LEVEL=info"
   shed=""
   if [ "$w" = SHED ]; then
     [ "${CG_TOOL:-callgrind}" = callgrind ] || { echo "callgrind.sh: SHED is measured with callgrind only" >&2; exit 2; }

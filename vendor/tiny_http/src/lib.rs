@@ -138,12 +138,16 @@ pub struct IoHooks {
     /// buffered (for example one `write` for all the log lines of a burst of inline answers,
     /// instead of one per line).
     pub before_wait: Option<Arc<dyn Fn() + Send + Sync + 'static>>,
+    /// Called once on the I/O thread when it starts, before it serves anything: the place for
+    /// per-thread settings (for example a scheduler hint).
+    pub on_start: Option<Arc<dyn Fn() + Send + Sync + 'static>>,
 }
 
 impl std::fmt::Debug for IoHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IoHooks")
             .field("before_wait", &self.before_wait.is_some())
+            .field("on_start", &self.on_start.is_some())
             .finish()
     }
 }
