@@ -7,8 +7,9 @@
 //! Linux 6.12 a thread of the normal policy may ask for a shorter slice (`sched_attr`'s
 //! `sched_runtime`, 0.1–100 ms, no privilege needed): it gets an earlier virtual deadline, so it
 //! runs sooner after it wakes, for shorter turns — its share of the CPU is unchanged.
-//! Measured (BENCHMARKS.md, "The I/O thread's slice"): W2's p99 at the host's default
-//! scheduling from 14–41 ms to 9–18 ms, req/s +5 %.
+//! Measured with `scripts/bench/slice_ab.sh` (BENCHMARKS.md, "Final run of December 6,
+//! night"): W2's p99 at the host's default scheduling lower in every pair of runs (e.g. 41 →
+//! 27 ms, 29 → 17 ms), req/s unchanged within the noise.
 //!
 //! Older kernels accept the call and ignore the field; [`request`] tells the two apart by
 //! reading the attribute back. A seccomp filter that refuses the call (`EPERM`) costs the hint

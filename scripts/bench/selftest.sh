@@ -53,9 +53,9 @@ run ceilings 0 "$HERE/run.sh" --ceilings-only
 expect "ceilings: 5 ceilings measured" jq_py 'c=[r for r in R if r["kind"]=="ceiling" and r["rps"]>0]; sys.exit(0 if len(c)==5 else 1)'
 expect "ceilings: the one-INSERT ceiling beside the same-statement one" jq_py 'w={r["workload"] for r in R if r["kind"]=="ceiling"}; sys.exit(0 if {"W3","W3-insert"} <= w else 1)'
 
-run e2e 0 env USERSVC_BIN="$TD/fake_usersvc.py" "$HERE/run.sh"
-expect "e2e: 6 workloads + 4 sweep runs, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
-assert len([r for r in s if not r.get("sweep")])==6, len(s)
+run e2e 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_IDLE_CONNS=200 "$HERE/run.sh"
+expect "e2e: the 10 default workloads + 4 sweep runs, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
+assert len([r for r in s if not r.get("sweep")])==10, len(s)
 sw=sorted((r["workload"], r["connections"]) for r in s if r.get("sweep"))
 assert sw==[("W2",16),("W2",256),("W3",16),("W3",256)], sw
 assert all(r.get("ceiling2_ratio") for r in s if r["workload"]=="W3")
