@@ -34,7 +34,8 @@
 //! (logged at most every 10 s). A claimed event whose outcome could not be
 //! recorded is delivered again after its lease: at least once.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -272,7 +273,17 @@ impl Outbox {
                 if w.shared.stop_deadline().is_some() {
                     return None;
                 }
-                Some(w.tick().max(SCHEDULED_MIN_GAP))
+                // A panic would end the job for good (the pool does not reschedule it) and
+                // leave the gauges frozen: log it, start over on a new connection.
+                match catch_unwind(AssertUnwindSafe(|| w.tick())) {
+                    Ok(wait) => Some(wait.max(SCHEDULED_MIN_GAP)),
+                    Err(_) => {
+                        log::error!(target: "usersvc::outbox", "outbox pass panicked; reconnecting");
+                        w.store = None;
+                        w.shared.set(Activity::Idle);
+                        Some(RECONNECT_MAX)
+                    }
+                }
             });
             Running::Scheduled(job.ok_or_else(|| {
                 std::io::Error::other("the database pool is not open: nowhere to run the outbox")
@@ -312,8 +323,10 @@ impl Outbox {
         };
         let finished = || match &running {
             Running::Thread(handle) => handle.is_finished(),
-            // The job locks the worker for a whole pass: free means no pass runs.
-            Running::Scheduled(_) => self.worker.try_lock().is_ok(),
+            // The job locks the worker for a whole pass: free (or poisoned) means no pass runs.
+            Running::Scheduled(_) => {
+                !matches!(self.worker.try_lock(), Err(TryLockError::WouldBlock))
+            }
         };
         if let Running::Scheduled(job) = &running {
             job.cancel();
