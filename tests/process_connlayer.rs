@@ -449,12 +449,13 @@ fn the_io_thread_runs_with_a_short_scheduler_slice() {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let custom_slices = (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (6, 12);
     let (io, worker) = (slice_of("http-io"), slice_of("worker-0"));
-    eprintln!(
-        "kernel {}: se.slice http-io {io:?}, worker-0 {worker:?}",
-        release.trim()
-    );
     if custom_slices {
-        assert_eq!(io, Some(100_000), "the I/O thread's slice");
+        assert_eq!(
+            io,
+            Some(100_000),
+            "the I/O thread's slice ({})",
+            release.trim()
+        );
         assert_ne!(worker, Some(100_000), "workers keep the default");
     }
 }

@@ -189,7 +189,6 @@ pub fn current() -> Option<RequestContext> {
     CURRENT.try_with(Cell::get).unwrap_or(None)
 }
 
-/// Lowercase hex of `N` bytes into a `2 * N`-byte buffer (`M` must be `2 * N`).
 /// The two lowercase hex digits of every byte.
 const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -202,12 +201,11 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
     t
 };
 
+/// Lowercase hex of `N` bytes into a `2 * N`-byte buffer (`M` must be `2 * N`).
 pub(crate) fn hex<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; M];
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (i, &b) in bytes.iter().enumerate() {
+        out[2 * i..2 * i + 2].copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
     out
 }

@@ -159,6 +159,15 @@ pub struct Outbox {
     running: Mutex<Option<Running>>,
 }
 
+/// The thread the worker's passes run on (see the module docs).
+fn thread_of(delivering: bool) -> &'static str {
+    if delivering {
+        "outbox"
+    } else {
+        "db-pool"
+    }
+}
+
 /// How the worker runs once started (see the module docs).
 enum Running {
     Thread(JoinHandle<()>),
@@ -187,8 +196,7 @@ impl OutboxHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let thread = if self.delivering { "outbox" } else { "db-pool" };
-        let mut v = json!({ "thread": thread, "webhook": self.delivering });
+        let mut v = json!({ "thread": thread_of(self.delivering), "webhook": self.delivering });
         match activity {
             Activity::Idle => v["state"] = json!("idle"),
             Activity::Connecting => v["state"] = json!("connecting"),
@@ -262,11 +270,6 @@ impl Outbox {
                     })?,
             )
         } else {
-            log::info!(
-                target: "usersvc::outbox",
-                webhook = false;
-                "outbox worker started (retention and gauges only, on the db-pool threads)"
-            );
             let job = pool.schedule(Duration::ZERO, move || {
                 let mut worker = slot.lock().unwrap_or_else(PoisonError::into_inner);
                 let w = worker.as_mut()?;
@@ -289,6 +292,12 @@ impl Outbox {
                 std::io::Error::other("the database pool is not open: nowhere to run the outbox")
             })?)
         });
+        log::info!(
+            target: "usersvc::outbox",
+            webhook = self.delivering,
+            thread = thread_of(self.delivering);
+            "outbox worker started"
+        );
         Ok(())
     }
 
@@ -338,9 +347,19 @@ impl Outbox {
             }
             thread::sleep(Duration::from_millis(5));
         }
-        if let Running::Thread(handle) = running {
-            let _ = handle.join();
+        match running {
+            Running::Thread(handle) => {
+                let _ = handle.join();
+            }
+            // No pass runs and none will: close its connection now, not at exit.
+            Running::Scheduled(_) => drop(
+                self.worker
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            ),
         }
+        log::info!(target: "usersvc::outbox", "outbox worker stopped");
         true
     }
 }
@@ -395,11 +414,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 impl Worker {
     /// The `outbox` thread: passes until stopped, waiting between them.
     fn run(mut self) {
-        log::info!(
-            target: "usersvc::outbox",
-            webhook = self.webhook.is_some();
-            "outbox worker started"
-        );
         while self.shared.stop_deadline().is_none() {
             let wait = self.tick();
             if !wait.is_zero() {
@@ -407,7 +421,6 @@ impl Worker {
             }
         }
         self.shared.set(Activity::Idle);
-        log::info!(target: "usersvc::outbox", "outbox worker stopped");
     }
 
     /// One pass: (re)connects if needed, then [`Worker::round`]. Returns how

@@ -2,8 +2,10 @@
 //!
 //! [`start`] takes one listener or several (the service's public and admin listeners share
 //! one thread): each keeps its own limits, dispatch, connection cap and shutdown controls
-//! ([`ServerShared`]); the thread, its `epoll` set, its read buffer and its hand-back queue
-//! ([`IoShared`]) are common. The I/O thread waits on readiness (`epoll` through `mio`, edge-triggered) and drives each
+//! ([`ServerShared`]); the thread, its `epoll` set, its read buffer, its waker and its
+//! hand-back queue ([`IoShared`]) are common.
+//!
+//! The I/O thread waits on readiness (`epoll` through `mio`, edge-triggered) and drives each
 //! connection through a small state machine:
 //!
 //! ```text
