@@ -79,7 +79,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         request_id: request_id::from_header(None),
         remote_addr: None,
         started: Instant::now(),
-        log_level: log::Level::Info,
     };
     report(
         "metrics: one finished request",

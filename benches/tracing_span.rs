@@ -53,7 +53,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         request_id: request_id::from_header(None),
         remote_addr: Some("127.0.0.1:40000".parse()?),
         started: Instant::now(),
-        log_level: log::Level::Info,
     };
     let plain = vec![
         header("Host", "127.0.0.1:8080"),

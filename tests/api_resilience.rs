@@ -31,11 +31,16 @@ fn start(cluster: &TempCluster) -> Service {
 }
 
 /// The status of every `request completed` log line so far.
+/// The statuses of the API requests the service logged (probes log their
+/// lines too: the harness's readiness polls answered 503 before ready).
 fn statuses(svc: &Service) -> Vec<u64> {
     let seen: Vec<u64> = svc
         .logs()
         .iter()
-        .filter(|l| l["msg"] == "request completed")
+        .filter(|l| {
+            l["msg"] == "request completed"
+                && l["route"].as_str().is_some_and(|r| r.starts_with("/api/"))
+        })
         .map(|l| l["status"].as_u64().expect("numeric status"))
         .collect();
     assert!(!seen.is_empty(), "no request completed lines");

@@ -271,8 +271,17 @@ def finalize(a):
     def ratio2(name):
         return med([r.get("ceiling2_ratio") for r in w(name)])
     target("W1 ≥ 0.90 × nginx", ratio("W1"), lambda v: v >= 0.90, fmt(ratio("W1"), 3))
-    target("W1 with INFO logging of every request ≥ 0.85 × nginx", ratio("W1-info"), lambda v: v >= 0.85,
-           fmt(ratio("W1-info"), 3))
+    # "Every request logged" is checked, not assumed: each info run's
+    # `request completed` lines (warm-up included) against its measured requests.
+    unlogged = [r for r in w("W1-info") if (r.get("logged_request_lines") or 0) < (r.get("requests") or 0)]
+    lines_per_req = med([r["logged_request_lines"] / r["requests"] for r in w("W1-info")
+                         if r.get("requests") and r.get("logged_request_lines") is not None])
+    shown = f"{fmt(ratio('W1-info'), 3)} ({fmt(lines_per_req, 2)} request lines logged per measured request)"
+    if unlogged:
+        rows.append(["W1 with INFO logging of every request ≥ 0.85 × nginx", shown,
+                     "**missed** (a run logged fewer lines than the requests it measured)"])
+    else:
+        target("W1 with INFO logging of every request ≥ 0.85 × nginx", ratio("W1-info"), lambda v: v >= 0.85, shown)
     target("W2 ≥ 0.35 × pgbench point select", ratio("W2"), lambda v: v >= 0.35, fmt(ratio("W2"), 3))
     target("W3 ≥ 0.90 × pgbench, same statement", ratio("W3"), lambda v: v >= 0.90, fmt(ratio("W3"), 3))
     target("W3 ≥ 0.60 × pgbench one-INSERT", ratio2("W3"), lambda v: v >= 0.60, fmt(ratio2("W3"), 3))

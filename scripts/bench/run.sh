@@ -257,18 +257,27 @@ run_one() {
     "binary=${BIN[$l]}" "binary_size=$(stat -c %s "${BIN[$l]}")" \
     "startup_ms=$SVC_STARTUP_MS" "idle_rss_kib=$SVC_IDLE_RSS_KIB" "idle_threads=$SVC_IDLE_THREADS" \
     "first_start_ms=$FIRST_START_MS" "$@" >/dev/null
-  local cache="null 0 0 0"
+  local cache="null 0 0 0" logged=null
   case $w in W2-cache) cache=$(cache_hit_ratio) ;; esac
   release_idle
   svc_stop "${BIN[$l]}"
+  # An info run's claim is that every request was logged: its lines are
+  # counted (warm-up included), and the report checks them against the
+  # requests measured, so that a request the service does not log cannot
+  # make an "INFO logging" number look good.
+  if [ "$level" = info ]; then
+    logged=$(grep -cE '"msg": ?"request completed"' "$SVC_LOG" || true)
+  fi
   # the stop numbers (and the cache's hit ratio) belong to the record just written
   # shellcheck disable=SC2086 # four words
-  python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" $cache <<'PY'
+  python3 - "$BENCH_OUT/raw.jsonl" "$SVC_TERM_MS" "$SVC_TERM_NET_MS" "$SVC_DRAIN_MS" "$SVC_EXIT" "$logged" $cache <<'PY'
 import json, sys
-path, term, net, drain, code, ratio, hits, misses, errors = sys.argv[1:]
+path, term, net, drain, code, logged, ratio, hits, misses, errors = sys.argv[1:]
 lines = open(path).read().splitlines()
 r = json.loads(lines[-1])
 r.update(sigterm_to_exit_ms=float(term), sigterm_net_ms=float(net), drain_delay_ms=float(drain), exit_status=int(code))
+if logged != "null":
+    r.update(logged_request_lines=int(logged))
 if ratio != "null":
     r.update(cache_hit_ratio=float(ratio), cache_hits=int(hits), cache_misses=int(misses), cache_errors=int(errors))
 lines[-1] = json.dumps(r, sort_keys=True)

@@ -65,12 +65,17 @@ assert all(r.get("startup_ms") and r.get("idle_rss_kib") and r.get("peak_rss_kib
 w4=[r for r in s if r["workload"]=="W4"][0]["statuses"]; assert "201" in w4 and "200" in w4'
 expect "e2e: results.md has the targets table" grep -q '## Targets' "$OUT/results.md"
 expect "e2e: W1 with INFO logging is a target" grep -q 'W1 with INFO logging of every request' "$OUT/results.md"
+expect "e2e: the info runs' request lines are counted, one or more per request" jq_py 'i=[r for r in R if r["kind"]=="service" and r["workload"].endswith("-info")]
+assert i and all(r["logged_request_lines"] >= r["requests"] > 0 for r in i), [(r.get("logged_request_lines"), r["requests"]) for r in i]'
 expect "e2e: W3 against the one-INSERT ceiling is a target" grep -q 'W3 ≥ 0.60 × pgbench one-INSERT' "$OUT/results.md"
 expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); sys.exit(0 if len(d.getElementsByTagName("circle"))==6 else 1)' "$OUT/plot.svg"
 
 run ab 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_VS="$TD/fake_usersvc_slow" BENCH_WORKLOADS=W2 "$HERE/run.sh" --no-ceilings
 expect "ab: ran A1 B1 A2 B2, then the sweep with A" jq_py 'l=[r["label"]+str(r["round"]) for r in R if not r.get("sweep")]; sw=[(r["label"], r["connections"]) for r in R if r.get("sweep")]; sys.exit(0 if l==["A1","B1","A2","B2"] and sw==[("A",16),("A",256)] else 1)'
 expect "ab: results.md has the A/B table" grep -q '## A/B' "$OUT/results.md"
+
+run unlogged 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_SERVICE_ENV=FAKE_UNLOGGED_PROBES=1 BENCH_WORKLOADS=W1-info BENCH_ROUNDS=1 "$HERE/run.sh" --no-ceilings
+expect "unlogged: W1-info that did not log its requests is a missed target" grep -q 'missed\*\* (a run logged fewer lines' "$OUT/results.md"
 
 run automigrate 0 env USERSVC_BIN="$TD/fake_usersvc_automigrate" BENCH_WORKLOADS=W1 "$HERE/run.sh" --no-ceilings
 expect "automigrate: first start migrated" grep -q 'letting the first start migrate' "$OUT.automigrate.log"

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{Level, LevelFilter};
+use log::LevelFilter;
 use serde_json::{json, Value};
 
 use crate::health::Health;
@@ -81,9 +81,6 @@ impl Admin {
                     params,
                 } => {
                     meta.route = pattern;
-                    if pattern == "/metrics" {
-                        meta.log_level = Level::Debug;
-                    }
                     let view = ApiRequest {
                         method: meta.method,
                         path,

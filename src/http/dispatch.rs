@@ -22,8 +22,6 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::Level;
-
 use crate::db::commit_gate::{self, CommitGate};
 use crate::health::Health;
 use crate::http::method::Method;
@@ -292,7 +290,6 @@ pub fn begin(
     match probe(health, meta.method, path) {
         Some((pattern, answer)) => {
             meta.route = pattern;
-            meta.log_level = Level::Debug;
             pipeline::respond(req, &meta, answer, hooks);
         }
         None => route(req, meta),

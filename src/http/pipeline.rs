@@ -18,8 +18,6 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use log::Level;
-
 use crate::http::addr_text::AddrText;
 use crate::http::method::Method;
 use crate::http::problem::Problem;
@@ -71,9 +69,6 @@ pub struct Meta {
     pub request_id: RequestId,
     pub remote_addr: Option<SocketAddr>,
     pub started: Instant,
-    /// Probes log at DEBUG: a kubelet polling every few seconds would
-    /// otherwise drown the lines that matter.
-    pub log_level: Level,
 }
 
 impl Meta {
@@ -85,7 +80,6 @@ impl Meta {
             request_id: request_id::from_header(header(req.headers(), request_id::HEADER)),
             remote_addr: req.remote_addr().copied(),
             started: Instant::now(),
-            log_level: Level::Info,
         }
     }
 }
@@ -156,8 +150,7 @@ pub fn respond(
     if let Err(e) = &write {
         log::debug!(error = e.to_string().as_str(); "response write failed");
     }
-    log::log!(
-        meta.log_level,
+    log::info!(
         method = meta.method.as_str(),
         path = path,
         route = meta.route,

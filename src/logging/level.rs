@@ -169,9 +169,18 @@ fn revert_when_due(weak: &std::sync::Weak<Inner>) {
             Some(at) if at <= now => {
                 levels.revert_at = None;
                 let base = levels.base;
+                // Written at the more verbose of the two levels: before the
+                // change when the raised level shows INFO (debug or info back
+                // to warn), after it otherwise (error back to info).
+                let said = log::log_enabled!(log::Level::Info);
+                if said {
+                    log::info!(new_level = base.as_str(); "log level reverted");
+                }
                 control.apply_locked(&mut levels, base);
                 drop(levels);
-                log::info!(new_level = base.as_str(); "log level reverted");
+                if !said {
+                    log::info!(new_level = base.as_str(); "log level reverted");
+                }
             }
             pending => {
                 let wait = pending.map_or(IDLE_CHECK, |at| at - now).min(IDLE_CHECK);

@@ -280,7 +280,6 @@ mod tests {
             request_id: request_id::from_header(None),
             remote_addr: None,
             started: Instant::now(),
-            log_level: log::Level::Info,
         };
         let n = 2_000;
         let mut sampled = 0;

@@ -46,6 +46,9 @@ NEXT_ID = [10001]     # the bench seeds ids 1..10000
 DELAY = int(os.environ.get("FAKE_DELAY_MS", "0")) / 1000.0
 STARTED = time.monotonic()
 INFO = os.environ.get("LOG_LEVEL", "info") in ("info", "debug", "trace")
+# FAKE_UNLOGGED_PROBES=1: /healthz writes no line (the selftest's service
+# that would flatter W1-info).
+UNLOGGED_PROBES = os.environ.get("FAKE_UNLOGGED_PROBES") == "1"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -64,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        if INFO:
+        if INFO and not (UNLOGGED_PROBES and self.path == "/healthz"):
             sys.stdout.write(json.dumps({"level": "INFO", "msg": "request completed",
                                          "method": self.command, "path": self.path, "status": status}) + "\n")
 
