@@ -10,6 +10,8 @@
 //! - `escape`: JSON and terminal escaping that streams into the output, so lines need no
 //!   intermediate `String`.
 //! - [`level`]: the run-time level switch behind `PUT /debug/log-level`, with timed reverts.
+//! - [`line`]: the per-thread buffer a line is formatted into, piece by inlined piece, before it
+//!   is handed to env_logger in one write.
 //! - [`batch`]: the HTTP I/O threads' lines, held and written with one call each time the thread
 //!   is about to wait for events (every other thread writes each line at once).
 //! - `filter`: the installed `Log`, which makes `log::max_level()` the single run-time switch and
@@ -26,6 +28,7 @@ mod escape;
 mod filter;
 pub mod format;
 pub mod level;
+pub mod line;
 pub mod panic_hook;
 
 use std::io;
@@ -82,8 +85,12 @@ fn install(
         .filter_level(LevelFilter::Trace)
         .target(target)
         .format(move |buf, record| match format {
-            LogFormat::Json => format::write_json(buf, SystemTime::now(), record),
-            LogFormat::Text => format::write_text(buf, SystemTime::now(), record),
+            LogFormat::Json => line::write_through(buf, |line| {
+                format::write_json(line, SystemTime::now(), record)
+            }),
+            LogFormat::Text => line::write_through(buf, |line| {
+                format::write_text(line, SystemTime::now(), record)
+            }),
         })
         .build();
     log::set_boxed_logger(Box::new(filter::Filtered { inner }))?;
