@@ -15,7 +15,7 @@ use super::{
     level_name, write_args, write_guarded, write_u128, write_u64, Seen, BUILTIN,
     BUILTIN_WITH_CONTEXT,
 };
-use crate::logging::context::{self, hex};
+use crate::logging::context::{self, hex, RequestContext};
 use crate::logging::escape::JsonEscaper;
 use crate::rfc3339::Rfc3339Millis;
 
@@ -41,24 +41,15 @@ pub fn write_json<W: io::Write + ?Sized>(
     out.write_all(b"\",\"target\":")?;
     string(out, record.target())?;
 
-    let builtin = match context::current() {
-        Some(ctx) => {
-            out.write_all(b",\"request_id\":")?;
-            string(out, ctx.request_id.as_str())?;
-            if let Some(id) = ctx.trace_id {
-                out.write_all(b",\"trace_id\":\"")?;
-                out.write_all(&hex::<16, 32>(&id))?;
-                out.write_all(b"\"")?;
-            }
-            if let Some(id) = ctx.span_id {
-                out.write_all(b",\"span_id\":\"")?;
-                out.write_all(&hex::<8, 16>(&id))?;
-                out.write_all(b"\"")?;
-            }
-            BUILTIN_WITH_CONTEXT
+    let mut builtin = BUILTIN;
+    let mut written = Ok(());
+    context::with_current(|ctx| {
+        if let Some(ctx) = ctx {
+            builtin = BUILTIN_WITH_CONTEXT;
+            written = write_context(out, ctx);
         }
-        None => BUILTIN,
-    };
+    });
+    written?;
 
     let mut fields = Fields {
         out: &mut *out,
@@ -72,6 +63,23 @@ pub fn write_json<W: io::Write + ?Sized>(
         return Err(e);
     }
     out.write_all(b"}\n")
+}
+
+/// Writes the request context's fields, each after a comma.
+fn write_context<W: io::Write + ?Sized>(out: &mut W, ctx: &RequestContext) -> io::Result<()> {
+    out.write_all(b",\"request_id\":")?;
+    string(out, ctx.request_id.as_str())?;
+    if let Some(id) = ctx.trace_id {
+        out.write_all(b",\"trace_id\":\"")?;
+        out.write_all(&hex::<16, 32>(&id))?;
+        out.write_all(b"\"")?;
+    }
+    if let Some(id) = ctx.span_id {
+        out.write_all(b",\"span_id\":\"")?;
+        out.write_all(&hex::<8, 16>(&id))?;
+        out.write_all(b"\"")?;
+    }
+    Ok(())
 }
 
 /// Writes `s` as a quoted, escaped JSON string.
