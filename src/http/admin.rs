@@ -72,7 +72,7 @@ impl Admin {
     /// Connection thread: answer everything inline.
     pub fn dispatch(&self, req: tiny_http::Request) {
         let hooks = &*self.parts.hooks;
-        begin(req, &self.parts.health, hooks, |req, mut meta| {
+        begin(req, &self.parts.health, hooks, |mut req, mut meta| {
             let (path, query) = split_target(req.url());
             let result = match self.router.at(meta.method, path) {
                 Match::Found {
@@ -99,7 +99,7 @@ impl Admin {
                 }
                 Match::NotFound => Err(Problem::new(404, "no such route")),
             };
-            pipeline::respond(req, &meta, result, hooks);
+            pipeline::respond(&mut req, &meta, result, hooks);
         });
     }
 }

@@ -141,7 +141,7 @@ impl ApiDispatcher {
     }
 
     /// A queued job that waited too long: 503 + `Retry-After`, counted.
-    fn expire(&self, job: Job, waited: Duration, limit: Duration) {
+    fn expire(&self, mut job: Job, waited: Duration, limit: Duration) {
         let hooks = &*self.hooks;
         pipeline::with_context(job.meta.log_context(), || {
             hooks.expired(&job.meta);
@@ -158,7 +158,7 @@ impl ApiDispatcher {
                 ),
             )
             .with_header("Retry-After", RETRY_AFTER_SECS);
-            pipeline::respond(job.req, &job.meta, Err(expired), hooks);
+            pipeline::respond(&mut job.req, &job.meta, Err(expired), hooks);
         });
     }
 
@@ -181,7 +181,7 @@ impl ApiDispatcher {
     /// Worker thread: run the handler and answer.
     pub fn work(&self, slot: &WorkerSlot, job: Job) {
         let QueuedRequest {
-            req,
+            mut req,
             meta,
             body,
             span,
@@ -237,7 +237,7 @@ impl ApiDispatcher {
                 // thread matches here.
                 _ => Err(Problem::new(404, "no such route")),
             };
-            pipeline::respond(req, &meta, result, hooks)
+            pipeline::respond(&mut req, &meta, result, hooks)
         });
         drop(entered);
         if let Some(span) = span {
@@ -254,19 +254,19 @@ fn start_span(req: &tiny_http::Request, meta: &Meta) -> Option<RequestSpan> {
 /// [`pipeline::respond`] on the connection thread, inside the request's
 /// span (its ids in the log line) when there is one; ends the span.
 fn respond_in_span(
-    req: tiny_http::Request,
+    mut req: tiny_http::Request,
     meta: &Meta,
     result: HandlerResult,
     hooks: &dyn Hooks,
     span: Option<RequestSpan>,
 ) {
     let Some(span) = span else {
-        pipeline::respond(req, meta, result, hooks);
+        pipeline::respond(&mut req, meta, result, hooks);
         return;
     };
     let status = pipeline::with_context(span.log_context(meta), || {
         let _entered = span.enter();
-        pipeline::respond(req, meta, result, hooks)
+        pipeline::respond(&mut req, meta, result, hooks)
     });
     span.end(status);
 }
@@ -275,7 +275,7 @@ fn respond_in_span(
 /// `started` hook, the logging context, and the probes, answered inline.
 /// Everything else is passed on to `route`, still inside the context.
 pub fn begin(
-    req: tiny_http::Request,
+    mut req: tiny_http::Request,
     health: &Health,
     hooks: &dyn Hooks,
     route: impl FnOnce(tiny_http::Request, Meta),
@@ -290,7 +290,7 @@ pub fn begin(
     match probe(health, meta.method, path) {
         Some((pattern, answer)) => {
             meta.route = pattern;
-            pipeline::respond(req, &meta, answer, hooks);
+            pipeline::respond(&mut req, &meta, answer, hooks);
         }
         None => route(req, meta),
     }

@@ -195,10 +195,32 @@ fn write_status_line<W: Write>(
 pub(crate) fn is_plain_header(name: &str, value: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(crate::head::is_tchar)
-        && value
-            .bytes()
-            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        && is_plain_value(value.as_bytes())
         && !is_managed_name(name)
+}
+
+/// Every byte visible ASCII, a space or a tab. Eight bytes at a time: this runs over every
+/// header value of every response on the fast path (a request id, a content type), and the
+/// byte loop was a quarter of what answering a probe cost outside the kernel.
+fn is_plain_value(value: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let plain = |b: u8| b == b'\t' || (b' '..=b'~').contains(&b);
+    let mut chunks = value.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A high bit in `below` or `above` marks a byte that may be below 0x20 or above 0x7e
+        // (the borrows and carries between bytes only ever add marks after a marked byte);
+        // such a chunk (a tab, or a byte that is not plain) is looked at byte by byte.
+        let below = x.wrapping_sub(ONES * 0x20) & !x;
+        let above = x.wrapping_add(ONES) | x;
+        if (below | above) & HIGH != 0 && !chunk.iter().all(|&b| plain(b)) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| plain(b))
 }
 
 /// The names [`is_managed`] matches, tested by length first (this runs for every header of
@@ -1214,6 +1236,16 @@ mod render_identity_tests {
     #[test]
     fn only_plain_headers_take_the_fast_path() {
         assert!(is_plain_header("Content-Type", "application/json"));
+        // Every byte value at every position of a value long enough for two whole words and
+        // a remainder, against the byte-by-byte rule.
+        for b in 0..=255u8 {
+            for at in 0..19 {
+                let mut value = *b"0123456789abcdefxyz";
+                value[at] = b;
+                let want = b == b'\t' || (b' '..=b'~').contains(&b);
+                assert_eq!(is_plain_value(&value), want, "byte {b:#04x} at {at}");
+            }
+        }
         assert!(is_plain_header("Retry-After", "1"));
         assert!(is_plain_header("X-A", "a\tb c"));
         assert!(!is_plain_header("", "x"));
