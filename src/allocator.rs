@@ -8,9 +8,10 @@
 //! at 5 MiB or more (BENCHMARKS.md, "Static binary"). This cache keeps freed
 //! small blocks (≤ 1 KiB, alignment ≤ 16) in per-size-class free lists, so
 //! most allocations of the request path never reach `malloc`, while the
-//! memory it can hold stays small and bounded: at most [`BIN_BYTES`] per
-//! class in each of [`SHARDS`] shards (about 1 MiB in all, far less in
-//! practice).
+//! memory it can hold stays small and bounded: at most [`BIN_BYTES`] or
+//! [`MIN_BLOCKS`] blocks, whichever is more, per class in each of
+//! [`SHARDS`] shards (about 2.2 MiB in all, far less in practice: a bin
+//! fills only with blocks its threads freed).
 //!
 //! Threads pick a shard once (round robin, a `Cell` in thread-local storage
 //! with a constant initialiser: no allocation, no destructor). A bin is
@@ -158,9 +159,23 @@ impl Bin {
     }
 }
 
+/// Fewest blocks a bin keeps room for, whatever its class's size: the HTTP
+/// I/O thread renders the answers to a whole batch of ready connections
+/// (one per connection with a request, 64 under the bench) before it frees
+/// any, and with room for only `BIN_BYTES / 320` = 25 answers of the
+/// common size the rest went to musl's `malloc` and `free` on every batch,
+/// which mapped and unmapped a group of them each time (2,400 page faults a
+/// second under W1, none with glibc).
+pub const MIN_BLOCKS: usize = 64;
+
 /// Most blocks a bin of class `c` keeps.
 const fn cap(c: usize) -> usize {
-    BIN_BYTES / CLASSES[c]
+    let by_bytes = BIN_BYTES / CLASSES[c];
+    if by_bytes > MIN_BLOCKS {
+        by_bytes
+    } else {
+        MIN_BLOCKS
+    }
 }
 
 /// See the module documentation.
@@ -331,7 +346,7 @@ mod tests {
             }
         }
         // One thread, one shard: at most one bin's worth is kept.
-        assert_eq!(a.cached_blocks(), BIN_BYTES / 128);
+        assert_eq!(a.cached_blocks(), cap(class_of(l).expect("small")));
     }
 
     #[test]
