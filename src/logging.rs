@@ -10,7 +10,7 @@
 //! - `escape`: JSON and terminal escaping that streams into the output, so lines need no
 //!   intermediate `String`.
 //! - [`level`]: the run-time level switch behind `PUT /debug/log-level`, with timed reverts.
-//! - [`line`]: the per-thread buffer a line is formatted into, piece by inlined piece, before it
+//! - `line`: the per-thread buffer a line is formatted into, piece by inlined piece, before it
 //!   is handed to env_logger in one write.
 //! - [`batch`]: the HTTP I/O threads' lines, held and written with one call each time the thread
 //!   is about to wait for events (every other thread writes each line at once).
@@ -28,7 +28,7 @@ mod escape;
 mod filter;
 pub mod format;
 pub mod level;
-pub mod line;
+mod line;
 pub mod panic_hook;
 
 use std::io;

@@ -172,14 +172,15 @@ fn revert_when_due(weak: &std::sync::Weak<Inner>) {
                 // Written at the more verbose of the two levels: before the
                 // change when the raised level shows INFO (debug or info back
                 // to warn), after it otherwise (error back to info).
-                let said = log::log_enabled!(log::Level::Info);
-                if said {
-                    log::info!(new_level = base.as_str(); "log level reverted");
+                let say = || log::info!(new_level = base.as_str(); "log level reverted");
+                let before = log::log_enabled!(log::Level::Info);
+                if before {
+                    say();
                 }
                 control.apply_locked(&mut levels, base);
                 drop(levels);
-                if !said {
-                    log::info!(new_level = base.as_str(); "log level reverted");
+                if !before {
+                    say();
                 }
             }
             pending => {

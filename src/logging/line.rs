@@ -31,11 +31,6 @@ pub struct LineBuf {
 }
 
 impl LineBuf {
-    /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
     #[inline(always)]
     fn push(&mut self, piece: &[u8]) {
         let len = self.bytes.len();

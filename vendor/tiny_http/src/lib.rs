@@ -27,7 +27,8 @@
 //!     // blocks until the next request is received
 //!     let request = match server.recv() {
 //!         Ok(rq) => rq,
-//!         Err(e) => { println!("error: {}", e); break }
+//!         // the server was unblocked (shutdown): stop
+//!         Err(_) => break,
 //!     };
 //!
 //!     // do something with the request
