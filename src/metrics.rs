@@ -33,7 +33,7 @@ use crate::db::{AcquireOutcome, DbPoolObserver};
 use crate::health::CheckObserver;
 use crate::http::method::Method;
 use crate::http::pipeline::{Hooks, Meta, UNMATCHED};
-use crate::http::response::ApiResponse;
+use crate::http::response::{ApiResponse, Headers};
 use crate::lifecycle::State;
 use crate::outbox::policy::AttemptResult;
 use crate::outbox::store::Backlog;
@@ -340,7 +340,7 @@ impl Metrics {
         match encoder.encode(&self.registry.gather(), &mut body) {
             Ok(()) => ApiResponse {
                 status: 200,
-                headers: vec![("Content-Type", encoder.format_type().to_owned().into())],
+                headers: Headers::content_type(encoder.format_type().to_owned()),
                 body,
             },
             Err(e) => ApiResponse::text(500, &format!("metrics encoding failed: {e}")),

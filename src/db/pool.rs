@@ -112,6 +112,8 @@ enum XactStatus {
 
 /// The bounds of one `read` or `write`, first attempt and retry together.
 struct Budget {
+    /// When the operation started (its first acquire's start).
+    started: Instant,
     acquire_by: Instant,
     done_by: Instant,
 }
@@ -271,35 +273,55 @@ impl DbPool {
     /// Checks out a connection, waiting at most the acquire timeout.
     /// The wait is reported to the observer.
     pub fn acquire(&self) -> Result<PooledConnection, DbError> {
-        self.acquire_within(self.settings.acquire_timeout)
+        let now = Instant::now();
+        let (conn, _) = self.acquire_between(now, now + self.settings.acquire_timeout)?;
+        Ok(conn)
     }
 
-    fn acquire_within(&self, budget: Duration) -> Result<PooledConnection, DbError> {
-        let start = Instant::now();
-        let Some(inner) = self.opened_by(start + budget) else {
-            return Err(DbError::Unavailable(
-                "the pool is not open yet (start-up has not finished)".to_owned(),
-            ));
+    /// Checks out a connection for a wait that began at `start` and must end
+    /// by `by`; returns it with the time it was got. The clock is read once
+    /// here, after the checkout (the caller read it for `start`): a GET reads
+    /// the clock about 30 times, and these reads were 6 of them.
+    fn acquire_between(
+        &self,
+        start: Instant,
+        by: Instant,
+    ) -> Result<(PooledConnection, Instant), DbError> {
+        let (inner, from) = match self.inner.get() {
+            Some(inner) => (inner, start),
+            None => match self.opened_by(by) {
+                Some(inner) => (inner, Instant::now()),
+                None => {
+                    return Err(DbError::Unavailable(
+                        "the pool is not open yet (start-up has not finished)".to_owned(),
+                    ))
+                }
+            },
         };
-        let left = budget.saturating_sub(start.elapsed());
-        let got = inner.get_timeout(at_least_1ms(left));
-        let waited = start.elapsed();
+        let got = inner.get_timeout(at_least_1ms(by.saturating_duration_since(from)));
+        let got_at = Instant::now();
+        let waited = got_at.saturating_duration_since(start);
         match got {
             Ok(conn) => {
                 self.observer
                     .acquire_finished(waited, AcquireOutcome::Acquired);
-                Ok(conn)
+                Ok((conn, got_at))
             }
             Err(e) => {
                 self.observer
                     .acquire_finished(waited, AcquireOutcome::TimedOut);
                 Err(DbError::Unavailable(format!(
                     "no connection within {} ms: {}",
-                    budget.as_millis(),
+                    by.saturating_duration_since(start).as_millis(),
                     redact(&e.to_string(), self.secret.as_deref())
                 )))
             }
         }
+    }
+
+    /// The first checkout of an operation, within its acquire budget.
+    fn acquire_first(&self, budget: &Budget) -> Result<(PooledConnection, Instant), DbError> {
+        self.acquire_between(budget.started, budget.acquire_by)
     }
 
     /// A connection that has just answered a ping, acquired by `acquire_by`
@@ -309,14 +331,15 @@ impl DbPool {
     /// mass termination), so each candidate is checked and dead ones dropped.
     fn acquire_live(&self, acquire_by: Instant) -> Result<PooledConnection, DbError> {
         loop {
-            let left = acquire_by.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let left = acquire_by.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(DbError::Unavailable(format!(
                     "no live connection within {} ms",
                     self.settings.acquire_timeout.as_millis()
                 )));
             }
-            let mut conn = self.acquire_within(left)?;
+            let (mut conn, _) = self.acquire_between(now, acquire_by)?;
             if conn.ping(left) {
                 return Ok(conn);
             }
@@ -328,8 +351,10 @@ impl DbPool {
     /// (shared by a retry) and the deadline of the whole operation,
     /// `DB_ACQUIRE_TIMEOUT + DB_STATEMENT_TIMEOUT` plus [`CALL_MARGIN`].
     fn budget(&self) -> Budget {
-        let acquire_by = Instant::now() + self.settings.acquire_timeout;
+        let started = Instant::now();
+        let acquire_by = started + self.settings.acquire_timeout;
         Budget {
+            started,
             acquire_by,
             done_by: acquire_by + self.settings.statement_timeout + CALL_MARGIN,
         }
@@ -338,7 +363,13 @@ impl DbPool {
     /// The client-side deadline of a call starting now: the server's
     /// `statement_timeout` plus [`CALL_MARGIN`], within the operation's.
     fn call_deadline(&self, budget: &Budget) -> Instant {
-        (Instant::now() + self.settings.statement_timeout + CALL_MARGIN).min(budget.done_by)
+        self.call_deadline_from(budget, Instant::now())
+    }
+
+    /// [`DbPool::call_deadline`] for a call starting at `now` (a time just
+    /// read, such as the checkout's).
+    fn call_deadline_from(&self, budget: &Budget, now: Instant) -> Instant {
+        (now + self.settings.statement_timeout + CALL_MARGIN).min(budget.done_by)
     }
 
     fn timed_out(&self) -> DbError {
@@ -358,8 +389,8 @@ impl DbPool {
         mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let budget = self.budget();
-        let mut conn = self.acquire()?;
-        let deadline = self.call_deadline(&budget);
+        let (mut conn, got_at) = self.acquire_first(&budget)?;
+        let deadline = self.call_deadline_from(&budget, got_at);
         let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db()));
         match result {
             Ok(v) => Ok(v),
@@ -395,8 +426,8 @@ impl DbPool {
         mut f: impl FnMut(&mut Db<'_, Client>) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let budget = self.budget();
-        let mut conn = self.acquire()?;
-        let deadline = self.call_deadline(&budget);
+        let (mut conn, got_at) = self.acquire_first(&budget)?;
+        let deadline = self.call_deadline_from(&budget, got_at);
         let gate = &self.gate;
         let (result, cut) = conn.within(&self.watchdog, deadline, |c| {
             c.transaction(&mut f, gate, apply_by(deadline))
@@ -470,12 +501,12 @@ impl DbPool {
     /// the operation's budget; `None` if that cannot be known in time.
     fn transaction_status(&self, xid: i64, budget: &Budget) -> Option<XactStatus> {
         loop {
-            let left = budget.done_by.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let now = Instant::now();
+            if budget.done_by <= now {
                 return None;
             }
-            let mut conn = self.acquire_within(left).ok()?;
-            let deadline = self.call_deadline(budget);
+            let (mut conn, got_at) = self.acquire_between(now, budget.done_by).ok()?;
+            let deadline = self.call_deadline_from(budget, got_at);
             let (status, cut) = conn.within(&self.watchdog, deadline, |c| {
                 c.client()
                     .query_one("SELECT txid_status($1)", &[&xid])
@@ -524,7 +555,7 @@ impl DbPool {
         mut recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let budget = self.budget();
-        let mut conn = self.acquire()?;
+        let (mut conn, got_at) = self.acquire_first(&budget)?;
         // The statement is its own COMMIT: it passes the shutdown gate
         // before it is sent and keeps its permit until the answer is
         // written, exactly as `write`'s COMMIT; while it runs, closing the
@@ -542,7 +573,7 @@ impl DbPool {
             return Err(refused_at_shutdown());
         };
         commit_gate::keep_until_answered(permit);
-        let deadline = self.call_deadline(&budget);
+        let deadline = self.call_deadline_from(&budget, got_at);
         let fence = apply_by(deadline);
         let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db(), fence));
         drop(in_flight);

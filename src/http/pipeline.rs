@@ -178,7 +178,6 @@ fn write_response(
     let headers = resp
         .headers
         .iter()
-        .map(|(n, v)| (*n, v.as_ref()))
         .chain([(request_id::HEADER, request_id.as_str())]);
     req.respond_bytes(tiny_http::StatusCode(resp.status), headers, resp.body)
 }

@@ -278,7 +278,7 @@ mod tests {
     struct Answer {
         status: u16,
         body: Value,
-        headers: Vec<(&'static str, String)>,
+        headers: Vec<(String, String)>,
     }
 
     impl Answer {
@@ -334,12 +334,20 @@ mod tests {
                 Ok(r) => Answer {
                     status: r.status,
                     body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-                    headers: r.headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                        .collect(),
                 },
                 Err(p) => Answer {
                     status: p.status,
                     body: Value::String(p.detail.to_string()),
-                    headers: p.headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+                    headers: p
+                        .headers
+                        .iter()
+                        .map(|(n, v)| ((*n).to_owned(), v.to_string()))
+                        .collect(),
                 },
             }
         }

@@ -1327,6 +1327,15 @@ impl IoThread {
                 State::Head { started } => {
                     let started = *started;
                     match self.parse_head(&mut c, started) {
+                        HeadStep::Complete(pb) => {
+                            self.conns[t] = Some(c);
+                            self.dispatch_request(t, pb, None);
+                            let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
+                                return;
+                            };
+                            c = back;
+                            continue;
+                        }
                         HeadStep::Parsed => continue,
                         HeadStep::Refused => continue,
                         HeadStep::NeedMore => {}
@@ -1517,6 +1526,11 @@ impl IoThread {
             content_length: plan.content_length,
             reservation,
         };
+        if pb.body.is_done() {
+            // No body (most requests): complete already, no state to keep
+            // nor a body deadline to set.
+            return HeadStep::Complete(pb);
+        }
         c.state = State::Body(Box::new(pb));
         let d = Instant::now() + lim.read_timeout;
         c.deadline = Some(d);
@@ -1645,6 +1659,9 @@ fn take_body(c: &mut Conn) -> Option<Box<PendingBody>> {
 }
 
 enum HeadStep {
+    /// A request without a body: ready to dispatch.
+    Complete(PendingBody),
+    /// A head whose body is still to be read (`State::Body`).
     Parsed,
     Refused,
     NeedMore,
