@@ -21,6 +21,8 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::decimal::two_digits;
+
 /// Seconds from 1970-01-01T00:00:00Z to 0000-01-01T00:00:00Z (negative).
 const MIN_SECS: i64 = -62_167_219_200;
 /// Seconds from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -145,20 +147,9 @@ fn write_fields(buf: &mut [u8], secs: i64, fraction: u32, digits: usize) {
     }
 }
 
-/// "00" to "99", for [`put2`].
-static PAIRS: [[u8; 2]; 100] = {
-    let mut t = [[0u8; 2]; 100];
-    let mut i = 0;
-    while i < 100 {
-        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-        i += 1;
-    }
-    t
-};
-
 /// Writes `n % 100` as two decimal digits.
 fn put2(dst: &mut [u8], n: u32) {
-    dst.copy_from_slice(&PAIRS[(n % 100) as usize]);
+    dst.copy_from_slice(&two_digits(n));
 }
 
 /// Writes `n` as zero-padded decimal filling `dst` exactly (higher digits are

@@ -24,6 +24,7 @@ mod text;
 
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 
 pub use json::write_json;
@@ -39,9 +40,14 @@ pub const PANIC_MARKER: &str = "<panicked while formatting>";
 ///
 /// Names are compared only when a 64-bit signature of (length, first byte) says they might be
 /// equal, so the usual record, whose names are all distinct, costs one mask test per key/value.
+///
+/// The names live in an array that is not initialised up front: a line has a dozen key/values
+/// and the tracker is made for every line, so filling 32 slots first cost more than the
+/// tracking itself. Only `keys[..len]` is ever read, and each of those was written first.
 struct Seen<'kvs> {
     builtin: &'static [&'static str],
-    keys: [&'kvs str; MAX_TRACKED_KEYS],
+    keys: [MaybeUninit<&'kvs str>; MAX_TRACKED_KEYS],
+    /// How many of `keys`, from the first, are written.
     len: usize,
     /// Union of [`signature`]s of every name in `builtin` and `keys`.
     mask: u64,
@@ -72,10 +78,21 @@ impl<'kvs> Seen<'kvs> {
     fn new(builtin: &'static [&'static str]) -> Self {
         Seen {
             builtin,
-            keys: [""; MAX_TRACKED_KEYS],
+            keys: [const { MaybeUninit::uninit() }; MAX_TRACKED_KEYS],
             len: 0,
             mask: builtin.iter().fold(0, |m, name| m | signature(name)),
         }
+    }
+
+    /// The names recorded so far.
+    fn tracked(&self) -> &[&'kvs str] {
+        let len = self.len.min(MAX_TRACKED_KEYS);
+        // SAFETY: `keys[..len]` is initialised: `first` writes `keys[self.len]` before it
+        // raises `len` past it, and nothing un-writes a slot (`len` never exceeds
+        // MAX_TRACKED_KEYS; the `min` only restates it). `MaybeUninit<T>` has the size,
+        // alignment and layout of `T`, so an initialised prefix of `[MaybeUninit<&str>]` is
+        // a valid `[&str]`, borrowed from `self` for no longer than `self` lives.
+        unsafe { std::slice::from_raw_parts(self.keys.as_ptr().cast::<&'kvs str>(), len) }
     }
 
     /// Records `key`; returns false if the name was already written on this line.
@@ -84,12 +101,12 @@ impl<'kvs> Seen<'kvs> {
         let sig = signature(name);
         if self.mask & sig != 0 {
             let taken = |other: &&str| same(name, other);
-            if self.builtin.iter().any(taken) || self.keys[..self.len].iter().any(taken) {
+            if self.builtin.iter().any(taken) || self.tracked().iter().any(taken) {
                 return false;
             }
         }
         if let (Some(name), true) = (key.to_borrowed_str(), self.len < MAX_TRACKED_KEYS) {
-            self.keys[self.len] = name;
+            self.keys[self.len] = MaybeUninit::new(name);
             self.len += 1;
             self.mask |= sig;
         }
