@@ -133,11 +133,12 @@ impl ApiDispatcher {
         if rules.gate.is_closed() {
             return self.drop_unstarted(job);
         }
-        let waited = job.queued.elapsed();
+        let taken = Instant::now();
+        let waited = taken.saturating_duration_since(job.queued);
         if waited > rules.queue_timeout {
             return self.expire(job, waited, rules.queue_timeout);
         }
-        commit_gate::answer_scope(|| self.work(slot, job));
+        commit_gate::answer_scope(|| self.work(slot, job, taken));
     }
 
     /// A queued job that waited too long: 503 + `Retry-After`, counted.
@@ -178,8 +179,9 @@ impl ApiDispatcher {
         job.req.close_unanswered();
     }
 
-    /// Worker thread: run the handler and answer.
-    pub fn work(&self, slot: &WorkerSlot, job: Job) {
+    /// Worker thread: run the handler and answer. `taken`: when the worker
+    /// took the job off the queue (its busy-since time).
+    fn work(&self, slot: &WorkerSlot, job: Job, taken: Instant) {
         let QueuedRequest {
             mut req,
             meta,
@@ -203,7 +205,7 @@ impl ApiDispatcher {
         slot.set_busy(Busy {
             route: meta.route,
             request_id: meta.request_id,
-            since: Instant::now(),
+            since: taken,
         });
         let log_context = match &span {
             Some(span) => span.log_context(&meta),
