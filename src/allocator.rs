@@ -377,47 +377,37 @@ mod tests {
         assert_eq!(a.cached_blocks(), cap(class_of(l).expect("small")));
     }
 
+    /// On a new thread (a shard of its own): allocates three blocks of `l`
+    /// from `a` and frees them; returns the thread's shard and the blocks'
+    /// addresses.
+    fn churn_three_on_a_new_thread(a: &Arc<CachingAlloc>, l: Layout) -> (usize, Vec<usize>) {
+        let a = Arc::clone(a);
+        std::thread::spawn(move || {
+            // SAFETY: valid layout; each block is freed once, with it.
+            unsafe {
+                let blocks: Vec<_> = (0..3).map(|_| a.alloc(l)).collect();
+                let mut addrs: Vec<usize> = blocks.iter().map(|p| *p as usize).collect();
+                for p in blocks {
+                    a.dealloc(p, l);
+                }
+                addrs.sort_unstable();
+                (a.shard(), addrs)
+            }
+        })
+        .join()
+        .expect("thread")
+    }
+
     /// A block freed on one thread's shard serves an allocation on a thread
     /// of another shard (the I/O thread allocates what workers free).
     #[test]
     fn a_thread_takes_blocks_another_shard_cached() {
         let a = Arc::new(CachingAlloc::new());
         let l = Layout::from_size_align(200, 8).expect("layout");
-        let freer = {
-            let a = Arc::clone(&a);
-            std::thread::spawn(move || {
-                // SAFETY: valid layout; each block is freed once, with it.
-                unsafe {
-                    let blocks: Vec<_> = (0..3).map(|_| a.alloc(l)).collect();
-                    let addrs: Vec<usize> = blocks.iter().map(|p| *p as usize).collect();
-                    for p in blocks {
-                        a.dealloc(p, l);
-                    }
-                    (a.shard(), addrs)
-                }
-            })
-        };
-        let (freer_shard, freed) = freer.join().expect("freer");
+        let (freer_shard, freed) = churn_three_on_a_new_thread(&a, l);
         assert_eq!(a.cached_blocks(), 3);
-        let taker = {
-            let a = Arc::clone(&a);
-            std::thread::spawn(move || {
-                // SAFETY: as above.
-                unsafe {
-                    let blocks: Vec<_> = (0..3).map(|_| a.alloc(l)).collect();
-                    let addrs: Vec<usize> = blocks.iter().map(|p| *p as usize).collect();
-                    for p in blocks {
-                        a.dealloc(p, l);
-                    }
-                    (a.shard(), addrs)
-                }
-            })
-        };
-        let (taker_shard, mut taken) = taker.join().expect("taker");
+        let (taker_shard, taken) = churn_three_on_a_new_thread(&a, l);
         assert_ne!(freer_shard, taker_shard, "two threads, two shards");
-        let mut freed = freed;
-        freed.sort_unstable();
-        taken.sort_unstable();
         assert_eq!(taken, freed, "the other shard's blocks were reused");
         // Taking never adds: the three blocks, now in the taker's shard.
         assert_eq!(a.cached_blocks(), 3);

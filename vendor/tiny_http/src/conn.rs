@@ -1328,9 +1328,7 @@ impl IoThread {
                     let started = *started;
                     match self.parse_head(&mut c, started) {
                         HeadStep::Complete(pb) => {
-                            self.conns[t] = Some(c);
-                            self.dispatch_request(t, pb, None);
-                            let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
+                            let Some(back) = self.dispatch_from_drive(t, c, pb, None) else {
                                 return;
                             };
                             c = back;
@@ -1374,9 +1372,7 @@ impl IoThread {
                     match res {
                         Err(f) => {
                             let Some(pb) = take_body(&mut c) else { break };
-                            self.conns[t] = Some(c);
-                            self.dispatch_request(t, *pb, Some(f));
-                            let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
+                            let Some(back) = self.dispatch_from_drive(t, c, *pb, Some(f)) else {
                                 return;
                             };
                             c = back;
@@ -1384,9 +1380,7 @@ impl IoThread {
                         }
                         Ok(_) if pb.body.is_done() => {
                             let Some(pb) = take_body(&mut c) else { break };
-                            self.conns[t] = Some(c);
-                            self.dispatch_request(t, *pb, None);
-                            let Some(Some(back)) = self.conns.get_mut(t).map(Option::take) else {
+                            let Some(back) = self.dispatch_from_drive(t, c, *pb, None) else {
                                 return;
                             };
                             c = back;
@@ -1536,6 +1530,21 @@ impl IoThread {
         c.deadline = Some(d);
         self.note_deadline(d);
         HeadStep::Parsed
+    }
+
+    /// [`IoThread::dispatch_request`] from inside [`IoThread::drive`], which holds the
+    /// connection out of its slot: it is put back for the dispatch (an inline answer reaches
+    /// it through the slot) and taken out again; `None` when the dispatch closed it.
+    fn dispatch_from_drive(
+        &mut self,
+        t: usize,
+        c: Box<Conn>,
+        pb: PendingBody,
+        failure: Option<Failure>,
+    ) -> Option<Box<Conn>> {
+        self.conns[t] = Some(c);
+        self.dispatch_request(t, pb, failure);
+        self.conns.get_mut(t).and_then(Option::take)
     }
 
     /// Hands a complete request (or one whose body failed) to the application.
