@@ -91,7 +91,8 @@ def main():
         pts = {}
         for r in recs:
             if (r.get("kind") == "service" and r.get("workload") == wl and r.get("label", "A") == "A"
-                    and r.get("round", 1) == 1 and r.get("connections") and r.get("rps")):
+                    and r.get("round", 1) == 1 and not r.get("ref_for")
+                    and r.get("connections") and r.get("rps")):
                 p99 = (r.get("latency_ms") or {}).get("p99")
                 if p99 is not None:
                     # Goodput: 2xx per second (a shed 503 is no throughput).

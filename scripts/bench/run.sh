@@ -10,6 +10,8 @@
 #   USERSVC_BIN=path        binary to measure (default: make release -> the shipped static binary)
 #   BENCH_VS=path           a second binary or checkout (built there); A and B alternate per workload
 #   BENCH_ROUNDS=n          rounds per workload (default 1; 2 with BENCH_VS: A B A B)
+#   BENCH_W2_REF=1          before each round of a W2 variant (W2-idle10k, W2-otel*, W2-cache),
+#                           W2 again with binary A: the variant's "× W2" is per round, paired
 #   BENCH_DURATION=15       measured seconds per workload      BENCH_WARMUP=3   warm-up seconds
 #                           (smoke run under a minute: BENCH_DURATION=2 BENCH_WARMUP=1)
 #   BENCH_CONNECTIONS=64    wrk keep-alive connections         BENCH_THREADS=2  wrk threads
@@ -238,6 +240,11 @@ release_idle() {
   HOLDER_PID=""
 }
 
+# is_w2_variant WORKLOAD: W2 with something added, judged as a ratio to W2.
+is_w2_variant() {
+  case $1 in W2-idle10k | W2-otel* | W2-cache) return 0 ;; *) return 1 ;; esac
+}
+
 # run_one WORKLOAD LABEL ROUND KV...: a fresh start of binary LABEL, the
 # workload at $BENCH_CONNECTIONS, the stop; one record in raw.jsonl.
 run_one() {
@@ -245,6 +252,7 @@ run_one() {
   HELD_KV=""
   case $w in *-info) level=info ;; esac
   name="$w-$l$round"
+  [ -z "${REF_FOR:-}" ] || name="$name-ref-$REF_FOR"
   [ "$BENCH_CONNECTIONS" = "$BENCH_CONNECTIONS_MAIN" ] || name="$name-c$BENCH_CONNECTIONS"
   SVC_WORKLOAD_ENV=$(workload_env "$w")
   svc_start "${BIN[$l]}" "$name" "$level"
@@ -298,7 +306,16 @@ if [ "$MODE" != ceilings ]; then
   case " $BENCH_WORKLOADS " in *" W2-cache "*) start_redis ;; esac
   for w in $BENCH_WORKLOADS; do
     for ((round = 1; round <= ROUNDS; round++)); do
-      for l in "${LABELS[@]}"; do run_one "$w" "$l" "$round"; done
+      for l in "${LABELS[@]}"; do
+        # A variant of W2 (idle connections held, tracing, the cache) is
+        # judged against W2 measured just before it, in the same round with
+        # the same binary: throughput drifts through a run on a shared host,
+        # and the run's own W2 rounds come first (BENCH_W2_REF=0: off).
+        if [ "$l" = A ] && [ "${BENCH_W2_REF:-1}" != 0 ] && is_w2_variant "$w"; then
+          REF_FOR=$w run_one W2 A "$round" "ref_for=$w"
+        fi
+        run_one "$w" "$l" "$round"
+      done
     done
   done
   # Throughput against p99 at other connection counts (binary A, one round;

@@ -55,7 +55,9 @@ expect "ceilings: the one-INSERT ceiling beside the same-statement one" jq_py 'w
 
 run e2e 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_IDLE_CONNS=200 "$HERE/run.sh"
 expect "e2e: the 10 default workloads + 4 sweep runs, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
-assert len([r for r in s if not r.get("sweep")])==10, len(s)
+assert len([r for r in s if not r.get("sweep") and not r.get("ref_for")])==10, len(s)
+refs=sorted(r["ref_for"] for r in s if r.get("ref_for"))
+assert refs==["W2-cache","W2-idle10k","W2-otel0.01","W2-otel1"] and all(r["workload"]=="W2" for r in s if r.get("ref_for")), refs
 sw=sorted((r["workload"], r["connections"]) for r in s if r.get("sweep"))
 assert sw==[("W2",16),("W2",256),("W3",16),("W3",256)], sw
 assert all(r.get("ceiling2_ratio") for r in s if r["workload"]=="W3")
@@ -67,6 +69,7 @@ expect "e2e: results.md has the targets table" grep -q '## Targets' "$OUT/result
 expect "e2e: W1 with INFO logging is a target" grep -q 'W1 with INFO logging of every request' "$OUT/results.md"
 expect "e2e: the info runs' request lines are counted, one or more per request" jq_py 'i=[r for r in R if r["kind"]=="service" and r["workload"].endswith("-info")]
 assert i and all(r["logged_request_lines"] >= r["requests"] > 0 for r in i), [(r.get("logged_request_lines"), r["requests"]) for r in i]'
+expect "e2e: a W2 variant is judged against W2 run just before it" grep -q 'W2-otel1 req/s ≥ 0.85 × W2 (tracing off) | [0-9.]* (per round against W2 just before it' "$OUT/results.md"
 expect "e2e: W3 against the one-INSERT ceiling is a target" grep -q 'W3 ≥ 0.60 × pgbench one-INSERT' "$OUT/results.md"
 expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); sys.exit(0 if len(d.getElementsByTagName("circle"))==6 else 1)' "$OUT/plot.svg"
 
