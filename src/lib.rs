@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod percent;
+pub mod rate_log;
 pub mod resolver;
 pub mod rfc3339;
 pub mod runtime;

@@ -1,6 +1,8 @@
 //! The connection layer against the real binary (issue 12): idle keep-alive connections cost
 //! no thread, held request bodies stay within `MAX_BODY_BUFFER` (the excess is refused with 503
-//! at once), and rolling restarts on one port (`REUSE_PORT=true`) fail no request.
+//! as it arrives; a length only declared holds nothing), connections that send nothing neither
+//! outstay `READ_TIMEOUT` nor keep others out at `MAX_CONNS`, and rolling restarts on one port
+//! (`REUSE_PORT=true`) fail no request.
 
 mod support;
 
@@ -116,7 +118,7 @@ fn thousands_of_idle_keepalive_connections_cost_no_thread() {
 }
 
 #[test]
-fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503_at_once() {
+fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503() {
     const CLIENTS: usize = 150;
     const BODY: usize = 1 << 20;
     const BUDGET_MIB: u64 = 16;
@@ -202,7 +204,13 @@ fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503_at_once() {
         "{held} bodies held, {} refused; RSS {rss_before} -> {rss_held} KiB (+{growth_kib})",
         refused.len()
     );
-    assert_eq!(held as u64, BUDGET_MIB, "one held body per MiB of budget");
+    // The budget is taken as bytes arrive: 150 bodies arrive interleaved, and a body that
+    // does not fit when its next bytes come is refused (its bytes given back), so the
+    // bodies left held are at most one per MiB of budget, and most of it is used.
+    assert!(
+        held as u64 <= BUDGET_MIB && held as u64 >= BUDGET_MIB / 2,
+        "{held} bodies held with a {BUDGET_MIB} MiB budget"
+    );
     assert_eq!(
         held + refused.len(),
         CLIENTS,
@@ -215,6 +223,113 @@ fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503_at_once() {
     assert!(
         growth_kib <= BUDGET_MIB * 1024 * 11 / 10,
         "RSS grew by {growth_kib} KiB with a {BUDGET_MIB} MiB body budget"
+    );
+}
+
+/// Heads that declare a large body and send none hold no part of `MAX_BODY_BUFFER`: a create
+/// sent beside them is served (the budget was taken from the declared length, so 32 such heads
+/// held every write out with 503 at the default budget).
+#[test]
+fn declared_bodies_that_never_arrive_do_not_fill_the_body_buffer() {
+    let db = TestDb::new();
+    let svc = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("MAX_BODY_BYTES", "1MiB"),
+        ("MAX_BODY_BUFFER", "2MiB"),
+        ("READ_TIMEOUT", "20s"),
+    ]);
+    svc.wait_ready(Duration::from_secs(20));
+    let head = b"POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1048576\r\n\r\n{";
+    let mut held: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(svc.addr).expect("connect");
+            s.write_all(head).expect("head");
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let r = client::request(
+        svc.addr,
+        "POST",
+        "/api/v1/users",
+        &[("Content-Type", "application/json")],
+        br#"{"name":"Ada","email":"ada@example.com"}"#,
+    )
+    .expect("create");
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The held heads are still waiting for their bodies, not refused.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        assert!(
+            matches!(s.read(&mut buf), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "a held head was answered"
+        );
+    }
+}
+
+/// A connection that sends nothing is closed after `READ_TIMEOUT`, not `IDLE_TIMEOUT` (which
+/// is for keep-alive connections between requests); and at `MAX_CONNS`, silent connections
+/// are closed to let new ones in, so clients that connect and send nothing cannot keep the
+/// probes or anyone else out.
+#[test]
+fn silent_connections_neither_outstay_read_timeout_nor_keep_others_out() {
+    const CAP: usize = 20;
+    let db = TestDb::new();
+    let cap = CAP.to_string();
+    let svc = Service::start(&[
+        ("DATABASE_URL", db.url()),
+        ("MAX_CONNS", cap.as_str()),
+        ("READ_TIMEOUT", "3s"),
+        ("IDLE_TIMEOUT", "60s"),
+    ]);
+    svc.wait_ready(Duration::from_secs(20));
+
+    // One silent connection: closed after READ_TIMEOUT.
+    let mut silent = Conn::open(svc.addr).expect("connect");
+    let t = Instant::now();
+    assert!(
+        silent.is_closed_by_server(Duration::from_secs(10)),
+        "a connection that sent nothing was still open after 10 s"
+    );
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(6),
+        "closed after {waited:?} (READ_TIMEOUT 3s)"
+    );
+
+    // The cap filled with silent connections: a new client is still served, within the
+    // second a connection must be idle before it may be closed for a new one.
+    let mut silent: Vec<TcpStream> = (0..CAP)
+        .map(|_| TcpStream::connect(svc.addr).expect("connect"))
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let r = client::get(svc.addr, "/healthz").expect("a probe at the cap");
+    assert_eq!(r.status, 200);
+    // (Well before READ_TIMEOUT would have closed them: 3 s.)
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // ... because one silent connection was closed for it.
+    let mut closed = 0;
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let mut buf = [0u8; 1];
+        if matches!(s.read(&mut buf), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 1,
+        "no silent connection was closed to let the probe in"
+    );
+    assert!(
+        svc.lines()
+            .iter()
+            .any(|l| l.contains("connection cap reached")),
+        "no warning about the cap"
     );
 }
 

@@ -12,7 +12,6 @@
 pub mod breaker;
 pub mod check;
 pub mod codec;
-pub mod rate_log;
 pub mod redis_pool;
 pub mod repository;
 pub mod user_cache;

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use super::breaker::{Breaker, BreakerPolicy, Permit};
 use super::codec::{self, Keys};
-use super::rate_log::RateLimitedLog;
 use super::redis_pool::{CacheError, RedisPool};
+use crate::rate_log::RateLimitedLog;
 use crate::users::User;
 
 /// How long a generation token lives (renewed by every write).

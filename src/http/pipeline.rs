@@ -26,6 +26,7 @@ use crate::http::request_id;
 use crate::http::response::ApiResponse;
 use crate::logging::context::{self, RequestContext};
 use crate::logging::RequestId;
+use crate::rate_log::RateLimitedLog;
 
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -188,6 +189,9 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
+/// Warnings about a full body buffer: one per 10 s at most.
+static BODY_BUFFER_FULL: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+
 /// The answer to a request the HTTP layer refuses before any handler sees
 /// it (malformed or smuggling-shaped framing, oversized heads or bodies, slow
 /// clients, HTTP/2 preface): the same problem+json, with a fresh request id,
@@ -216,6 +220,15 @@ pub fn refused_by_http_layer(
             },
         ),
     };
+    if status == 503 {
+        // 503 here is the body buffer only: say so, as the queue's sheds are
+        // visible in their metric.
+        BODY_BUFFER_FULL.warn(
+            "usersvc::http",
+            "request bodies refused with 503: the body buffer (MAX_BODY_BUFFER) is full",
+            &format_args!("{} bytes held at most", refusal.limits.body_buffer.limit()),
+        );
+    }
     let body = problem.to_body(request_id.as_str());
     let (method, path) = refusal
         .request_line

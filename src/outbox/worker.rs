@@ -45,9 +45,9 @@ use super::cloudevent;
 use super::policy::{self, AttemptResult, Outcome};
 use super::store::{Backlog, Event, Store};
 use super::webhook::{HeaderSupplier, Webhook};
-use crate::cache::rate_log::RateLimitedLog;
 use crate::config::Secret;
 use crate::db::DbPool;
+use crate::rate_log::RateLimitedLog;
 use crate::runtime::Background;
 
 /// Idle poll: how late an event written by another replica is seen.

@@ -82,6 +82,14 @@ const SCRATCH: usize = 64 * 1024;
 /// Connections accepted in one round before the other connections get a turn.
 const ACCEPT_BATCH: usize = 256;
 
+/// The most of a declared body length allocated before the body arrives.
+const BODY_PREALLOC_MAX: usize = 64 * 1024;
+
+/// At the connection cap, an idle connection may be closed to let a waiting one in once it has
+/// been idle this long (`IoThread::evict_idle`): long enough for a new connection's request,
+/// already in its socket, to be read first.
+const EVICT_MIN_IDLE: Duration = Duration::from_secs(1);
+
 /// How long `stop_accepting` waits for the I/O thread to drain the accept queue.
 const STOP_WAIT: Duration = Duration::from_secs(1);
 
@@ -608,6 +616,7 @@ pub(crate) fn start(
             accept_retry: None,
             backoff: Duration::ZERO,
             last_log: None,
+            last_evict_log: None,
             drain_seen: false,
         });
     }
@@ -692,6 +701,9 @@ struct Conn {
     /// Responses completed on this connection (a draining server closes idle connections
     /// that were served; a new one gets its first request answered).
     served: u32,
+    /// When it last became idle (accepted, or its last response written): at the connection
+    /// cap, only a connection idle for [`EVICT_MIN_IDLE`] may be closed for a new one.
+    idle_since: Instant,
 }
 
 /// Result of reading from a socket.
@@ -714,6 +726,8 @@ struct Site {
     accept_retry: Option<Instant>,
     backoff: Duration,
     last_log: Option<Instant>,
+    /// When closing idle connections at the cap was last logged (once per 10 s at most).
+    last_evict_log: Option<Instant>,
     drain_seen: bool,
 }
 
@@ -724,6 +738,15 @@ impl Site {
             && self.listener.is_some()
             && self.accept_retry.is_none()
             && self.count < self.server.limits.max_connections
+    }
+
+    /// Connections wait to be accepted, and the cap is reached (see `IoThread::evict_idle`).
+    fn waiting_at_cap(&self) -> bool {
+        self.accept_ready
+            && self.listener.is_some()
+            && self.accept_retry.is_none()
+            && self.count >= self.server.limits.max_connections
+            && !self.server.stopped.load(SeqCst)
     }
 
     /// Stopped, and every connection closed: nothing left to serve.
@@ -826,6 +849,10 @@ impl IoThread {
         let now = Instant::now();
         if self.sites.iter().any(Site::can_accept_now) {
             return Some(Duration::ZERO);
+        }
+        if self.sites.iter().any(Site::waiting_at_cap) {
+            // A connection may become idle long enough to be closed for a waiting one.
+            return Some(EVICT_MIN_IDLE / 10);
         }
         if !lock(&self.io.finished).is_empty() {
             return Some(Duration::ZERO);
@@ -987,9 +1014,13 @@ impl IoThread {
         let mut n = 0;
         while n < ACCEPT_BATCH {
             let site = &mut self.sites[i];
-            if !site.accept_ready || site.count >= site.server.limits.max_connections {
+            if !site.accept_ready {
                 return;
             }
+            if site.count >= site.server.limits.max_connections && !self.evict_idle(i) {
+                return;
+            }
+            let site = &mut self.sites[i];
             let Some(listener) = &site.listener else {
                 return;
             };
@@ -1072,11 +1103,68 @@ impl IoThread {
             more: false,
             body_unfinished: false,
             served: 0,
+            idle_since: Instant::now(),
         }));
         self.sites[site].count += 1;
         self.sites[site].server.conn_opened();
-        let d = Instant::now() + self.lim(site).idle_timeout;
+        // A new connection has the read timeout (not the idle timeout, which is for
+        // keep-alive connections between requests) to start its first request, as Go's
+        // `ReadHeaderTimeout` runs from accept: a client that connects and sends nothing holds
+        // a slot for seconds, not for a minute.
+        let lim = self.lim(site);
+        let d = Instant::now() + lim.read_timeout.min(lim.idle_timeout);
         self.arm(t, d);
+    }
+
+    /// At the connection cap with connections waiting to be accepted: closes the connection
+    /// of listener `site` that is the best to lose, if one is idle — one that never sent a
+    /// byte before one that was served and waits for its next request (a keep-alive client
+    /// reconnects; HTTP lets a server close an idle connection at any time), the one waiting
+    /// longest first, and only one idle for [`EVICT_MIN_IDLE`] at least. A connection with a
+    /// request under way (head, body, in flight, response) is never closed for this. So
+    /// clients that open connections and send nothing cannot keep others out; with nothing
+    /// idle, new connections wait in the kernel's backlog. Returns whether one was closed.
+    fn evict_idle(&mut self, site: usize) -> bool {
+        // Idle for a moment at least: a connection just accepted may have its request in the
+        // socket, not yet read.
+        let Some(idle_before) = Instant::now().checked_sub(EVICT_MIN_IDLE) else {
+            return false;
+        };
+        // (served before, idle since) of the best candidate: fresh ones first, then oldest.
+        let mut best: Option<(usize, (bool, Instant))> = None;
+        for (t, slot) in self.conns.iter().enumerate() {
+            let Some(c) = slot else { continue };
+            let idle = matches!(c.state, State::Idle)
+                && c.site == site
+                && c.idle_since <= idle_before
+                && c.inbuf.is_empty()
+                && c.out_pos >= c.out.len();
+            if !idle {
+                continue;
+            }
+            let key = (c.served > 0, c.idle_since);
+            if best.is_none_or(|(_, b)| key < b) {
+                best = Some((t, key));
+            }
+        }
+        let Some((t, _)) = best else {
+            return false;
+        };
+        let Some(c) = self.conns[t].take() else {
+            return false;
+        };
+        let s = &mut self.sites[site];
+        if s.last_evict_log
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+        {
+            log::warn!(
+                "connection cap reached ({} open): closing idle connections to accept new ones",
+                s.server.limits.max_connections
+            );
+            s.last_evict_log = Some(Instant::now());
+        }
+        self.drop_conn(t, c);
+        true
     }
 
     /// Sets the deadline of connection `t`.
@@ -1286,7 +1374,8 @@ impl IoThread {
                         c.state = State::Idle;
                         c.served = c.served.saturating_add(1);
                         c.body_unfinished = false;
-                        c.deadline = Some(Instant::now() + self.lim(c.site).idle_timeout);
+                        c.idle_since = Instant::now();
+                        c.deadline = Some(c.idle_since + self.lim(c.site).idle_timeout);
                         self.note_deadline(c.deadline.unwrap_or_else(Instant::now));
                     }
                 },
@@ -1359,8 +1448,7 @@ impl IoThread {
                         // Body bytes move on to the request: hold no read buffer meanwhile.
                         c.inbuf = Vec::new();
                     }
-                    let over_budget =
-                        pb.content_length.is_none() && grown > 0 && !pb.reservation.grow(grown);
+                    let over_budget = grown > 0 && !pb.reservation.grow(grown);
                     if over_budget {
                         let Some(pb) = take_body(&mut c) else { break };
                         let started = Instant::now();
@@ -1488,30 +1576,24 @@ impl IoThread {
                 return HeadStep::Refused;
             }
         };
-        let mut reservation = Reservation::empty(&lim.body_buffer);
-        if let Some(n) = plan.content_length {
-            if n > 0 && !reservation.grow(n) {
-                log::debug!(
-                    "refusing a {} byte body from {:?}: the body buffer is full",
-                    n,
-                    c.remote
-                );
-                let request_line = Some((head.method, head.target));
-                self.refuse(c, 503, request_line, started, true);
-                return HeadStep::Refused;
-            }
-        }
+        // The body buffer's budget is taken as the body's bytes arrive, never for a length
+        // only declared: heads that announce large bodies and send none must not fill it
+        // (32 heads of `Content-Length: 1048576` held every create out at the default
+        // budget). A body that outgrows what is left is refused when it does (in `drive`).
+        let reservation = Reservation::empty(&lim.body_buffer);
         if plan.expects_continue && !plan.body.is_done() {
             c.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             if Self::flush(c).is_err() {
                 c.eof = true;
             }
         }
-        // The whole declared length at once (it is reserved; pages are only touched as the
-        // body arrives): no reallocation, no copy, no freed buffer left in the allocator.
+        // Room for the declared length at once up to [`BODY_PREALLOC_MAX`] (every body of
+        // this API): no reallocation, no copy. A larger one grows as it arrives, so that a
+        // length only declared takes no more than that much even of address space.
         let capacity = plan
             .content_length
-            .map_or(0, |n| usize::try_from(n).unwrap_or(0));
+            .map_or(0, |n| usize::try_from(n).unwrap_or(0))
+            .min(BODY_PREALLOC_MAX);
         let pb = PendingBody {
             head,
             body: plan.body,

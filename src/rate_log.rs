@@ -1,6 +1,6 @@
 //! A warning logged at most once per interval, with how many were held
-//! back: a Redis outage under load must not turn into thousands of
-//! identical lines per second.
+//! back: a Redis outage, or a flood of request bodies the body buffer
+//! cannot hold, must not turn into thousands of identical lines per second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -13,7 +13,7 @@ pub struct RateLimitedLog {
 }
 
 impl RateLimitedLog {
-    pub fn new(every: Duration) -> RateLimitedLog {
+    pub const fn new(every: Duration) -> RateLimitedLog {
         RateLimitedLog {
             every,
             last: Mutex::new(None),
