@@ -158,6 +158,7 @@ impl App {
             health: Arc::clone(&health),
             hooks: metrics.clone(),
             max_body_bytes: config.max_body_bytes,
+            unstarted_dropped: Default::default(),
         });
         let startup = Startup {
             spec: spec.clone(),

@@ -492,7 +492,6 @@ impl Running {
             // (`Request::close_unanswered`: dropping one would answer 500,
             // which would tell its client the wrong thing).
             let queued = workers.take_queued();
-            let dropped = queued.len();
             let cut: usize = controls.iter().map(|c| c.open_connections()).sum();
             for c in &controls {
                 c.force_close();
@@ -500,6 +499,11 @@ impl Running {
             for job in queued {
                 dispatcher.drop_unstarted(job);
             }
+            // Also those workers dropped (they drop what they take once the
+            // gate is closed, before the queue is emptied here).
+            let dropped = dispatcher
+                .unstarted_dropped
+                .load(std::sync::atomic::Ordering::Relaxed);
             log::error!(
                 connections = cut,
                 dropped = dropped;

@@ -306,6 +306,19 @@ const INVALID: &[(&str, &str, &str)] = &[
     ("ADDR", "example.com:80", "expected host:port"),
     ("ADDR", "off", "expected host:port"),
     ("ADMIN_ADDR", "of", "expected off, or host:port"),
+    // The public listener's port (ADDR defaults to :8080), on the same or every address.
+    (
+        "ADMIN_ADDR",
+        "127.0.0.1:8080",
+        "takes the same port as ADDR (0.0.0.0:8080)",
+    ),
+    ("ADMIN_ADDR", ":8080", "takes the same port as ADDR"),
+    // ADDR on the default admin port (127.0.0.1:9090).
+    (
+        "ADDR",
+        ":9090",
+        "takes the same port as ADMIN_ADDR (127.0.0.1:9090)",
+    ),
     ("ADMIN_ADDR", "1.2.3.4", "expected off, or host:port"),
     (
         "MAX_CONNECTIONS",

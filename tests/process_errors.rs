@@ -119,6 +119,35 @@ fn log_level_changes_name_the_new_level_and_zero_drain_delay_does_not_wait() {
     assert_eq!(changed["for_secs"], 1, "{changed}");
     let reverted = svc.wait_for_log(|v| v["msg"] == "log level reverted", Duration::from_secs(5));
     assert_eq!(reverted["new_level"], "INFO", "{reverted}");
+    // Logged also when the new level hides WARN, the line's own level.
+    let r = client::request(
+        admin,
+        "PUT",
+        "/debug/log-level?level=error&for=1s",
+        &[],
+        b"",
+    )
+    .expect("put level");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let quiet = svc.wait_for_log(
+        |v| v["msg"] == "log level changed" && v["new_level"] == "ERROR",
+        Duration::from_secs(3),
+    );
+    assert_eq!(quiet["previous_level"], "INFO", "{quiet}");
+    // A `for` of zero is refused.
+    let r = client::request(
+        admin,
+        "PUT",
+        "/debug/log-level?level=error&for=0s",
+        &[],
+        b"",
+    )
+    .expect("put level");
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Back to INFO, for the shutdown lines below.
+    let r =
+        client::request(admin, "PUT", "/debug/log-level?level=info", &[], b"").expect("put level");
+    assert_eq!(r.status, 200, "{}", r.text());
 
     svc.signal("TERM");
     let status = svc.wait_exit(Duration::from_secs(15));

@@ -155,6 +155,7 @@ impl Harness {
             health: Arc::clone(&health),
             hooks: Arc::clone(&hooks),
             max_body_bytes: 1024,
+            unstarted_dropped: Default::default(),
         });
         let limits = tiny_http::Limits {
             max_connections: 64,

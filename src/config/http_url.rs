@@ -3,9 +3,12 @@
 //!
 //! Why a type: a URL that cannot work (no scheme, a typo'd port) must fail
 //! at start-up, not as silently dropped spans or an ever-growing outbox.
-//! Such URLs sometimes carry basic-auth credentials, so `Display`/`Debug`
-//! replace any user-info with `***`; the full URL is reached through
-//! [`HttpUrl::as_str`], for the HTTP client only.
+//! Such URLs often carry credentials: basic-auth user-info, and tokens in the
+//! query (`?token=…`, a signature). So `Display`/`Debug` replace any
+//! user-info, every query value and the fragment with `***` (query names
+//! stay, to show which were set); the full URL is reached through
+//! [`HttpUrl::as_str`], for the HTTP client only. A token in the path is
+//! not recognisable as one and is shown.
 
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -69,9 +72,10 @@ impl HttpUrl {
             None => (None, authority),
         };
         check_host_port(host_port)?;
+        let tail = mask_query(tail);
         let redacted = match userinfo {
             Some(_) => format!("{scheme}://***@{host_port}{tail}"),
-            None => text.to_owned(),
+            None => format!("{scheme}://{host_port}{tail}"),
         };
         Ok(HttpUrl {
             raw: text.to_owned(),
@@ -84,7 +88,7 @@ impl HttpUrl {
         &self.raw
     }
 
-    /// The URL with any user-info replaced by `***`.
+    /// The URL with any user-info, query value and fragment replaced by `***`.
     pub fn redacted(&self) -> &str {
         &self.redacted
     }
@@ -100,6 +104,27 @@ impl fmt::Debug for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("HttpUrl").field(&self.redacted).finish()
     }
+}
+
+/// `tail` (a URL's path, query and fragment) with every query value and the
+/// fragment replaced by `***`; a query item without `=` is a value too.
+fn mask_query(tail: &str) -> String {
+    let (rest, fragment) = match tail.split_once('#') {
+        Some((rest, _)) => (rest, "#***"),
+        None => (tail, ""),
+    };
+    let Some((path, query)) = rest.split_once('?') else {
+        return format!("{rest}{fragment}");
+    };
+    let items: Vec<String> = query
+        .split('&')
+        .map(|item| match item.split_once('=') {
+            Some((name, _)) => format!("{name}=***"),
+            None if item.is_empty() => String::new(),
+            None => "***".to_owned(),
+        })
+        .collect();
+    format!("{path}?{}{fragment}", items.join("&"))
 }
 
 /// `text` with everything between `://` and its last `@` replaced by
@@ -164,7 +189,15 @@ mod tests {
             ("https://otel.example.com", "https://otel.example.com"),
             (
                 "HTTPS://hooks.example.com/a/b?x=1",
-                "HTTPS://hooks.example.com/a/b?x=1",
+                "HTTPS://hooks.example.com/a/b?x=***",
+            ),
+            (
+                "https://hooks.example.com/in?token=s3cr3t-pw&v=2&flag&&#s3cr3t-pw",
+                "https://hooks.example.com/in?token=***&v=***&***&&#***",
+            ),
+            (
+                "https://bot:s3cr3t-pw@hooks.example.com/in?sig=s3cr3t-pw",
+                "https://***@hooks.example.com/in?sig=***",
             ),
             ("http://[::1]:4318/v1/traces", "http://[::1]:4318/v1/traces"),
             ("http://10.0.0.1", "http://10.0.0.1"),

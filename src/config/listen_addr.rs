@@ -85,6 +85,18 @@ pub fn parse_optional_listen_addr(text: &str) -> Result<Option<SocketAddr>, List
 
 /// A DNS-name-shaped host with at least one letter (so `10.0.0.256` is an
 /// invalid address, not a name).
+/// Whether two listeners would take the same socket: the same port (not 0,
+/// which picks a free one) and the same address, or either on every
+/// address (`0.0.0.0`, `::`) of the other's family. Two such listeners bind
+/// only with `REUSE_PORT`, and then the kernel splits one port's
+/// connections between two routers.
+pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 fn looks_like_name(host: &str) -> bool {
     host.bytes().any(|b| b.is_ascii_alphabetic())
         && host

@@ -20,7 +20,7 @@ use super::database_url::DatabaseUrl;
 use super::defaults;
 use super::error::{quote, ConfigError};
 use super::http_url::{mask_userinfo, HttpUrl};
-use super::listen_addr::{parse_listen_addr, parse_optional_listen_addr};
+use super::listen_addr::{self, parse_listen_addr, parse_optional_listen_addr};
 use super::log_options::{parse_log_level, LogFormat};
 use super::otel::{
     parse_headers, parse_only, parse_otlp_timeout, parse_propagators, parse_ratio,
@@ -133,6 +133,25 @@ pub(crate) fn resolve(
             parse_optional_listen_addr,
         )
         .or(Some(default_admin));
+    if let Some(admin) = admin_addr.filter(|admin| listen_addr::overlap(addr, *admin)) {
+        // Blamed on ADMIN_ADDR when it was given, else on ADDR (which then took the
+        // default admin port).
+        let (name, other, other_addr) = match r.raw("ADMIN_ADDR") {
+            Some(_) => ("ADMIN_ADDR", "ADDR", addr),
+            None => ("ADDR", "ADMIN_ADDR", admin),
+        };
+        if let Some((value, flag)) = r.raw(name) {
+            r.errors.push(ConfigError::variable(
+                name,
+                flag.as_deref(),
+                format!(
+                    "{} takes the same port as {other} ({other_addr}); expected another \
+                     port for each listener, or ADMIN_ADDR=off",
+                    quote(&value)
+                ),
+            ));
+        }
+    }
     let database_url = match r.read(
         "DATABASE_URL",
         Show::Hidden,

@@ -132,22 +132,36 @@ fn put_log_level(admin: &Admin, req: &ApiRequest<'_>) -> HandlerResult {
             )
         })?),
     };
+    crate::logging::level::check_for(for_).map_err(|e| Problem::new(400, e.to_string()))?;
     let previous = admin.parts.log_level.current();
+    // The change is logged at WARN, so that it shows at the new level too
+    // when that is `warn`; a level that hides WARN (`error`) would hide the
+    // line, so then it is written before the change.
+    let hides_warn = level < LevelFilter::Warn;
+    if hides_warn {
+        log_level_changed(level, previous, for_);
+    }
     admin
         .parts
         .log_level
         .set(level, for_)
         .map_err(|e| Problem::new(400, e.to_string()))?;
+    if !hides_warn {
+        log_level_changed(level, previous, for_);
+    }
+    get_log_level(admin, req)
+}
+
+/// The audit line of a log level change.
+fn log_level_changed(level: LevelFilter, previous: LevelFilter, for_: Option<Duration>) {
     // `level` is the record's own field (a second one would be dropped), so
-    // the levels go under their own names. WARN: the line must show at the
-    // new level too, also when that is `warn`.
+    // the levels go under their own names.
     log::warn!(
         new_level = level.as_str(),
         previous_level = previous.as_str(),
         for_secs = for_.map_or(0, |d: Duration| d.as_secs());
         "log level changed"
     );
-    get_log_level(admin, req)
 }
 
 fn bad_level() -> Problem {

@@ -19,6 +19,7 @@
 //! only cost is the `tracing::active()` check.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,10 @@ pub struct ApiDispatcher {
     pub health: Arc<Health>,
     pub hooks: Arc<dyn Hooks>,
     pub max_body_bytes: u64,
+    /// Queued requests dropped unstarted at the shutdown deadline, by
+    /// whichever thread dropped them (a worker that finds the gate closed,
+    /// or the shutdown sequence emptying the queue): the summary's count.
+    pub unstarted_dropped: AtomicUsize,
 }
 
 impl ApiDispatcher {
@@ -166,6 +171,7 @@ impl ApiDispatcher {
     /// A queued job the shutdown deadline caught before it started: dropped
     /// unexecuted (its connection is being cut), counted, logged at ERROR.
     pub fn drop_unstarted(&self, job: Job) {
+        self.unstarted_dropped.fetch_add(1, Ordering::Relaxed);
         pipeline::with_context(job.meta.log_context(), || {
             self.hooks.dropped(&job.meta);
             log::error!(
@@ -415,6 +421,7 @@ mod tests {
             health,
             hooks: recorder.clone(),
             max_body_bytes: 8,
+            unstarted_dropped: Default::default(),
         });
         let rules = JobRules {
             queue_timeout: Duration::from_secs(5),

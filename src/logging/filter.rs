@@ -12,15 +12,25 @@
 //! `debug`. So records below INFO from targets outside this crate (`usersvc`, `usersvc::*`) pass
 //! only at `trace`, which means "everything, from everyone" and is for local debugging only.
 //! Use targets under `usersvc::` for custom targets that should follow the level.
+//!
+//! One target is never written below INFO, not even at `trace`: `tokio_postgres::query`, whose
+//! debug lines are the statements' parameters. `trace` can be switched on at run time in
+//! production, and users' data must not reach the logs through it.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// This crate's name: targets equal to it or under `usersvc::` are ours.
 const OWN_CRATE: &str = env!("CARGO_CRATE_NAME");
 
+/// Targets whose records below INFO carry users' data: never written below INFO.
+const NEVER_BELOW_INFO: &[&str] = &["tokio_postgres::query"];
+
 /// Whether a record at `level` from `target` is written when the switch is at `max`.
 pub(crate) fn passes(level: Level, target: &str, max: LevelFilter) -> bool {
-    level <= max && (level <= Level::Info || max == LevelFilter::Trace || is_own(target))
+    level <= max
+        && (level <= Level::Info
+            || (max == LevelFilter::Trace && !NEVER_BELOW_INFO.contains(&target))
+            || is_own(target))
 }
 
 fn is_own(target: &str) -> bool {
@@ -74,7 +84,15 @@ mod tests {
         assert!(passes(Info, "r2d2", d));
         assert!(passes(Warn, "r2d2", LevelFilter::Warn));
         assert!(!passes(Info, "usersvc", LevelFilter::Warn));
-        assert!(passes(Debug, "tokio_postgres::query", LevelFilter::Trace));
+        assert!(passes(
+            Debug,
+            "tokio_postgres::connection",
+            LevelFilter::Trace
+        ));
+        // The statements' parameters (users' names and e-mails): not even at trace.
+        assert!(!passes(Debug, "tokio_postgres::query", LevelFilter::Trace));
+        assert!(!passes(Trace, "tokio_postgres::query", LevelFilter::Trace));
+        assert!(passes(Info, "tokio_postgres::query", LevelFilter::Trace));
         assert!(!passes(Error, "usersvc", LevelFilter::Off));
     }
 }

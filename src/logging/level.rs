@@ -76,6 +76,15 @@ struct Inner {
 #[derive(Clone)]
 pub struct LogLevelControl(Arc<Inner>);
 
+/// Whether `for_` is a duration [`LogLevelControl::set`] accepts: within
+/// 1 ms..=[`MAX_FOR`], or none.
+pub fn check_for(for_: Option<Duration>) -> Result<(), SetError> {
+    match for_ {
+        Some(d) if d.is_zero() || d > MAX_FOR => Err(SetError::ForOutOfRange(d)),
+        _ => Ok(()),
+    }
+}
+
 impl LogLevelControl {
     pub fn new(initial: LevelFilter, apply: impl ApplyLevel) -> LogLevelControl {
         LogLevelControl(Arc::new(Inner {
@@ -98,11 +107,7 @@ impl LogLevelControl {
     /// that long (on the one timer thread). `for_` must be within
     /// 1 ms..=[`MAX_FOR`].
     pub fn set(&self, level: LevelFilter, for_: Option<Duration>) -> Result<(), SetError> {
-        if let Some(d) = for_ {
-            if d.is_zero() || d > MAX_FOR {
-                return Err(SetError::ForOutOfRange(d));
-            }
-        }
+        check_for(for_)?;
         let mut levels = self.lock();
         match for_ {
             None => {
