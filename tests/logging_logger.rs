@@ -117,8 +117,10 @@ fn dependencies_debug_output_needs_trace() {
     log::debug!(target: "usersvc::db", "our debug passes");
 
     logging::set_level(LevelFilter::Trace);
-    log::debug!(target: "tokio_postgres::query", "dependency debug at trace");
+    log::debug!(target: "tokio_postgres::connection", "dependency debug at trace");
     log::trace!(target: "tokio_postgres::connection", "dependency trace at trace");
+    // Statement parameters (users' names and e-mails): not even at trace.
+    log::debug!(target: "tokio_postgres::query", "executing statement with parameters");
 
     assert_eq!(
         messages(&buf),
