@@ -500,6 +500,35 @@ fn requests_refused_by_the_http_layer_get_a_problem() {
     assert_problem(&r, 400);
 }
 
+/// A request target in absolute-form (`GET http://host/path`, as a proxy
+/// sends it; RFC 9112 §3.2.2: a server must accept it) is the same request
+/// as in origin-form: its route, its query, its answer.
+#[test]
+fn absolute_form_targets_are_served_like_origin_form() {
+    let api = Api::start(&[]);
+    let id = api.create("Ada", "ada@example.com")["id"]
+        .as_i64()
+        .expect("id");
+    for target in [
+        format!("http://test{USERS}/{id}"),
+        format!("HTTP://test:8080{USERS}/{id}"),
+        format!("http://test{USERS}?limit=1"),
+    ] {
+        let mut conn = client::Conn::open(api.svc.addr).expect("connect");
+        conn.write_raw(format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .expect("write");
+        let r = conn.read_reply(false).expect("reply");
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        let body = r.json();
+        let user = body.get("users").and_then(|u| u.get(0)).unwrap_or(&body);
+        assert_eq!(user["id"], id, "{target}: {body}");
+    }
+    let mut conn = client::Conn::open(api.svc.addr).expect("connect");
+    conn.write_raw(b"GET http://test/healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("write");
+    assert_eq!(conn.read_reply(false).expect("reply").status, 200);
+}
+
 /// GET: 200 for a user, 404 for none, 400 for ids that are not positive
 /// integers.
 #[test]

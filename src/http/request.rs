@@ -53,15 +53,48 @@ pub fn header<'h>(headers: &'h [tiny_http::Header], name: &str) -> Option<&'h st
         .map(|h| h.value.as_str())
 }
 
-/// Splits a request target into path and query.
+/// Splits a request target into path and query. A target in absolute-form
+/// (`http://host/path?query`, which proxies send and RFC 9112 §3.2.2 says a
+/// server must accept) is taken as its path and query, `/` when it has no
+/// path: routed, logged and counted as the same request in origin-form.
 pub fn split_target(url: &str) -> (&str, &str) {
+    let (target, absolute) = match absolute_form_rest(url) {
+        Some(rest) => (rest, true),
+        None => (url, false),
+    };
     // A byte scan: targets are short, and `split_once(char)` sets up a
     // searcher that costs more than the scan (callgrind, BENCHMARKS.md).
-    match url.bytes().position(|b| b == b'?') {
+    let (path, query) = match target.bytes().position(|b| b == b'?') {
         // `?` is ASCII: `i` and `i + 1` are char boundaries.
-        Some(i) => (&url[..i], &url[i + 1..]),
-        None => (url, ""),
+        Some(i) => (&target[..i], &target[i + 1..]),
+        None => (target, ""),
+    };
+    (
+        if absolute && path.is_empty() {
+            "/"
+        } else {
+            path
+        },
+        query,
+    )
+}
+
+/// What follows the scheme and authority of an absolute-form target
+/// (`http://host:port` or `https://…`, scheme in any case); `None` for any
+/// other form (origin-form starts with `/`: the one check most requests pay).
+fn absolute_form_rest(url: &str) -> Option<&str> {
+    if url.starts_with('/') {
+        return None;
     }
+    let scheme_end = url.find("://")?;
+    let scheme = &url[..scheme_end];
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let after = &url[scheme_end + 3..];
+    // The authority ends at the path or the query (`/` and `?` are ASCII).
+    let end = after.find(['/', '?']).unwrap_or(after.len());
+    Some(&after[end..])
 }
 
 #[cfg(test)]
@@ -99,6 +132,21 @@ mod tests {
         assert_eq!(split_target("/a?b=c"), ("/a", "b=c"));
         assert_eq!(split_target("/a"), ("/a", ""));
         assert_eq!(split_target("/a?"), ("/a", ""));
+    }
+
+    #[test]
+    fn absolute_form_targets_are_their_path_and_query() {
+        assert_eq!(split_target("http://h/a?b=c"), ("/a", "b=c"));
+        assert_eq!(split_target("HTTPS://h:8080/a/b"), ("/a/b", ""));
+        assert_eq!(split_target("http://h"), ("/", ""));
+        assert_eq!(split_target("http://h?x=1"), ("/", "x=1"));
+        assert_eq!(split_target("http://u@h/a"), ("/a", ""));
+        // Not absolute-form: left as they are (the router finds no route).
+        assert_eq!(split_target("*"), ("*", ""));
+        assert_eq!(split_target("ftp://h/a"), ("ftp://h/a", ""));
+        assert_eq!(split_target("h/a"), ("h/a", ""));
+        // An origin-form path that happens to hold `://`.
+        assert_eq!(split_target("/x/http://h/a"), ("/x/http://h/a", ""));
     }
 
     #[test]
