@@ -79,6 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         request_id: request_id::from_header(None),
         remote_addr: None,
         started: Instant::now(),
+        ids: usersvc::tracing::ids::RequestIds::for_request(None),
     };
     report(
         "metrics: one finished request",

@@ -53,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         request_id: request_id::from_header(None),
         remote_addr: Some("127.0.0.1:40000".parse()?),
         started: Instant::now(),
+        ids: usersvc::tracing::ids::RequestIds::for_request(None),
     };
     let plain = vec![
         header("Host", "127.0.0.1:8080"),
@@ -65,6 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     ));
     let request = |headers: &[tiny_http::Header]| {
+        // A request's own ids (a root's trace id decides its sampling).
+        let meta = Meta {
+            ids: usersvc::tracing::ids::RequestIds::for_request(None),
+            ..meta
+        };
         let span = t.start_server_span(black_box(headers), "/api/v1/users/42", &meta);
         let entered = span.as_ref().map(|span| span.enter());
         let db: Result<(), postgres::Error> =

@@ -25,6 +25,7 @@ pub mod batch;
 pub mod client;
 pub mod db;
 pub mod export;
+pub mod ids;
 pub mod otlp;
 pub mod propagation;
 pub mod request;

@@ -392,13 +392,24 @@ fn a_sampled_parent_is_exported_with_route_attributes_and_db_spans() {
         assert_eq!(line["trace_id"], TRACE_ID, "{line}");
         assert_eq!(line["span_id"], hex(&s.span_id).as_str(), "{line}");
     }
-    // The unsampled request's lines carry none.
+    // The unsampled request's lines carry its caller's trace id and a span
+    // id of its own, though no span is exported.
     let quiet_id = reply.header("X-Request-ID").expect("request id").to_owned();
-    assert!(svc
+    let quiet: Vec<Value> = svc
         .logs()
-        .iter()
+        .into_iter()
         .filter(|v| v["request_id"] == quiet_id.as_str())
-        .all(|v| v.get("trace_id").is_none()));
+        .collect();
+    assert!(!quiet.is_empty());
+    for line in &quiet {
+        assert_eq!(line["trace_id"], UNSAMPLED_TRACE_ID, "{line}");
+        assert!(
+            line["span_id"]
+                .as_str()
+                .is_some_and(|s| s.len() == 16 && s != PARENT_ID),
+            "{line}"
+        );
+    }
 
     let logs = stop(&mut svc, Duration::from_secs(3));
     let stopped = logs
@@ -692,7 +703,23 @@ fn tracing_switched_off_builds_nothing_and_sends_nothing() {
                 .any(|v| v["msg"] == "tracing on" || v["msg"] == "tracing stopped"),
             "{off:?}"
         );
-        assert!(logs.iter().all(|v| v.get("trace_id").is_none()), "{off:?}");
+        // Tracing off: every line of a request still carries trace and span
+        // ids (SPEC: every line written while serving a request), the
+        // caller's trace id where it sent one; no other line has any.
+        let listed = reply.header("X-Request-ID").expect("request id");
+        for line in &logs {
+            match line.get("request_id").and_then(Value::as_str) {
+                Some(id) if id == listed => {
+                    assert_eq!(line["trace_id"], TRACE_ID, "{off:?}: {line}")
+                }
+                Some(_) => assert!(
+                    line["trace_id"].as_str().is_some_and(|t| t.len() == 32)
+                        && line["span_id"].as_str().is_some_and(|s| s.len() == 16),
+                    "{off:?}: {line}"
+                ),
+                None => assert!(line.get("trace_id").is_none(), "{off:?}: {line}"),
+            }
+        }
     }
     assert_eq!(receiver.export_requests(), 0);
 }

@@ -27,6 +27,7 @@ use crate::http::response::ApiResponse;
 use crate::logging::context::{self, RequestContext};
 use crate::logging::RequestId;
 use crate::rate_log::RateLimitedLog;
+use crate::tracing::ids::RequestIds;
 
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -70,10 +71,12 @@ pub struct Meta {
     pub request_id: RequestId,
     pub remote_addr: Option<SocketAddr>,
     pub started: Instant,
+    /// Its trace and span ids, in every log line of it (`tracing::ids`).
+    pub ids: RequestIds,
 }
 
 impl Meta {
-    /// Starts the clock and settles the request id.
+    /// Starts the clock and settles the request id and the trace ids.
     pub fn begin(req: &tiny_http::Request) -> Meta {
         Meta {
             method: Method::from(req.method()),
@@ -81,6 +84,7 @@ impl Meta {
             request_id: request_id::from_header(header(req.headers(), request_id::HEADER)),
             remote_addr: req.remote_addr().copied(),
             started: Instant::now(),
+            ids: RequestIds::for_request(header(req.headers(), "traceparent")),
         }
     }
 }
@@ -88,7 +92,11 @@ impl Meta {
 impl Meta {
     /// The ids the formatter adds to every line logged for this request.
     pub fn log_context(&self) -> RequestContext {
-        RequestContext::new(self.request_id)
+        RequestContext {
+            request_id: self.request_id,
+            trace_id: Some(self.ids.trace_id),
+            span_id: Some(self.ids.span_id),
+        }
     }
 }
 
@@ -237,7 +245,12 @@ pub fn refused_by_http_layer(
             (Method::from(method), path)
         })
         .unzip();
-    let _ctx = context::enter(RequestContext::new(request_id));
+    let ids = RequestIds::for_request(None);
+    let _ctx = context::enter(RequestContext {
+        request_id,
+        trace_id: Some(ids.trace_id),
+        span_id: Some(ids.span_id),
+    });
     log::info!(
         method = method.map_or("", |m| m.as_str()),
         path = path.unwrap_or_default(),

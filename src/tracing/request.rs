@@ -11,7 +11,7 @@
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer};
 use opentelemetry::{Context, ContextGuard, KeyValue};
 
 use super::{sampling, Tracing};
@@ -69,9 +69,10 @@ impl Tracing {
         let remote = parent
             .has_active_span()
             .then(|| parent.span().span_context().clone());
+        // A root span's trace id is the one its log lines carry already.
         let trace_id = match &remote {
             Some(sc) => sc.trace_id(),
-            None => sampling::new_trace_id(),
+            None => TraceId::from_bytes(meta.ids.trace_id),
         };
         if !sampling::decide(self.sampler, remote.as_ref(), trace_id) {
             return None;
@@ -132,12 +133,11 @@ impl Tracing {
             .with_kind(SpanKind::Server)
             .with_start_time(start)
             .with_attributes(attributes);
-        let span = match remote {
-            Some(_) => builder.start_with_context(&self.tracer, &parent),
-            None => sampling::with_root_trace_id(trace_id, || {
-                builder.start_with_context(&self.tracer, &parent)
-            }),
-        };
+        let root_trace_id = remote.is_none().then_some(trace_id);
+        let span_id = SpanId::from_bytes(meta.ids.span_id);
+        let span = sampling::with_handed_ids(root_trace_id, span_id, || {
+            builder.start_with_context(&self.tracer, &parent)
+        });
         let cx = parent.with_span(span);
         let span = cx.span();
         let sc = span.span_context();
@@ -253,6 +253,7 @@ mod tests {
     use crate::http::method::Method;
     use crate::http::pipeline::Meta;
     use crate::http::request_id;
+    use crate::tracing::ids::RequestIds;
     use crate::tracing::{build, TracingSettings};
 
     /// At ratio 0.5 without a parent, about half the requests get a span,
@@ -274,20 +275,23 @@ mod tests {
             max_export_batch_size: 512,
         })
         .expect("tracing builds");
-        let meta = Meta {
-            method: Method::Get,
-            route: "/api/v1/users/{id}",
-            request_id: request_id::from_header(None),
-            remote_addr: None,
-            started: Instant::now(),
-        };
         let n = 2_000;
         let mut sampled = 0;
         for _ in 0..n {
+            let meta = Meta {
+                method: Method::Get,
+                route: "/api/v1/users/{id}",
+                request_id: request_id::from_header(None),
+                remote_addr: None,
+                started: Instant::now(),
+                ids: RequestIds::for_request(None),
+            };
             let Some(span) = tracing.start_server_span(&[], "/api/v1/users/1", &meta) else {
                 continue;
             };
             sampled += 1;
+            // The span has the ids the request's log lines carry.
+            assert_eq!(span.ids, (meta.ids.trace_id, meta.ids.span_id));
             let low = u64::from_be_bytes(span.ids.0[8..].try_into().expect("8 bytes"));
             assert!(
                 low >> 1 < 1 << 62,

@@ -14,7 +14,7 @@
 
 use std::cell::Cell;
 
-use opentelemetry::trace::{SpanContext, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 use crate::config::OtelSampler;
@@ -67,22 +67,32 @@ pub fn new_trace_id() -> TraceId {
 
 thread_local! {
     /// The trace id [`decide`] sampled a root span with, until the SDK takes
-    /// it (within the same call: see [`with_root_trace_id`]).
+    /// it (within the same call: see [`with_handed_ids`]).
     static HANDED: Cell<Option<TraceId>> = const { Cell::new(None) };
+    /// The span id of the server span being started (the request's own,
+    /// `tracing::ids`), until the SDK takes it.
+    static HANDED_SPAN: Cell<Option<SpanId>> = const { Cell::new(None) };
 }
 
-/// Runs `start` (an SDK span start for a root span) so that the SDK's id
-/// generator gives it `trace_id`. Whatever `start` does not take is
-/// cleared: a later span never inherits it.
-pub fn with_root_trace_id<T>(trace_id: TraceId, start: impl FnOnce() -> T) -> T {
-    HANDED.with(|h| h.set(Some(trace_id)));
+/// Runs `start` (an SDK start of a request's server span) so that the SDK's
+/// id generator gives it `span_id` and, for a root span (`trace_id` given),
+/// that trace id: the ids the request's log lines already carry. Whatever
+/// `start` does not take is cleared: a later span never inherits it.
+pub fn with_handed_ids<T>(
+    trace_id: Option<TraceId>,
+    span_id: SpanId,
+    start: impl FnOnce() -> T,
+) -> T {
+    HANDED.with(|h| h.set(trace_id));
+    HANDED_SPAN.with(|h| h.set(Some(span_id)));
     let started = start();
     HANDED.with(|h| h.set(None));
+    HANDED_SPAN.with(|h| h.set(None));
     started
 }
 
-/// The provider's id generator: random ids, except that a root span
-/// started inside [`with_root_trace_id`] gets the trace id given there.
+/// The provider's id generator: random ids, except for a span started
+/// inside [`with_handed_ids`], which gets the ids given there.
 #[derive(Debug, Default)]
 pub struct HandedIds(RandomIdGenerator);
 
@@ -93,8 +103,10 @@ impl IdGenerator for HandedIds {
             .unwrap_or_else(|| self.0.new_trace_id())
     }
 
-    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
-        self.0.new_span_id()
+    fn new_span_id(&self) -> SpanId {
+        HANDED_SPAN
+            .with(Cell::take)
+            .unwrap_or_else(|| self.0.new_span_id())
     }
 }
 
