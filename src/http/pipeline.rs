@@ -92,11 +92,7 @@ impl Meta {
 impl Meta {
     /// The ids the formatter adds to every line logged for this request.
     pub fn log_context(&self) -> RequestContext {
-        RequestContext {
-            request_id: self.request_id,
-            trace_id: Some(self.ids.trace_id),
-            span_id: Some(self.ids.span_id),
-        }
+        RequestContext::traced(self.request_id, self.ids.trace_id, self.ids.span_id)
     }
 }
 
@@ -246,11 +242,11 @@ pub fn refused_by_http_layer(
         })
         .unzip();
     let ids = RequestIds::for_request(None);
-    let _ctx = context::enter(RequestContext {
+    let _ctx = context::enter(RequestContext::traced(
         request_id,
-        trace_id: Some(ids.trace_id),
-        span_id: Some(ids.span_id),
-    });
+        ids.trace_id,
+        ids.span_id,
+    ));
     log::info!(
         method = method.map_or("", |m| m.as_str()),
         path = path.unwrap_or_default(),

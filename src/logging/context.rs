@@ -141,6 +141,15 @@ impl RequestContext {
             span_id: None,
         }
     }
+
+    /// A request's context: its id, its trace and its span.
+    pub fn traced(request_id: RequestId, trace_id: [u8; 16], span_id: [u8; 8]) -> RequestContext {
+        RequestContext {
+            request_id,
+            trace_id: Some(trace_id),
+            span_id: Some(span_id),
+        }
+    }
 }
 
 thread_local! {

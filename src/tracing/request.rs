@@ -158,10 +158,10 @@ impl Tracing {
 impl RequestSpan {
     /// The logging context of the request with this span's ids.
     pub fn log_context(&self, meta: &Meta) -> RequestContext {
-        let mut ctx = meta.log_context();
-        ctx.trace_id = Some(self.ids.0);
-        ctx.span_id = Some(self.ids.1);
-        ctx
+        // The ids it was given from `meta` (`sampling::with_handed_ids`),
+        // unless the SDK read the caller's trace id from a `traceparent`
+        // that `tracing::ids` refused: the span's own, either way.
+        RequestContext::traced(meta.request_id, self.ids.0, self.ids.1)
     }
 
     /// The request is about to wait in the worker queue.
