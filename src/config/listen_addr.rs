@@ -83,8 +83,6 @@ pub fn parse_optional_listen_addr(text: &str) -> Result<Option<SocketAddr>, List
     }
 }
 
-/// A DNS-name-shaped host with at least one letter (so `10.0.0.256` is an
-/// invalid address, not a name).
 /// Whether two listeners would take the same socket: the same port (not 0,
 /// which picks a free one) and the same address, or either on every
 /// address (`0.0.0.0`, `::`) of the other's family. Two such listeners bind
@@ -97,6 +95,8 @@ pub fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
+/// A DNS-name-shaped host with at least one letter (so `10.0.0.256` is an
+/// invalid address, not a name).
 fn looks_like_name(host: &str) -> bool {
     host.bytes().any(|b| b.is_ascii_alphabetic())
         && host
