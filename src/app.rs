@@ -492,13 +492,21 @@ pub fn migrate(config: &Config, command: MigrateCommand) -> Result<String, Migra
             let version = s
                 .version
                 .map_or_else(|| "none".to_owned(), |v| v.to_string());
-            format!(
+            let mut text = format!(
                 "version: {version}\ndirty: {}\napplied: [{}]\npending: {:?}\nlatest: {}",
                 s.dirty,
                 s.applied.join(", "),
                 s.pending,
                 s.latest
-            )
+            );
+            if s.newer_than_binary() {
+                text.push_str(&format!(
+                    "\nwarning: the database is at version {version}, newer than this binary's \
+                     latest ({}); `up` leaves it alone and `down` refuses it",
+                    s.latest
+                ));
+            }
+            text
         }),
     };
     outcome.map_err(MigrateCommandError::Migrate)

@@ -271,6 +271,50 @@ fn dirty_schema_is_refused() {
     assert!(text.contains("dirty: true"), "{text}");
 }
 
+/// `down N` beyond what is applied is a typo, not a request for an empty
+/// schema: exit 1, the reason on stderr, and nothing reverted.
+#[test]
+fn down_beyond_what_is_applied_is_refused_and_changes_nothing() {
+    let db = TestDb::new();
+    let url = db.url();
+    applied(&migrate(url, &["up"]));
+    let full = db.schema();
+    let too_many = (all_versions().len() + 94).to_string();
+    let down = migrate(url, &["down", &too_many]);
+    assert_eq!(down.status.code(), Some(1), "{}", describe(&down));
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        err.contains(&format!("only {} applied", all_versions().len())),
+        "{err}"
+    );
+    assert!(err.contains("nothing was reverted"), "{err}");
+    assert_eq!(schema_rows(&db), [(latest(), false)]);
+    assert_eq!(db.schema(), full);
+}
+
+/// `status` against a schema a newer binary migrated says so, and exits 0.
+#[test]
+fn status_warns_about_a_schema_newer_than_the_binary() {
+    let db = TestDb::new();
+    applied(&migrate(db.url(), &["up"]));
+    db.client()
+        .execute("UPDATE schema_migrations SET version = 999", &[])
+        .expect("pretend a newer binary migrated");
+    let status = migrate(db.url(), &["status"]);
+    assert!(status.status.success(), "{}", describe(&status));
+    let text = stdout(&status);
+    assert!(text.contains("version: 999"), "{text}");
+    assert!(
+        text.contains("warning: the database is at version 999, newer than this binary's"),
+        "{text}"
+    );
+    // A current schema carries no warning.
+    let db = TestDb::new();
+    applied(&migrate(db.url(), &["up"]));
+    let text = stdout(&migrate(db.url(), &["status"]));
+    assert!(!text.contains("warning"), "{text}");
+}
+
 /// An unreachable database: exit 1 with a message on stderr that does not
 /// reveal the password.
 #[test]

@@ -98,12 +98,37 @@ fn down_one_then_up_round_trips() {
 fn down_everything_leaves_no_version() {
     let db = TestDb::migrated();
     let mut c = db.client();
-    let reverted = migrate::down(&mut c, 99).expect("down all");
+    let reverted = migrate::down(&mut c, MIGRATIONS.len()).expect("down all");
     assert_eq!(reverted.len(), MIGRATIONS.len());
     let s = migrate::status(&mut c).expect("status");
     assert_eq!(s.version, None);
     assert!(!table_exists(&mut c, "users"));
-    assert!(migrate::down(&mut c, 1).expect("nothing to do").is_empty());
+    assert!(matches!(
+        migrate::down(&mut c, 1),
+        Err(MigrateError::TooFewApplied {
+            requested: 1,
+            applied: 0
+        })
+    ));
+}
+
+#[test]
+fn down_more_than_applied_is_refused_and_reverts_nothing() {
+    let db = TestDb::migrated();
+    let mut c = db.client();
+    let full = db.schema();
+    let err = migrate::down(&mut c, MIGRATIONS.len() + 1).expect_err("too many");
+    assert!(
+        matches!(err, MigrateError::TooFewApplied { requested, applied }
+            if requested == MIGRATIONS.len() + 1 && applied == MIGRATIONS.len()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was reverted"), "{err}");
+    assert_eq!(
+        migrate::status(&mut c).expect("status").version,
+        Some(latest())
+    );
+    assert_eq!(db.schema(), full, "the schema is untouched");
 }
 
 #[test]
@@ -157,6 +182,7 @@ fn newer_database_is_left_alone_by_up_but_not_by_down() {
     c.batch_execute("UPDATE schema_migrations SET version = 999")
         .expect("pretend newer");
     assert!(migrate::up(&mut c).expect("no-op").is_empty());
+    assert!(migrate::status(&mut c).expect("status").newer_than_binary());
     assert!(matches!(
         migrate::down(&mut c, 1),
         Err(MigrateError::UnknownVersion(999))

@@ -265,3 +265,46 @@ fn requests_refused_by_the_http_layer_are_logged_like_any_other() {
         "old refusal line still logged"
     );
 }
+
+/// `OPTIONS *` asks about the server (RFC 9110 §9.3.7): 200, an `Allow` of
+/// every method the API serves, no body. A `Host` that is not `host[:port]`
+/// is refused with 400 (RFC 9112 §3.2), as a missing or a second one is.
+#[test]
+fn options_asterisk_and_the_host_field() {
+    let api = start();
+    let a = Answer::parse(&exchange(
+        api.svc.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("allow"), Some("GET, HEAD, POST, PATCH, DELETE"));
+    assert_eq!(a.header("content-length"), Some("0"));
+    assert_eq!(a.body, "");
+
+    let with_host = |host: &str| {
+        Answer::parse(&exchange(
+            api.svc.addr,
+            format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        ))
+    };
+    for good in ["t", "example.com:8080", "[::1]:8080", "127.0.0.1"] {
+        assert_eq!(with_host(good).status, 200, "{good}");
+    }
+    for bad in ["a b", "a/b", "user@host", "host:port", "[::1"] {
+        let a = with_host(bad);
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+        assert!(
+            a.problem()["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Host"),
+            "{bad}"
+        );
+    }
+    let none = Answer::parse(&exchange(
+        api.svc.addr,
+        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ));
+    assert_eq!(none.status, 400);
+}

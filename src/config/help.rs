@@ -25,7 +25,7 @@ pub fn help_text() -> String {
          USAGE:\n\
          \x20 usersvc [FLAGS]                       serve the API\n\
          \x20 usersvc migrate up                    apply pending migrations, then exit\n\
-         \x20 usersvc migrate down [N]              revert the last N migrations (default 1)\n\
+         \x20 usersvc migrate down [N]              revert the last N (default 1; N > applied: refused)\n\
          \x20 usersvc migrate status                list applied and pending migrations\n\
          \x20 usersvc --print-config                print the effective configuration (secrets redacted) as JSON\n\
          \x20 usersvc --help | -h                   print this help\n\

@@ -44,6 +44,15 @@ pub struct Status {
     pub latest: i64,
 }
 
+impl Status {
+    /// The database was migrated by a newer binary (a rolling deploy's
+    /// older replica, or a rollback): `up` leaves it alone and `down`
+    /// refuses it, since this binary has no files for its version.
+    pub fn newer_than_binary(&self) -> bool {
+        self.version.is_some_and(|v| v > self.latest)
+    }
+}
+
 /// Why a migration command failed.
 #[derive(Debug)]
 pub enum MigrateError {
@@ -53,6 +62,14 @@ pub enum MigrateError {
     Dirty(i64),
     /// The database is at a version this binary has no files for.
     UnknownVersion(i64),
+    /// `down N` asked for more steps than there are applied migrations;
+    /// nothing was reverted.
+    TooFewApplied {
+        /// The steps asked for.
+        requested: usize,
+        /// The migrations applied.
+        applied: usize,
+    },
     /// A migration's SQL failed; its transaction was rolled back.
     Failed {
         /// The failing migration's version.
@@ -78,6 +95,10 @@ impl fmt::Display for MigrateError {
                     "migrations: database version {v} is unknown to this binary"
                 )
             }
+            MigrateError::TooFewApplied { requested, applied } => write!(
+                f,
+                "migrations: cannot revert {requested}: only {applied} applied; nothing was reverted"
+            ),
             MigrateError::Failed {
                 version,
                 name,
@@ -186,24 +207,34 @@ pub fn up_with(client: &mut Client, all: &[Migration]) -> Result<Vec<i64>, Migra
     })
 }
 
-/// [`down`] over an explicit list (tests).
+/// [`down`] over an explicit list (tests). Asking for more steps than are
+/// applied is refused before anything is reverted: an operator who typed
+/// `down 100` for `down 1` gets an error, not an empty schema.
 pub fn down_with(
     client: &mut Client,
     all: &[Migration],
     n: usize,
 ) -> Result<Vec<i64>, MigrateError> {
     with_lock(client, |client| {
-        let mut reverted = Vec::new();
-        for _ in 0..n {
-            let (version, dirty) = read_version(client)?;
-            let Some(v) = version else { break };
-            if dirty {
-                return Err(MigrateError::Dirty(v));
+        let (version, dirty) = read_version(client)?;
+        let applied = match version {
+            None => 0,
+            Some(v) if dirty => return Err(MigrateError::Dirty(v)),
+            Some(v) => {
+                all.iter()
+                    .position(|m| m.version == v)
+                    .ok_or(MigrateError::UnknownVersion(v))?
+                    + 1
             }
-            let idx = all
-                .iter()
-                .position(|m| m.version == v)
-                .ok_or(MigrateError::UnknownVersion(v))?;
+        };
+        if n > applied {
+            return Err(MigrateError::TooFewApplied {
+                requested: n,
+                applied,
+            });
+        }
+        let mut reverted = Vec::new();
+        for idx in (applied - n..applied).rev() {
             let m = &all[idx];
             let previous = idx.checked_sub(1).map(|i| all[i].version);
             apply(client, m.down, previous).map_err(|error| MigrateError::Failed {
@@ -212,7 +243,7 @@ pub fn down_with(
                 error,
             })?;
             log::info!(target: "usersvc::db", "reverted migration {} ({})", m.version, m.name);
-            reverted.push(v);
+            reverted.push(m.version);
         }
         Ok(reverted)
     })

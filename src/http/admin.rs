@@ -12,7 +12,7 @@ use log::LevelFilter;
 use serde_json::{json, Value};
 
 use crate::health::Health;
-use crate::http::dispatch::{begin, method_not_allowed};
+use crate::http::dispatch::{begin, method_not_allowed, server_options};
 use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks};
 use crate::http::problem::Problem;
@@ -96,6 +96,10 @@ impl Admin {
                 Match::MethodNotAllowed { pattern, allow } => {
                     meta.route = pattern;
                     method_not_allowed(meta.method, allow)
+                }
+                Match::ServerOptions { allow } => {
+                    meta.route = pipeline::ASTERISK;
+                    server_options(allow)
                 }
                 Match::NotFound => Err(Problem::new(404, "no such route")),
             };

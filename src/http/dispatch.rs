@@ -100,6 +100,12 @@ impl ApiDispatcher {
                     let span = start_span(&req, &meta);
                     return respond_in_span(req, &meta, answer, hooks, span);
                 }
+                Match::ServerOptions { allow } => {
+                    meta.route = pipeline::ASTERISK;
+                    let answer = server_options(allow);
+                    let span = start_span(&req, &meta);
+                    return respond_in_span(req, &meta, answer, hooks, span);
+                }
                 Match::NotFound => {
                     let answer = Err(Problem::new(404, "no such route"));
                     let span = start_span(&req, &meta);
@@ -326,6 +332,11 @@ pub fn method_not_allowed(method: Method, allow: &str) -> HandlerResult {
         format!("{method} is not allowed here; allowed: {allow}"),
     )
     .with_header("Allow", allow.to_owned()))
+}
+
+/// `OPTIONS *`: 200, no body, and the methods this listener serves.
+pub fn server_options(allow: &str) -> HandlerResult {
+    Ok(ApiResponse::empty(200).with_header("Allow", allow.to_owned()))
 }
 
 /// Reads the whole body within `max` bytes; 413 beyond it, 400 on a broken

@@ -32,6 +32,9 @@ use crate::tracing::ids::RequestIds;
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
+/// The route label of `OPTIONS *`, a question about the server.
+pub const ASTERISK: &str = "*";
+
 /// What a handler returns: an answer or a problem to render.
 pub type HandlerResult = Result<ApiResponse, Problem>;
 

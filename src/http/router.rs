@@ -33,6 +33,8 @@ struct Route<H> {
 /// thread.
 pub struct Router<H> {
     routes: Vec<Route<H>>,
+    /// Every method any route takes: the `Allow` of `OPTIONS *`.
+    allow_any: String,
 }
 
 /// The outcome of routing one request.
@@ -45,6 +47,11 @@ pub enum Match<'r, 'p, H> {
     /// The path exists but not for this method; `allow` is the header value.
     MethodNotAllowed {
         pattern: &'static str,
+        allow: &'r str,
+    },
+    /// `OPTIONS *` (RFC 9110 §9.3.7): a question about the server, not a
+    /// resource; `allow` is every method some route takes.
+    ServerOptions {
         allow: &'r str,
     },
     NotFound,
@@ -88,7 +95,10 @@ impl std::error::Error for RouteError {}
 
 impl<H> Default for Router<H> {
     fn default() -> Self {
-        Router { routes: Vec::new() }
+        Router {
+            routes: Vec::new(),
+            allow_any: String::new(),
+        }
     }
 }
 
@@ -139,11 +149,22 @@ impl<H> Router<H> {
         }
         route.handlers.push((method, handler));
         route.allow = allow_header(&route.handlers);
+        let every: Vec<(Method, ())> = self
+            .routes
+            .iter()
+            .flat_map(|r| r.handlers.iter().map(|(m, _)| (*m, ())))
+            .collect();
+        self.allow_any = allow_header(&every);
         Ok(self)
     }
 
     /// Routes a request. `path` is the path without the query string.
     pub fn at<'r, 'p>(&'r self, method: Method, path: &'p str) -> Match<'r, 'p, H> {
+        if path == "*" && method == Method::Options {
+            return Match::ServerOptions {
+                allow: &self.allow_any,
+            };
+        }
         // Split once; every route then compares segment counts and slices.
         let Some(parts) = PathParts::split(path) else {
             return Match::NotFound;
@@ -401,6 +422,18 @@ mod tests {
             }
             _ => panic!("no match"),
         }
+    }
+
+    #[test]
+    fn options_asterisk_lists_every_method_of_the_table() {
+        let t = table();
+        match t.at(Method::Options, "*") {
+            Match::ServerOptions { allow } => {
+                assert_eq!(allow, "GET, HEAD, POST, PATCH, DELETE");
+            }
+            _ => panic!("want the server's options"),
+        }
+        assert!(matches!(t.at(Method::Get, "*"), Match::NotFound));
     }
 
     #[test]

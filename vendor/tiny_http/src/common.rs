@@ -201,9 +201,32 @@ impl FieldValue {
             .map_err(|_| ())
     }
 
+    /// A received field value whose bytes passed the grammar check: ASCII
+    /// as it is; obs-text (bytes 0x80–0xFF) kept where it is UTF-8 and
+    /// replaced by U+FFFD where it is not. Nothing here interprets obs-text,
+    /// and a field the service reads (`Content-Type`, `Idempotency-Key`, ...)
+    /// is validated by its reader, which refuses non-ASCII.
+    pub fn from_field_bytes(bytes: &[u8]) -> FieldValue {
+        if let Ok(v) = FieldValue::from_ascii(bytes) {
+            return v;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        if text.len() <= FieldValue::INLINE {
+            let mut inline = [0u8; FieldValue::INLINE];
+            inline[..text.len()].copy_from_slice(text.as_bytes());
+            return FieldValue(ValueRepr::Inline {
+                // At most INLINE (22): fits.
+                len: text.len() as u8,
+                bytes: inline,
+            });
+        }
+        FieldValue(ValueRepr::Heap(text.into()))
+    }
+
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Built by `from_ascii` only, from ASCII bytes, never changed:
+            // Built by `from_ascii` from ASCII bytes or by `from_field_bytes`
+            // from a `str`, never changed:
             // always valid UTF-8 (the check is a short scan; this crate has
             // no `unsafe`).
             ValueRepr::Inline { len, bytes } => {

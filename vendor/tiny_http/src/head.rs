@@ -190,7 +190,8 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 }
 
 /// Parses `field-name ":" OWS field-value OWS`. Rejects whitespace before the colon, non-token
-/// names, control characters and non-ASCII bytes in values.
+/// names and control characters in values; obs-text is kept as UTF-8 (see
+/// [`FieldValue::from_field_bytes`]).
 pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
     let colon = memchr::memchr(b':', line)?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
@@ -210,17 +211,20 @@ pub(crate) fn parse_field_line(line: &[u8]) -> Option<Header> {
     Some(Header {
         // A name clients commonly send is shared; any other is copied.
         field: HeaderField::from_bytes(name).ok()?,
-        value: FieldValue::from_ascii(value).ok()?,
+        value: FieldValue::from_field_bytes(value),
     })
 }
 
-/// Whether every byte of a field value is visible ASCII, a space or a tab:
-/// eight bytes at a time (a word of plain text is the common case), a word
-/// that may hold a tab or an odd byte then byte by byte.
+/// Whether every byte of a field value is visible ASCII, a space, a tab or
+/// obs-text (0x80–0xFF: RFC 9110 §5.5 allows it, and Go's, hyper's and
+/// nginx's parsers pass it through; clients send UTF-8 in `User-Agent` and
+/// their own fields): eight bytes at a time (a word of plain text is the
+/// common case), a word that may hold a tab or an odd byte then byte by byte.
+/// Control characters (and DEL) are refused.
 fn is_field_value(value: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let byte_ok = |b: &u8| *b == b'\t' || (0x20..=0x7e).contains(b);
+    let byte_ok = |b: &u8| *b == b'\t' || (0x20..=0x7e).contains(b) || *b >= 0x80;
     let mut words = value.chunks_exact(8);
     for word in &mut words {
         let mut w = [0u8; 8];
@@ -236,6 +240,36 @@ fn is_field_value(value: &[u8]) -> bool {
         }
     }
     words.remainder().iter().all(byte_ok)
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC
+/// 3986 §3.2.2), or empty (a target without an authority). The request is
+/// refused otherwise: a server must answer 400 to an invalid Host.
+fn is_host(value: &[u8]) -> bool {
+    // reg-name: unreserved, pct-encoded (its `%` and hex digits) and sub-delims.
+    let reg_name_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        // IP-literal: an IPv6 address or an IPvFuture, in brackets.
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        let literal_byte = |b: &u8| reg_name_byte(b) || *b == b':';
+        if literal.is_empty() || !literal.iter().all(literal_byte) {
+            return false;
+        }
+        match &rest[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &[][..]),
+        }
+    };
+    host.iter().all(reg_name_byte) && port.iter().all(u8::is_ascii_digit)
 }
 
 /// How a request is framed and what the connection does after it.
@@ -262,9 +296,12 @@ pub(crate) fn analyse(head: &Head, lim: &Limits) -> Result<Plan, (u16, &'static 
     let headers = &head.headers;
     let http11 = head.version == HTTPVersion(1, 1);
 
-    let hosts = headers.iter().filter(|h| h.field.equiv("Host")).count();
-    if hosts > 1 || (http11 && hosts == 0) {
-        return Err((400, "missing or duplicate Host"));
+    let mut hosts = headers.iter().filter(|h| h.field.equiv("Host"));
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err((400, "duplicate Host")),
+        (None, _) if http11 => return Err((400, "missing Host")),
+        (Some(host), None) if !is_host(host.value.as_bytes()) => return Err((400, "invalid Host")),
+        _ => {}
     }
 
     let has_te = headers.iter().any(|h| h.field.equiv("Transfer-Encoding"));
@@ -380,7 +417,10 @@ mod tests {
     /// value at every position of a word and of the tail.
     #[test]
     fn field_value_check_is_the_byte_rule() {
-        let rule = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b));
+        let rule = |v: &[u8]| {
+            v.iter()
+                .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80)
+        };
         for b in 0..=255u8 {
             for len in 1..20 {
                 for at in 0..len {
@@ -422,8 +462,69 @@ mod tests {
             status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"),
             200
         );
-        let h = head("GET / HTTP/1.1\r\nHost:  a b \t\r\n\r\n").unwrap();
+        let h = head("GET / HTTP/1.1\r\nX:  a b \t\r\nHost: a\r\n\r\n").unwrap();
         assert_eq!(h.headers[0].value.as_str(), "a b");
+    }
+
+    /// obs-text in a value is passed on (UTF-8 as sent, other bytes as
+    /// U+FFFD); control characters are still refused.
+    #[test]
+    fn obs_text_in_values_is_kept() {
+        let parse = |raw: &[u8]| {
+            let mut src = std::io::BufReader::new(raw);
+            read_head(&mut src, &Limits::default(), &mut Vec::new(), &mut None)
+        };
+        let h = parse(b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: caf\xc3\xa9 \xe2\x9c\x93\r\nX: \xff\xfe\r\n\r\n")
+            .unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(h.headers[1].value.as_str(), "caf\u{e9} \u{2713}");
+        assert_eq!(h.headers[2].value.as_str(), "\u{fffd}\u{fffd}");
+        for bad in [&b"X: a\x7fb"[..], b"X: a\x00b", b"X: \x1b[0m"] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            raw.extend_from_slice(bad);
+            raw.extend_from_slice(b"\r\n\r\n");
+            assert!(
+                matches!(parse(&raw), Err(HeadError::Reject(400, _))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_values() {
+        let req = |host: &str| status(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        for ok in [
+            "a",
+            "",
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[fe80::1%25eth0]",
+            "xn--bcher-kva.example",
+            "a_b.local",
+        ] {
+            assert_eq!(req(ok), 200, "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            "a/b",
+            "a@b",
+            "a:b",
+            "a:80:81",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:8a",
+            "a\"b",
+            "ex ample.com:80",
+        ] {
+            assert_eq!(req(bad), 400, "{bad:?}");
+        }
+        // HTTP/1.0 may leave it out, but not send a bad one.
+        assert_eq!(status("GET / HTTP/1.0\r\n\r\n"), 200);
+        assert_eq!(status("GET / HTTP/1.0\r\nHost: a b\r\n\r\n"), 400);
     }
 
     #[test]
