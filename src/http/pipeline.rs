@@ -14,6 +14,7 @@
 //!    metrics implement them).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
@@ -196,6 +197,26 @@ pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
+/// The detail of a refusal: what the status means, and the parser's
+/// reason when it gave one (fixed text such as "missing Host").
+fn refusal_detail(status: u16, why: Option<&'static str>) -> Cow<'static, str> {
+    let what = match status {
+        400 => "the request is malformed",
+        408 => "the request did not arrive in time",
+        414 => "the request line is too long",
+        417 => "the request has an expectation this server does not support",
+        431 => "the request header fields are too large",
+        501 => "the request uses a transfer coding this server does not implement",
+        505 => "only HTTP/1.0 and HTTP/1.1 are supported",
+        503 => "the server holds as many request bodies as it can; retry shortly",
+        _ => "the request was refused",
+    };
+    match why {
+        Some(why) => Cow::Owned(format!("{what}: {why}")),
+        None => Cow::Borrowed(what),
+    }
+}
+
 /// Warnings about a full body buffer: one per 10 s at most.
 static BODY_BUFFER_FULL: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
@@ -212,20 +233,7 @@ pub fn refused_by_http_layer(
     let request_id = request_id::from_header(None);
     let problem = match status {
         413 => crate::http::problem::body_too_large(refusal.limits.max_body_bytes),
-        _ => Problem::new(
-            status,
-            match status {
-                400 => "the request is malformed",
-                408 => "the request did not arrive in time",
-                414 => "the request line is too long",
-                417 => "the request has an expectation this server does not support",
-                431 => "the request header fields are too large",
-                501 => "the request uses a transfer coding this server does not implement",
-                505 => "only HTTP/1.0 and HTTP/1.1 are supported",
-                503 => "the server holds as many request bodies as it can; retry shortly",
-                _ => "the request was refused",
-            },
-        ),
+        _ => Problem::new(status, refusal_detail(status, refusal.why)),
     };
     if status == 503 {
         // 503 here is the body buffer only: say so, as the queue's sheds are

@@ -1235,7 +1235,7 @@ impl IoThread {
                     &mut request_line,
                 );
                 c.inbuf.clear();
-                self.refuse(&mut c, 408, request_line, started, false);
+                self.refuse(&mut c, 408, request_line, None, started, false);
                 self.conns[t] = Some(c);
                 self.drive(t);
             }
@@ -1432,7 +1432,7 @@ impl IoThread {
                         ReadResult::Data => {}
                         ReadResult::Blocked => break,
                         ReadResult::Full => {
-                            self.refuse(&mut c, 431, None, started, true);
+                            self.refuse(&mut c, 431, None, None, started, true);
                         }
                         ReadResult::Closed => return self.drop_conn(t, c),
                     }
@@ -1454,7 +1454,7 @@ impl IoThread {
                         let started = Instant::now();
                         let request_line = Some((pb.head.method, pb.head.target));
                         drop(pb.data);
-                        self.refuse(&mut c, 503, request_line, started, true);
+                        self.refuse(&mut c, 503, request_line, None, started, true);
                         continue;
                     }
                     match res {
@@ -1544,7 +1544,7 @@ impl IoThread {
             Ok(h) => h,
             Err(HeadError::Closed) | Err(HeadError::TimedOut) => {
                 if c.inbuf.len() >= self.head_cap(c.site) {
-                    self.refuse(c, 431, request_line, started, true);
+                    self.refuse(c, 431, request_line, None, started, true);
                     return HeadStep::Refused;
                 }
                 return HeadStep::NeedMore;
@@ -1556,7 +1556,7 @@ impl IoThread {
                     status,
                     why
                 );
-                self.refuse(c, status, request_line, started, true);
+                self.refuse(c, status, request_line, Some(why), started, true);
                 return HeadStep::Refused;
             }
         };
@@ -1572,7 +1572,7 @@ impl IoThread {
                     why
                 );
                 let request_line = Some((head.method, head.target));
-                self.refuse(c, status, request_line, started, true);
+                self.refuse(c, status, request_line, Some(why), started, true);
                 return HeadStep::Refused;
             }
         };
@@ -1662,6 +1662,7 @@ impl IoThread {
         c: &mut Conn,
         status: u16,
         request_line: Option<(crate::Method, String)>,
+        why: Option<&'static str>,
         started: Instant,
         linger: bool,
     ) {
@@ -1672,6 +1673,7 @@ impl IoThread {
                 request_line: request_line
                     .as_ref()
                     .map(|(method, target)| (method, target.as_str())),
+                why,
                 remote_addr: c.remote,
                 started,
                 limits: lim,

@@ -191,6 +191,9 @@ pub struct Refusal<'a> {
     pub status: u16,
     /// The method and request target, when the request line was read.
     pub request_line: Option<(&'a Method, &'a str)>,
+    /// What was wrong with the request, when the parser says (e.g. "missing Host",
+    /// "invalid Content-Length"): fixed text, safe to show the client.
+    pub why: Option<&'static str>,
     /// The client's address.
     pub remote_addr: Option<SocketAddr>,
     /// When the first byte of the request arrived.
