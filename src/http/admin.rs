@@ -79,6 +79,7 @@ impl Admin {
                     handler,
                     pattern,
                     params,
+                    ..
                 } => {
                     meta.route = pattern;
                     let view = ApiRequest {

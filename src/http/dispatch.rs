@@ -31,7 +31,7 @@ use crate::http::probes;
 use crate::http::problem::Problem;
 use crate::http::request::{split_target, ApiRequest};
 use crate::http::response::ApiResponse;
-use crate::http::router::{Match, Router};
+use crate::http::router::{Match, Routed, Router};
 use crate::http::worker_pool::{Busy, Submitter, WorkerSlot};
 use crate::tracing::{self, RequestSpan};
 
@@ -48,6 +48,8 @@ pub type Job = Box<QueuedRequest>;
 pub struct QueuedRequest {
     req: tiny_http::Request,
     meta: Meta,
+    /// Its route, found on the I/O thread: the worker does not route again.
+    routed: Routed,
     body: Vec<u8>,
     /// When it entered the queue (its age is checked against `QUEUE_TIMEOUT`).
     queued: Instant,
@@ -92,8 +94,10 @@ impl ApiDispatcher {
         let hooks = &*self.hooks;
         begin(req, &self.health, hooks, |mut req, mut meta| {
             let (path, _) = split_target(req.url());
-            let route = match self.router.at(meta.method, path) {
-                Match::Found { pattern, .. } => pattern,
+            let (route, routed) = match self.router.at(meta.method, path) {
+                Match::Found {
+                    pattern, routed, ..
+                } => (pattern, routed),
                 Match::MethodNotAllowed { pattern, allow } => {
                     meta.route = pattern;
                     let answer = method_not_allowed(meta.method, allow);
@@ -124,6 +128,7 @@ impl ApiDispatcher {
             if let Err(job) = submitter.try_submit(Box::new(QueuedRequest {
                 req,
                 meta,
+                routed,
                 body,
                 span,
                 queued: Instant::now(),
@@ -197,6 +202,7 @@ impl ApiDispatcher {
         let QueuedRequest {
             mut req,
             meta,
+            routed,
             body,
             span,
             ..
@@ -229,12 +235,8 @@ impl ApiDispatcher {
         });
         let status = pipeline::with_context(log_context, || {
             let (path, query) = split_target(req.url());
-            let result = match self.router.at(meta.method, path) {
-                Match::Found {
-                    handler,
-                    pattern,
-                    params,
-                } => {
+            let result = match self.router.found(&routed, path) {
+                Some((handler, pattern, params)) => {
                     let view = ApiRequest {
                         method: meta.method,
                         path,
@@ -247,9 +249,9 @@ impl ApiDispatcher {
                     };
                     pipeline::recover_panics(&meta, hooks, || handler(&view))
                 }
-                // The router is immutable: what matched on the connection
-                // thread matches here.
-                _ => Err(Problem::new(404, "no such route")),
+                // The router is immutable and the path the same: what
+                // matched on the I/O thread is found here.
+                None => Err(Problem::new(404, "no such route")),
             };
             pipeline::respond(&mut req, &meta, result, hooks)
         });

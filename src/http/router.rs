@@ -43,6 +43,8 @@ pub enum Match<'r, 'p, H> {
         handler: &'r H,
         pattern: &'static str,
         params: Params<'p>,
+        /// The same answer without borrows, for [`Router::found`].
+        routed: Routed,
     },
     /// The path exists but not for this method; `allow` is the header value.
     MethodNotAllowed {
@@ -79,6 +81,19 @@ impl<'p> Params<'p> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Which handler a request was routed to and where its parameters lie in
+/// its path, borrowing nothing: the I/O thread routes a request, the worker
+/// that runs it gets the handler back from this ([`Router::found`]) instead
+/// of routing it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed {
+    route: usize,
+    handler: usize,
+    /// Byte ranges of the parameters in the path, in the route's order.
+    spans: [(u32, u32); MAX_PARAMS],
+    len: usize,
 }
 
 /// A malformed route table; a programming error caught at start-up and in tests.
@@ -169,11 +184,17 @@ impl<H> Router<H> {
         let Some(parts) = PathParts::split(path) else {
             return Match::NotFound;
         };
-        for route in &self.routes {
+        for (route_index, route) in self.routes.iter().enumerate() {
             let Some(params) = match_segments(&route.segments, &parts) else {
                 continue;
             };
-            let wanted = |m: Method| route.handlers.iter().find(|(hm, _)| *hm == m);
+            let wanted = |m: Method| {
+                route
+                    .handlers
+                    .iter()
+                    .enumerate()
+                    .find(|(_, (hm, _))| *hm == m)
+            };
             let found = wanted(method).or_else(|| {
                 if method == Method::Head {
                     wanted(Method::Get)
@@ -182,9 +203,10 @@ impl<H> Router<H> {
                 }
             });
             return match found {
-                Some((_, handler)) => Match::Found {
+                Some((handler_index, (_, handler))) => Match::Found {
                     handler,
                     pattern: route.pattern,
+                    routed: Routed::new(route_index, handler_index, path, &params),
                     params,
                 },
                 None => Match::MethodNotAllowed {
@@ -196,9 +218,52 @@ impl<H> Router<H> {
         Match::NotFound
     }
 
+    /// The handler, pattern and parameters [`Router::at`] found for `path`
+    /// (the same path: the spans index it). `None` only for a `routed`
+    /// from another table.
+    pub fn found<'r, 'p>(
+        &'r self,
+        routed: &Routed,
+        path: &'p str,
+    ) -> Option<(&'r H, &'static str, Params<'p>)> {
+        let route = self.routes.get(routed.route)?;
+        let (_, handler) = route.handlers.get(routed.handler)?;
+        let names = route.segments.iter().filter_map(|s| match s {
+            Segment::Param(name) => Some(*name),
+            Segment::Literal(_) => None,
+        });
+        let mut params = Params::default();
+        for (name, &(start, end)) in names.zip(&routed.spans[..routed.len]) {
+            let value = path.get(start as usize..end as usize)?;
+            params.items[params.len] = (name, value);
+            params.len += 1;
+        }
+        Some((handler, route.pattern, params))
+    }
+
     /// Every route pattern, e.g. to pre-register metric series.
     pub fn patterns(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.routes.iter().map(|r| r.pattern)
+    }
+}
+
+impl Routed {
+    /// `params` are slices of `path` (they come from splitting it): each
+    /// one's range is its address's offset from the path's.
+    fn new(route: usize, handler: usize, path: &str, params: &Params<'_>) -> Routed {
+        let base = path.as_ptr() as usize;
+        let mut spans = [(0, 0); MAX_PARAMS];
+        for (span, (_, value)) in spans.iter_mut().zip(&params.items[..params.len]) {
+            let start = value.as_ptr() as usize - base;
+            // A path is at most a request head long (`MAX_HEADER_BYTES`).
+            *span = (start as u32, (start + value.len()) as u32);
+        }
+        Routed {
+            route,
+            handler,
+            spans,
+            len: params.len,
+        }
     }
 }
 
@@ -421,6 +486,41 @@ mod tests {
                 assert_eq!(params.len(), 2);
             }
             _ => panic!("no match"),
+        }
+    }
+
+    /// What the worker gets back from a [`Routed`] is what routing found:
+    /// handler, pattern and every parameter, HEAD served by GET included.
+    #[test]
+    fn found_gives_back_what_at_matched() {
+        let t = Router::new()
+            .route(Method::Get, "/a/{x}/b/{y}", "ab")
+            .and_then(|r| r.route(Method::Delete, "/a/{x}/b/{y}", "ab-delete"))
+            .and_then(|r| r.route(Method::Get, "/users/{id}", "user"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        for (method, path) in [
+            (Method::Get, "/a/1/b/two"),
+            (Method::Delete, "/a/%C3%A9/b/2"),
+            (Method::Head, "/users/42"),
+            (Method::Get, "/users/42"),
+        ] {
+            let Match::Found {
+                handler,
+                pattern,
+                params,
+                routed,
+            } = t.at(method, path)
+            else {
+                panic!("{method} {path}: no match");
+            };
+            // The worker has its own copy of the path, at another address.
+            let copy = path.to_owned();
+            let (h, p, got) = t.found(&routed, &copy).unwrap_or_else(|| panic!("{path}"));
+            assert_eq!((*h, p), (*handler, pattern), "{method} {path}");
+            assert_eq!(got.len(), params.len());
+            for name in ["x", "y", "id"] {
+                assert_eq!(got.get(name), params.get(name), "{path} {name}");
+            }
         }
     }
 

@@ -316,6 +316,7 @@ mod tests {
                 handler,
                 pattern,
                 params,
+                ..
             } = self.router.at(method, path)
             else {
                 panic!("no route for {method} {path}");
