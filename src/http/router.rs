@@ -7,6 +7,10 @@
 //! computed once at build time; HEAD is served by the GET handler.
 //!
 //! Matching allocates nothing: parameters are slices of the request path.
+//! A request is routed once, on the I/O thread: the match also comes as a
+//! [`Routed`] (indexes and byte ranges, no borrows) that travels with the
+//! job, and the worker gets its handler and parameters back with
+//! [`Router::found`].
 
 use crate::http::method::Method;
 
