@@ -1093,3 +1093,70 @@ fn list_and_single_user_objects_are_byte_identical() {
         );
     }
 }
+
+/// Optimistic concurrency (RFC 9110 §13.1.1): a user's responses carry a
+/// strong `ETag`; a `PATCH` or `DELETE` with `If-Match` writes only while
+/// that version is current. A stale tag is 412 and changes nothing (no row,
+/// no event); `*` and no header write unconditionally; an unknown user is
+/// 404 even with a tag (404 wins over 412); a malformed `If-Match` is 400.
+#[test]
+fn if_match_guards_writes_against_lost_updates() {
+    let api = Api::start(&[]);
+    let created = api.post(&json!({"name": "Ada", "email": "ada@example.com"}).to_string());
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_i64().expect("id");
+    let item = format!("{USERS}/{id}");
+    let first = created.header("ETag").expect("ETag on 201").to_owned();
+    assert!(first.starts_with('"') && first.ends_with('"'), "{first}");
+    assert_eq!(api.get(&item).header("ETag"), Some(first.as_str()));
+
+    // Two clients read the same version; the first write wins.
+    let body = json!({"name": "Bea"}).to_string();
+    fn headers(tag: &str) -> [(&'static str, &str); 2] {
+        [JSON, ("If-Match", tag)]
+    }
+    let won = api.req("PATCH", &item, &headers(&first), body.as_bytes());
+    assert_eq!(won.status, 200, "{}", won.text());
+    let second = won.header("ETag").expect("ETag on 200").to_owned();
+    assert_ne!(second, first, "a write makes a new version");
+    assert_eq!(api.get(&item).header("ETag"), Some(second.as_str()));
+    let events = || api.count("SELECT count(*) FROM events");
+    let before = events();
+
+    let lost = api.req(
+        "PATCH",
+        &item,
+        &headers(&first),
+        json!({"name": "Cy"}).to_string().as_bytes(),
+    );
+    assert_problem(&lost, 412);
+    assert_eq!(
+        api.get(&item).json()["name"],
+        "Bea",
+        "the stale write changed nothing"
+    );
+    assert_eq!(events(), before, "and wrote no event");
+    let stale_delete = api.req("DELETE", &item, &[("If-Match", &first)], b"");
+    assert_problem(&stale_delete, 412);
+    assert_eq!(api.users_in_table(), 1);
+
+    // A list naming the current version matches; weak tags never do.
+    let weak = format!("W/{second}");
+    let r = api.req("PATCH", &item, &headers(&weak), body.as_bytes());
+    assert_problem(&r, 412);
+    let list = format!("\"1\", {second}");
+    let r = api.req("PATCH", &item, &headers(&list), body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let third = r.header("ETag").expect("ETag").to_owned();
+
+    assert_problem(&api.req("DELETE", &item, &[("If-Match", "abc")], b""), 400);
+    assert_eq!(
+        api.req("PATCH", &item, &headers("*"), body.as_bytes())
+            .status,
+        200
+    );
+    let gone = api.req("DELETE", &item, &[("If-Match", "*")], b"");
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    assert_eq!(api.users_in_table(), 0);
+    assert_problem(&api.req("DELETE", &item, &[("If-Match", &third)], b""), 404);
+}

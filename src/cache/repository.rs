@@ -8,7 +8,7 @@
 //! entry to go stale.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::user_cache::{Cached, UserCache};
 use crate::users::repository::{Respond, UserRepository};
@@ -60,14 +60,19 @@ impl UserRepository for CachedUserRepository {
         self.inner.list(after, limit)
     }
 
-    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
-        let result = self.inner.update(id, changes);
+    fn update(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        expected: Option<&[SystemTime]>,
+    ) -> Result<Option<User>, UserError> {
+        let result = self.inner.update(id, changes, expected);
         self.cache.invalidate(id);
         result
     }
 
-    fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
-        let result = self.inner.delete(id);
+    fn delete(&self, id: i64, expected: Option<&[SystemTime]>) -> Result<Option<User>, UserError> {
+        let result = self.inner.delete(id, expected);
         self.cache.invalidate(id);
         result
     }

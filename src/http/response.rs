@@ -22,13 +22,16 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
 }
 
-/// A response's headers: the content type, which nearly every answer has
-/// and most have alone, in place; any other in a `Vec`. A JSON answer thus
-/// allocates nothing for its headers (one allocation fewer per request).
+/// A response's headers: the content type, which nearly every answer has,
+/// and the first other header (a user's `ETag`, an `Allow`, a
+/// `Retry-After`) in place; any more in a `Vec`. An answer with up to one
+/// header besides its type thus allocates nothing for them (one allocation
+/// fewer per request).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Headers {
     content_type: Option<HeaderValue>,
-    others: Vec<(&'static str, HeaderValue)>,
+    first: Option<(&'static str, HeaderValue)>,
+    more: Vec<(&'static str, HeaderValue)>,
 }
 
 impl Headers {
@@ -36,7 +39,8 @@ impl Headers {
     pub fn content_type(value: impl Into<HeaderValue>) -> Headers {
         Headers {
             content_type: Some(value.into()),
-            others: Vec::new(),
+            first: None,
+            more: Vec::new(),
         }
     }
 
@@ -45,8 +49,10 @@ impl Headers {
         let value = value.into();
         if self.content_type.is_none() && name.eq_ignore_ascii_case(CONTENT_TYPE) {
             self.content_type = Some(value);
+        } else if self.first.is_none() {
+            self.first = Some((name, value));
         } else {
-            self.others.push((name, value));
+            self.more.push((name, value));
         }
     }
 
@@ -56,7 +62,12 @@ impl Headers {
             .as_deref()
             .map(|v| (CONTENT_TYPE, v))
             .into_iter()
-            .chain(self.others.iter().map(|(n, v)| (*n, v.as_ref())))
+            .chain(
+                self.first
+                    .iter()
+                    .chain(&self.more)
+                    .map(|(n, v)| (*n, v.as_ref())),
+            )
     }
 
     /// The first value of `name` (case-insensitive).

@@ -9,7 +9,7 @@
 //! deliver, a nudge would only wake the worker to recount its backlog.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::users::repository::{Respond, UserRepository};
 use crate::users::{IdempotencyKey, IdempotentResponse, NewUser, User, UserChanges, UserError};
@@ -67,12 +67,17 @@ impl UserRepository for WakeOnWrite {
         self.inner.list(after, limit)
     }
 
-    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
-        self.wrote(self.inner.update(id, changes), Option::is_some)
+    fn update(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        expected: Option<&[SystemTime]>,
+    ) -> Result<Option<User>, UserError> {
+        self.wrote(self.inner.update(id, changes, expected), Option::is_some)
     }
 
-    fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
-        self.wrote(self.inner.delete(id), Option::is_some)
+    fn delete(&self, id: i64, expected: Option<&[SystemTime]>) -> Result<Option<User>, UserError> {
+        self.wrote(self.inner.delete(id, expected), Option::is_some)
     }
 
     fn purge_idempotency_keys(&self, ttl: Duration, batch: i64) -> Result<u64, UserError> {

@@ -12,6 +12,7 @@ use crate::db::DbError;
 /// | variant | HTTP |
 /// |---|---|
 /// | `NotFound` | 404 |
+/// | `VersionMismatch` | 412 |
 /// | `Conflict` | 409 |
 /// | `Invalid` | 422 (400 for a bad path id, which handlers check first) |
 /// | `IdempotencyMismatch` | 422 |
@@ -21,6 +22,9 @@ use crate::db::DbError;
 pub enum UserError {
     /// No user with that id.
     NotFound,
+    /// The user's stored version is none of those the write expected
+    /// (`If-Match`): it changed since the client read it.
+    VersionMismatch,
     /// The e-mail address is already used by another user (case-insensitive).
     Conflict(String),
     /// Every invalid field of the request.
@@ -100,6 +104,9 @@ impl fmt::Display for UserError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UserError::NotFound => f.write_str("user not found"),
+            UserError::VersionMismatch => {
+                f.write_str("the user changed since the expected version")
+            }
             UserError::Conflict(m) => f.write_str(m),
             UserError::Invalid(fields) => {
                 f.write_str("invalid request:")?;

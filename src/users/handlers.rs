@@ -6,8 +6,9 @@
 //!
 //! | outcome | status |
 //! |---|---|
-//! | body is not a JSON object (or repeats a member, or has more than 32) / path id not a positive integer / bad query | 400 |
+//! | body is not a JSON object (or repeats a member, or has more than 32) / path id not a positive integer / bad query / malformed `If-Match` | 400 |
 //! | no such user | 404 |
+//! | `If-Match` names none of the user's current version (it changed since it was read) | 412 |
 //! | duplicate e-mail | 409 |
 //! | wrong `Content-Type` | 415 |
 //! | invalid fields (all listed in `errors`), reused `Idempotency-Key` | 422 |
@@ -28,6 +29,7 @@ use crate::http::router::{RouteError, Router};
 use crate::users::body::{self, Member};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
 use crate::users::validate::{self, parse_id};
+use crate::users::version::{self, IfMatch};
 use crate::users::{CreateUser, FieldError, ListParams, PatchUser, UserError, UserService};
 
 /// The collection and item routes.
@@ -74,7 +76,8 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
         None => {
             let user = users.create(&input).map_err(problem)?;
             Ok(ApiResponse::json_text(201, user.to_json_string())
-                .with_header("Location", format!("{COLLECTION}/{}", user.id)))
+                .with_header("Location", format!("{COLLECTION}/{}", user.id))
+                .with_header("ETag", version::etag(user.updated_at)))
         }
         Some(raw) => {
             let key = IdempotencyKey::parse(raw)
@@ -98,7 +101,8 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
 pub fn get(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let user = users.get(id).map_err(problem)?;
-    Ok(ApiResponse::json_text(200, user.to_json_string()))
+    Ok(ApiResponse::json_text(200, user.to_json_string())
+        .with_header("ETag", version::etag(user.updated_at)))
 }
 
 pub fn list(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
@@ -125,14 +129,26 @@ pub fn patch(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
         let rule_errors = validate::changes(&input).err().unwrap_or_default();
         return Err(problem(UserError::Invalid(merge(type_errors, rule_errors))));
     }
-    let user = users.patch(id, &input).map_err(problem)?;
-    Ok(ApiResponse::json_text(200, user.to_json_string()))
+    let if_match = if_match(req)?;
+    let user = users.patch_if(id, &input, &if_match).map_err(problem)?;
+    Ok(ApiResponse::json_text(200, user.to_json_string())
+        .with_header("ETag", version::etag(user.updated_at)))
 }
 
 pub fn delete(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
-    users.delete(id).map_err(problem)?;
+    let if_match = if_match(req)?;
+    users.delete_if(id, &if_match).map_err(problem)?;
     Ok(ApiResponse::empty(204))
+}
+
+/// The request's `If-Match` (none: any version); 400 when malformed.
+fn if_match(req: &ApiRequest<'_>) -> Result<IfMatch, Problem> {
+    match req.header("If-Match") {
+        None => Ok(IfMatch::Any),
+        Some(raw) => version::parse_if_match(raw)
+            .map_err(|why| Problem::new(400, format!("If-Match: {why}"))),
+    }
 }
 
 fn path_id(req: &ApiRequest<'_>) -> Result<i64, Problem> {
@@ -234,6 +250,10 @@ fn field_errors(errors: &[FieldError]) -> Value {
 pub fn problem(e: UserError) -> Problem {
     match e {
         UserError::NotFound => Problem::new(404, "no user with that id"),
+        UserError::VersionMismatch => Problem::new(
+            412,
+            "the user has changed since the version If-Match names; read it again",
+        ),
         UserError::Conflict(detail) => {
             Problem::new(409, detail).with_type(TYPE_CONFLICT, "E-mail address already in use")
         }
@@ -425,6 +445,38 @@ mod tests {
                 &[],
                 "",
                 404,
+            ),
+            (
+                "delete unknown, conditional: 404 before 412",
+                Method::Delete,
+                "/api/v1/users/99",
+                &[("If-Match", "\"1\"")],
+                "",
+                404,
+            ),
+            (
+                "stale version",
+                Method::Patch,
+                "/api/v1/users/1",
+                &[("Content-Type", "application/json"), ("If-Match", "\"1\"")],
+                r#"{"name":"Bea"}"#,
+                412,
+            ),
+            (
+                "stale version, delete",
+                Method::Delete,
+                "/api/v1/users/1",
+                &[("If-Match", "W/\"1\", \"2\"")],
+                "",
+                412,
+            ),
+            (
+                "malformed If-Match",
+                Method::Delete,
+                "/api/v1/users/1",
+                &[("If-Match", "1")],
+                "",
+                400,
             ),
             ("e-mail taken", Method::Post, COLLECTION, &json, ADA, 409),
             (

@@ -147,8 +147,18 @@ impl UserRepository for MemoryUserRepository {
             .collect())
     }
 
-    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
+    fn update(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        expected: Option<&[SystemTime]>,
+    ) -> Result<Option<User>, UserError> {
         let mut store = self.open()?;
+        if let Some(user) = store.users.get(&id) {
+            if !crate::users::version::matches(expected, user.updated_at) {
+                return Err(UserError::VersionMismatch);
+            }
+        }
         if let Some(email) = &changes.email {
             if store.users.contains_key(&id) && store.email_taken(email, Some(id)) {
                 return Err(conflict());
@@ -167,8 +177,14 @@ impl UserRepository for MemoryUserRepository {
         Ok(Some(user.clone()))
     }
 
-    fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
-        Ok(self.open()?.users.remove(&id))
+    fn delete(&self, id: i64, expected: Option<&[SystemTime]>) -> Result<Option<User>, UserError> {
+        let mut store = self.open()?;
+        if let Some(user) = store.users.get(&id) {
+            if !crate::users::version::matches(expected, user.updated_at) {
+                return Err(UserError::VersionMismatch);
+            }
+        }
+        Ok(store.users.remove(&id))
     }
 
     fn purge_idempotency_keys(&self, _ttl: Duration, _batch: i64) -> Result<u64, UserError> {

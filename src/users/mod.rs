@@ -17,6 +17,7 @@ pub mod pg_repository;
 pub mod repository;
 pub mod service;
 pub mod validate;
+pub mod version;
 
 pub use cursor::{ListParams, Page};
 pub use error::UserError;

@@ -99,17 +99,22 @@ const FIND_CREATED: &str = "SELECT id, name, email, created_at, updated_at FROM 
 const FIND_USER: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id = $1";
 const FIND_UPDATED: &str = "SELECT id, name, email, created_at, updated_at FROM users \
      WHERE id = $1 AND updated_at = $2";
+/// Whether a user exists: tells a version mismatch from a missing user when
+/// a conditional write changed nothing.
+const USER_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)";
 const LIST_USERS: &str = "SELECT id, name, email, created_at, updated_at FROM users \
      WHERE id > $1 ORDER BY id LIMIT $2";
 const UPDATE_USER: &str = "WITH u AS (\
      UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
-     updated_at = $4 WHERE id = $1 AND usersvc_apply_by($5) \
+     updated_at = $4 WHERE id = $1 AND ($6::timestamptz[] IS NULL OR updated_at = ANY($6)) \
+     AND usersvc_apply_by($5) \
      RETURNING id, name, email, created_at, updated_at), \
      e AS (INSERT INTO events (type, payload) \
      SELECT 'user.updated', user_json(id, name, email, created_at, updated_at)::json FROM u) \
      SELECT id, name, email, created_at, updated_at FROM u";
 const DELETE_USER: &str = "WITH u AS (\
-     DELETE FROM users WHERE id = $1 AND usersvc_apply_by($2) RETURNING id, name, email, created_at, updated_at), \
+     DELETE FROM users WHERE id = $1 AND ($3::timestamptz[] IS NULL OR updated_at = ANY($3)) \
+     AND usersvc_apply_by($2) RETURNING id, name, email, created_at, updated_at), \
      e AS (INSERT INTO events (type, payload) \
      SELECT 'user.deleted', user_json(id, name, email, created_at, updated_at)::json FROM u) \
      SELECT id, name, email, created_at, updated_at FROM u";
@@ -231,29 +236,45 @@ impl UserRepository for PgUserRepository {
             .collect()
     }
 
-    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError> {
+    fn update(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        expected: Option<&[SystemTime]>,
+    ) -> Result<Option<User>, UserError> {
         let now = SystemTime::now();
         let (name, email) = (changes.name.as_deref(), changes.email.as_deref());
+        let versions = expected.map(<[SystemTime]>::to_vec);
         let update = |db: &mut Db<'_, Client>, apply_by: ApplyBy| {
-            optional_user(db.query_opt(UPDATE_USER, &[&id, &name, &email, &now, &apply_by])?)
+            optional_user(db.query_opt(
+                UPDATE_USER,
+                &[&id, &name, &email, &now, &apply_by, &versions],
+            )?)
         };
-        self.pool
+        let updated = self
+            .pool
             .write_one(update, |db, apply_by| {
                 match db.query_opt(FIND_UPDATED, &[&id, &now])? {
                     Some(row) => checked_user(&row).map(Some),
                     None => update(db, apply_by),
                 }
             })
-            .map_err(map_write_error)
+            .map_err(map_write_error)?;
+        self.none_or_mismatch(id, expected, updated)
     }
 
-    fn delete(&self, id: i64) -> Result<Option<User>, UserError> {
+    fn delete(&self, id: i64, expected: Option<&[SystemTime]>) -> Result<Option<User>, UserError> {
         // Recovery runs the delete again: if the first one committed the row
         // is gone and the answer is "no such user", the state asked for.
+        let versions = expected.map(<[SystemTime]>::to_vec);
         let delete = |db: &mut Db<'_, Client>, apply_by: ApplyBy| {
-            optional_user(db.query_opt(DELETE_USER, &[&id, &apply_by])?)
+            optional_user(db.query_opt(DELETE_USER, &[&id, &apply_by, &versions])?)
         };
-        self.pool.write_one(delete, delete).map_err(map_write_error)
+        let deleted = self
+            .pool
+            .write_one(delete, delete)
+            .map_err(map_write_error)?;
+        self.none_or_mismatch(id, expected, deleted)
     }
 
     fn purge_idempotency_keys(&self, ttl: Duration, batch: i64) -> Result<u64, UserError> {
@@ -265,6 +286,31 @@ impl UserRepository for PgUserRepository {
 }
 
 impl PgUserRepository {
+    /// A conditional write that changed nothing: `VersionMismatch` when the
+    /// user exists (its version is not one expected), `None` when it does
+    /// not (404 wins over 412, RFC 9110 §13.2.2). A second statement, on
+    /// this path only: the write itself stays one round trip.
+    fn none_or_mismatch(
+        &self,
+        id: i64,
+        expected: Option<&[SystemTime]>,
+        written: Option<User>,
+    ) -> Result<Option<User>, UserError> {
+        if written.is_some() || expected.is_none() {
+            return Ok(written);
+        }
+        let exists: bool = self
+            .pool
+            .read(|db| db.query_one(USER_EXISTS, &[&id]))
+            .map_err(UserError::from)?
+            .get(0);
+        if exists {
+            Err(UserError::VersionMismatch)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// The key is taken (or may be): claim it in a transaction, then create
     /// and store, or read what the key holds.
     fn insert_idempotent_slow(

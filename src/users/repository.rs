@@ -5,7 +5,7 @@
 //! store; the production implementation is [`super::PgUserRepository`].
 //! Every write method writes its outbox event in the same transaction.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::error::UserError;
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse};
@@ -42,10 +42,19 @@ pub trait UserRepository: Send + Sync {
     fn list(&self, after: Option<i64>, limit: u32) -> Result<Vec<User>, UserError>;
 
     /// Applies `changes` and writes `user.updated`; `None` if no such user.
-    fn update(&self, id: i64, changes: &UserChanges) -> Result<Option<User>, UserError>;
+    /// With `expected` (see [`crate::users::version`]), only when the stored
+    /// version is one of those, checked by the write itself; else
+    /// `VersionMismatch`.
+    fn update(
+        &self,
+        id: i64,
+        changes: &UserChanges,
+        expected: Option<&[SystemTime]>,
+    ) -> Result<Option<User>, UserError>;
 
     /// Deletes and writes `user.deleted`; the deleted user, or `None`.
-    fn delete(&self, id: i64) -> Result<Option<User>, UserError>;
+    /// `expected` as for [`UserRepository::update`].
+    fn delete(&self, id: i64, expected: Option<&[SystemTime]>) -> Result<Option<User>, UserError>;
 
     /// Deletes up to `batch` idempotency keys older than `ttl`; returns how many.
     fn purge_idempotency_keys(&self, ttl: Duration, batch: i64) -> Result<u64, UserError>;

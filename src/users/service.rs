@@ -13,6 +13,7 @@ use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY
 use super::model::{CreateUser, PatchUser, User};
 use super::repository::UserRepository;
 use super::validate;
+use super::version::IfMatch;
 
 /// Rows deleted per purge call, so one call never holds locks for long.
 pub const PURGE_BATCH: i64 = 1000;
@@ -76,19 +77,41 @@ impl UserService {
 
     /// Changes name and/or e-mail. `Invalid`, `NotFound`, `Conflict`.
     pub fn patch(&self, id: i64, input: &PatchUser) -> Result<User, UserError> {
+        self.patch_if(id, input, &IfMatch::Any)
+    }
+
+    /// [`UserService::patch`] only if the user's version is one `if_match`
+    /// names; else `VersionMismatch`.
+    pub fn patch_if(
+        &self,
+        id: i64,
+        input: &PatchUser,
+        if_match: &IfMatch,
+    ) -> Result<User, UserError> {
         let changes = validate::changes(input).map_err(UserError::Invalid)?;
         if id <= 0 {
             return Err(UserError::NotFound);
         }
-        self.repo.update(id, &changes)?.ok_or(UserError::NotFound)
+        self.repo
+            .update(id, &changes, if_match.expected())?
+            .ok_or(UserError::NotFound)
     }
 
     /// Deletes a user. `NotFound` if there is none.
     pub fn delete(&self, id: i64) -> Result<(), UserError> {
+        self.delete_if(id, &IfMatch::Any)
+    }
+
+    /// [`UserService::delete`] only if the user's version is one `if_match`
+    /// names; else `VersionMismatch`.
+    pub fn delete_if(&self, id: i64, if_match: &IfMatch) -> Result<(), UserError> {
         if id <= 0 {
             return Err(UserError::NotFound);
         }
-        self.repo.delete(id)?.map(|_| ()).ok_or(UserError::NotFound)
+        self.repo
+            .delete(id, if_match.expected())?
+            .map(|_| ())
+            .ok_or(UserError::NotFound)
     }
 
     /// Deletes one batch of expired idempotency keys; returns how many.

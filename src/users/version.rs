@@ -1,0 +1,207 @@
+//! Optimistic concurrency: which version of a user a write expects.
+//!
+//! A user's version is its `updated_at`: every update sets it to the time of
+//! the write (microseconds, as stored), so two versions of one user differ in
+//! it. HTTP clients see it as a strong entity tag ([`etag`]): the
+//! microseconds since the epoch as a 64-bit two's-complement number in 16
+//! lowercase hex digits, quoted (hex: no division per digit, on every
+//! `GET`), on `GET`, `PATCH` and a fresh `POST`; `PATCH` and
+//! `DELETE` with `If-Match` ([`parse_if_match`]) write only when the stored
+//! version is one of the tags named. The check is part of the writing
+//! statement (`… AND updated_at = ANY($n)`), so no other write can come in
+//! between the check and the write.
+//!
+//! Pure functions; the handlers map a failed check to 412.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What an `If-Match` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: any current version (the write's own "no such user" stands).
+    Any,
+    /// One of these versions. Tags this service did not issue (weak ones,
+    /// other shapes) are left out: they can never match, so an `If-Match`
+    /// of only such tags is a list of none, and the write is refused (412).
+    OneOf(Vec<SystemTime>),
+}
+
+impl IfMatch {
+    /// The versions a write must find, or `None` for any.
+    pub fn expected(&self) -> Option<&[SystemTime]> {
+        match self {
+            IfMatch::Any => None,
+            IfMatch::OneOf(versions) => Some(versions),
+        }
+    }
+}
+
+/// The strong entity tag of a user whose `updated_at` is `version`.
+pub fn etag(version: SystemTime) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Two's complement: a time before the epoch is a negative count.
+    let n = micros(version) as u64;
+    let mut tag = [b'"'; 18];
+    for (i, digit) in tag[1..17].iter_mut().enumerate() {
+        *digit = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // Quotes and hex digits: ASCII.
+    std::str::from_utf8(&tag).unwrap_or_default().to_owned()
+}
+
+/// Microseconds since the epoch (negative before it), saturating.
+fn micros(t: SystemTime) -> i64 {
+    let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => us(after),
+        Err(before) => -us(before.duration()),
+    }
+}
+
+/// Whether `stored` is one of `expected` (`None`: any), to the microsecond
+/// the database keeps: what the writing statement's check does, for stores
+/// that are not the database.
+pub fn matches(expected: Option<&[SystemTime]>, stored: SystemTime) -> bool {
+    expected.is_none_or(|versions| versions.iter().any(|v| micros(*v) == micros(stored)))
+}
+
+/// Parses an `If-Match` value (RFC 9110 §13.1.1: `*` or a comma-separated
+/// list of entity tags). `Err` names what is malformed.
+pub fn parse_if_match(raw: &str) -> Result<IfMatch, &'static str> {
+    let raw = raw.trim_matches([' ', '\t']);
+    if raw == "*" {
+        return Ok(IfMatch::Any);
+    }
+    let mut versions = Vec::new();
+    let mut rest = raw;
+    let mut any = false;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let (weak, tagged) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let Some(body) = tagged.strip_prefix('"') else {
+            return Err("an entity tag must be quoted");
+        };
+        let Some(end) = body.find('"') else {
+            return Err("an entity tag is not closed");
+        };
+        let opaque = &body[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
+        {
+            return Err("an entity tag holds a character it may not");
+        }
+        rest = body[end + 1..].trim_start_matches([' ', '\t']);
+        if !(rest.is_empty() || rest.starts_with(',')) {
+            return Err("entity tags must be separated by commas");
+        }
+        any = true;
+        // If-Match compares strongly: a weak tag never matches.
+        if let (false, Some(version)) = (weak, version_of(opaque)) {
+            versions.push(version);
+        }
+    }
+    if !any {
+        return Err("no entity tag");
+    }
+    Ok(IfMatch::OneOf(versions))
+}
+
+/// The version an opaque tag of [`etag`]'s shape names.
+fn version_of(opaque: &str) -> Option<SystemTime> {
+    if opaque.len() != 16
+        || !opaque
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    let micros = u64::from_str_radix(opaque, 16).ok()? as i64;
+    let d = Duration::from_micros(micros.unsigned_abs());
+    if micros < 0 {
+        UNIX_EPOCH.checked_sub(d)
+    } else {
+        UNIX_EPOCH.checked_add(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(micros: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(micros)
+    }
+
+    #[test]
+    fn an_etag_names_its_version_and_parses_back() {
+        let v = at(1_733_561_234_567_891);
+        assert_eq!(etag(v), format!("\"{:016x}\"", 1_733_561_234_567_891_u64));
+        assert_eq!(parse_if_match(&etag(v)), Ok(IfMatch::OneOf(vec![v])));
+        let before = UNIX_EPOCH - Duration::from_micros(5);
+        assert_eq!(
+            parse_if_match(&etag(before)),
+            Ok(IfMatch::OneOf(vec![before]))
+        );
+    }
+
+    #[test]
+    fn if_match_lists_star_and_foreign_tags() {
+        assert_eq!(parse_if_match("*"), Ok(IfMatch::Any));
+        assert_eq!(parse_if_match(" * "), Ok(IfMatch::Any));
+        assert_eq!(
+            parse_if_match(&format!(
+                "{}, W/{},\"x\" ,{}",
+                etag(at(1)),
+                etag(at(2)),
+                etag(at(3))
+            )),
+            Ok(IfMatch::OneOf(vec![at(1), at(3)])),
+            "weak and foreign tags never match"
+        );
+        assert_eq!(
+            parse_if_match(&format!("W/{}", etag(at(1)))),
+            Ok(IfMatch::OneOf(vec![]))
+        );
+        assert_eq!(
+            parse_if_match("\"1\""),
+            Ok(IfMatch::OneOf(vec![])),
+            "not our shape"
+        );
+        assert_eq!(
+            parse_if_match("\"000000000000000A\""),
+            Ok(IfMatch::OneOf(vec![])),
+            "upper case is not what we issue"
+        );
+        assert_eq!(parse_if_match("\"\""), Ok(IfMatch::OneOf(vec![])));
+        assert_eq!(
+            parse_if_match("\"0123456789abcdef0\""),
+            Ok(IfMatch::OneOf(vec![]))
+        );
+        assert_eq!(IfMatch::Any.expected(), None);
+        assert_eq!(IfMatch::OneOf(vec![at(1)]).expected(), Some(&[at(1)][..]));
+    }
+
+    #[test]
+    fn malformed_if_match_is_an_error() {
+        for bad in [
+            "",
+            " ",
+            ",",
+            "1",
+            "\"1",
+            "\"1\" \"2\"",
+            "W/1",
+            "\"a b\"",
+            "**",
+        ] {
+            assert!(parse_if_match(bad).is_err(), "{bad:?}");
+        }
+    }
+}
