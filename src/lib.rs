@@ -35,4 +35,5 @@ pub mod runtime;
 pub mod systemd;
 pub mod thread_slice;
 pub mod tracing;
+pub mod unix_micros;
 pub mod users;

@@ -10,10 +10,9 @@
 //! rather than the API's JSON: it turns back into the exact [`User`], whose
 //! API JSON is then byte-identical to what PostgreSQL's row gives.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
+use crate::unix_micros;
 use crate::users::User;
 
 /// Bump when the cached form changes.
@@ -53,8 +52,8 @@ pub fn encode(user: &User) -> Vec<u8> {
         id: user.id,
         name: user.name.clone(),
         email: user.email.clone(),
-        c: micros(user.created_at),
-        u: micros(user.updated_at),
+        c: unix_micros::from_time(user.created_at),
+        u: unix_micros::from_time(user.updated_at),
     };
     serde_json::to_vec(&cached).unwrap_or_default()
 }
@@ -66,26 +65,9 @@ pub fn decode(bytes: &[u8]) -> Result<User, serde_json::Error> {
         id: c.id,
         name: c.name,
         email: c.email,
-        created_at: time(c.c),
-        updated_at: time(c.u),
+        created_at: unix_micros::to_time(c.c),
+        updated_at: unix_micros::to_time(c.u),
     })
-}
-
-fn micros(t: SystemTime) -> i64 {
-    let m = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i128::try_from(d.as_micros()).unwrap_or(i128::MAX),
-        Err(e) => -i128::try_from(e.duration().as_micros()).unwrap_or(i128::MAX),
-    };
-    i64::try_from(m).unwrap_or(if m < 0 { i64::MIN } else { i64::MAX })
-}
-
-fn time(micros: i64) -> SystemTime {
-    let d = Duration::from_micros(micros.unsigned_abs());
-    if micros >= 0 {
-        UNIX_EPOCH + d
-    } else {
-        UNIX_EPOCH - d
-    }
 }
 
 #[cfg(test)]
@@ -101,6 +83,8 @@ mod tests {
 
     #[test]
     fn a_user_round_trips_to_identical_api_json() {
+        use std::time::{Duration, UNIX_EPOCH};
+
         let user = User {
             id: 7,
             name: "Zoë \"Z\" \u{1F600}".into(),

@@ -13,7 +13,10 @@
 //!
 //! Pure functions; the handlers map a failed check to 412.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use crate::logging::context::hex;
+use crate::unix_micros;
 
 /// What an `If-Match` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,31 +41,23 @@ impl IfMatch {
 
 /// The strong entity tag of a user whose `updated_at` is `version`.
 pub fn etag(version: SystemTime) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // Two's complement: a time before the epoch is a negative count.
-    let n = micros(version) as u64;
-    let mut tag = [b'"'; 18];
-    for (i, digit) in tag[1..17].iter_mut().enumerate() {
-        *digit = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    // Quotes and hex digits: ASCII.
-    std::str::from_utf8(&tag).unwrap_or_default().to_owned()
-}
-
-/// Microseconds since the epoch (negative before it), saturating.
-fn micros(t: SystemTime) -> i64 {
-    let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(after) => us(after),
-        Err(before) => -us(before.duration()),
-    }
+    // Big-endian two's complement: a time before the epoch is a negative count.
+    let digits: [u8; 16] = hex(&unix_micros::from_time(version).to_be_bytes());
+    let mut tag = String::with_capacity(18);
+    tag.push('"');
+    // Hex digits: ASCII.
+    tag.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+    tag.push('"');
+    tag
 }
 
 /// Whether `stored` is one of `expected` (`None`: any), to the microsecond
-/// the database keeps: what the writing statement's check does, for stores
-/// that are not the database.
-pub fn matches(expected: Option<&[SystemTime]>, stored: SystemTime) -> bool {
-    expected.is_none_or(|versions| versions.iter().any(|v| micros(*v) == micros(stored)))
+/// the database keeps: what the writing statement's check does, for the
+/// in-memory store of the unit tests.
+#[cfg(test)]
+pub(crate) fn matches(expected: Option<&[SystemTime]>, stored: SystemTime) -> bool {
+    let at = unix_micros::from_time;
+    expected.is_none_or(|versions| versions.iter().any(|v| at(*v) == at(stored)))
 }
 
 /// Parses an `If-Match` value (RFC 9110 §13.1.1: `*` or a comma-separated
@@ -122,17 +117,14 @@ fn version_of(opaque: &str) -> Option<SystemTime> {
     {
         return None;
     }
-    let micros = u64::from_str_radix(opaque, 16).ok()? as i64;
-    let d = Duration::from_micros(micros.unsigned_abs());
-    if micros < 0 {
-        UNIX_EPOCH.checked_sub(d)
-    } else {
-        UNIX_EPOCH.checked_add(d)
-    }
+    let bits = u64::from_str_radix(opaque, 16).ok()?;
+    Some(unix_micros::to_time(i64::from_be_bytes(bits.to_be_bytes())))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     fn at(micros: u64) -> SystemTime {
