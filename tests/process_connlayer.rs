@@ -142,10 +142,16 @@ fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503() {
          Content-Length: {BODY}\r\n\r\n"
     );
     let sent = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
     let release = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (head, sent, release) = (head.clone(), sent.clone(), release.clone());
+            let (head, sent, answered, release) = (
+                head.clone(),
+                sent.clone(),
+                answered.clone(),
+                release.clone(),
+            );
             thread::Builder::new()
                 .stack_size(128 * 1024)
                 .spawn(move || {
@@ -163,7 +169,12 @@ fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503() {
                     while !release.load(Ordering::SeqCst) {
                         match s.read(&mut buf) {
                             Ok(0) => break,
-                            Ok(n) => answer.extend_from_slice(&buf[..n]),
+                            Ok(n) => {
+                                if answer.is_empty() {
+                                    answered.fetch_add(1, Ordering::SeqCst);
+                                }
+                                answer.extend_from_slice(&buf[..n]);
+                            }
                             Err(e)
                                 if matches!(
                                     e.kind(),
@@ -184,7 +195,19 @@ fn held_bodies_stay_within_max_body_buffer_and_the_excess_gets_503() {
         "only {} clients sent their bodies",
         sent.load(Ordering::SeqCst)
     );
-    thread::sleep(Duration::from_millis(300));
+    // Measure the held state, not the refusals still under way: once every client has sent,
+    // wait until no further client gets its 503 for half a second.
+    let mut last = (answered.load(Ordering::SeqCst), Instant::now());
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let now = answered.load(Ordering::SeqCst);
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            last.1.elapsed() >= Duration::from_millis(500)
+        }),
+        "refusals did not settle"
+    );
     let rss_held = rss_kib(svc.pid());
     release.store(true, Ordering::SeqCst);
     let outcomes: Vec<_> = clients
