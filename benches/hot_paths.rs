@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(
         "JSON encoding of a user",
         measure::measure(|| {
-            black_box(black_box(&user).to_json_string());
+            black_box(black_box(&user).to_json_bytes());
         }),
     );
     let metrics = Metrics::new()?;
@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         remote_addr: None,
         started: Instant::now(),
         ids: usersvc::tracing::ids::RequestIds::for_request(None),
+        target: usersvc::http::request::TargetSplit::of("/api/v1/users/4242"),
     };
     report(
         "metrics: one finished request",

@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         remote_addr: Some("127.0.0.1:40000".parse()?),
         started: Instant::now(),
         ids: usersvc::tracing::ids::RequestIds::for_request(None),
+        target: usersvc::http::request::TargetSplit::of("/api/v1/users/42"),
     };
     let plain = vec![
         header("Host", "127.0.0.1:8080"),

@@ -29,7 +29,7 @@ use crate::http::method::Method;
 use crate::http::pipeline::{self, HandlerResult, Hooks, Meta};
 use crate::http::probes;
 use crate::http::problem::Problem;
-use crate::http::request::{split_target, ApiRequest};
+use crate::http::request::ApiRequest;
 use crate::http::response::ApiResponse;
 use crate::http::router::{Match, Routed, Router};
 use crate::http::worker_pool::{Busy, Submitter, WorkerSlot};
@@ -93,7 +93,7 @@ impl ApiDispatcher {
     pub fn dispatch(&self, submitter: &Submitter<Job>, req: tiny_http::Request) {
         let hooks = &*self.hooks;
         begin(req, &self.health, hooks, |mut req, mut meta| {
-            let (path, _) = split_target(req.url());
+            let (path, _) = meta.path_and_query(&req);
             let (route, routed) = match self.router.at(meta.method, path) {
                 Match::Found {
                     pattern, routed, ..
@@ -234,7 +234,7 @@ impl ApiDispatcher {
             span.enter()
         });
         let status = pipeline::with_context(log_context, || {
-            let (path, query) = split_target(req.url());
+            let (path, query) = meta.path_and_query(&req);
             let result = match self.router.found(&routed, path) {
                 Some((handler, pattern, params)) => {
                     let view = ApiRequest {
@@ -302,7 +302,7 @@ pub fn begin(
     // closure and out again (two ~560-byte copies per request where the size-optimised build
     // does not inline them away).
     let _context = crate::logging::context::enter(meta.log_context());
-    let (path, _) = split_target(req.url());
+    let (path, _) = meta.path_and_query(&req);
     match probe(health, meta.method, path) {
         Some((pattern, answer)) => {
             meta.route = pattern;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::http::addr_text::AddrText;
 use crate::http::method::Method;
 use crate::http::problem::Problem;
-use crate::http::request::header;
+use crate::http::request::{header, TargetSplit};
 use crate::http::request_id;
 use crate::http::response::ApiResponse;
 use crate::logging::context::{self, RequestContext};
@@ -77,6 +77,8 @@ pub struct Meta {
     pub started: Instant,
     /// Its trace and span ids, in every log line of it (`tracing::ids`).
     pub ids: RequestIds,
+    /// Where its target's path and query are (see [`Meta::path_and_query`]).
+    pub target: TargetSplit,
 }
 
 impl Meta {
@@ -89,7 +91,14 @@ impl Meta {
             remote_addr: req.remote_addr().copied(),
             started: Instant::now(),
             ids: RequestIds::for_request(header(req.headers(), "traceparent")),
+            target: TargetSplit::of(req.url()),
         }
+    }
+
+    /// The request's path and query ([`split_target`](crate::http::request::split_target)),
+    /// found when it arrived.
+    pub fn path_and_query<'r>(&self, req: &'r tiny_http::Request) -> (&'r str, &'r str) {
+        self.target.apply(req.url())
     }
 }
 
@@ -158,7 +167,7 @@ pub fn respond(
     let is_head = meta.method == Method::Head;
     let write = write_response(req, resp, &meta.request_id);
     let elapsed = meta.started.elapsed();
-    let (path, _) = crate::http::request::split_target(req.url());
+    let (path, _) = meta.path_and_query(req);
     let sent = if is_head { 0 } else { bytes };
     if let Err(e) = &write {
         log::debug!(error = e.to_string().as_str(); "response write failed");

@@ -58,26 +58,52 @@ pub fn header<'h>(headers: &'h [tiny_http::Header], name: &str) -> Option<&'h st
 /// server must accept) is taken as its path and query, `/` when it has no
 /// path: routed, logged and counted as the same request in origin-form.
 pub fn split_target(url: &str) -> (&str, &str) {
-    let (target, absolute) = match absolute_form_rest(url) {
-        Some(rest) => (rest, true),
-        None => (url, false),
-    };
-    // memchr: `split_once(char)` sets up a searcher, and a byte loop costs
-    // ~5 instructions a byte; this runs several times a request
-    // (callgrind, BENCHMARKS.md).
-    let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
-        // `?` is ASCII: `i` and `i + 1` are char boundaries.
-        Some(i) => (&target[..i], &target[i + 1..]),
-        None => (target, ""),
-    };
-    (
-        if absolute && path.is_empty() {
-            "/"
-        } else {
-            path
-        },
-        query,
-    )
+    TargetSplit::of(url).apply(url)
+}
+
+/// Where [`split_target`] finds a target's path and query, as byte ranges
+/// of the target: found once, when the request arrives, and carried with it
+/// (it borrows nothing), so that routing, the handler and the log line do
+/// not search the target again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetSplit {
+    /// The path's range; `None` for an absolute-form target without a path,
+    /// whose path is `/`.
+    path: Option<(u32, u32)>,
+    query: (u32, u32),
+}
+
+impl TargetSplit {
+    pub fn of(url: &str) -> TargetSplit {
+        let (start, absolute) = match absolute_form_rest(url) {
+            Some(rest) => (url.len() - rest.len(), true),
+            None => (0, false),
+        };
+        // memchr: `split_once(char)` sets up a searcher, and a byte loop costs
+        // ~5 instructions a byte (callgrind, BENCHMARKS.md).
+        let (path_end, query) = match memchr::memchr(b'?', &url.as_bytes()[start..]) {
+            Some(i) => (start + i, (start + i + 1, url.len())),
+            None => (url.len(), (url.len(), url.len())),
+        };
+        // A target is at most a request head long (`MAX_HEADER_BYTES`).
+        let range = |(a, b): (usize, usize)| (a as u32, b as u32);
+        TargetSplit {
+            path: (!(absolute && path_end == start)).then(|| range((start, path_end))),
+            query: range(query),
+        }
+    }
+
+    /// The path and query of `url`, the target this was made [`of`](TargetSplit::of).
+    pub fn apply<'t>(&self, url: &'t str) -> (&'t str, &'t str) {
+        // `?` and the end of the scheme and authority are ASCII: char
+        // boundaries, so `get` finds them (another string gets empty parts).
+        let part = |(start, end): (u32, u32)| url.get(start as usize..end as usize);
+        let path = match self.path {
+            Some(range) => part(range).unwrap_or(""),
+            None => "/",
+        };
+        (path, part(self.query).unwrap_or(""))
+    }
 }
 
 /// What follows the scheme and authority of an absolute-form target

@@ -4,15 +4,81 @@
 //! adds `X-Request-ID`, turns it into a tiny_http response and writes it. Keeping
 //! this type free of sockets lets handlers be tested as pure functions.
 
-use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
 
 use serde::Serialize;
 
 use crate::http::problem::{self, Problem};
 
 /// A header value: most are constants (content types, `Retry-After: 1`) and
-/// are not copied per response; the rest (`Location`) are built.
-pub type HeaderValue = Cow<'static, str>;
+/// are not copied per response; a short one made per response (a user's
+/// `ETag`) is held in place; the rest (`Location`) are built on the heap.
+#[derive(Clone)]
+pub struct HeaderValue(ValueRepr);
+
+#[derive(Clone)]
+enum ValueRepr {
+    Static(&'static str),
+    /// Up to [`tiny_http::FieldValue::INLINE`] ASCII bytes in place.
+    Short(tiny_http::FieldValue),
+    Owned(String),
+}
+
+impl HeaderValue {
+    /// A copy of `bytes`: in place when they are short ASCII (no allocation),
+    /// else on the heap (anything not ASCII as U+FFFD; tiny_http drops such a
+    /// value rather than send it).
+    pub fn copied(bytes: &[u8]) -> HeaderValue {
+        match tiny_http::FieldValue::from_ascii(bytes) {
+            Ok(v) if v.as_str().len() <= tiny_http::FieldValue::INLINE => {
+                HeaderValue(ValueRepr::Short(v))
+            }
+            _ => HeaderValue(ValueRepr::Owned(
+                String::from_utf8_lossy(bytes).into_owned(),
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            ValueRepr::Static(s) => s,
+            ValueRepr::Short(v) => v.as_str(),
+            ValueRepr::Owned(s) => s,
+        }
+    }
+}
+
+impl From<&'static str> for HeaderValue {
+    fn from(s: &'static str) -> HeaderValue {
+        HeaderValue(ValueRepr::Static(s))
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> HeaderValue {
+        HeaderValue(ValueRepr::Owned(s))
+    }
+}
+
+impl Deref for HeaderValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for HeaderValue {
+    fn eq(&self, other: &HeaderValue) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 /// An answer: status, headers (content type included) and a body.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +132,7 @@ impl Headers {
                 self.first
                     .iter()
                     .chain(&self.more)
-                    .map(|(n, v)| (*n, v.as_ref())),
+                    .map(|(n, v)| (*n, v.as_str())),
             )
     }
 
@@ -116,12 +182,12 @@ impl ApiResponse {
         }
     }
 
-    /// A body that is already JSON text.
-    pub fn json_text(status: u16, body: String) -> ApiResponse {
+    /// A body that is already JSON text (a `String`, or its bytes).
+    pub fn json_text(status: u16, body: impl Into<Vec<u8>>) -> ApiResponse {
         ApiResponse {
             status,
             headers: Headers::content_type("application/json"),
-            body: body.into_bytes(),
+            body: body.into(),
         }
     }
 

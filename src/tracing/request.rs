@@ -18,7 +18,7 @@ use super::{sampling, Tracing};
 use crate::http::addr_text::AddrText;
 use crate::http::method::Method;
 use crate::http::pipeline::{Meta, UNMATCHED};
-use crate::http::request::{header, split_target};
+use crate::http::request::header;
 use crate::logging::context::RequestContext;
 
 /// The request headers as the propagator reads them.
@@ -93,7 +93,7 @@ impl Tracing {
         let start = SystemTime::now()
             .checked_sub(meta.started.elapsed())
             .unwrap_or_else(SystemTime::now);
-        let (path, _) = split_target(target);
+        let (path, _) = meta.target.apply(target);
         // Sized for every attribute of the span, these and the three set
         // later (queue time, status, error type): one allocation, which the
         // SDK keeps.
@@ -252,6 +252,7 @@ mod tests {
     use crate::config::OtelSampler;
     use crate::http::method::Method;
     use crate::http::pipeline::Meta;
+    use crate::http::request::TargetSplit;
     use crate::http::request_id;
     use crate::tracing::ids::RequestIds;
     use crate::tracing::{build, TracingSettings};
@@ -285,6 +286,7 @@ mod tests {
                 remote_addr: None,
                 started: Instant::now(),
                 ids: RequestIds::for_request(None),
+                target: TargetSplit::of("/api/v1/users/1"),
             };
             let Some(span) = tracing.start_server_span(&[], "/api/v1/users/1", &meta) else {
                 continue;

@@ -100,25 +100,25 @@ impl Page {
     }
 
     /// `{"users":[...],"next":"..."|null}`, each user written by
-    /// [`User::to_json_string`]: the bytes of a user are the same in a page
+    /// [`User::write_json`]: the bytes of a user are the same in a page
     /// as in `GET /api/v1/users/{id}` (one encoder, the documented key order).
-    pub fn to_json_string(&self) -> String {
-        let mut out = String::with_capacity(16 + self.users.len() * 160);
-        out.push_str("{\"users\":[");
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.users.len() * 160);
+        out.extend_from_slice(b"{\"users\":[");
         for (i, user) in self.users.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push(b',');
             }
-            out.push_str(&user.to_json_string());
+            user.write_json(&mut out);
         }
-        out.push_str("],\"next\":");
+        out.extend_from_slice(b"],\"next\":");
         match &self.next {
             // A cursor is base64url text: nothing in it needs escaping, but
             // serde_json writes it so that this never depends on that.
-            Some(next) => out.push_str(&Value::from(next.as_str()).to_string()),
-            None => out.push_str("null"),
+            Some(next) => out.extend_from_slice(Value::from(next.as_str()).to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
         }
-        out.push('}');
+        out.push(b'}');
         out
     }
 }
@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(p.next, Some(encode(3)));
         let p = Page::from_rows((1..=3).map(user).collect(), 3);
         assert_eq!(p.next, None);
-        let j: Value = serde_json::from_str(&p.to_json_string()).expect("JSON");
+        let j: Value = serde_json::from_slice(&p.to_json_bytes()).expect("JSON");
         assert!(j["next"].is_null());
         assert_eq!(j["users"][0]["id"], 1);
     }

@@ -24,13 +24,13 @@ use crate::http::method::Method;
 use crate::http::pipeline::HandlerResult;
 use crate::http::problem::Problem;
 use crate::http::request::ApiRequest;
-use crate::http::response::ApiResponse;
+use crate::http::response::{ApiResponse, HeaderValue};
 use crate::http::router::{RouteError, Router};
 use crate::users::body::{self, Member};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
 use crate::users::validate::{self, parse_id};
 use crate::users::version::{self, IfMatch};
-use crate::users::{CreateUser, FieldError, ListParams, PatchUser, UserError, UserService};
+use crate::users::{CreateUser, FieldError, ListParams, PatchUser, User, UserError, UserService};
 
 /// The collection and item routes.
 pub const COLLECTION: &str = "/api/v1/users";
@@ -75,9 +75,9 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     match req.header("Idempotency-Key") {
         None => {
             let user = users.create(&input).map_err(problem)?;
-            Ok(ApiResponse::json_text(201, user.to_json_string())
+            Ok(ApiResponse::json_text(201, user.to_json_bytes())
                 .with_header("Location", format!("{COLLECTION}/{}", user.id))
-                .with_header("ETag", version::etag(user.updated_at)))
+                .with_header("ETag", etag_of(&user)))
         }
         Some(raw) => {
             let key = IdempotencyKey::parse(raw)
@@ -101,8 +101,12 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
 pub fn get(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let user = users.get(id).map_err(problem)?;
-    Ok(ApiResponse::json_text(200, user.to_json_string())
-        .with_header("ETag", version::etag(user.updated_at)))
+    Ok(ApiResponse::json_text(200, user.to_json_bytes()).with_header("ETag", etag_of(&user)))
+}
+
+/// A user's `ETag` header value (its version), held in place.
+fn etag_of(user: &User) -> HeaderValue {
+    HeaderValue::copied(version::etag(user.updated_at).as_bytes())
 }
 
 pub fn list(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
@@ -114,7 +118,7 @@ pub fn list(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
             .with_extension("errors", field_errors(&errors))
     })?;
     let page = users.list(&params).map_err(problem)?;
-    Ok(ApiResponse::json_text(200, page.to_json_string()))
+    Ok(ApiResponse::json_text(200, page.to_json_bytes()))
 }
 
 pub fn patch(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
@@ -131,8 +135,7 @@ pub fn patch(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     }
     let if_match = if_match(req)?;
     let user = users.patch_if(id, &input, &if_match).map_err(problem)?;
-    Ok(ApiResponse::json_text(200, user.to_json_string())
-        .with_header("ETag", version::etag(user.updated_at)))
+    Ok(ApiResponse::json_text(200, user.to_json_bytes()).with_header("ETag", etag_of(&user)))
 }
 
 pub fn delete(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {

@@ -43,28 +43,39 @@ impl User {
 
     /// The API representation as a string (the documented key order: id, name, email, created_at, updated_at).
     pub fn to_json_string(&self) -> String {
+        // Every piece is UTF-8: JSON text and ASCII timestamps.
+        String::from_utf8(self.to_json_bytes()).unwrap_or_default()
+    }
+
+    /// [`User::to_json_string`]'s bytes: a response body as it is sent.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(120 + self.name.len() + self.email.len());
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the API representation to `out`: the one encoder of a user,
+    /// alone or in a page.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         // serde_json's Map keeps keys sorted, which would put created_at
         // first; write the documented order by hand instead, into one buffer
         // (this runs for every user the API returns).
         // The strings go through the crate's JSON string writer (the bytes
         // serde_json writes, by test, found eight bytes at a time).
-        let mut out = Vec::with_capacity(120 + self.name.len() + self.email.len());
         out.extend_from_slice(b"{\"id\":");
         if self.id < 0 {
             out.push(b'-');
         }
         out.extend_from_slice(Decimal::new(self.id.unsigned_abs()).as_bytes());
         out.extend_from_slice(b",\"name\":");
-        push_quoted(&mut out, &self.name);
+        push_quoted(out, &self.name);
         out.extend_from_slice(b",\"email\":");
-        push_quoted(&mut out, &self.email);
+        push_quoted(out, &self.email);
         out.extend_from_slice(b",\"created_at\":\"");
-        write_utc_micros(&mut out, self.created_at);
+        write_utc_micros(out, self.created_at);
         out.extend_from_slice(b"\",\"updated_at\":\"");
-        write_utc_micros(&mut out, self.updated_at);
+        write_utc_micros(out, self.updated_at);
         out.extend_from_slice(b"\"}");
-        // Every piece is UTF-8: JSON text and ASCII timestamps.
-        String::from_utf8(out).unwrap_or_default()
     }
 }
 

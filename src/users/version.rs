@@ -40,15 +40,37 @@ impl IfMatch {
 }
 
 /// The strong entity tag of a user whose `updated_at` is `version`.
-pub fn etag(version: SystemTime) -> String {
+pub fn etag(version: SystemTime) -> ETag {
     // Big-endian two's complement: a time before the epoch is a negative count.
     let digits: [u8; 16] = hex(&unix_micros::from_time(version).to_be_bytes());
-    let mut tag = String::with_capacity(18);
-    tag.push('"');
-    // Hex digits: ASCII.
-    tag.push_str(std::str::from_utf8(&digits).unwrap_or_default());
-    tag.push('"');
-    tag
+    let mut tag = [b'"'; 18];
+    tag[1..17].copy_from_slice(&digits);
+    ETag(tag)
+}
+
+/// An entity tag as sent: 16 hex digits in quotes, held in place (it is
+/// made for every user a `GET` returns).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ETag([u8; 18]);
+
+impl ETag {
+    /// The tag's ASCII bytes, quotes included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Quotes and hex digits: ASCII.
+        f.write_str(std::str::from_utf8(&self.0).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for ETag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ETag({self})")
+    }
 }
 
 /// Whether `stored` is one of `expected` (`None`: any), to the microsecond
@@ -134,11 +156,17 @@ mod tests {
     #[test]
     fn an_etag_names_its_version_and_parses_back() {
         let v = at(1_733_561_234_567_891);
-        assert_eq!(etag(v), format!("\"{:016x}\"", 1_733_561_234_567_891_u64));
-        assert_eq!(parse_if_match(&etag(v)), Ok(IfMatch::OneOf(vec![v])));
+        assert_eq!(
+            etag(v).to_string(),
+            format!("\"{:016x}\"", 1_733_561_234_567_891_u64)
+        );
+        assert_eq!(
+            parse_if_match(&etag(v).to_string()),
+            Ok(IfMatch::OneOf(vec![v]))
+        );
         let before = UNIX_EPOCH - Duration::from_micros(5);
         assert_eq!(
-            parse_if_match(&etag(before)),
+            parse_if_match(&etag(before).to_string()),
             Ok(IfMatch::OneOf(vec![before]))
         );
     }

@@ -1,4 +1,4 @@
-use ascii::{AsciiStr, AsciiString, FromAsciiError};
+use ascii::{AsciiChar, AsciiStr, AsciiString, FromAsciiError};
 use std::cmp::Ordering;
 use std::fmt::{self, Display, Formatter};
 use std::str::FromStr;
@@ -158,11 +158,13 @@ pub struct Header {
     pub value: FieldValue,
 }
 
-/// A header's value: ASCII only. A value of up to [`FieldValue::INLINE`]
+/// A header's value. An ASCII value of up to [`FieldValue::INLINE`]
 /// bytes — a host, a content type or length, `*/*`, `keep-alive`, nearly
 /// everything a request carries — is held in the value itself; a longer one
-/// (a browser's `User-Agent`, a `traceparent`) on the heap. Reading a
-/// request's head thus allocates nothing for most of its fields.
+/// (a browser's `User-Agent`, a `traceparent`), or one with obs-text, on the
+/// heap. Reading a request's head thus allocates nothing for most of its
+/// fields, and reading a value back is free: the inline bytes are kept as
+/// [`AsciiChar`]s, text by their type, so no UTF-8 check runs on each read.
 #[derive(Clone)]
 pub struct FieldValue(ValueRepr);
 
@@ -170,7 +172,7 @@ pub struct FieldValue(ValueRepr);
 enum ValueRepr {
     Inline {
         len: u8,
-        bytes: [u8; FieldValue::INLINE],
+        bytes: [AsciiChar; FieldValue::INLINE],
     },
     Heap(Box<str>),
 }
@@ -182,23 +184,22 @@ impl FieldValue {
     /// The value, if `bytes` are ASCII.
     #[allow(clippy::result_unit_err)]
     pub fn from_ascii<B: AsRef<[u8]>>(bytes: B) -> Result<FieldValue, ()> {
-        let bytes = bytes.as_ref();
-        if !bytes.is_ascii() {
-            return Err(());
-        }
-        if bytes.len() <= FieldValue::INLINE {
-            let mut inline = [0u8; FieldValue::INLINE];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            return Ok(FieldValue(ValueRepr::Inline {
+        let ascii = AsciiStr::from_ascii(bytes.as_ref()).map_err(|_| ())?;
+        Ok(FieldValue::from_ascii_str(ascii))
+    }
+
+    fn from_ascii_str(ascii: &AsciiStr) -> FieldValue {
+        let chars = ascii.as_slice();
+        if chars.len() <= FieldValue::INLINE {
+            let mut inline = [AsciiChar::Null; FieldValue::INLINE];
+            inline[..chars.len()].copy_from_slice(chars);
+            return FieldValue(ValueRepr::Inline {
                 // At most INLINE (22): fits.
-                len: bytes.len() as u8,
+                len: chars.len() as u8,
                 bytes: inline,
-            }));
+            });
         }
-        // ASCII is UTF-8.
-        std::str::from_utf8(bytes)
-            .map(|s| FieldValue(ValueRepr::Heap(s.into())))
-            .map_err(|_| ())
+        FieldValue(ValueRepr::Heap(ascii.as_str().into()))
     }
 
     /// A received field value whose bytes passed the grammar check: ASCII
@@ -207,30 +208,16 @@ impl FieldValue {
     /// and a field the service reads (`Content-Type`, `Idempotency-Key`, ...)
     /// is validated by its reader, which refuses non-ASCII.
     pub fn from_field_bytes(bytes: &[u8]) -> FieldValue {
-        if let Ok(v) = FieldValue::from_ascii(bytes) {
-            return v;
+        match AsciiStr::from_ascii(bytes) {
+            Ok(ascii) => FieldValue::from_ascii_str(ascii),
+            Err(_) => FieldValue(ValueRepr::Heap(String::from_utf8_lossy(bytes).into())),
         }
-        let text = String::from_utf8_lossy(bytes);
-        if text.len() <= FieldValue::INLINE {
-            let mut inline = [0u8; FieldValue::INLINE];
-            inline[..text.len()].copy_from_slice(text.as_bytes());
-            return FieldValue(ValueRepr::Inline {
-                // At most INLINE (22): fits.
-                len: text.len() as u8,
-                bytes: inline,
-            });
-        }
-        FieldValue(ValueRepr::Heap(text.into()))
     }
 
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // Built by `from_ascii` from ASCII bytes or by `from_field_bytes`
-            // from a `str`, never changed:
-            // always valid UTF-8 (the check is a short scan; this crate has
-            // no `unsafe`).
             ValueRepr::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+                <&AsciiStr>::from(&bytes[..usize::from(*len)]).as_str()
             }
             ValueRepr::Heap(s) => s,
         }

@@ -47,7 +47,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::body::{Body, BodyLimits, Failure};
 use crate::connection::{Connection, Listener};
-use crate::head::{analyse, read_head, Head, HeadError};
+use crate::head::{analyse, read_head, Head, HeadError, HeadScratch};
 use crate::limits::Reservation;
 use crate::response::ConnHeader;
 use crate::{HTTPVersion, IoHooks, Limits, Request, Response, StatusCode};
@@ -139,6 +139,13 @@ impl ReqShared {
         self.gone.store(true, SeqCst);
         let _g = lock(&self.drained);
         self.cv.notify_all();
+    }
+
+    /// Made ready for the connection's next request. Only once the last one is done: no one
+    /// else looks at it any more (its answer was the last thing its worker did with it).
+    fn reset(&self, gone: bool) {
+        self.gone.store(gone, SeqCst);
+        *lock(&self.drained) = false;
     }
 
     fn mark_drained(&self) {
@@ -348,7 +355,7 @@ impl ReqIo {
     pub(crate) fn writer(&self, capacity: usize) -> PartWriter<'_> {
         PartWriter {
             io: self,
-            buf: Vec::with_capacity(capacity.min(RESPONSE_PART)),
+            buf: crate::scratch::take(capacity.min(RESPONSE_PART)),
             sent: false,
             deadline: Instant::now() + self.server.limits.write_timeout,
         }
@@ -356,7 +363,11 @@ impl ReqIo {
 
     /// Sends the response bytes; the connection closes after them if `close`.
     pub(crate) fn finish(mut self, bytes: Vec<u8>, close: bool) {
-        let rest = self.write_now(bytes);
+        let mut rest = self.write_now(bytes);
+        if rest.is_empty() {
+            // All written: the buffer serves this thread's next response (see `scratch`).
+            crate::scratch::give_back(std::mem::take(&mut rest));
+        }
         // Let go of the socket before the I/O thread hears of the end of the request.
         self.stream = None;
         self.send(rest, true, close, None);
@@ -408,11 +419,14 @@ impl PartWriter<'_> {
     /// Sends what is buffered as the last part (written at once as far as the socket takes
     /// it when it is the whole response).
     pub(crate) fn finish(self, close: bool) {
-        let rest = if self.sent {
+        let mut rest = if self.sent {
             self.buf
         } else {
             self.io.write_now(self.buf)
         };
+        if rest.is_empty() {
+            crate::scratch::give_back(std::mem::take(&mut rest));
+        }
         self.io.send(rest, true, close, None);
     }
 
@@ -631,7 +645,7 @@ pub(crate) fn start(
         next_id: 0,
         scratch: vec![0; SCRATCH],
         discarded: 0,
-        line: Vec::new(),
+        head_scratch: HeadScratch::default(),
         next_sweep: None,
         last_sweep: Instant::now(),
         spare: Vec::new(),
@@ -694,6 +708,9 @@ struct Conn {
     detach: Option<SyncSender<Connection>>,
     /// What the in-flight request shares with whoever answers it.
     gone: Option<Arc<ReqShared>>,
+    /// The last request's, kept for the next one: one allocation per connection, not one
+    /// per request (made on one thread and freed on another).
+    spare_shared: Option<Arc<ReqShared>>,
     /// More parts of the response are coming.
     more: bool,
     /// The in-flight request's body was not read to its end (the client may still send).
@@ -768,7 +785,7 @@ struct IoThread {
     scratch: Vec<u8>,
     /// Bytes thrown away by the last `discard`.
     discarded: usize,
-    line: Vec<u8>,
+    head_scratch: HeadScratch,
     /// No deadline of any connection is earlier than this.
     next_sweep: Option<Instant>,
     last_sweep: Instant,
@@ -1100,6 +1117,7 @@ impl IoThread {
             close_after_write: None,
             detach: None,
             gone: None,
+            spare_shared: None,
             more: false,
             body_unfinished: false,
             served: 0,
@@ -1231,7 +1249,7 @@ impl IoThread {
                 let _ = read_head(
                     &mut src,
                     &self.sites[c.site].server.limits,
-                    &mut self.line,
+                    &mut self.head_scratch,
                     &mut request_line,
                 );
                 c.inbuf.clear();
@@ -1360,7 +1378,7 @@ impl IoThread {
                         break;
                     }
                     Ok(true) => {
-                        c.gone = None;
+                        c.spare_shared = c.gone.take();
                         if let Some(to) = c.detach.take() {
                             return self.detach(t, *c, to);
                         }
@@ -1440,7 +1458,9 @@ impl IoThread {
                 State::Body(pb) => {
                     let lim = body_limits(self.lim(c.site));
                     let before = pb.data.len();
-                    let res = pb.body.feed(&c.inbuf, &mut pb.data, &lim, &mut self.line);
+                    let res =
+                        pb.body
+                            .feed(&c.inbuf, &mut pb.data, &lim, &mut self.head_scratch.line);
                     let grown = (pb.data.len() - before) as u64;
                     let consumed = res.unwrap_or_default();
                     c.inbuf.drain(..consumed);
@@ -1540,7 +1560,7 @@ impl IoThread {
         let lim = &self.sites[c.site].server.limits;
         let mut request_line = None;
         let mut src = &c.inbuf[..];
-        let head = match read_head(&mut src, lim, &mut self.line, &mut request_line) {
+        let head = match read_head(&mut src, lim, &mut self.head_scratch, &mut request_line) {
             Ok(h) => h,
             Err(HeadError::Closed) | Err(HeadError::TimedOut) => {
                 if c.inbuf.len() >= self.head_cap(c.site) {
@@ -1634,7 +1654,13 @@ impl IoThread {
         let Some(Some(c)) = self.conns.get_mut(t) else {
             return;
         };
-        let shared = Arc::new(ReqShared::new(c.eof));
+        let shared = match c.spare_shared.take() {
+            Some(spare) => {
+                spare.reset(c.eof);
+                spare
+            }
+            None => Arc::new(ReqShared::new(c.eof)),
+        };
         c.gone = Some(shared.clone());
         c.state = State::InFlight;
         c.deadline = None;

@@ -125,6 +125,7 @@ mod head;
 mod limits;
 mod request;
 mod response;
+mod scratch;
 mod test;
 mod util;
 

@@ -454,15 +454,17 @@ impl Request {
         match self.io.take() {
             Some(Io::Conn(io)) => {
                 let (close, conn) = self.connection_after(&io, false);
-                let mut out = Vec::with_capacity(capacity);
+                let mut out = crate::scratch::take(capacity);
                 render(&mut out, conn);
                 io.finish(out, close);
                 Ok(())
             }
             Some(Io::Custom { mut writer, .. }) => {
-                let mut out = Vec::with_capacity(capacity);
+                let mut out = crate::scratch::take(capacity);
                 render(&mut out, ConnHeader::None);
-                Self::ignore_client_closing_errors(writer.write_all(&out))?;
+                let written = writer.write_all(&out);
+                crate::scratch::give_back(out);
+                Self::ignore_client_closing_errors(written)?;
                 Self::ignore_client_closing_errors(writer.flush())
             }
             None => Ok(()),
