@@ -158,48 +158,79 @@ pub struct Header {
     pub value: FieldValue,
 }
 
-/// A header's value. An ASCII value of up to [`FieldValue::INLINE`]
-/// bytes — a host, a content type or length, `*/*`, `keep-alive`, nearly
-/// everything a request carries — is held in the value itself; a longer one
-/// (a browser's `User-Agent`, a `traceparent`), or one with obs-text, on the
-/// heap. Reading a request's head thus allocates nothing for most of its
-/// fields, and reading a value back is free: the inline bytes are kept as
-/// [`AsciiChar`]s, text by their type, so no UTF-8 check runs on each read.
+/// Text that is held in place when it is short ASCII: up to
+/// [`ShortText::INLINE`] bytes in the value itself (24 bytes, like a
+/// `String`), anything else on the heap. Request targets and header values
+/// are made on the I/O thread and freed on the worker that answers them;
+/// held in place, the short ones (nearly all) cost no allocation made on one
+/// thread and freed on another. Reading one back is free: the inline bytes
+/// are [`AsciiChar`]s, text by their type, so no UTF-8 check runs on a read.
 #[derive(Clone)]
-pub struct FieldValue(ValueRepr);
-
-#[derive(Clone)]
-enum ValueRepr {
+pub(crate) enum ShortText {
     Inline {
         len: u8,
-        bytes: [AsciiChar; FieldValue::INLINE],
+        bytes: [AsciiChar; ShortText::INLINE],
     },
     Heap(Box<str>),
 }
 
+impl ShortText {
+    pub(crate) const INLINE: usize = 22;
+
+    pub(crate) fn from_ascii(ascii: &AsciiStr) -> ShortText {
+        let chars = ascii.as_slice();
+        if chars.len() <= ShortText::INLINE {
+            let mut inline = [AsciiChar::Null; ShortText::INLINE];
+            inline[..chars.len()].copy_from_slice(chars);
+            return ShortText::Inline {
+                // At most INLINE (22): fits.
+                len: chars.len() as u8,
+                bytes: inline,
+            };
+        }
+        ShortText::Heap(ascii.as_str().into())
+    }
+
+    /// `bytes` as they are when ASCII; else as UTF-8, invalid sequences as U+FFFD.
+    pub(crate) fn from_bytes_lossy(bytes: &[u8]) -> ShortText {
+        match AsciiStr::from_ascii(bytes) {
+            Ok(ascii) => ShortText::from_ascii(ascii),
+            Err(_) => ShortText::Heap(String::from_utf8_lossy(bytes).into()),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            ShortText::Inline { len, bytes } => {
+                <&AsciiStr>::from(&bytes[..usize::from(*len)]).as_str()
+            }
+            ShortText::Heap(s) => s,
+        }
+    }
+}
+
+impl fmt::Debug for ShortText {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A header's value, as a [`ShortText`]: a host, a content type or length,
+/// `*/*`, `keep-alive` — nearly everything a request carries — is held in
+/// place; a longer one (a browser's `User-Agent`, a `traceparent`), or one
+/// with obs-text, on the heap.
+#[derive(Clone)]
+pub struct FieldValue(ShortText);
+
 impl FieldValue {
-    /// The longest value held inline (the whole value is 24 bytes, like a `String`).
-    pub const INLINE: usize = 22;
+    /// The longest value held inline.
+    pub const INLINE: usize = ShortText::INLINE;
 
     /// The value, if `bytes` are ASCII.
     #[allow(clippy::result_unit_err)]
     pub fn from_ascii<B: AsRef<[u8]>>(bytes: B) -> Result<FieldValue, ()> {
         let ascii = AsciiStr::from_ascii(bytes.as_ref()).map_err(|_| ())?;
-        Ok(FieldValue::from_ascii_str(ascii))
-    }
-
-    fn from_ascii_str(ascii: &AsciiStr) -> FieldValue {
-        let chars = ascii.as_slice();
-        if chars.len() <= FieldValue::INLINE {
-            let mut inline = [AsciiChar::Null; FieldValue::INLINE];
-            inline[..chars.len()].copy_from_slice(chars);
-            return FieldValue(ValueRepr::Inline {
-                // At most INLINE (22): fits.
-                len: chars.len() as u8,
-                bytes: inline,
-            });
-        }
-        FieldValue(ValueRepr::Heap(ascii.as_str().into()))
+        Ok(FieldValue(ShortText::from_ascii(ascii)))
     }
 
     /// A received field value whose bytes passed the grammar check: ASCII
@@ -208,19 +239,11 @@ impl FieldValue {
     /// and a field the service reads (`Content-Type`, `Idempotency-Key`, ...)
     /// is validated by its reader, which refuses non-ASCII.
     pub fn from_field_bytes(bytes: &[u8]) -> FieldValue {
-        match AsciiStr::from_ascii(bytes) {
-            Ok(ascii) => FieldValue::from_ascii_str(ascii),
-            Err(_) => FieldValue(ValueRepr::Heap(String::from_utf8_lossy(bytes).into())),
-        }
+        FieldValue(ShortText::from_bytes_lossy(bytes))
     }
 
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            ValueRepr::Inline { len, bytes } => {
-                <&AsciiStr>::from(&bytes[..usize::from(*len)]).as_str()
-            }
-            ValueRepr::Heap(s) => s,
-        }
+        self.0.as_str()
     }
 
     pub fn as_bytes(&self) -> &[u8] {

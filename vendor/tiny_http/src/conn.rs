@@ -46,6 +46,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::body::{Body, BodyLimits, Failure};
+use crate::common::ShortText;
 use crate::connection::{Connection, Listener};
 use crate::head::{analyse, read_head, Head, HeadError, HeadScratch};
 use crate::limits::Reservation;
@@ -1687,7 +1688,7 @@ impl IoThread {
         &mut self,
         c: &mut Conn,
         status: u16,
-        request_line: Option<(crate::Method, String)>,
+        request_line: Option<(crate::Method, ShortText)>,
         why: Option<&'static str>,
         started: Instant,
         linger: bool,

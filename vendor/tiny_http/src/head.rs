@@ -1,18 +1,18 @@
 //! Strict request-head parsing (RFC 9112) with size limits, and request framing analysis.
 
-use std::io::{BufRead, ErrorKind};
+use std::io::ErrorKind;
 
 use ascii::AsciiStr;
 
-use crate::body::{read_line, Body, LineError};
-use crate::common::{FieldValue, HTTPVersion, Header, HeaderField, Method};
+use crate::body::{Body, LineError};
+use crate::common::{FieldValue, HTTPVersion, Header, HeaderField, Method, ShortText};
 use crate::Limits;
 
 /// A parsed request head.
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) method: Method,
-    pub(crate) target: String,
+    pub(crate) target: ShortText,
     pub(crate) version: HTTPVersion,
     pub(crate) headers: Vec<Header>,
 }
@@ -51,7 +51,7 @@ const MAX_LEADING_EMPTY_LINES: usize = 4;
 /// Memory [`read_head`] works in, kept by its caller from one head to the next.
 #[derive(Default)]
 pub(crate) struct HeadScratch {
-    /// The line being read (also a chunked body's size lines).
+    /// A chunked body's size lines (a head's lines are read in place).
     pub(crate) line: Vec<u8>,
     /// The fields read so far. The head's own list is then allocated at its exact size: a
     /// request's head is freed by the worker that answers it, and a small block freed on
@@ -59,28 +59,31 @@ pub(crate) struct HeadScratch {
     headers: Vec<Header>,
 }
 
-/// Reads and validates a request head. Once the request line is read, `request_line` holds
-/// its method and target, also when the rest of the head is then refused.
-pub(crate) fn read_head<R: BufRead + ?Sized>(
-    src: &mut R,
+/// Reads and validates a request head from the start of `src`, and advances `src` past it.
+/// Once the request line is read, `request_line` holds its method and target, also when the
+/// rest of the head is then refused. The lines are read in place: the connection's buffer
+/// holds the whole head before it is parsed.
+pub(crate) fn read_head(
+    src: &mut &[u8],
     lim: &Limits,
     scratch: &mut HeadScratch,
-    request_line: &mut Option<(Method, String)>,
+    request_line: &mut Option<(Method, ShortText)>,
 ) -> Result<Head, HeadError> {
-    let HeadScratch { line, headers } = scratch;
-    headers.clear();
     *request_line = None;
+    let headers = &mut scratch.headers;
+    headers.clear();
     let mut empty = 0;
-    loop {
-        read_line(src, line, lim.max_request_line).map_err(|e| HeadError::from_line(e, 414))?;
+    let line = loop {
+        let line =
+            take_line(src, lim.max_request_line).map_err(|e| HeadError::from_line(e, 414))?;
         if !line.is_empty() {
-            break;
+            break line;
         }
         empty += 1;
         if empty > MAX_LEADING_EMPTY_LINES {
             return Err(HeadError::Reject(400, "empty lines instead of a request"));
         }
-    }
+    };
     let (method, target, version) = parse_request_line(line)?;
     // Kept here (not cloned) while the headers are read; taken back below.
     *request_line = Some((method, target));
@@ -88,7 +91,7 @@ pub(crate) fn read_head<R: BufRead + ?Sized>(
     let mut bytes = 0usize;
     loop {
         let budget = lim.max_header_bytes.saturating_sub(bytes);
-        read_line(src, line, budget).map_err(|e| HeadError::from_line(e, 431))?;
+        let line = take_line(src, budget).map_err(|e| HeadError::from_line(e, 431))?;
         bytes += line.len() + 2;
         if line.is_empty() {
             break;
@@ -114,6 +117,29 @@ pub(crate) fn read_head<R: BufRead + ?Sized>(
         version,
         headers: exact,
     })
+}
+
+/// The next CRLF-terminated line of `src` without its CRLF, of at most `max` bytes of
+/// content; `src` advances past it. [`read_line`](crate::body::read_line) for bytes already
+/// in memory: nothing is copied.
+fn take_line<'a>(src: &mut &'a [u8], max: usize) -> Result<&'a [u8], LineError> {
+    let Some(lf) = memchr::memchr(b'\n', src) else {
+        // `max` bytes of content plus the CR, without its end yet.
+        return Err(if src.len() > max + 1 {
+            LineError::TooLong
+        } else {
+            LineError::Eof
+        });
+    };
+    if lf > max + 1 {
+        return Err(LineError::TooLong);
+    }
+    let line = &src[..lf];
+    *src = &src[lf + 1..];
+    match line.split_last() {
+        Some((b'\r', content)) => Ok(content),
+        _ => Err(LineError::BareLf),
+    }
 }
 
 /// `tchar` of RFC 9110 §5.6.2.
@@ -150,7 +176,7 @@ static TCHAR: [bool; 256] = {
     t
 };
 
-fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), HeadError> {
+fn parse_request_line(line: &[u8]) -> Result<(Method, ShortText, HTTPVersion), HeadError> {
     let bad = |why| HeadError::Reject(400, why);
     let mut parts = line.split(|&b| b == b' ');
     let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -198,10 +224,8 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, String, HTTPVersion), Head
             "request target is not in origin, absolute or asterisk form",
         ));
     }
-    let target = AsciiStr::from_ascii(target)
-        .map_err(|_| bad("invalid target"))?
-        .as_str()
-        .to_owned();
+    let target =
+        ShortText::from_ascii(AsciiStr::from_ascii(target).map_err(|_| bad("invalid target"))?);
     Ok((method, target, version))
 }
 
@@ -398,7 +422,7 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> Result<Head, HeadError> {
-        let mut src = std::io::BufReader::new(raw.as_bytes());
+        let mut src = raw.as_bytes();
         read_head(
             &mut src,
             &Limits::default(),
@@ -496,7 +520,7 @@ mod tests {
     #[test]
     fn obs_text_in_values_is_kept() {
         let parse = |raw: &[u8]| {
-            let mut src = std::io::BufReader::new(raw);
+            let mut src = raw;
             read_head(
                 &mut src,
                 &Limits::default(),
@@ -625,5 +649,21 @@ mod tests {
         let many: String = (0..101).map(|i| format!("X-{i}: y\r\n")).collect();
         assert_eq!(status(&format!("GET / HTTP/1.1\r\n{h}{many}\r\n")), 431);
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n"), 0);
+    }
+
+    #[test]
+    fn lines_are_taken_in_place_within_their_bound() {
+        let take = |raw: &'static [u8], max| {
+            let mut src = raw;
+            let line = take_line(&mut src, max);
+            (line, src)
+        };
+        assert!(matches!(take(b"abc\r\nrest", 3), (Ok(b"abc"), b"rest")));
+        assert!(matches!(take(b"abcd\r\n", 3), (Err(LineError::TooLong), _)));
+        assert!(matches!(take(b"abc\nx", 3), (Err(LineError::BareLf), _)));
+        assert!(matches!(take(b"\r\n", 0), (Ok(b""), b"")));
+        // No end yet: more may come, unless what is there is already too long.
+        assert!(matches!(take(b"abc\r", 3), (Err(LineError::Eof), _)));
+        assert!(matches!(take(b"abcde", 3), (Err(LineError::TooLong), _)));
     }
 }

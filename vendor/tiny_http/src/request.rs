@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::body::{Body, BodyLimits};
+use crate::common::ShortText;
 use crate::conn::{ReqIo, ServerShared};
 use crate::connection::Connection;
 use crate::head::Head;
@@ -54,7 +55,8 @@ pub struct Request {
 
     method: Method,
 
-    path: String,
+    /// Held in place when short (see [`ShortText`]).
+    path: ShortText,
 
     http_version: HTTPVersion,
 
@@ -161,7 +163,7 @@ where
         }),
         remote_addr,
         method,
-        path,
+        path: ShortText::from_bytes_lossy(path.as_bytes()),
         http_version: version,
         headers,
         body_length: content_length,
@@ -218,7 +220,7 @@ impl Request {
     /// Returns the resource requested by the client.
     #[inline]
     pub fn url(&self) -> &str {
-        &self.path
+        self.path.as_str()
     }
 
     /// Returns a list of all headers sent by the client.
@@ -636,7 +638,9 @@ impl fmt::Debug for Request {
         write!(
             formatter,
             "Request({} {} from {:?})",
-            self.method, self.path, self.remote_addr
+            self.method,
+            self.path.as_str(),
+            self.remote_addr
         )
     }
 }

@@ -178,13 +178,36 @@ fn write_status_line<W: Write>(
     http_version: &HTTPVersion,
     status_code: &StatusCode,
 ) -> IoResult<()> {
-    writer.write_all(b"HTTP/")?;
-    write_decimal(writer, u64::from(http_version.0))?;
-    writer.write_all(b".")?;
-    write_decimal(writer, u64::from(http_version.1))?;
-    writer.write_all(b" ")?;
-    write_decimal(writer, u64::from(status_code.0))?;
-    writer.write_all(b" ")?;
+    // The common line's numbers as one piece of known length (this runs for every response).
+    match (http_version, status_code.0) {
+        (HTTPVersion(1, minor @ 0..=1), code @ 100..=999) => {
+            let [d0, d1, d2] = [code / 100, code / 10 % 10, code % 10].map(|d| b'0' + d as u8);
+            writer.write_all(&[
+                b'H',
+                b'T',
+                b'T',
+                b'P',
+                b'/',
+                b'1',
+                b'.',
+                b'0' + minor,
+                b' ',
+                d0,
+                d1,
+                d2,
+                b' ',
+            ])?;
+        }
+        _ => {
+            writer.write_all(b"HTTP/")?;
+            write_decimal(writer, u64::from(http_version.0))?;
+            writer.write_all(b".")?;
+            write_decimal(writer, u64::from(http_version.1))?;
+            writer.write_all(b" ")?;
+            write_decimal(writer, u64::from(status_code.0))?;
+            writer.write_all(b" ")?;
+        }
+    }
     writer.write_all(status_code.default_reason_phrase().as_bytes())?;
     writer.write_all(b"\r\n")
 }
@@ -1101,6 +1124,23 @@ mod head_tests {
         assert_eq!(header(&text, "Content-Type"), ["application/json"]);
         assert!(header(&text, "Transfer-Encoding").is_empty(), "{text}");
         assert_eq!(header(&text, "Content-Length"), ["2"]);
+    }
+
+    #[test]
+    fn status_lines() {
+        for (version, code, line) in [
+            (HTTPVersion(1, 1), 200, "HTTP/1.1 200 OK\r\n"),
+            (HTTPVersion(1, 0), 404, "HTTP/1.0 404 Not Found\r\n"),
+            (HTTPVersion(1, 1), 100, "HTTP/1.1 100 Continue\r\n"),
+            (HTTPVersion(1, 1), 999, "HTTP/1.1 999 Unknown\r\n"),
+            (HTTPVersion(2, 0), 200, "HTTP/2.0 200 OK\r\n"),
+            (HTTPVersion(1, 1), 1000, "HTTP/1.1 1000 Unknown\r\n"),
+            (HTTPVersion(1, 1), 99, "HTTP/1.1 99 Unknown\r\n"),
+        ] {
+            let mut out = Vec::new();
+            write_status_line(&mut out, &version, &StatusCode(code)).expect("written");
+            assert_eq!(String::from_utf8_lossy(&out), line);
+        }
     }
 
     #[test]
