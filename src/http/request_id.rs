@@ -15,7 +15,10 @@ pub const HEADER: &str = "X-Request-ID";
 pub fn from_header(header: Option<&str>) -> RequestId {
     header
         .and_then(|h| RequestId::parse(h).ok())
-        .unwrap_or_else(|| RequestId::from_uuid(uuid::Uuid::new_v4()))
+        .unwrap_or_else(|| {
+            let random = crate::tracing::ids::random_bytes();
+            RequestId::from_uuid(uuid::Builder::from_random_bytes(random).into_uuid())
+        })
 }
 
 #[cfg(test)]
@@ -47,7 +50,9 @@ mod tests {
         for b in bad {
             let id = from_header(b);
             let s = id.as_str();
-            assert!(uuid::Uuid::parse_str(s).is_ok(), "{b:?} -> {s}");
+            let parsed = uuid::Uuid::parse_str(s);
+            assert!(parsed.is_ok(), "{b:?} -> {s}");
+            assert_eq!(parsed.map(|u| u.get_version_num()).ok(), Some(4), "{s}");
             assert_eq!(s.len(), 36);
         }
         assert_ne!(from_header(None), from_header(None));

@@ -29,6 +29,11 @@ enum Segment {
 struct Route<H> {
     pattern: &'static str,
     segments: Vec<Segment>,
+    /// The pattern up to its first parameter (all of it when it has none):
+    /// a path that does not start with it is not this route, found with one
+    /// comparison. `segments[literal..]` are the segments after it.
+    prefix: &'static str,
+    literal: usize,
     handlers: Vec<(Method, H)>,
     allow: String,
 }
@@ -147,9 +152,16 @@ impl<H> Router<H> {
         {
             Some(i) => &mut self.routes[i],
             None => {
+                let literal = segments
+                    .iter()
+                    .take_while(|s| matches!(s, Segment::Literal(_)))
+                    .count();
+                let prefix = pattern.find('{').map_or(pattern, |at| &pattern[..at]);
                 self.routes.push(Route {
                     pattern,
                     segments,
+                    prefix,
+                    literal,
                     handlers: Vec::new(),
                     allow: String::new(),
                 });
@@ -184,12 +196,8 @@ impl<H> Router<H> {
                 allow: &self.allow_any,
             };
         }
-        // Split once; every route then compares segment counts and slices.
-        let Some(parts) = PathParts::split(path) else {
-            return Match::NotFound;
-        };
         for (route_index, route) in self.routes.iter().enumerate() {
-            let Some(params) = match_segments(&route.segments, &parts) else {
+            let Some(params) = match_path(route, path) else {
                 continue;
             };
             let wanted = |m: Method| {
@@ -319,65 +327,42 @@ fn same_shape(a: &[Segment], b: &[Segment]) -> bool {
         })
 }
 
-/// The segments of a request path, split at `/` once per request.
-struct PathParts<'p> {
-    items: [&'p str; MAX_SEGMENTS],
-    len: usize,
-}
-
-impl<'p> PathParts<'p> {
-    /// `None` when the path does not start with `/` or has more segments than
-    /// any route may have: no route matches it.
-    fn split(path: &'p str) -> Option<PathParts<'p>> {
-        let rest = path.strip_prefix('/')?;
-        let mut parts = PathParts {
-            items: [""; MAX_SEGMENTS],
-            len: 0,
-        };
-        if rest.is_empty() {
-            return Some(parts);
-        }
-        let mut start = 0;
+/// The parameters of `path` when it is a path of `route`: its literal
+/// prefix compared at once, then the rest walked segment by segment against
+/// the pattern (no array of segments is built per request).
+fn match_path<'p, H>(route: &Route<H>, path: &'p str) -> Option<Params<'p>> {
+    let mut rest = path.strip_prefix(route.prefix)?;
+    let mut params = Params::default();
+    let Some((last, before)) = route.segments[route.literal..].split_last() else {
+        // All literal: the prefix is the whole pattern.
+        return rest.is_empty().then_some(params);
+    };
+    for seg in before {
         // `/` is ASCII: every index found is a char boundary.
-        for (i, b) in rest.bytes().enumerate() {
-            if b == b'/' {
-                parts.push(&rest[start..i])?;
-                start = i + 1;
-            }
-        }
-        parts.push(&rest[start..])?;
-        Some(parts)
+        let end = rest.bytes().position(|b| b == b'/')?;
+        match_segment(seg, &rest[..end], &mut params)?;
+        rest = &rest[end + 1..];
     }
-
-    fn push(&mut self, part: &'p str) -> Option<()> {
-        *self.items.get_mut(self.len)? = part;
-        self.len += 1;
-        Some(())
-    }
-
-    fn as_slice(&self) -> &[&'p str] {
-        &self.items[..self.len]
-    }
-}
-
-fn match_segments<'p>(segments: &[Segment], parts: &PathParts<'p>) -> Option<Params<'p>> {
-    let parts = parts.as_slice();
-    if parts.len() != segments.len() {
+    if rest.bytes().any(|b| b == b'/') {
         return None;
     }
-    let mut params = Params::default();
-    for (seg, &part) in segments.iter().zip(parts) {
-        match seg {
-            Segment::Literal(lit) if *lit == part => {}
-            Segment::Literal(_) => return None,
-            Segment::Param(_) if part.is_empty() => return None,
-            Segment::Param(name) => {
-                params.items[params.len] = (name, part);
-                params.len += 1;
-            }
+    match_segment(last, rest, &mut params)?;
+    Some(params)
+}
+
+/// Whether one segment of a path matches one of a pattern; a parameter's
+/// value is kept in `params` (a parameter is never empty).
+fn match_segment<'p>(seg: &Segment, part: &'p str, params: &mut Params<'p>) -> Option<()> {
+    match seg {
+        Segment::Literal(lit) => (*lit == part).then_some(()),
+        Segment::Param(_) if part.is_empty() => None,
+        Segment::Param(name) => {
+            // A pattern has at most MAX_PARAMS parameters (`parse_pattern`).
+            *params.items.get_mut(params.len)? = (name, part);
+            params.len += 1;
+            Some(())
         }
     }
-    Some(params)
 }
 
 fn allow_header<H>(handlers: &[(Method, H)]) -> String {

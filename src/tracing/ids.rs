@@ -10,6 +10,14 @@
 
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
+/// 16 random bytes from the generator of the trace ids (a small, fast
+/// generator per thread, seeded by the OS): what a fresh request id is made
+/// of. A request id has to be unique, not secret; the `uuid` crate's own
+/// generator (a cryptographic one) cost twice as much for each request.
+pub fn random_bytes() -> [u8; 16] {
+    RandomIdGenerator::default().new_trace_id().to_bytes()
+}
+
 /// A request's trace id and the id of its (server) span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestIds {
