@@ -1,6 +1,8 @@
 //! Method + path routing with `{param}` segments.
 //!
-//! Routes are matched segment by segment; the matched *pattern* (e.g.
+//! A route is found by its literal prefix (the pattern up to its first
+//! parameter, compared at once), then its parameters, segment by segment;
+//! the matched *pattern* (e.g.
 //! `/api/v1/users/{id}`), not the raw path, is what logs, metrics and traces
 //! use, so their cardinality is bounded by the route table. A path that
 //! matches a pattern but not the method gets 405 with the `Allow` list
