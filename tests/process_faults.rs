@@ -29,6 +29,19 @@ fn metric(svc: &Service, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Statements of `db` waiting for a lock: a worker's, blocked behind the
+/// test's `LOCK TABLE`.
+fn blocked_on_a_lock(db: &TestDb) -> i64 {
+    db.client()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
 /// Waits until `cond` holds; panics with `what` at the deadline.
 fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -82,10 +95,9 @@ fn shutdown_deadline_drops_queued_jobs_commits_nothing_and_exits_forced() {
         }));
         if i == 0 {
             // The first one holds the only worker, blocked on the lock.
-            wait_until("the worker to be busy", Duration::from_secs(5), || {
-                metric(&svc, "http_queue_depth") == 0.0 && metric(&svc, "active_connections") >= 1.0
+            wait_until("the worker to be blocked", Duration::from_secs(5), || {
+                blocked_on_a_lock(&db) >= 1
             });
-            thread::sleep(Duration::from_millis(100));
         }
     }
     wait_until("four queued requests", Duration::from_secs(5), || {
@@ -157,8 +169,11 @@ fn queued_requests_older_than_queue_timeout_get_503() {
         .expect("lock");
     let addr = svc.addr;
     let first = thread::spawn(move || create(addr, "first@example.com"));
-    wait_until("the worker to be busy", Duration::from_secs(5), || {
-        metric(&svc, "active_connections") >= 1.0 && metric(&svc, "http_queue_depth") == 0.0
+    // The worker must hold the first request before the others are sent:
+    // `active_connections` cannot tell (the scrape that reads it is a
+    // request too), the database can.
+    wait_until("the worker to be blocked", Duration::from_secs(5), || {
+        blocked_on_a_lock(&db) >= 1
     });
     let queued: Vec<_> = (0..2)
         .map(|i| thread::spawn(move || create(addr, &format!("late{i}@example.com"))))
@@ -169,7 +184,14 @@ fn queued_requests_older_than_queue_timeout_get_503() {
     thread::sleep(Duration::from_millis(1100));
     tx.rollback().expect("unlock");
 
-    assert_eq!(first.join().expect("join").expect("reply").status, 201);
+    let first = first.join().expect("join").expect("reply");
+    assert_eq!(
+        first.status,
+        201,
+        "{}\n{}",
+        first.text(),
+        svc.lines().join("\n")
+    );
     for q in queued {
         let r = q.join().expect("join").expect("reply");
         assert_eq!(r.status, 503, "{}", r.text());
