@@ -1100,6 +1100,56 @@ fn list_and_single_user_objects_are_byte_identical() {
 /// no event); `*` and no header write unconditionally; an unknown user is
 /// 404 even with a tag (404 wins over 412); a malformed `If-Match` is 400.
 #[test]
+fn if_none_match_answers_304_while_the_clients_copy_is_current() {
+    let api = Api::start(&[]);
+    let created = api.post(&json!({"name": "Ada", "email": "ada@example.com"}).to_string());
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_i64().expect("id");
+    let item = format!("{USERS}/{id}");
+    let tag = created.header("ETag").expect("ETag on 201").to_owned();
+    let get_if = |value: &str| api.req("GET", &item, &[("If-None-Match", value)], b"");
+
+    // The current version, strong or weak, alone or in a list, or `*`: 304,
+    // the tag again, no body and no framing headers.
+    let weak = format!("W/{tag}");
+    let listed = format!("\"0000000000000001\", {tag}");
+    for value in [tag.as_str(), weak.as_str(), listed.as_str(), "*"] {
+        let r = get_if(value);
+        assert_eq!(r.status, 304, "{value}: {}", r.text());
+        assert_eq!(r.header("ETag"), Some(tag.as_str()), "{value}");
+        assert!(r.body.is_empty(), "{value}");
+        assert_eq!(r.header("Content-Length"), None, "{value}");
+        assert_eq!(r.header("Transfer-Encoding"), None, "{value}");
+        assert!(r.header("X-Request-ID").is_some(), "{value}");
+    }
+
+    // Once the user changes, the old tag gets the new representation.
+    let changed = api.req(
+        "PATCH",
+        &item,
+        &[JSON],
+        json!({"name": "Bea"}).to_string().as_bytes(),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    let newer = changed.header("ETag").expect("ETag").to_owned();
+    let r = get_if(&tag);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["name"], "Bea");
+    assert_eq!(r.header("ETag"), Some(newer.as_str()));
+    assert_eq!(get_if(&newer).status, 304);
+
+    // A malformed value is refused; an unknown user stays 404.
+    assert_problem(&get_if("not-quoted"), 400);
+    let missing = api.req(
+        "GET",
+        &format!("{USERS}/{}", id + 1000),
+        &[("If-None-Match", "*")],
+        b"",
+    );
+    assert_problem(&missing, 404);
+}
+
+#[test]
 fn if_match_guards_writes_against_lost_updates() {
     let api = Api::start(&[]);
     let created = api.post(&json!({"name": "Ada", "email": "ada@example.com"}).to_string());

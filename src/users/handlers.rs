@@ -101,6 +101,14 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
 pub fn get(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     let id = path_id(req)?;
     let user = users.get(id).map_err(problem)?;
+    if let Some(raw) = req.header("If-None-Match") {
+        let send = version::none_match(raw, user.updated_at)
+            .map_err(|why| Problem::new(400, format!("If-None-Match: {why}")))?;
+        if !send {
+            // The client's copy is current (RFC 9110 §15.4.5): its tag, no body.
+            return Ok(ApiResponse::empty(304).with_header("ETag", etag_of(&user)));
+        }
+    }
     Ok(ApiResponse::json_text(200, user.to_json_bytes()).with_header("ETag", etag_of(&user)))
 }
 

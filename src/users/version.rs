@@ -85,6 +85,35 @@ pub(crate) fn matches(expected: Option<&[SystemTime]>, stored: SystemTime) -> bo
 /// Parses an `If-Match` value (RFC 9110 §13.1.1: `*` or a comma-separated
 /// list of entity tags). `Err` names what is malformed.
 pub fn parse_if_match(raw: &str) -> Result<IfMatch, &'static str> {
+    parse_tags(raw, Comparison::Strong)
+}
+
+/// Whether an `If-None-Match` value (RFC 9110 §13.1.2) lets a `GET` of the
+/// user whose version is `current` send it: `false` when one of its tags is
+/// the current one (compared weakly: `W/` is ignored) or it is `*`, and the
+/// answer is then 304 Not Modified. `Err` names what is malformed.
+pub fn none_match(raw: &str, current: SystemTime) -> Result<bool, &'static str> {
+    Ok(match parse_tags(raw, Comparison::Weak)? {
+        IfMatch::Any => false,
+        IfMatch::OneOf(versions) => {
+            let at = unix_micros::from_time;
+            !versions.iter().any(|v| at(*v) == at(current))
+        }
+    })
+}
+
+/// How two entity tags are compared (RFC 9110 §8.8.3.2).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    /// Both strong and the same (`If-Match`).
+    Strong,
+    /// The same opaque tag, weak or not (`If-None-Match`).
+    Weak,
+}
+
+/// `*`, or the versions named by a list of entity tags under `comparison`;
+/// tags this service did not issue name none.
+fn parse_tags(raw: &str, comparison: Comparison) -> Result<IfMatch, &'static str> {
     let raw = raw.trim_matches([' ', '\t']);
     if raw == "*" {
         return Ok(IfMatch::Any);
@@ -119,8 +148,11 @@ pub fn parse_if_match(raw: &str) -> Result<IfMatch, &'static str> {
             return Err("entity tags must be separated by commas");
         }
         any = true;
-        // If-Match compares strongly: a weak tag never matches.
-        if let (false, Some(version)) = (weak, version_of(opaque)) {
+        // A weak tag never matches under strong comparison.
+        if weak && comparison == Comparison::Strong {
+            continue;
+        }
+        if let Some(version) = version_of(opaque) {
             versions.push(version);
         }
     }
@@ -151,6 +183,28 @@ mod tests {
 
     fn at(micros: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_micros(micros)
+    }
+
+    #[test]
+    fn if_none_match_is_false_only_for_the_current_version_or_star() {
+        let current = at(1_000_001);
+        let tag = etag(current).to_string();
+        assert_eq!(none_match(&tag, current), Ok(false));
+        // Weak comparison: a weak tag of the current version matches too.
+        assert_eq!(none_match(&format!("W/{tag}"), current), Ok(false));
+        assert_eq!(
+            none_match(&format!("{}, {tag}", etag(at(7))), current),
+            Ok(false)
+        );
+        assert_eq!(none_match("*", current), Ok(false));
+        // Another version, or a tag this service did not issue: send it.
+        assert_eq!(
+            none_match(&etag(at(1_000_000)).to_string(), current),
+            Ok(true)
+        );
+        assert_eq!(none_match("\"abc\"", current), Ok(true));
+        assert!(none_match("abc", current).is_err());
+        assert!(none_match("", current).is_err());
     }
 
     #[test]

@@ -164,6 +164,14 @@ fn write_decimal<W: Write>(writer: &mut W, mut n: u64) -> IoResult<()> {
     writer.write_all(&digits[at..])
 }
 
+/// Whether a response with this status says how its body is framed (`Content-Length`,
+/// `Transfer-Encoding`). Not 1xx or 204, which never have a body (RFC 9110 §8.6, RFC 9112
+/// §6.1), nor 304: it has none either, and a `Content-Length` there would have to be the
+/// length of the 200 it stands for, which an empty body does not give.
+fn has_framing(status: StatusCode) -> bool {
+    !matches!(status.0, 0..=199 | 204 | 304)
+}
+
 /// Writes one `name: value` header line.
 fn write_header_line<W: Write>(writer: &mut W, name: &[u8], value: &[u8]) -> IoResult<()> {
     writer.write_all(name)?;
@@ -370,8 +378,7 @@ fn write_identity_head<'h, W: Write>(
     if !conn.value().is_empty() {
         write_header_line(out, b"Connection", conn.value())?;
     }
-    // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
-    if status.0 >= 200 && status.0 != 204 {
+    if has_framing(status) {
         out.write_all(b"Content-Length: ")?;
         write_decimal(out, length as u64)?;
         out.write_all(b"\r\n")?;
@@ -453,7 +460,7 @@ fn choose_transfer_encoding(
     // Per section 3.3.1 of RFC7230:
     // A server MUST NOT send a Transfer-Encoding header field in any response with a status code
     // of 1xx (Informational) or 204 (No Content).
-    if status_code.0 < 200 || status_code.0 == 204 {
+    if !has_framing(status_code) {
         return TransferEncoding::Identity;
     }
 
@@ -797,9 +804,7 @@ where
             (Some(TransferEncoding::Chunked), _) => {
                 write_header_line(&mut writer, b"Transfer-Encoding", b"chunked")?
             }
-            // RFC 9110 §8.6: no Content-Length in a 1xx or 204 response.
-            (Some(TransferEncoding::Identity), Some(_))
-                if self.status_code.0 < 200 || self.status_code.0 == 204 => {}
+            (Some(TransferEncoding::Identity), Some(_)) if !has_framing(self.status_code) => {}
             (Some(TransferEncoding::Identity), Some(length)) => {
                 writer.write_all(b"Content-Length: ")?;
                 write_decimal(&mut writer, length as u64)?;
@@ -999,20 +1004,22 @@ mod head_tests {
     }
 
     #[test]
-    fn no_content_has_no_content_length_nor_body() {
-        for version in [HTTPVersion(1, 0), HTTPVersion(1, 1)] {
-            let text = printed(Response::empty(204), version.clone());
-            assert!(text.contains(" 204 No Content\r\n"), "{text}");
-            assert!(header(&text, "Content-Length").is_empty(), "{text}");
-            assert!(header(&text, "Transfer-Encoding").is_empty(), "{text}");
-            assert!(text.ends_with("\r\n\r\n"), "{text}");
-            // A body given by mistake is not sent either.
-            let text = printed(
-                Response::from_data(b"x".to_vec()).with_status_code(204),
-                version,
-            );
-            assert!(header(&text, "Content-Length").is_empty(), "{text}");
-            assert!(text.ends_with("\r\n\r\n"), "{text}");
+    fn no_content_and_not_modified_have_no_framing_nor_body() {
+        for (status, line) in [(204, " 204 No Content\r\n"), (304, " 304 Not Modified\r\n")] {
+            for version in [HTTPVersion(1, 0), HTTPVersion(1, 1)] {
+                let text = printed(Response::empty(status), version.clone());
+                assert!(text.contains(line), "{text}");
+                assert!(header(&text, "Content-Length").is_empty(), "{text}");
+                assert!(header(&text, "Transfer-Encoding").is_empty(), "{text}");
+                assert!(text.ends_with("\r\n\r\n"), "{text}");
+                // A body given by mistake is not sent either.
+                let text = printed(
+                    Response::from_data(b"x".to_vec()).with_status_code(status),
+                    version,
+                );
+                assert!(header(&text, "Content-Length").is_empty(), "{text}");
+                assert!(text.ends_with("\r\n\r\n"), "{text}");
+            }
         }
         // Other empty answers keep theirs.
         let text = printed(Response::empty(200), HTTPVersion(1, 1));
