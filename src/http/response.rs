@@ -20,8 +20,9 @@ pub struct HeaderValue(ValueRepr);
 #[derive(Clone)]
 enum ValueRepr {
     Static(&'static str),
-    /// Up to [`tiny_http::FieldValue::INLINE`] ASCII bytes in place.
-    Short(tiny_http::FieldValue),
+    /// ASCII text made per response: in place up to
+    /// [`tiny_http::FieldValue::INLINE`] bytes, on the heap beyond.
+    Copied(tiny_http::FieldValue),
     Owned(String),
 }
 
@@ -30,20 +31,16 @@ impl HeaderValue {
     /// else on the heap (anything not ASCII as U+FFFD; tiny_http drops such a
     /// value rather than send it).
     pub fn copied(bytes: &[u8]) -> HeaderValue {
-        match tiny_http::FieldValue::from_ascii(bytes) {
-            Ok(v) if v.as_str().len() <= tiny_http::FieldValue::INLINE => {
-                HeaderValue(ValueRepr::Short(v))
-            }
-            _ => HeaderValue(ValueRepr::Owned(
-                String::from_utf8_lossy(bytes).into_owned(),
-            )),
-        }
+        HeaderValue(match tiny_http::FieldValue::from_ascii(bytes) {
+            Ok(v) => ValueRepr::Copied(v),
+            Err(()) => ValueRepr::Owned(String::from_utf8_lossy(bytes).into_owned()),
+        })
     }
 
     pub fn as_str(&self) -> &str {
         match &self.0 {
             ValueRepr::Static(s) => s,
-            ValueRepr::Short(v) => v.as_str(),
+            ValueRepr::Copied(v) => v.as_str(),
             ValueRepr::Owned(s) => s,
         }
     }
@@ -229,6 +226,15 @@ mod tests {
         let t = ApiResponse::text(200, "ok").with_header("Retry-After", "1");
         assert_eq!(t.header("retry-after"), Some("1"));
         assert_eq!(t.body, b"ok");
+    }
+
+    #[test]
+    fn copied_values_keep_their_text() {
+        let long = "x".repeat(tiny_http::FieldValue::INLINE + 5);
+        for text in ["\"0006620a1b2c3d4e\"", long.as_str(), ""] {
+            assert_eq!(HeaderValue::copied(text.as_bytes()).as_str(), text);
+        }
+        assert_eq!(HeaderValue::copied(b"a\xffb").as_str(), "a\u{fffd}b");
     }
 
     #[test]

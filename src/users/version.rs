@@ -78,8 +78,14 @@ impl std::fmt::Debug for ETag {
 /// in-memory store of the unit tests.
 #[cfg(test)]
 pub(crate) fn matches(expected: Option<&[SystemTime]>, stored: SystemTime) -> bool {
+    expected.is_none_or(|versions| names(versions, stored))
+}
+
+/// Whether `version` is one of `versions`, to the microsecond the database
+/// keeps (a version read back from a tag has no nanoseconds).
+fn names(versions: &[SystemTime], version: SystemTime) -> bool {
     let at = unix_micros::from_time;
-    expected.is_none_or(|versions| versions.iter().any(|v| at(*v) == at(stored)))
+    versions.iter().any(|v| at(*v) == at(version))
 }
 
 /// Parses an `If-Match` value (RFC 9110 §13.1.1: `*` or a comma-separated
@@ -95,10 +101,7 @@ pub fn parse_if_match(raw: &str) -> Result<IfMatch, &'static str> {
 pub fn none_match(raw: &str, current: SystemTime) -> Result<bool, &'static str> {
     Ok(match parse_tags(raw, Comparison::Weak)? {
         IfMatch::Any => false,
-        IfMatch::OneOf(versions) => {
-            let at = unix_micros::from_time;
-            !versions.iter().any(|v| at(*v) == at(current))
-        }
+        IfMatch::OneOf(versions) => !names(&versions, current),
     })
 }
 
