@@ -28,6 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    usersvc::allocator::return_large_blocks();
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let command = match config::parse(&args, &|key| std::env::var(key).ok()) {
         Ok(command) => command,
