@@ -57,14 +57,17 @@ pgbench_once() {
   [ $rc -eq 0 ] || { tail -5 "$out" >&2; warn "pgbench failed (status $rc), see $out"; return 1; }
 }
 
-# ceiling_pgbench WORKLOAD WHAT SCRIPT-ARGS...
+# ceiling_pgbench WORKLOAD WHAT SCRIPT-ARGS...: one pgbench ceiling. With
+# CEILING_ROUND=N it is a paired ceiling: measured just before round N of the
+# service's workload and recorded with that round (round=N paired=1).
 ceiling_pgbench() {
   local workload=$1 what=$2; shift 2
-  local name="ceiling-pgbench-$workload" out logp pm cpu0 cpu1
+  local name="ceiling-pgbench-$workload${CEILING_ROUND:+-r$CEILING_ROUND}" out logp pm cpu0 cpu1 paired=()
   out="$BENCH_OUT/logs/$name.txt"
   logp="$BENCH_OUT/tmp/$name"
   rm -f "$logp".*
   pm=$(pg_postmaster_pid)
+  [ -z "${CEILING_ROUND:-}" ] || paired=(--kv "round=$CEILING_ROUND" --kv paired=1)
   # A failing ceiling (e.g. the service's schema needs columns these scripts do
   # not fill) is reported and skipped: the service's numbers are kept.
   if [ "$BENCH_WARMUP" -gt 0 ]; then
@@ -76,16 +79,40 @@ ceiling_pgbench() {
   cpu1=$(python3 "$BENCH_LIB_DIR/proc.py" cpu "$pm")
   python3 "$BENCH_LIB_DIR/report.py" record --pgbench "$out" --pgbench-log "$logp" \
     --kv "name=$name" --kv "workload=$workload" --kv kind=ceiling --kv target=pgbench \
-    --kv "what=$what" --kv "cpu_us=$((cpu1 - cpu0))" >>"$BENCH_OUT/raw.jsonl"
+    --kv "what=$what" --kv "cpu_us=$((cpu1 - cpu0))" "${paired[@]}" >>"$BENCH_OUT/raw.jsonl"
   rm -f "$logp".*
   python3 "$BENCH_LIB_DIR/report.py" show "$BENCH_OUT/raw.jsonl"
 }
 
-run_ceilings() {
+# pgbench_ceilings_of WORKLOAD: the pgbench ceilings a database workload is
+# judged against (W3 has two: its own statement and one INSERT).
+pgbench_ceilings_of() {
   local sql="$BENCH_LIB_DIR/sql"
+  case $1 in
+    W2) ceiling_pgbench W2 "point select (W2's SQL)" -f "$sql/pgbench_w2.sql" ;;
+    W3)
+      ceiling_pgbench W3 "insert user + event, one statement (W3's SQL)" -f "$sql/pgbench_w3.sql"
+      ceiling_pgbench W3-insert "one INSERT of the user, no event" -f "$sql/pgbench_w3_insert.sql"
+      ;;
+    W4) ceiling_pgbench W4 "90/10 mix of the two scripts" -f "$sql/pgbench_w2.sql@9" -f "$sql/pgbench_w3.sql@1" ;;
+    *) die "no pgbench ceiling for '$1'" ;;
+  esac
+}
+
+# has_paired_ceilings WORKLOAD: a write workload, whose ceiling is measured
+# again just before each of its rounds (BENCH_PAIRED_CEILINGS=0: off). Writes
+# are where a shared host drifts most: the same pgbench script ran at 7.3k to
+# 10.6k tps within minutes on one machine (BENCHMARKS.md, "Paired ceilings"),
+# so a ratio to a ceiling measured once, at the run's end, says as much about
+# the drift as about the service.
+has_paired_ceilings() {
+  [ "${BENCH_PAIRED_CEILINGS:-1}" != 0 ] || return 1
+  case $1 in W3 | W4) return 0 ;; *) return 1 ;; esac
+}
+
+run_ceilings() {
   ceiling_nginx
-  ceiling_pgbench W2 "point select (W2's SQL)" -f "$sql/pgbench_w2.sql"
-  ceiling_pgbench W3 "insert user + event, one statement (W3's SQL)" -f "$sql/pgbench_w3.sql"
-  ceiling_pgbench W3-insert "one INSERT of the user, no event" -f "$sql/pgbench_w3_insert.sql"
-  ceiling_pgbench W4 "90/10 mix of the two scripts" -f "$sql/pgbench_w2.sql@9" -f "$sql/pgbench_w3.sql@1"
+  pgbench_ceilings_of W2
+  pgbench_ceilings_of W3
+  pgbench_ceilings_of W4
 }

@@ -101,7 +101,7 @@ def main():
                     pts[int(r["connections"])] = (label, r["rps"] * (1 - bad), p99)
         points = [pts[c] for c in sorted(pts)]
         ceilings = [(f"pgbench {r['workload']}", r["rps"]) for r in recs
-                    if r.get("kind") == "ceiling" and r.get("target") == "pgbench"
+                    if r.get("kind") == "ceiling" and r.get("target") == "pgbench" and not r.get("paired")
                     and r.get("workload", "").split("-")[0] == wl and r.get("rps")]
         parts += panel(i * W, wl, points, ceilings)
     caption = (f"usersvc, {meta.get('date', '?')}, commit {meta.get('commit', '?')}, "

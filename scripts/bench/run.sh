@@ -26,6 +26,8 @@
 #                           connection counts (binary A, one round) for the throughput/p99 plot
 #   BENCH_PLOT=path         the plot (SVG; default BENCHMARKS-throughput-p99.svg beside BENCHMARKS.md)
 #   BENCH_PGBENCH_CLIENTS=25 BENCH_PGBENCH_JOBS=2
+#   BENCH_PAIRED_CEILINGS=1 the pgbench ceilings of W3 and W4 measured again just before each of
+#                           their rounds; a round's ratio is to its own (0: the run's end only)
 #   BENCH_DRAIN_DELAY=1ms   DRAIN_DELAY for the service (falls back to its default if refused)
 #   BENCH_SERVICE_ENV="K=V ..." extra service environment (e.g. "WORKERS=8 MAX_CONNECTIONS=8")
 #   BENCH_OUT=bench-out     output directory   BENCH_KEEP_PG=1 keep the cluster's data afterwards
@@ -313,6 +315,11 @@ if [ "$MODE" != ceilings ]; then
         # and the run's own W2 rounds come first (BENCH_W2_REF=0: off).
         if [ "$l" = A ] && [ "${BENCH_W2_REF:-1}" != 0 ] && is_w2_variant "$w"; then
           REF_FOR=$w run_one W2 A "$round" "ref_for=$w"
+        fi
+        # A write workload's ceiling is measured again just before its round,
+        # and the round's ratio is to that ceiling (ceilings.sh).
+        if [ "$l" = A ] && [ "$MODE" = full ] && has_paired_ceilings "$w"; then
+          CEILING_ROUND=$round pgbench_ceilings_of "$w"
         fi
         run_one "$w" "$l" "$round"
       done

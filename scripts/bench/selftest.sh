@@ -71,6 +71,14 @@ expect "e2e: the info runs' request lines are counted, one or more per request" 
 assert i and all(r["logged_request_lines"] >= r["requests"] > 0 for r in i), [(r.get("logged_request_lines"), r["requests"]) for r in i]'
 expect "e2e: a W2 variant is judged against W2 run just before it" grep -q 'W2-otel1 req/s ≥ 0.85 × W2 (tracing off) | [0-9.]* (per round against W2 just before it' "$OUT/results.md"
 expect "e2e: W3 against the one-INSERT ceiling is a target" grep -q 'W3 ≥ 0.60 × pgbench one-INSERT' "$OUT/results.md"
+expect "e2e: W3 and W4 are judged against ceilings measured just before their round" jq_py 'c=[r for r in R if r["kind"]=="ceiling"]
+p=sorted((r["workload"], r["round"]) for r in c if r.get("paired"))
+assert p==[("W3",1),("W3-insert",1),("W4",1)], p
+assert len([r for r in c if not r.get("paired")])==5
+s=[r for r in R if r["kind"]=="service" and r["workload"] in ("W3","W4")]
+assert all(r["ceiling"]["paired"] == (not r.get("sweep")) for r in s), [(r["workload"], r.get("sweep"), r["ceiling"]) for r in s]
+assert all(r["ceiling2"]["paired"] for r in s if r["workload"]=="W3" and not r.get("sweep"))'
+expect "e2e: the paired ratios are shown per round" grep -q 'W3 ≥ 0.90 × pgbench, same statement | [0-9.]* (per round against pgbench just before it: [0-9.]*)' "$OUT/results.md"
 expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); sys.exit(0 if len(d.getElementsByTagName("circle"))==6 else 1)' "$OUT/plot.svg"
 
 run ab 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_VS="$TD/fake_usersvc_slow" BENCH_WORKLOADS=W2 "$HERE/run.sh" --no-ceilings
