@@ -68,6 +68,7 @@ ceiling_pgbench() {
   rm -f "$logp".*
   pm=$(pg_postmaster_pid)
   [ -z "${CEILING_ROUND:-}" ] || paired=(--kv "round=$CEILING_ROUND" --kv paired=1)
+  if writes_rows "$workload"; then pg_reset_writes; fi
   # A failing ceiling (e.g. the service's schema needs columns these scripts do
   # not fill) is reported and skipped: the service's numbers are kept.
   if [ "$BENCH_WARMUP" -gt 0 ]; then

@@ -110,6 +110,30 @@ pg_seed() {
   have=$(pg_psql "$PG_DB" -tAc "SELECT count(*) FROM users WHERE id BETWEEN 1 AND $n")
   [ "$have" = "$n" ] || die "after seeding, users with ids 1..$n: $have (expected $n; is the table fresh?)"
   pg_psql "$PG_DB" -c "VACUUM ANALYZE users" -c "CHECKPOINT" >/dev/null
+  PG_SEEDED=$n
+}
+
+# PG_SEEDED: the users pg_seed made (pg_reset_writes makes them again).
+PG_SEEDED=""
+
+# writes_rows WORKLOAD: a workload (or its pgbench ceiling) that inserts users.
+writes_rows() {
+  case $1 in W3 | W3-insert | W4) return 0 ;; *) return 1 ;; esac
+}
+
+# pg_reset_writes: back to the seeded state (the PG_SEEDED users, no events,
+# no keys), vacuumed, analyzed and checkpointed, before each measurement of a
+# workload that inserts, the service's and pgbench's alike. Each then starts
+# from the same tables and the same point of the checkpoint cycle: a create
+# costs PostgreSQL more as its tables and indexes grow (147 µs of CPU on the
+# seeded tables against 198 µs after the run's other inserts, the same
+# pgbench script on one machine, BENCHMARKS.md "Paired ceilings"), so
+# whichever ran later in a run was judged on bigger tables.
+pg_reset_writes() {
+  [ -n "$PG_SEEDED" ] || return 0
+  log "tables reset to the $PG_SEEDED seeded users"
+  pg_psql "$PG_DB" -c "TRUNCATE users, events, idempotency_keys RESTART IDENTITY" >/dev/null
+  pg_seed "$PG_SEEDED"
 }
 
 # pg_settings_summary: the settings that matter, for the report.

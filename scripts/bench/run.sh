@@ -257,6 +257,7 @@ run_one() {
   [ -z "${REF_FOR:-}" ] || name="$name-ref-$REF_FOR"
   [ "$BENCH_CONNECTIONS" = "$BENCH_CONNECTIONS_MAIN" ] || name="$name-c$BENCH_CONNECTIONS"
   SVC_WORKLOAD_ENV=$(workload_env "$w")
+  if writes_rows "$w"; then pg_reset_writes; fi
   svc_start "${BIN[$l]}" "$name" "$level"
   preflight "$w"
   pid=$SVC_PID

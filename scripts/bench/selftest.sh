@@ -78,6 +78,10 @@ assert len([r for r in c if not r.get("paired")])==5
 s=[r for r in R if r["kind"]=="service" and r["workload"] in ("W3","W4")]
 assert all(r["ceiling"]["paired"] == (not r.get("sweep")) for r in s), [(r["workload"], r.get("sweep"), r["ceiling"]) for r in s]
 assert all(r["ceiling2"]["paired"] for r in s if r["workload"]=="W3" and not r.get("sweep"))'
+# Reset before each measurement that inserts: W3 and W4 (1 round), W3's two
+# sweep points, the paired ceilings (W3, W3-insert, W4) and the run's (the same three).
+expect "e2e: every measurement that inserts starts from the seeded tables" \
+  test "$(grep -c 'tables reset to the 10000 seeded users' "$OUT.e2e.log")" = 10
 expect "e2e: the paired ratios are shown per round" grep -q 'W3 ≥ 0.90 × pgbench, same statement | [0-9.]* (per round against pgbench just before it: [0-9.]*)' "$OUT/results.md"
 expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys,xml.dom.minidom as m; d=m.parse(sys.argv[1]); sys.exit(0 if len(d.getElementsByTagName("circle"))==6 else 1)' "$OUT/plot.svg"
 
