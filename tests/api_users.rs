@@ -978,6 +978,12 @@ fn idempotent_create_replays_and_rejects_mismatch() {
         first.header("Location"),
         Some(format!("{USERS}/{id}").as_str())
     );
+    // The first answer names the user's version, as a GET of it does.
+    let tag = first
+        .header("ETag")
+        .expect("a keyed create carries an ETag");
+    let got = client::request(addr, "GET", &format!("{USERS}/{id}"), &[], b"").expect("reply");
+    assert_eq!(got.header("ETag"), Some(tag));
 
     // Whitespace and key order do not matter: same fields, same request.
     for again in [body, r#"{ "email": "ada@example.com", "name": "Ada" }"#] {
@@ -986,8 +992,19 @@ fn idempotent_create_replays_and_rejects_mismatch() {
         assert_eq!(replay.body, first.body, "identical body");
         assert_eq!(replay.header("Idempotent-Replayed"), Some("true"));
         assert_eq!(replay.header("Location"), first.header("Location"));
+        assert_eq!(replay.header("ETag"), Some(tag), "the same version");
         assert_eq!(replay.header("Content-Type"), Some("application/json"));
     }
+    // A key stored before the version was kept (migration 7) still replays,
+    // without an ETag.
+    api.db
+        .client()
+        .execute("UPDATE idempotency_keys SET resource_version = NULL", &[])
+        .expect("forget the version");
+    let old = post_with_key(addr, "key-1", body);
+    assert_eq!((old.status, &old.body), (201, &first.body));
+    assert_eq!(old.header("Idempotent-Replayed"), Some("true"));
+    assert!(old.header("ETag").is_none(), "{:?}", old.header("ETag"));
 
     let v = assert_problem(
         &post_with_key(
@@ -1055,6 +1072,8 @@ fn concurrent_idempotent_creates_make_one_user() {
         assert_eq!(r.status, 201, "{}", r.text());
         assert_eq!(r.body, replies[0].body);
         assert_eq!(r.header("Location"), replies[0].header("Location"));
+        assert!(r.header("ETag").is_some(), "{:?}", r.header("ETag"));
+        assert_eq!(r.header("ETag"), replies[0].header("ETag"));
     }
     let replayed = replies
         .iter()

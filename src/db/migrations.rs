@@ -38,6 +38,7 @@ pub static MIGRATIONS: &[Migration] = &[
     migration!(4, "000004_events_payload_json"),
     migration!(5, "000005_outbox_worker"),
     migration!(6, "000006_write_deadline"),
+    migration!(7, "000007_idempotency_version"),
 ];
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! | anything unexpected | 500 (details logged, not sent) |
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -30,7 +31,7 @@ use crate::users::body::{self, Member};
 use crate::users::idempotency::{fingerprint, IdempotencyKey};
 use crate::users::validate::{self, parse_id};
 use crate::users::version::{self, IfMatch};
-use crate::users::{CreateUser, FieldError, ListParams, PatchUser, User, UserError, UserService};
+use crate::users::{CreateUser, FieldError, ListParams, PatchUser, UserError, UserService};
 
 /// The collection and item routes.
 pub const COLLECTION: &str = "/api/v1/users";
@@ -77,7 +78,7 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
             let user = users.create(&input).map_err(problem)?;
             Ok(ApiResponse::json_text(201, user.to_json_bytes())
                 .with_header("Location", format!("{COLLECTION}/{}", user.id))
-                .with_header("ETag", etag_of(&user)))
+                .with_header("ETag", etag_of(user.updated_at)))
         }
         Some(raw) => {
             let key = IdempotencyKey::parse(raw)
@@ -89,6 +90,9 @@ pub fn create(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
             let mut resp = ApiResponse::json_text(stored.status, stored.body);
             if let Some(id) = stored.resource_id {
                 resp = resp.with_header("Location", format!("{COLLECTION}/{id}"));
+            }
+            if let Some(v) = stored.version {
+                resp = resp.with_header("ETag", etag_of(v));
             }
             if outcome.replayed {
                 resp = resp.with_header("Idempotent-Replayed", "true");
@@ -106,15 +110,16 @@ pub fn get(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
             .map_err(|why| Problem::new(400, format!("If-None-Match: {why}")))?;
         if !send {
             // The client's copy is current (RFC 9110 §15.4.5): its tag, no body.
-            return Ok(ApiResponse::empty(304).with_header("ETag", etag_of(&user)));
+            return Ok(ApiResponse::empty(304).with_header("ETag", etag_of(user.updated_at)));
         }
     }
-    Ok(ApiResponse::json_text(200, user.to_json_bytes()).with_header("ETag", etag_of(&user)))
+    Ok(ApiResponse::json_text(200, user.to_json_bytes())
+        .with_header("ETag", etag_of(user.updated_at)))
 }
 
-/// A user's `ETag` header value (its version), held in place.
-fn etag_of(user: &User) -> HeaderValue {
-    HeaderValue::copied(version::etag(user.updated_at).as_bytes())
+/// The `ETag` header value of a user's version (its `updated_at`), held in place.
+fn etag_of(updated_at: SystemTime) -> HeaderValue {
+    HeaderValue::copied(version::etag(updated_at).as_bytes())
 }
 
 pub fn list(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
@@ -143,7 +148,8 @@ pub fn patch(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
     }
     let if_match = if_match(req)?;
     let user = users.patch_if(id, &input, &if_match).map_err(problem)?;
-    Ok(ApiResponse::json_text(200, user.to_json_bytes()).with_header("ETag", etag_of(&user)))
+    Ok(ApiResponse::json_text(200, user.to_json_bytes())
+        .with_header("ETag", etag_of(user.updated_at)))
 }
 
 pub fn delete(users: &UserService, req: &ApiRequest<'_>) -> HandlerResult {
@@ -543,6 +549,17 @@ mod tests {
         assert_eq!(again.status, 201);
         assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
         assert_eq!(again.body, first.body);
+        // The replay names the same version as the first answer, and it is
+        // the user's: a GET of the Location carries the same tag.
+        let tag = first
+            .header("ETag")
+            .expect("a keyed create carries an ETag");
+        assert_eq!(again.header("ETag"), Some(tag));
+        let location = first.header("Location").expect("Location");
+        assert_eq!(
+            api.call(Method::Get, location, &[], "").header("ETag"),
+            Some(tag)
+        );
         let other = api.call(
             Method::Post,
             COLLECTION,

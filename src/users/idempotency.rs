@@ -14,7 +14,7 @@
 //! [`super::UserService::purge_expired_idempotency_keys`] deletes expired rows
 //! in bounded batches (to be called periodically by a background worker).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
@@ -70,6 +70,9 @@ pub struct StoredResponse {
     pub body: String,
     /// The created resource's id (for the `Location` header).
     pub resource_id: Option<i64>,
+    /// The created resource's version (for the `ETag` header): the same on
+    /// every replay. None for keys stored before migration 7.
+    pub version: Option<SystemTime>,
 }
 
 /// The outcome of an idempotent create.

@@ -91,8 +91,8 @@ const CREATE_USER_KEYED: &str = "WITH u AS (\
      user_json(id, name, email, created_at, updated_at) AS doc), \
      e AS (INSERT INTO events (type, payload) SELECT 'user.created', doc::json FROM u), \
      k AS (INSERT INTO idempotency_keys \
-     (key, fingerprint, response_status, response_body, resource_id) \
-     SELECT $4::text, $5::text, 201, doc, id FROM u) \
+     (key, fingerprint, response_status, response_body, resource_id, resource_version) \
+     SELECT $4::text, $5::text, 201, doc, id, updated_at FROM u) \
      SELECT id, name, email, created_at, updated_at, doc FROM u";
 const FIND_CREATED: &str = "SELECT id, name, email, created_at, updated_at FROM users \
      WHERE lower(email) = lower($1) AND created_at = $2";
@@ -123,10 +123,10 @@ const EXPIRE_KEY: &str = "DELETE FROM idempotency_keys WHERE key = $1 \
      AND created_at < now() - $2::bigint * interval '1 second'";
 const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2) \
      ON CONFLICT (key) DO NOTHING";
-const READ_KEY: &str = "SELECT fingerprint, response_status, response_body, resource_id \
-     FROM idempotency_keys WHERE key = $1";
+const READ_KEY: &str = "SELECT fingerprint, response_status, response_body, resource_id, \
+     resource_version FROM idempotency_keys WHERE key = $1";
 const STORE_RESPONSE: &str = "UPDATE idempotency_keys SET response_status = $2, \
-     response_body = $3, resource_id = $4 WHERE key = $1";
+     response_body = $3, resource_id = $4, resource_version = $5 WHERE key = $1";
 const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE key IN (SELECT key \
      FROM idempotency_keys WHERE created_at < now() - $1::bigint * interval '1 second' LIMIT $2)";
 
@@ -198,6 +198,7 @@ impl UserRepository for PgUserRepository {
                     status: 201,
                     body: row.try_get(5)?,
                     resource_id: Some(created.id),
+                    version: Some(created.updated_at),
                 }))
             },
             // Outcome unknown: the transaction below replays if it committed.
@@ -339,6 +340,7 @@ impl PgUserRepository {
                             &status,
                             &response.body,
                             &response.resource_id,
+                            &response.version,
                         ],
                     )?;
                     return Ok(Claim::Created(response));
@@ -354,7 +356,8 @@ impl PgUserRepository {
                     (Some(s), Some(body)) => Claim::Replay(StoredResponse {
                         status: u16::try_from(s).unwrap_or(500),
                         body,
-                        resource_id: row.get(3),
+                        resource_id: row.try_get(3)?,
+                        version: row.try_get(4)?,
                     }),
                     _ => Claim::Incomplete,
                 })

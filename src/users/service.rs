@@ -127,5 +127,6 @@ fn created_response(user: &User) -> StoredResponse {
         status: 201,
         body: user.to_json_string(),
         resource_id: Some(user.id),
+        version: Some(user.updated_at),
     }
 }
