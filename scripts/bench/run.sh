@@ -26,6 +26,9 @@
 #                           connection counts (binary A, one round) for the throughput/p99 plot
 #   BENCH_PLOT=path         the plot (SVG; default BENCHMARKS-throughput-p99.svg beside BENCHMARKS.md)
 #   BENCH_PGBENCH_CLIENTS=25 BENCH_PGBENCH_JOBS=2
+#   BENCH_PG_SESSION=bench  PostgreSQL in the bench's session (one scheduling group with the
+#                           service, wrk and pgbench); own: a session of its own, as a system
+#                           service runs (a run to report beside the default)
 #   BENCH_PAIRED_CEILINGS=1 the pgbench ceilings of W3 and W4 measured again just before each of
 #                           their rounds; a round's ratio is to its own (0: the run's end only)
 #   BENCH_DRAIN_DELAY=1ms   DRAIN_DELAY for the service (falls back to its default if refused)
@@ -76,6 +79,10 @@ BENCH_SWEEP_CONNECTIONS=${BENCH_SWEEP_CONNECTIONS-16 64 256}
 BENCH_PLOT=${BENCH_PLOT:-$ROOT/BENCHMARKS-throughput-p99.svg}
 [ "$BENCH_DURATION" -ge 1 ] || die "BENCH_DURATION must be at least 1 s"
 [ "$BENCH_CONNECTIONS" -ge "${BENCH_THREADS:-2}" ] || die "BENCH_CONNECTIONS must be >= BENCH_THREADS"
+case ${BENCH_PG_SESSION:-bench} in
+  bench | own) ;;
+  *) die "BENCH_PG_SESSION must be 'bench' or 'own', not '$BENCH_PG_SESSION'" ;;
+esac
 for w in $BENCH_WORKLOADS $BENCH_SWEEP_WORKLOADS; do lua_for "$w" >/dev/null; done
 for c in $BENCH_SWEEP_CONNECTIONS; do
   case $c in '' | *[!0-9]*) die "BENCH_SWEEP_CONNECTIONS: '$c' is not a connection count" ;; esac

@@ -53,6 +53,14 @@ run ceilings 0 "$HERE/run.sh" --ceilings-only
 expect "ceilings: 5 ceilings measured" jq_py 'c=[r for r in R if r["kind"]=="ceiling" and r["rps"]>0]; sys.exit(0 if len(c)==5 else 1)'
 expect "ceilings: the one-INSERT ceiling beside the same-statement one" jq_py 'w={r["workload"] for r in R if r["kind"]=="ceiling"}; sys.exit(0 if {"W3","W3-insert"} <= w else 1)'
 
+run pg-session-typo 1 env BENCH_PG_SESSION=owned "$HERE/run.sh" --ceilings-only
+expect "pg-session-typo: refused before anything starts" grep -q "BENCH_PG_SESSION must be 'bench' or 'own'" "$OUT.pg-session-typo.log"
+if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
+  run pg-session-own 0 env BENCH_PG_SESSION=own BENCH_DURATION=1 "$HERE/run.sh" --ceilings-only
+  expect "pg-session-own: PostgreSQL in an autogroup of its own" \
+    grep -qE 'autogroups of PostgreSQL and of the bench.*: /autogroup-[0-9]+ /autogroup-[0-9]+' "$OUT/results.md"
+fi
+
 run e2e 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_IDLE_CONNS=200 "$HERE/run.sh"
 expect "e2e: the 10 default workloads + 4 sweep runs, no errors, ratios, process numbers" jq_py 's=[r for r in R if r["kind"]=="service"]
 assert len([r for r in s if not r.get("sweep") and not r.get("ref_for")])==10, len(s)
