@@ -1113,19 +1113,23 @@ fn list_and_single_user_objects_are_byte_identical() {
     }
 }
 
-/// Optimistic concurrency (RFC 9110 §13.1.1): a user's responses carry a
-/// strong `ETag`; a `PATCH` or `DELETE` with `If-Match` writes only while
-/// that version is current. A stale tag is 412 and changes nothing (no row,
-/// no event); `*` and no header write unconditionally; an unknown user is
-/// 404 even with a tag (404 wins over 412); a malformed `If-Match` is 400.
-#[test]
-fn if_none_match_answers_304_while_the_clients_copy_is_current() {
-    let api = Api::start(&[]);
+/// Creates Ada; her id, URL and the `ETag` of the 201.
+fn create_ada(api: &Api) -> (i64, String, String) {
     let created = api.post(&json!({"name": "Ada", "email": "ada@example.com"}).to_string());
     assert_eq!(created.status, 201, "{}", created.text());
     let id = created.json()["id"].as_i64().expect("id");
-    let item = format!("{USERS}/{id}");
     let tag = created.header("ETag").expect("ETag on 201").to_owned();
+    (id, format!("{USERS}/{id}"), tag)
+}
+
+/// Conditional reads (RFC 9110 §13.1.2): a `GET` whose `If-None-Match`
+/// names the user's current version (strong or weak, in a list, or `*`) is
+/// 304 with the tag and no body; an older version gets the 200; a malformed
+/// value is 400; an unknown user stays 404.
+#[test]
+fn if_none_match_answers_304_while_the_clients_copy_is_current() {
+    let api = Api::start(&[]);
+    let (id, item, tag) = create_ada(&api);
     let get_if = |value: &str| api.req("GET", &item, &[("If-None-Match", value)], b"");
 
     // The current version, strong or weak, alone or in a list, or `*`: 304,
@@ -1168,14 +1172,15 @@ fn if_none_match_answers_304_while_the_clients_copy_is_current() {
     assert_problem(&missing, 404);
 }
 
+/// Optimistic concurrency (RFC 9110 §13.1.1): a user's responses carry a
+/// strong `ETag`; a `PATCH` or `DELETE` with `If-Match` writes only while
+/// that version is current. A stale tag is 412 and changes nothing (no row,
+/// no event); `*` and no header write unconditionally; an unknown user is
+/// 404 even with a tag (404 wins over 412); a malformed `If-Match` is 400.
 #[test]
 fn if_match_guards_writes_against_lost_updates() {
     let api = Api::start(&[]);
-    let created = api.post(&json!({"name": "Ada", "email": "ada@example.com"}).to_string());
-    assert_eq!(created.status, 201, "{}", created.text());
-    let id = created.json()["id"].as_i64().expect("id");
-    let item = format!("{USERS}/{id}");
-    let first = created.header("ETag").expect("ETag on 201").to_owned();
+    let (_, item, first) = create_ada(&api);
     assert!(first.starts_with('"') && first.ends_with('"'), "{first}");
     assert_eq!(api.get(&item).header("ETag"), Some(first.as_str()));
 

@@ -100,15 +100,15 @@ pgbench_ceilings_of() {
   esac
 }
 
-# has_paired_ceilings WORKLOAD: a write workload, whose ceiling is measured
-# again just before each of its rounds (BENCH_PAIRED_CEILINGS=0: off). Writes
-# are where a shared host drifts most: the same pgbench script ran at 7.3k to
-# 10.6k tps within minutes on one machine (BENCHMARKS.md, "Paired ceilings"),
-# so a ratio to a ceiling measured once, at the run's end, says as much about
-# the drift as about the service.
+# has_paired_ceilings WORKLOAD: a workload that inserts (pg.sh's
+# writes_rows), whose ceilings are measured again just before each of its
+# rounds (BENCH_PAIRED_CEILINGS=0: off). Writes are where a shared host
+# drifts most: the same pgbench script ran at 7.3k to 10.7k tps within
+# minutes on one machine (BENCHMARKS.md, "Paired ceilings"), so a ratio to
+# a ceiling measured once, at the run's end, says as much about the drift as
+# about the service.
 has_paired_ceilings() {
-  [ "${BENCH_PAIRED_CEILINGS:-1}" != 0 ] || return 1
-  case $1 in W3 | W4) return 0 ;; *) return 1 ;; esac
+  [ "${BENCH_PAIRED_CEILINGS:-1}" != 0 ] && writes_rows "$1"
 }
 
 run_ceilings() {
