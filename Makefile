@@ -52,6 +52,7 @@ lint: ## rustfmt, clippy -D warnings, cargo deny, hadolint, kubernetes-validate,
 	scripts/ensure-tools.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	rustfmt --check --edition 2021 scripts/bench/async-ref/src/main.rs
 	scripts/lint-deploy.sh
 
 bench: ## load benchmarks against the machine's own ceilings (see BENCHMARKS.md)

@@ -397,15 +397,25 @@ def finalize(a):
             ra = [r for r in svc if r["workload"] == name and r.get("label") == "A" and not r.get("sweep")
                   and not r.get("ref_for")]
             rb = [r for r in svc if r["workload"] == name and r.get("label") == "B"]
+            if not ra and not rb:
+                continue  # only W2's references for its variants
             a_rps, b_rps = med([r.get("rps") for r in ra]), med([r.get("rps") for r in rb])
             a_p99 = med([r.get("latency_ms", {}).get("p99") for r in ra])
             b_p99 = med([r.get("latency_ms", {}).get("p99") for r in rb])
             a_cpu, b_cpu = med([r.get("cpu_us_per_req") for r in ra]), med([r.get("cpu_us_per_req") for r in rb])
+            # Each binary's own ratio to the workload's ceiling (a round's
+            # paired one for W3/W4): where both stand against the host.
+            a_ceil, b_ceil = med([r.get("ceiling_ratio") for r in ra]), med([r.get("ceiling_ratio") for r in rb])
+            # req/s counts every answer: a binary that sheds (503s answered
+            # at once) looks faster than one that serves, unless this shows.
+            bad = f"{sum(r.get('non2xx') or 0 for r in ra)} / {sum(r.get('non2xx') or 0 for r in rb)}"
             rows.append([name, fmt(a_rps), fmt(b_rps), fmt(b_rps / a_rps if a_rps and b_rps else None, 3),
                          fmt(a_p99, 2), fmt(b_p99, 2), fmt(b_p99 / a_p99 if a_p99 and b_p99 else None, 3),
-                         fmt(a_cpu), fmt(b_cpu), fmt(b_cpu / a_cpu if a_cpu and b_cpu else None, 3)])
+                         fmt(a_cpu), fmt(b_cpu), fmt(b_cpu / a_cpu if a_cpu and b_cpu else None, 3),
+                         fmt(a_ceil, 3), fmt(b_ceil, 3), bad])
         md.append(table(["workload", "A req/s", "B req/s", "B/A req/s", "A p99 ms", "B p99 ms", "B/A p99",
-                         "A CPU µs/req", "B CPU µs/req", "B/A CPU"], rows))
+                         "A CPU µs/req", "B CPU µs/req", "B/A CPU", "A × ceiling", "B × ceiling",
+                         "non-2xx A / B (all rounds)"], rows))
         md.append("")
     md.append("Raw numbers: `results.jsonl` (one object per measurement); wrk/pgbench outputs and service logs under `logs/`.")
     with open(a.md, "w") as f:

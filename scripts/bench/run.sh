@@ -9,6 +9,8 @@
 # Environment (see BENCHMARKS.md, "Load benchmarks"):
 #   USERSVC_BIN=path        binary to measure (default: make release -> the shipped static binary)
 #   BENCH_VS=path           a second binary or checkout (built there); A and B alternate per workload
+#   BENCH_VS=async          B is the async Rust stack (scripts/bench/async-ref: axum + tokio +
+#                           tokio-postgres, the same SQL), built here; W2-otel*/W2-cache are A's only
 #   BENCH_ROUNDS=n          rounds per workload (default 1; 2 with BENCH_VS: A B A B)
 #   BENCH_W2_REF=1          before each round of a W2 variant (W2-idle10k, W2-otel*, W2-cache),
 #                           W2 again with binary A: the variant's "× W2" is per round, paired
@@ -120,6 +122,24 @@ build_checkout() { # DIR -> prints the binary path
   (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build --release --quiet >&2) || die "build failed in $dir"
   echo "$dir/target/release/usersvc"
 }
+# build_async_ref -> prints the binary path: BENCH_VS=async, the async Rust
+# stack a user would pick instead (scripts/bench/async-ref: axum, tokio,
+# tokio-postgres, the same SQL), built here with its own lock file.
+build_async_ref() {
+  local dir="$HERE/async-ref" target="${CARGO_TARGET_DIR:-$ROOT/target}/async-ref"
+  command -v cargo >/dev/null || die "cargo not found (install rustup)"
+  log "cargo build --release --locked in $dir (the async stack, binary B)"
+  (cd "$dir" && CARGO_TARGET_DIR="$target" cargo build --release --locked --quiet >&2) ||
+    die "build failed in $dir"
+  echo "$target/release/async-ref"
+}
+# serves WORKLOAD LABEL: whether binary LABEL has what the workload measures.
+# The async stack has no tracing exporter and no Redis cache, so the W2
+# variants that turn those on are usersvc's alone.
+serves() {
+  [ "$2" = B ] && [ "${BENCH_VS:-}" = async ] || return 0
+  case $1 in W2-otel* | W2-cache) return 1 ;; *) return 0 ;; esac
+}
 resolve_bin() { # PATH-OR-DIR -> absolute binary path
   local p=$1
   if [ -d "$p" ]; then p=$(build_checkout "$(cd "$p" && pwd)"); fi
@@ -135,7 +155,11 @@ if [ "$MODE" != ceilings ]; then
     (cd "$ROOT" && make -s release >&2) || die "make release failed"
     BIN[A]=$(resolve_bin "${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/dist/usersvc")
   fi
-  [ -z "${BENCH_VS:-}" ] || BIN[B]=$(resolve_bin "$BENCH_VS")
+  case ${BENCH_VS:-} in
+    "") ;;
+    async) BIN[B]=$(build_async_ref) ;;
+    *) BIN[B]=$(resolve_bin "$BENCH_VS") ;;
+  esac
 fi
 LABELS=()
 for l in A B; do [ -z "${BIN[$l]:-}" ] || LABELS+=("$l"); done
@@ -329,7 +353,7 @@ if [ "$MODE" != ceilings ]; then
         if [ "$l" = A ] && [ "$MODE" = full ] && has_paired_ceilings "$w"; then
           CEILING_ROUND=$round pgbench_ceilings_of "$w"
         fi
-        run_one "$w" "$l" "$round"
+        if serves "$w" "$l"; then run_one "$w" "$l" "$round"; fi
       done
     done
   done

@@ -96,6 +96,8 @@ expect "e2e: the plot has 6 points (W2, W3 at 16/64/256)" python3 -c 'import sys
 run ab 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_VS="$TD/fake_usersvc_slow" BENCH_WORKLOADS=W2 "$HERE/run.sh" --no-ceilings
 expect "ab: ran A1 B1 A2 B2, then the sweep with A" jq_py 'l=[r["label"]+str(r["round"]) for r in R if not r.get("sweep")]; sw=[(r["label"], r["connections"]) for r in R if r.get("sweep")]; sys.exit(0 if l==["A1","B1","A2","B2"] and sw==[("A",16),("A",256)] else 1)'
 expect "ab: results.md has the A/B table" grep -q '## A/B' "$OUT/results.md"
+expect "ab: the A/B table shows that B shed (503s) and A did not" \
+  grep -qE '^\| W2 \|.*\| 0 / [1-9][0-9]* \|$' "$OUT/results.md"
 
 run unlogged 0 env USERSVC_BIN="$TD/fake_usersvc.py" BENCH_SERVICE_ENV=FAKE_UNLOGGED_PROBES=1 BENCH_WORKLOADS=W1-info BENCH_ROUNDS=1 "$HERE/run.sh" --no-ceilings
 expect "unlogged: W1-info that did not log its requests is a missed target" grep -q 'missed\*\* (a run logged fewer lines' "$OUT/results.md"

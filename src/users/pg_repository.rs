@@ -420,3 +420,47 @@ fn map_write_error(e: DbError) -> UserError {
 fn ttl_secs(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CREATE_USER, FIND_USER};
+
+    /// The value of `const NAME: &str = "…";` in Rust source, with the
+    /// string continuations (`\` at a line's end and the next line's
+    /// indentation) resolved as the compiler resolves them.
+    fn const_str(source: &str, name: &str) -> Option<String> {
+        let start = source.find(&format!("const {name}: &str = \""))?;
+        let rest = &source[start..];
+        let body = &rest[rest.find('"')? + 1..];
+        let body = &body[..body.find("\";")?];
+        let mut out = String::new();
+        let mut lines = body.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            match line.strip_suffix('\\') {
+                Some(cut) if lines.peek().is_some() => out.push_str(cut),
+                _ => out.push_str(line),
+            }
+            if let Some(next) = lines.peek_mut() {
+                *next = next.trim_start();
+            }
+        }
+        Some(out)
+    }
+
+    /// `make bench`'s async stack (`BENCH_VS=async`) is compared with
+    /// usersvc on the claim that it runs the same SQL: a change to a
+    /// statement here that leaves its copy there behind fails here.
+    #[test]
+    fn the_bench_async_stack_runs_these_statements_word_for_word() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/bench/async-ref/src/main.rs"
+        );
+        let source = std::fs::read_to_string(path).expect("the async stack's source");
+        assert_eq!(
+            const_str(&source, "CREATE_USER").as_deref(),
+            Some(CREATE_USER)
+        );
+        assert_eq!(const_str(&source, "FIND_USER").as_deref(), Some(FIND_USER));
+    }
+}

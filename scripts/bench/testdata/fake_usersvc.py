@@ -9,7 +9,8 @@ It does not talk to PostgreSQL while serving (users live in memory); only
 
 Env: ADDR, ADMIN_ADDR, DATABASE_URL, LOG_LEVEL, DRAIN_DELAY (refused below
 FAKE_MIN_DRAIN_MS, exit 2, like a strict config), FAKE_DELAY_MS (per request,
-to make one side of an A/B run slower), FAKE_STARTUP_MS, FAKE_AUTOMIGRATE=1
+to make one side of an A/B run slower), FAKE_SHED_EVERY (every Nth user lookup
+503), FAKE_STARTUP_MS, FAKE_AUTOMIGRATE=1
 (no `migrate` subcommand; applies the schema at start, like MIGRATE_ON_START).
 The wrappers next to it set these, since run.sh starts services with env -i.
 """
@@ -49,6 +50,10 @@ INFO = os.environ.get("LOG_LEVEL", "info") in ("info", "debug", "trace")
 # FAKE_UNLOGGED_PROBES=1: /healthz writes no line (the selftest's service
 # that would flatter W1-info).
 UNLOGGED_PROBES = os.environ.get("FAKE_UNLOGGED_PROBES") == "1"
+# FAKE_SHED_EVERY=N: every Nth user lookup is answered 503 at once, as a
+# full queue is (the selftest's B that sheds: the A/B table must show it).
+SHED_EVERY = int(os.environ.get("FAKE_SHED_EVERY", "0"))
+LOOKUPS = [0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -90,6 +95,10 @@ class Handler(BaseHTTPRequestHandler):
             uid = int(m.group(1))
             with LOCK:
                 u = USERS.get(uid)
+                LOOKUPS[0] += 1
+                shed = SHED_EVERY and LOOKUPS[0] % SHED_EVERY == 0
+            if shed:
+                return self.send(503, '{"status":503}', "application/problem+json")
             if u is None and 1 <= uid <= 10000:
                 u = {"id": uid, "name": f"Seed User {uid}", "email": f"seed-{uid}@example.com",
                      "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
