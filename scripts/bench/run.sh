@@ -126,7 +126,8 @@ build_checkout() { # DIR -> prints the binary path
 # stack a user would pick instead (scripts/bench/async-ref: axum, tokio,
 # tokio-postgres, the same SQL), built here with its own lock file.
 build_async_ref() {
-  local dir="$HERE/async-ref" target="${CARGO_TARGET_DIR:-$ROOT/target}/async-ref"
+  local dir="$HERE/async-ref" target
+  target="$(realpath -m "${CARGO_TARGET_DIR:-$ROOT/target}")/async-ref" # absolute: the build runs in $dir
   command -v cargo >/dev/null || die "cargo not found (install rustup)"
   log "cargo build --release --locked in $dir (the async stack, binary B)"
   (cd "$dir" && CARGO_TARGET_DIR="$target" cargo build --release --locked --quiet >&2) ||
@@ -157,7 +158,7 @@ if [ "$MODE" != ceilings ]; then
   fi
   case ${BENCH_VS:-} in
     "") ;;
-    async) BIN[B]=$(build_async_ref) ;;
+    async) BIN[B]=$(resolve_bin "$(build_async_ref)") ;;
     *) BIN[B]=$(resolve_bin "$BENCH_VS") ;;
   esac
 fi
