@@ -408,11 +408,11 @@ def finalize(a):
             a_ceil, b_ceil = med([r.get("ceiling_ratio") for r in ra]), med([r.get("ceiling_ratio") for r in rb])
             # req/s counts every answer: a binary that sheds (503s answered
             # at once) looks faster than one that serves, unless this shows.
-            bad = f"{sum(r.get('non2xx') or 0 for r in ra)} / {sum(r.get('non2xx') or 0 for r in rb)}"
+            non2xx = f"{sum(r.get('non2xx') or 0 for r in ra)} / {sum(r.get('non2xx') or 0 for r in rb)}"
             rows.append([name, fmt(a_rps), fmt(b_rps), fmt(b_rps / a_rps if a_rps and b_rps else None, 3),
                          fmt(a_p99, 2), fmt(b_p99, 2), fmt(b_p99 / a_p99 if a_p99 and b_p99 else None, 3),
                          fmt(a_cpu), fmt(b_cpu), fmt(b_cpu / a_cpu if a_cpu and b_cpu else None, 3),
-                         fmt(a_ceil, 3), fmt(b_ceil, 3), bad])
+                         fmt(a_ceil, 3), fmt(b_ceil, 3), non2xx])
         md.append(table(["workload", "A req/s", "B req/s", "B/A req/s", "A p99 ms", "B p99 ms", "B/A p99",
                          "A CPU µs/req", "B CPU µs/req", "B/A CPU", "A × ceiling", "B × ceiling",
                          "non-2xx A / B (all rounds)"], rows))

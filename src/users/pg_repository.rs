@@ -434,14 +434,19 @@ mod tests {
         let body = &rest[rest.find('"')? + 1..];
         let body = &body[..body.find("\";")?];
         let mut out = String::new();
-        let mut lines = body.split('\n').peekable();
-        while let Some(line) = lines.next() {
-            match line.strip_suffix('\\') {
-                Some(cut) if lines.peek().is_some() => out.push_str(cut),
-                _ => out.push_str(line),
+        let mut continued = false;
+        for (i, line) in body.split('\n').enumerate() {
+            if i > 0 && !continued {
+                out.push('\n');
             }
-            if let Some(next) = lines.peek_mut() {
-                *next = next.trim_start();
+            let line = if continued { line.trim_start() } else { line };
+            continued = false;
+            match line.strip_suffix('\\') {
+                Some(cut) => {
+                    out.push_str(cut);
+                    continued = true;
+                }
+                None => out.push_str(line),
             }
         }
         Some(out)
