@@ -47,6 +47,10 @@ const ACQUIRE_BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5,
 ];
 
+/// `db_write_statement_requests` buckets: requests per single-statement
+/// write, 1 alone, up to the group commit's batch of 64.
+const BATCH_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// The values of `cache_requests_total{result}`.
 pub const CACHE_RESULTS: [&str; 3] = ["hit", "miss", "error"];
 
@@ -117,6 +121,7 @@ pub struct Metrics {
     pub pool_connections: IntGaugeVec,
     pub pool_acquire: Histogram,
     pub pool_acquire_timeouts: IntCounter,
+    pub write_statement_requests: Histogram,
     pub cache_requests: IntCounterVec,
     pub outbox_pending: IntGauge,
     pub outbox_delivered: IntCounter,
@@ -190,6 +195,13 @@ impl Metrics {
             "db_pool_acquire_timeouts_total",
             "Acquires that gave up after DB_ACQUIRE_TIMEOUT (answered 503).",
         )?;
+        let write_statement_requests = Histogram::with_opts(
+            HistogramOpts::new(
+                "db_write_statement_requests",
+                "Requests each single-statement write answered (more than one: a group commit).",
+            )
+            .buckets(BATCH_BUCKETS.to_vec()),
+        )?;
         let cache_requests = IntCounterVec::new(
             Opts::new("cache_requests_total", "Cache look-ups by result."),
             &["result"],
@@ -247,6 +259,7 @@ impl Metrics {
         reg(Box::new(pool_connections.clone()))?;
         reg(Box::new(pool_acquire.clone()))?;
         reg(Box::new(pool_acquire_timeouts.clone()))?;
+        reg(Box::new(write_statement_requests.clone()))?;
         reg(Box::new(cache_requests.clone()))?;
         reg(Box::new(outbox_pending.clone()))?;
         reg(Box::new(outbox_delivered.clone()))?;
@@ -295,6 +308,7 @@ impl Metrics {
             pool_connections,
             pool_acquire,
             pool_acquire_timeouts,
+            write_statement_requests,
             cache_requests,
             outbox_pending,
             outbox_delivered,
@@ -431,6 +445,10 @@ impl DbPoolObserver for Metrics {
             self.pool_acquire_timeouts.inc();
         }
     }
+
+    fn write_statement(&self, requests: usize) {
+        self.write_statement_requests.observe(requests as f64);
+    }
 }
 
 impl CacheObserver for Metrics {
@@ -496,6 +514,7 @@ mod tests {
             "db_pool_connections",
             "db_pool_acquire_duration_seconds",
             "db_pool_acquire_timeouts_total",
+            "db_write_statement_requests",
             "cache_requests_total",
             "outbox_pending",
             "outbox_delivered_total",

@@ -139,6 +139,10 @@ fn request_counters_and_histogram_counts_match_what_was_sent() {
     assert_eq!(value(&text, "http_requests_shed_total", &[]), 0.0);
     assert_eq!(value(&text, "http_panics_total", &[]), 0.0);
     assert_eq!(value(&text, "active_connections", &[]), 1.0, "\n{text}");
+    // The 201 and the 409 each sent one write statement, alone (one client:
+    // nothing to write together); the 422 never reached the database.
+    assert_eq!(value(&text, "db_write_statement_requests_count", &[]), 2.0);
+    assert_eq!(value(&text, "db_write_statement_requests_sum", &[]), 2.0);
 }
 
 #[test]

@@ -132,6 +132,7 @@ const SPEC: &[(&str, &str, &[&str])] = &[
     ("db_pool_connections", "gauge", &["state"]),
     ("db_pool_acquire_duration_seconds", "histogram", &[]),
     ("db_pool_acquire_timeouts_total", "counter", &[]),
+    ("db_write_statement_requests", "histogram", &[]),
     ("cache_requests_total", "counter", &["result"]),
     ("outbox_pending", "gauge", &[]),
     ("outbox_delivered_total", "counter", &[]),

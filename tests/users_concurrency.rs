@@ -184,3 +184,180 @@ fn expired_keys_are_replaced_and_purged() {
     assert_eq!(svc.purge_expired_idempotency_keys().expect("purge"), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM idempotency_keys"), 1);
 }
+
+/// Holds an exclusive lock on `users` so that creates wait at the database;
+/// returns once `waiting` backends are blocked on it.
+fn lock_users(db: &TestDb) -> postgres::Transaction<'static> {
+    let client = Box::leak(Box::new(db.client()));
+    let mut tx = client.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE users IN EXCLUSIVE MODE")
+        .expect("lock users");
+    tx
+}
+
+fn wait_for_lock_waiters(db: &TestDb, waiting: i64) {
+    let mut admin = db.client();
+    let name = db.name().to_owned();
+    for _ in 0..500 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&name],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        if n >= waiting {
+            return;
+        }
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no create reached the database's lock");
+}
+
+/// Transactions that inserted the users: rows of one statement share one.
+fn transactions_of_users(db: &TestDb) -> i64 {
+    count(db, "SELECT count(DISTINCT xmin::text) FROM users")
+}
+
+/// Group commit (`src/db/group_commit.rs`): while a create waits at the
+/// database, the creates behind it queue and then go in ONE statement; each
+/// gets its own answer — its user, or 409 for an e-mail already stored or
+/// taken by an earlier create of the same batch — and every created user
+/// has exactly one event whose payload is the API's bytes for it.
+#[test]
+fn creates_that_wait_are_written_together_and_answered_one_by_one() {
+    let db = TestDb::migrated();
+    // A pool of 4: one group-commit statement at a time.
+    let svc = service(&db, 4);
+    svc.create(&create("Existing", "taken@example.com"))
+        .expect("existing user");
+
+    let lock = lock_users(&db);
+    let leader = {
+        let svc = svc.clone();
+        thread::spawn(move || svc.create(&create("Leader", "leader@example.com")))
+    };
+    wait_for_lock_waiters(&db, 1);
+    let emails = [
+        "a@example.com",
+        "b@example.com",
+        "TAKEN@example.com",
+        "c@example.com",
+        "a@example.com",
+        "d@example.com",
+    ];
+    let followers: Vec<_> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, email)| {
+            let svc = svc.clone();
+            let email = (*email).to_owned();
+            thread::spawn(move || {
+                (
+                    email.clone(),
+                    svc.create(&create(&format!("follower {i}"), &email)),
+                )
+            })
+        })
+        .collect();
+    // Let them queue behind the statement that waits, then let it go.
+    thread::sleep(std::time::Duration::from_millis(500));
+    lock.commit().expect("release the lock");
+
+    let leader = leader
+        .join()
+        .expect("leader thread")
+        .expect("leader created");
+    assert_eq!(leader.email, "leader@example.com");
+    let mut created = vec![leader];
+    let mut conflicts = Vec::new();
+    for h in followers {
+        let (email, result) = h.join().expect("follower thread");
+        match result {
+            Ok(user) => {
+                assert_eq!(user.email, email.to_lowercase());
+                created.push(user);
+            }
+            Err(UserError::Conflict(_)) => conflicts.push(email),
+            Err(e) => panic!("{email}: {e}"),
+        }
+    }
+    conflicts.sort();
+    // The stored e-mail, and the second create of a@ (whichever came second).
+    assert_eq!(conflicts, vec!["TAKEN@example.com", "a@example.com"]);
+    // The leader, a, b, c and d.
+    assert_eq!(created.len(), 5, "{created:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), 6);
+    // The five new users went in fewer statements than creates: those
+    // queued behind the leader shared one.
+    let statements = transactions_of_users(&db) - 1;
+    assert!(statements < 5, "{statements} statements for 5 creates");
+
+    let mut client = db.client();
+    for user in &created {
+        let payloads: Vec<String> = client
+            .query(
+                "SELECT payload::text FROM events WHERE type = 'user.created' AND payload->>'id' = $1",
+                &[&user.id.to_string()],
+            )
+            .expect("events")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(payloads, vec![user.to_json_string()], "{user:?}");
+        assert_eq!(svc.get(user.id).expect("read back"), *user);
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM events"), 6);
+}
+
+/// A batch the database refuses for one of its rows (a trigger stands in
+/// for any error the rules do not foresee) does not fail the others: each
+/// create is tried again alone, and only the bad one fails.
+#[test]
+fn one_bad_row_fails_only_its_own_create() {
+    let db = TestDb::migrated();
+    let svc = service(&db, 4);
+    db.client()
+        .batch_execute(
+            "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.name = 'boom' THEN RAISE EXCEPTION 'no boom'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_boom BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION refuse_boom();",
+        )
+        .expect("trigger");
+
+    let lock = lock_users(&db);
+    let leader = {
+        let svc = svc.clone();
+        thread::spawn(move || svc.create(&create("Leader", "leader@example.com")))
+    };
+    wait_for_lock_waiters(&db, 1);
+    let followers: Vec<_> = ["x", "boom", "y"]
+        .iter()
+        .map(|name| {
+            let svc = svc.clone();
+            let name = (*name).to_owned();
+            thread::spawn(move || {
+                (
+                    name.clone(),
+                    svc.create(&create(&name, &format!("{name}@example.com"))),
+                )
+            })
+        })
+        .collect();
+    thread::sleep(std::time::Duration::from_millis(500));
+    lock.commit().expect("release the lock");
+
+    leader
+        .join()
+        .expect("leader thread")
+        .expect("leader created");
+    for h in followers {
+        let (name, result) = h.join().expect("follower thread");
+        match name.as_str() {
+            "boom" => assert!(matches!(result, Err(UserError::Internal(_))), "{result:?}"),
+            _ => assert_eq!(result.expect("created").name, name),
+        }
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM events"), 3);
+}

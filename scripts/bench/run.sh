@@ -302,6 +302,7 @@ run_one() {
     "first_start_ms=$FIRST_START_MS" "$@" >/dev/null
   local cache="null 0 0 0" logged=null
   case $w in W2-cache) cache=$(cache_hit_ratio) ;; esac
+  if writes_rows "$w"; then svc_write_batches "$name"; fi
   release_idle
   svc_stop "${BIN[$l]}"
   # An info run's claim is that every request was logged: its lines are

@@ -129,6 +129,19 @@ svc_outbox_wait() {
   warn "outbox_pending still $pending after ${BENCH_OUTBOX_WAIT:-30}s; measuring anyway"
 }
 
+# svc_write_batches NAME: how many requests the service's single-statement
+# writes answered, from db_write_statement_requests (warm-up included), as a
+# log line: above 1 each, creates were written together (group commit).
+# Nothing for a binary without the metric (the async stack).
+svc_write_batches() {
+  local stats
+  stats=$(python3 "$BENCH_LIB_DIR/probe.py" get --port "$SVC_ADMIN_PORT" --path /metrics 2>/dev/null |
+    awk '$1 == "db_write_statement_requests_sum" { s = $2 }
+         $1 == "db_write_statement_requests_count" { c = $2 }
+         END { if (c > 0) printf "%d requests in %d statements (%.2f each)", s, c, s / c }') || true
+  [ -z "$stats" ] || log "$1: single-statement writes: $stats"
+}
+
 # svc_stop BIN: SIGTERM, wait for exit (bounded), SIGTERM-to-exit time with
 # and without the DRAIN_DELAY the process ran with.
 svc_stop() {

@@ -109,25 +109,31 @@ impl CommitGate {
         })
     }
 
-    /// A permit for a single-statement write, registered with `cancel` until
-    /// the returned guard drops (when the statement has returned); `None`
+    /// Permits for a single-statement write that answers `requests`
+    /// requests (one, or a group commit's batch), taken together so the gate
+    /// never lets part of a batch through; the statement is registered with
+    /// `cancel` until the returned guard drops (when it has returned). `None`
     /// once the gate is closed.
     pub(crate) fn enter_statement(
         self: &Arc<Self>,
+        requests: usize,
         cancel: Canceller,
-    ) -> Option<(CommitPermit, StatementInFlight)> {
+    ) -> Option<(Vec<CommitPermit>, StatementInFlight)> {
         let mut state = self.lock();
         if state.closed {
             return None;
         }
-        state.holders += 1;
+        state.holders += requests;
         state.next_statement += 1;
         let id = state.next_statement;
         state.statements.push((id, cancel));
-        Some((
-            CommitPermit {
+        let permits = (0..requests)
+            .map(|_| CommitPermit {
                 gate: Arc::clone(self),
-            },
+            })
+            .collect();
+        Some((
+            permits,
             StatementInFlight {
                 gate: Arc::clone(self),
                 id,

@@ -13,6 +13,7 @@ pub mod apply_by;
 pub mod call_deadline;
 pub mod commit_gate;
 pub mod error;
+pub mod group_commit;
 pub mod manager;
 pub mod migrate;
 pub mod migrations;
@@ -27,6 +28,8 @@ pub use commit_gate::CommitGate;
 pub use error::DbError;
 pub use manager::PgConnection;
 pub use observer::{AcquireOutcome, DbPoolObserver, NoopObserver};
-pub use pool::{connect, connect_as, connect_with, DbPool, DbPoolState, PooledConnection};
+pub use pool::{
+    connect, connect_as, connect_with, DbPool, DbPoolState, PooledConnection, StatementError,
+};
 pub use settings::DbPoolSettings;
 pub use statements::Db;

@@ -2,7 +2,8 @@
 //!
 //! The pool must not know about Prometheus: it calls a [`DbPoolObserver`], and
 //! the metrics module implements it to feed
-//! `db_pool_acquire_duration_seconds` and `db_pool_acquire_timeouts_total`.
+//! `db_pool_acquire_duration_seconds`, `db_pool_acquire_timeouts_total` and
+//! `db_write_statement_requests`.
 //! `db_pool_connections{state}` comes from [`super::DbPool::state`] at scrape time.
 
 use std::time::Duration;
@@ -21,6 +22,12 @@ pub enum AcquireOutcome {
 pub trait DbPoolObserver: Send + Sync {
     /// `waited` is the time from asking the pool to getting an answer.
     fn acquire_finished(&self, waited: Duration, outcome: AcquireOutcome);
+
+    /// A single-statement write was sent for `requests` requests (more than
+    /// one: a group commit's batch).
+    fn write_statement(&self, requests: usize) {
+        let _ = requests;
+    }
 }
 
 /// The default observer: records nothing.

@@ -45,7 +45,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::apply_by::ApplyBy;
 use super::call_deadline::Watchdog;
-use super::commit_gate::{self, Canceller, CommitGate};
+use super::commit_gate::{self, Canceller, CommitGate, CommitPermit};
 use super::error::{describe, is_connection_error, redact, DbError};
 use super::manager::{LogConnectErrors, Manager, PgConnection, TxFailure};
 use super::observer::{AcquireOutcome, DbPoolObserver, NoopObserver};
@@ -60,6 +60,17 @@ pub type PooledConnection = r2d2::PooledConnection<Manager>;
 /// The answer to a write refused by the closed [`CommitGate`].
 fn refused_at_shutdown() -> DbError {
     DbError::Unavailable("shutting down: the write was not committed".to_owned())
+}
+
+/// Why a single-statement write did not return its value.
+#[derive(Debug)]
+pub enum StatementError {
+    /// Cut at its deadline or its connection died: it may or may not have
+    /// committed (the connection has been discarded).
+    Unknown,
+    /// It did not commit: the database refused it, no connection came in
+    /// time, or the shutdown gate was closed.
+    Failed(DbError),
 }
 
 /// Connection counts for `db_pool_connections{state}`.
@@ -351,7 +362,11 @@ impl DbPool {
     /// (shared by a retry) and the deadline of the whole operation,
     /// `DB_ACQUIRE_TIMEOUT + DB_STATEMENT_TIMEOUT` plus [`CALL_MARGIN`].
     fn budget(&self) -> Budget {
-        let started = Instant::now();
+        self.budget_from(Instant::now())
+    }
+
+    /// [`DbPool::budget`] of work that began at `started`.
+    fn budget_from(&self, started: Instant) -> Budget {
         let acquire_by = started + self.settings.acquire_timeout;
         Budget {
             started,
@@ -552,14 +567,72 @@ impl DbPool {
     pub fn write_one<T>(
         &self,
         f: impl FnOnce(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
-        mut recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+        recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
         let budget = self.budget();
-        let (mut conn, got_at) = self.acquire_first(&budget)?;
-        // The statement is its own COMMIT: it passes the shutdown gate
-        // before it is sent and keeps its permit until the answer is
-        // written, exactly as `write`'s COMMIT; while it runs, closing the
-        // gate cancels it on the server (see `commit_gate`).
+        let (permits, result) = self.run_statement(&budget, 1, f);
+        // The statement is its own COMMIT: its permit is kept until the
+        // answer is written, exactly as `write`'s COMMIT.
+        permits
+            .into_iter()
+            .for_each(commit_gate::keep_until_answered);
+        match result {
+            Ok(v) => Ok(v),
+            // Cut at its deadline or dead: the outcome is unknown either way,
+            // so `recover` looks for the row on a live connection (within the
+            // same budget: a frozen database answers 503, never twice the wait).
+            Err(StatementError::Unknown) => self.recover_within(&budget, recover),
+            Err(StatementError::Failed(e)) => Err(e),
+        }
+    }
+
+    /// [`DbPool::write_one`] for a statement that writes for `requests`
+    /// requests at once (group commit, [`super::group_commit`]), bounded as
+    /// the oldest of them, which `started` is: its budget began then. Returns
+    /// one commit permit per request (none if the gate was closed), which
+    /// each request keeps until it is answered
+    /// ([`commit_gate::keep_until_answered`]), and the statement's result. On
+    /// [`StatementError::Unknown`] each request finds out on its own with
+    /// [`DbPool::recover_write`].
+    pub fn write_batch<T>(
+        &self,
+        started: Instant,
+        requests: usize,
+        f: impl FnOnce(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+    ) -> (Vec<CommitPermit>, Result<T, StatementError>) {
+        self.run_statement(&self.budget_from(started), requests, f)
+    }
+
+    /// The recovery of [`DbPool::write_one`] for a request whose batch's
+    /// outcome is unknown, within that request's budget (begun at `started`).
+    pub fn recover_write<T>(
+        &self,
+        started: Instant,
+        recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        self.recover_within(&self.budget_from(started), recover)
+    }
+
+    /// When work begun at `started` must be done: its acquire budget, a
+    /// statement and [`CALL_MARGIN`].
+    pub fn done_by(&self, started: Instant) -> Instant {
+        self.budget_from(started).done_by
+    }
+
+    /// One single-statement write: acquire, pass the shutdown gate (with a
+    /// permit for each of `requests`), run `f` within its deadline.
+    fn run_statement<T>(
+        &self,
+        budget: &Budget,
+        requests: usize,
+        f: impl FnOnce(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+    ) -> (Vec<CommitPermit>, Result<T, StatementError>) {
+        let (mut conn, got_at) = match self.acquire_first(budget) {
+            Ok(c) => c,
+            Err(e) => return (Vec::new(), Err(StatementError::Failed(e))),
+        };
+        // The statement passes the shutdown gate before it is sent; while it
+        // runs, closing the gate cancels it on the server (see `commit_gate`).
         let cancel = {
             let token = conn.client().cancel_token();
             let tls = self.tls.clone();
@@ -569,39 +642,50 @@ impl DbPool {
                 }
             })
         };
-        let Some((permit, in_flight)) = self.gate.enter_statement(cancel) else {
-            return Err(refused_at_shutdown());
+        let Some((permits, in_flight)) = self.gate.enter_statement(requests, cancel) else {
+            return (
+                Vec::new(),
+                Err(StatementError::Failed(refused_at_shutdown())),
+            );
         };
-        commit_gate::keep_until_answered(permit);
-        let deadline = self.call_deadline_from(&budget, got_at);
+        self.observer.write_statement(requests);
+        let deadline = self.call_deadline_from(budget, got_at);
         let fence = apply_by(deadline);
         let (result, cut) = conn.within(&self.watchdog, deadline, |c| f(&mut c.db(), fence));
         drop(in_flight);
-        match result {
+        let result = match result {
             Ok(v) => Ok(v),
-            // Cut at its deadline or dead: the outcome is unknown either way,
-            // so `recover` looks for the row on a live connection (within the
-            // same budget: a frozen database answers 503, never twice the wait).
             Err(e) if cut || is_connection_error(&e) => {
                 self.discard(&mut conn, &e);
-                drop(conn);
-                loop {
-                    let mut conn = self.acquire_live(budget.acquire_by)?;
-                    let deadline = self.call_deadline(&budget);
-                    let fence = apply_by(deadline);
-                    let (result, cut) =
-                        conn.within(&self.watchdog, deadline, |c| recover(&mut c.db(), fence));
-                    match result {
-                        Ok(v) => return Ok(v),
-                        Err(_) if cut => return Err(self.timed_out()),
-                        // Killed too: the outcome is still unknown; ask again
-                        // (acquire_live ends the loop when the budget is spent).
-                        Err(e) if is_connection_error(&e) => self.discard(&mut conn, &e),
-                        Err(e) => return Err(self.failed(&mut conn, e)),
-                    }
-                }
+                Err(StatementError::Unknown)
             }
-            Err(e) => Err(self.failed(&mut conn, e)),
+            Err(e) => Err(StatementError::Failed(self.failed(&mut conn, e))),
+        };
+        (permits, result)
+    }
+
+    /// Runs `recover` on a live connection until it answers, within
+    /// `budget`: again if that connection dies too (a storm of terminated
+    /// backends), for as long as the acquire budget lasts.
+    fn recover_within<T>(
+        &self,
+        budget: &Budget,
+        mut recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        loop {
+            let mut conn = self.acquire_live(budget.acquire_by)?;
+            let deadline = self.call_deadline(budget);
+            let fence = apply_by(deadline);
+            let (result, cut) =
+                conn.within(&self.watchdog, deadline, |c| recover(&mut c.db(), fence));
+            match result {
+                Ok(v) => return Ok(v),
+                Err(_) if cut => return Err(self.timed_out()),
+                // Killed too: the outcome is still unknown; ask again
+                // (acquire_live ends the loop when the budget is spent).
+                Err(e) if is_connection_error(&e) => self.discard(&mut conn, &e),
+                Err(e) => return Err(self.failed(&mut conn, e)),
+            }
         }
     }
 

@@ -67,6 +67,9 @@ pub enum Internal {
     IncompleteIdempotencyKey,
     /// A user row could not be decoded.
     UndecodableRow(Arc<postgres::Error>),
+    /// The request that led this write's group commit panicked: whether the
+    /// write was applied is unknown.
+    AbandonedBatch,
 }
 
 impl fmt::Display for Internal {
@@ -77,6 +80,9 @@ impl fmt::Display for Internal {
                 f.write_str("idempotency key row without a stored response")
             }
             Internal::UndecodableRow(e) => write!(f, "decoding a user row: {e}"),
+            Internal::AbandonedBatch => f.write_str(
+                "the request leading this write's batch panicked; its outcome is unknown",
+            ),
         }
     }
 }

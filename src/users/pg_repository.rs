@@ -12,6 +12,24 @@
 //! check-then-insert that could race. All SQL is `&'static str` so
 //! [`crate::db::Db`] prepares it once per connection.
 //!
+//! # Concurrent creates share a statement (group commit)
+//!
+//! A create goes through [`GroupCommit`] ([`crate::db::group_commit`]): with
+//! fewer than a quarter of the pool's connections writing creates, it runs
+//! alone as [`CREATE_USER`], exactly as above. When more arrive than that,
+//! the ones that wait are written together by the next statement,
+//! [`CREATE_USERS`]: the same CTE over `unnest` of the batch's arrays, with
+//! `ON CONFLICT DO NOTHING` on the e-mail index so that a taken e-mail skips
+//! its own row instead of failing the batch (its request answers 409, as the
+//! unique violation would). Each request still gets the answer of its own
+//! row, after its commit; the batch's permits at the shutdown gate are one
+//! per request, each kept until that request is answered. PostgreSQL pays
+//! the round trip, the plan, the commit and the WAL flush once per batch:
+//! on two cores, about three times the rows a second (BENCHMARKS.md, "Group
+//! commit"). A batch the database refuses for a reason of one row runs each
+//! create again alone, so that only that row's request fails; an unknown
+//! outcome (a cut or dead connection) is recovered per create, as below.
+//!
 //! # The event payload: the API's bytes, rendered in the same statement
 //!
 //! The payload must be the user exactly as the API shows it (the outbox
@@ -62,7 +80,7 @@
 //! pay for the extra round trips.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Row};
@@ -71,7 +89,9 @@ use super::error::{Internal, UserError};
 use super::idempotency::{IdempotencyKey, IdempotentResponse, StoredResponse, KEY_TTL};
 use super::model::{NewUser, User, UserChanges};
 use super::repository::{Respond, UserRepository};
-use crate::db::{ApplyBy, Db, DbError, DbPool};
+use crate::db::commit_gate::{keep_until_answered, CommitPermit};
+use crate::db::group_commit::{Deadlines, GroupCommit, Submitted};
+use crate::db::{ApplyBy, Db, DbError, DbPool, StatementError};
 
 // Every statement returning users selects `id, name, email, created_at,
 // updated_at` in this order: `checked_user` reads them by position.
@@ -94,6 +114,20 @@ const CREATE_USER_KEYED: &str = "WITH u AS (\
      (key, fingerprint, response_status, response_body, resource_id, resource_version) \
      SELECT $4::text, $5::text, 201, doc, id, updated_at FROM u) \
      SELECT id, name, email, created_at, updated_at, doc FROM u";
+/// [`CREATE_USER`] for a group commit's batch (arrays of names, e-mails and
+/// timestamps, in the batch's order): the rows whose e-mail is taken —
+/// by an existing user or by an earlier row of the same batch — are skipped
+/// rather than failing the others, and their requests answer 409 as a
+/// unique violation would.
+const CREATE_USERS: &str = "WITH u AS (\
+     INSERT INTO users (name, email, created_at, updated_at) \
+     SELECT name, email, at, at FROM unnest($1::text[], $2::text[], $3::timestamptz[]) \
+     AS c(name, email, at) WHERE usersvc_apply_by($4) \
+     ON CONFLICT ((lower(email))) DO NOTHING \
+     RETURNING id, name, email, created_at, updated_at), \
+     e AS (INSERT INTO events (type, payload) \
+     SELECT 'user.created', user_json(id, name, email, created_at, updated_at)::json FROM u) \
+     SELECT id, name, email, created_at, updated_at FROM u";
 const FIND_CREATED: &str = "SELECT id, name, email, created_at, updated_at FROM users \
      WHERE lower(email) = lower($1) AND created_at = $2";
 const FIND_USER: &str = "SELECT id, name, email, created_at, updated_at FROM users WHERE id = $1";
@@ -137,13 +171,162 @@ pub const EMAIL_UNIQUE_INDEX: &str = "users_email_lower_key";
 #[derive(Clone)]
 pub struct PgUserRepository {
     pool: DbPool,
+    creates: Arc<GroupCommit<PendingCreate, CreateOutcome>>,
 }
 
 impl PgUserRepository {
     /// Uses `pool` for every operation.
     pub fn new(pool: DbPool) -> Self {
-        PgUserRepository { pool }
+        let max_batches = group_commit_batches(pool.settings().max_connections);
+        PgUserRepository {
+            pool,
+            creates: Arc::new(GroupCommit::new(max_batches, MAX_BATCH)),
+        }
     }
+
+    /// Writes a batch of creates as one statement (one alone as
+    /// [`CREATE_USER`]); one outcome per create, in order.
+    fn write_creates(&self, batch: Vec<PendingCreate>) -> Vec<CreateOutcome> {
+        let started = batch
+            .iter()
+            .map(|c| c.started)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let n = batch.len();
+        let (permits, result) = self.pool.write_batch(started, n, |db, apply_by| {
+            if let [one] = batch.as_slice() {
+                let row =
+                    db.query_one(CREATE_USER, &[&one.name, &one.email, &one.now, &apply_by])?;
+                return Ok(vec![Some(checked_user(&row)?)]);
+            }
+            let names: Vec<&str> = batch.iter().map(|c| c.name.as_str()).collect();
+            let emails: Vec<&str> = batch.iter().map(|c| c.email.as_str()).collect();
+            let times: Vec<SystemTime> = batch.iter().map(|c| c.now).collect();
+            let rows = db.query(CREATE_USERS, &[&names, &emails, &times, &apply_by])?;
+            let mut created: Vec<Option<User>> = vec![None; n];
+            for row in &rows {
+                let user = checked_user(row)?;
+                // The statement returns the e-mail it was given; a batch's
+                // second create of one e-mail was skipped, so the first
+                // unanswered create with it is the one that was inserted.
+                if let Some(i) =
+                    (0..n).find(|&i| created[i].is_none() && batch[i].email == user.email)
+                {
+                    created[i] = Some(user);
+                }
+            }
+            Ok(created)
+        });
+        let mut permits = permits.into_iter();
+        let mut outcome = |result: CreateResult| CreateOutcome {
+            permit: permits.next(),
+            result,
+        };
+        match result {
+            Ok(created) => created
+                .into_iter()
+                .map(|user| outcome(user.map_or(CreateResult::EmailTaken, CreateResult::Created)))
+                .collect(),
+            Err(StatementError::Unknown) => {
+                (0..n).map(|_| outcome(CreateResult::Unknown)).collect()
+            }
+            Err(StatementError::Failed(e)) if n == 1 => vec![outcome(CreateResult::Failed(e))],
+            // No connection, a refusal at shutdown, the fence or a timeout:
+            // true of every create in the batch.
+            Err(StatementError::Failed(DbError::Unavailable(m))) => (0..n)
+                .map(|_| outcome(CreateResult::Failed(DbError::Unavailable(m.clone()))))
+                .collect(),
+            // The database refused the statement for one of its rows (none
+            // is expected: the rules check what its constraints do): each
+            // create runs alone, so that only its own row's error is its.
+            Err(StatementError::Failed(_)) => {
+                (0..n).map(|_| outcome(CreateResult::RunAlone)).collect()
+            }
+        }
+    }
+
+    /// One create in a statement of its own within the create's budget
+    /// (begun at `started`), with the recovery of an unknown outcome.
+    fn create_alone(
+        &self,
+        user: &NewUser,
+        now: SystemTime,
+        started: Instant,
+    ) -> Result<User, UserError> {
+        let (permits, result) = self.pool.write_batch(started, 1, |db, apply_by| {
+            db.query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])
+                .and_then(|r| checked_user(&r))
+        });
+        permits.into_iter().for_each(keep_until_answered);
+        match result {
+            Ok(created) => Ok(created),
+            Err(StatementError::Unknown) => self.recover_create(user, now, started),
+            Err(StatementError::Failed(e)) => Err(map_write_error(e)),
+        }
+    }
+
+    /// Whether a create whose outcome is unknown was applied: the row with
+    /// its e-mail and timestamp, or, if there is none, the create run again.
+    fn recover_create(
+        &self,
+        user: &NewUser,
+        now: SystemTime,
+        started: Instant,
+    ) -> Result<User, UserError> {
+        self.pool
+            .recover_write(started, |db, apply_by| {
+                match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
+                    Some(row) => checked_user(&row),
+                    None => db
+                        .query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])
+                        .and_then(|r| checked_user(&r)),
+                }
+            })
+            .map_err(map_write_error)
+    }
+}
+
+/// The most creates one statement carries. The workers bound it first
+/// (one request each); this keeps a huge `WORKERS` from building statements
+/// whose arrays and plan grow without limit.
+const MAX_BATCH: usize = 64;
+
+/// How long past its batch's deadline a create waits for its leader before
+/// it answers that the outcome is unknown (a leader stuck outside the
+/// database call, which the call's watchdog cannot cut).
+const ABANDON_MARGIN: Duration = Duration::from_secs(1);
+
+/// How many group-commit statements may run at once for a pool of
+/// `max_connections`: a quarter of it (at least one). Fewer statements in
+/// flight make bigger batches (cheaper per row) and leave the rest of the
+/// pool to reads and other writes; measured in BENCHMARKS.md ("Group commit").
+fn group_commit_batches(max_connections: u32) -> usize {
+    usize::try_from(max_connections / 4).unwrap_or(1).max(1)
+}
+
+/// A create waiting for its statement: what it writes and when its budget began.
+struct PendingCreate {
+    name: String,
+    email: String,
+    now: SystemTime,
+    started: Instant,
+}
+
+/// A create's outcome, handed from the batch's leader to the create's own
+/// thread with its commit permit (kept until that thread has answered).
+struct CreateOutcome {
+    permit: Option<CommitPermit>,
+    result: CreateResult,
+}
+
+enum CreateResult {
+    Created(User),
+    EmailTaken,
+    /// The statement's outcome is unknown: find out, as `write_one` does.
+    Unknown,
+    /// Run again in a statement of its own.
+    RunAlone,
+    Failed(DbError),
 }
 
 /// Outcome of the idempotent transaction before it becomes a Result.
@@ -157,18 +340,43 @@ enum Claim {
 impl UserRepository for PgUserRepository {
     fn insert(&self, user: &NewUser) -> Result<User, UserError> {
         let now = SystemTime::now();
-        let create = |db: &mut Db<'_, Client>, apply_by: ApplyBy| {
-            db.query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])
-                .and_then(|r| checked_user(&r))
+        let started = Instant::now();
+        let pending = PendingCreate {
+            name: user.name.clone(),
+            email: user.email.clone(),
+            now,
+            started,
         };
-        self.pool
-            .write_one(create, |db, apply_by| {
-                match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
-                    Some(row) => checked_user(&row),
-                    None => create(db, apply_by),
-                }
-            })
-            .map_err(map_write_error)
+        let deadlines = Deadlines {
+            // Queued as long as a request waits for a connection.
+            queued_until: started + self.pool.settings().acquire_timeout,
+            // The batch's statement ends by the oldest create's `done_by`
+            // (its call deadline); past that and a margin, its leader is stuck.
+            answered_by: self.pool.done_by(started) + ABANDON_MARGIN,
+        };
+        let outcome = match self
+            .creates
+            .submit(pending, deadlines, |batch| self.write_creates(batch))
+        {
+            Submitted::Done(outcome) => outcome,
+            Submitted::Expired => {
+                return Err(UserError::from(DbError::Unavailable(format!(
+                    "no database connection within DB_ACQUIRE_TIMEOUT ({} ms)",
+                    self.pool.settings().acquire_timeout.as_millis()
+                ))))
+            }
+            Submitted::Abandoned => return Err(UserError::Internal(Internal::AbandonedBatch)),
+        };
+        if let Some(permit) = outcome.permit {
+            keep_until_answered(permit);
+        }
+        match outcome.result {
+            CreateResult::Created(created) => Ok(created),
+            CreateResult::EmailTaken => Err(email_taken()),
+            CreateResult::Unknown => self.recover_create(user, now, started),
+            CreateResult::RunAlone => self.create_alone(user, now, started),
+            CreateResult::Failed(e) => Err(map_write_error(e)),
+        }
     }
 
     fn insert_idempotent(
@@ -412,9 +620,13 @@ fn user_from_row(row: &Row) -> Result<User, UserError> {
 /// generically (dead connection → Unavailable, anything else → Internal).
 fn map_write_error(e: DbError) -> UserError {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) && e.constraint() == Some(EMAIL_UNIQUE_INDEX) {
-        return UserError::Conflict("a user with this email already exists".into());
+        return email_taken();
     }
     UserError::from(e)
+}
+
+fn email_taken() -> UserError {
+    UserError::Conflict("a user with this email already exists".into())
 }
 
 fn ttl_secs(ttl: Duration) -> i64 {
