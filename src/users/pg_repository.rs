@@ -199,19 +199,20 @@ impl PgUserRepository {
                     db.query_one(CREATE_USER, &[&one.name, &one.email, &one.now, &apply_by])?;
                 return Ok(vec![Some(checked_user(&row)?)]);
             }
-            let names: Vec<&str> = batch.iter().map(|c| c.name.as_str()).collect();
-            let emails: Vec<&str> = batch.iter().map(|c| c.email.as_str()).collect();
-            let times: Vec<SystemTime> = batch.iter().map(|c| c.now).collect();
+            // Rows go in in e-mail order: two batches that share e-mails
+            // then take the index's locks in one order and cannot deadlock.
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| batch[a].email.cmp(&batch[b].email));
+            let names: Vec<&str> = order.iter().map(|&i| batch[i].name.as_str()).collect();
+            let emails: Vec<&str> = order.iter().map(|&i| batch[i].email.as_str()).collect();
+            let times: Vec<SystemTime> = order.iter().map(|&i| batch[i].now).collect();
             let rows = db.query(CREATE_USERS, &[&names, &emails, &times, &apply_by])?;
             let mut created: Vec<Option<User>> = vec![None; n];
             for row in &rows {
                 let user = checked_user(row)?;
-                // The statement returns the e-mail it was given; a batch's
-                // second create of one e-mail was skipped, so the first
-                // unanswered create with it is the one that was inserted.
-                if let Some(i) =
-                    (0..n).find(|&i| created[i].is_none() && batch[i].email == user.email)
-                {
+                // Each row is the create that sent its e-mail, name and
+                // timestamp (a second create of one e-mail was skipped).
+                if let Some(i) = (0..n).find(|&i| created[i].is_none() && batch[i].wrote(&user)) {
                     created[i] = Some(user);
                 }
             }
@@ -310,6 +311,22 @@ struct PendingCreate {
     email: String,
     now: SystemTime,
     started: Instant,
+}
+
+impl PendingCreate {
+    /// Whether `user` is the row this create wrote: its e-mail, its name,
+    /// and its timestamp as the database keeps it (whole microseconds).
+    fn wrote(&self, user: &User) -> bool {
+        self.email == user.email
+            && self.name == user.name
+            && micros(self.now) == micros(user.created_at)
+    }
+}
+
+fn micros(t: SystemTime) -> Option<u128> {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_micros())
 }
 
 /// A create's outcome, handed from the batch's leader to the create's own
