@@ -214,6 +214,32 @@ fn wait_for_lock_waiters(db: &TestDb, waiting: i64) {
     panic!("no create reached the database's lock");
 }
 
+/// Occupies both group-commit statements with a create each, blocked at the
+/// database on `users`' lock, so that the creates that come next queue.
+fn block_both_statements(
+    db: &TestDb,
+    svc: &UserService,
+) -> (
+    postgres::Transaction<'static>,
+    Vec<thread::JoinHandle<Result<usersvc::users::User, UserError>>>,
+) {
+    let lock = lock_users(db);
+    let leaders = (1..=2)
+        .map(|i| {
+            let svc = svc.clone();
+            let leader = thread::spawn(move || {
+                svc.create(&create(
+                    &format!("Leader {i}"),
+                    &format!("leader{i}@example.com"),
+                ))
+            });
+            wait_for_lock_waiters(db, i);
+            leader
+        })
+        .collect();
+    (lock, leaders)
+}
+
 /// Transactions that inserted the users: rows of one statement share one.
 fn transactions_of_users(db: &TestDb) -> i64 {
     count(db, "SELECT count(DISTINCT xmin::text) FROM users")
@@ -227,17 +253,11 @@ fn transactions_of_users(db: &TestDb) -> i64 {
 #[test]
 fn creates_that_wait_are_written_together_and_answered_one_by_one() {
     let db = TestDb::migrated();
-    // A pool of 4: one group-commit statement at a time.
     let svc = service(&db, 4);
     svc.create(&create("Existing", "taken@example.com"))
         .expect("existing user");
 
-    let lock = lock_users(&db);
-    let leader = {
-        let svc = svc.clone();
-        thread::spawn(move || svc.create(&create("Leader", "leader@example.com")))
-    };
-    wait_for_lock_waiters(&db, 1);
+    let (lock, leaders) = block_both_statements(&db, &svc);
     let emails = [
         "a@example.com",
         "b@example.com",
@@ -262,16 +282,14 @@ fn creates_that_wait_are_written_together_and_answered_one_by_one() {
             })
         })
         .collect();
-    // Let them queue behind the statement that waits, then let it go.
+    // Let them queue behind the statements that wait, then let those go.
     thread::sleep(std::time::Duration::from_millis(500));
     lock.commit().expect("release the lock");
 
-    let leader = leader
-        .join()
-        .expect("leader thread")
-        .expect("leader created");
-    assert_eq!(leader.email, "leader@example.com");
-    let mut created = vec![leader];
+    let mut created: Vec<_> = leaders
+        .into_iter()
+        .map(|h| h.join().expect("leader thread").expect("leader created"))
+        .collect();
     let mut conflicts = Vec::new();
     for h in followers {
         let (email, name, result) = h.join().expect("follower thread");
@@ -291,13 +309,13 @@ fn creates_that_wait_are_written_together_and_answered_one_by_one() {
     conflicts.sort();
     // The stored e-mail, and the second create of a@ (whichever came second).
     assert_eq!(conflicts, vec!["TAKEN@example.com", "a@example.com"]);
-    // The leader, a, b, c and d.
-    assert_eq!(created.len(), 5, "{created:?}");
-    assert_eq!(count(&db, "SELECT count(*) FROM users"), 6);
-    // The five new users went in fewer statements than creates: those
-    // queued behind the leader shared one.
+    // The two leaders, a, b, c and d.
+    assert_eq!(created.len(), 6, "{created:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), 7);
+    // The six new users went in fewer statements than creates: those
+    // queued behind the leaders shared one.
     let statements = transactions_of_users(&db) - 1;
-    assert!(statements < 5, "{statements} statements for 5 creates");
+    assert!(statements < 6, "{statements} statements for 6 creates");
 
     let mut client = db.client();
     for user in &created {
@@ -313,7 +331,7 @@ fn creates_that_wait_are_written_together_and_answered_one_by_one() {
         assert_eq!(payloads, vec![user.to_json_string()], "{user:?}");
         assert_eq!(svc.get(user.id).expect("read back"), *user);
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM events"), 6);
+    assert_eq!(count(&db, "SELECT count(*) FROM events"), 7);
 }
 
 /// A batch the database refuses for one of its rows (a trigger stands in
@@ -331,12 +349,7 @@ fn one_bad_row_fails_only_its_own_create() {
         )
         .expect("trigger");
 
-    let lock = lock_users(&db);
-    let leader = {
-        let svc = svc.clone();
-        thread::spawn(move || svc.create(&create("Leader", "leader@example.com")))
-    };
-    wait_for_lock_waiters(&db, 1);
+    let (lock, leaders) = block_both_statements(&db, &svc);
     let followers: Vec<_> = ["x", "boom", "y"]
         .iter()
         .map(|name| {
@@ -353,10 +366,9 @@ fn one_bad_row_fails_only_its_own_create() {
     thread::sleep(std::time::Duration::from_millis(500));
     lock.commit().expect("release the lock");
 
-    leader
-        .join()
-        .expect("leader thread")
-        .expect("leader created");
+    for h in leaders {
+        h.join().expect("leader thread").expect("leader created");
+    }
     for h in followers {
         let (name, result) = h.join().expect("follower thread");
         match name.as_str() {
@@ -364,6 +376,6 @@ fn one_bad_row_fails_only_its_own_create() {
             _ => assert_eq!(result.expect("created").name, name),
         }
     }
-    assert_eq!(count(&db, "SELECT count(*) FROM users"), 3);
-    assert_eq!(count(&db, "SELECT count(*) FROM events"), 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM users"), 4);
+    assert_eq!(count(&db, "SELECT count(*) FROM events"), 4);
 }

@@ -15,9 +15,10 @@
 //! # Concurrent creates share a statement (group commit)
 //!
 //! A create goes through [`GroupCommit`] ([`crate::db::group_commit`]): with
-//! fewer than a quarter of the pool's connections writing creates, it runs
-//! alone as [`CREATE_USER`], exactly as above. When more arrive than that,
-//! the ones that wait are written together by the next statement,
+//! no other create at the database, or one, it runs alone as
+//! [`CREATE_USER`], exactly as above. When two create statements are already
+//! running, the creates that arrive wait and are written together by the next
+//! statement,
 //! [`CREATE_USERS`]: the same CTE over `unnest` of the batch's arrays, with
 //! `ON CONFLICT DO NOTHING` on the e-mail index so that a taken e-mail skips
 //! its own row instead of failing the batch (its request answers 409, as the
@@ -297,13 +298,22 @@ const MAX_BATCH: usize = 64;
 /// database call, which the call's watchdog cannot cut).
 const ABANDON_MARGIN: Duration = Duration::from_secs(1);
 
-/// How many group-commit statements may run at once for a pool of
-/// `max_connections`: a quarter of it (at least one). Fewer statements in
-/// flight make bigger batches (cheaper per row) and leave the rest of the
-/// pool to reads and other writes; measured in BENCHMARKS.md ("Group commit").
+/// How many group-commit statements may run at once: two, so that one
+/// gathers the creates that wait while the other is at the database (with
+/// one, the database idles between a statement's answer and the next
+/// leader's send), and no more, because every statement in flight beyond
+/// that only splits the same waiting creates (the workers bound them) into
+/// smaller batches that contend at the database. Measured on two cores
+/// (BENCHMARKS.md, "Group commit"): W3 15.8k creates/s with two against 12.6k
+/// with six, and W4's p99 20 ms against 53. A pool of one allows one.
 fn group_commit_batches(max_connections: u32) -> usize {
-    usize::try_from(max_connections / 4).unwrap_or(1).max(1)
+    usize::try_from(max_connections)
+        .unwrap_or(1)
+        .clamp(1, GROUP_COMMIT_STATEMENTS)
 }
+
+/// See [`group_commit_batches`].
+const GROUP_COMMIT_STATEMENTS: usize = 2;
 
 /// A create waiting for its statement: what it writes and when its budget began.
 struct PendingCreate {
