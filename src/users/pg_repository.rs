@@ -14,19 +14,18 @@
 //!
 //! # Concurrent creates share a statement (group commit)
 //!
-//! A create goes through [`GroupCommit`] ([`crate::db::group_commit`]): with
-//! no other create at the database, or one, it runs alone as
-//! [`CREATE_USER`], exactly as above. When two create statements are already
-//! running, the creates that arrive wait and are written together by the next
-//! statement,
-//! [`CREATE_USERS`]: the same CTE over `unnest` of the batch's arrays, with
-//! `ON CONFLICT DO NOTHING` on the e-mail index so that a taken e-mail skips
-//! its own row instead of failing the batch (its request answers 409, as the
-//! unique violation would). Each request still gets the answer of its own
-//! row, after its commit; the batch's permits at the shutdown gate are one
-//! per request, each kept until that request is answered. PostgreSQL pays
-//! the round trip, the plan, the commit and the WAL flush once per batch:
-//! on two cores, about three times the rows a second (BENCHMARKS.md, "Group
+//! A create goes through [`GroupCommit`] ([`crate::db::group_commit`]).
+//! While fewer than two create statements are running, it runs alone as
+//! [`CREATE_USER`], exactly as above. When two are, the creates that arrive
+//! wait and are written together by the next statement, [`CREATE_USERS`]:
+//! the same CTE over `unnest` of the batch's arrays, with `ON CONFLICT DO
+//! NOTHING` on the e-mail index so that a taken e-mail skips its own row
+//! instead of failing the batch (its request answers 409, as the unique
+//! violation would). Each request still gets the answer of its own row,
+//! after its commit; the batch's permits at the shutdown gate are one per
+//! request, each kept until that request is answered. PostgreSQL pays the
+//! round trip, the plan, the commit and the WAL flush once per batch: on two
+//! cores, about three times the rows a second (BENCHMARKS.md, "Group
 //! commit"). A batch the database refuses for a reason of one row runs each
 //! create again alone, so that only that row's request fails; an unknown
 //! outcome (a cut or dead connection) is recovered per create, as below.
@@ -116,7 +115,7 @@ const CREATE_USER_KEYED: &str = "WITH u AS (\
      SELECT $4::text, $5::text, 201, doc, id, updated_at FROM u) \
      SELECT id, name, email, created_at, updated_at, doc FROM u";
 /// [`CREATE_USER`] for a group commit's batch (arrays of names, e-mails and
-/// timestamps, in the batch's order): the rows whose e-mail is taken —
+/// timestamps, sorted by e-mail): the rows whose e-mail is taken —
 /// by an existing user or by an earlier row of the same batch — are skipped
 /// rather than failing the others, and their requests answer 409 as a
 /// unique violation would.
