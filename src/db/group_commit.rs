@@ -269,8 +269,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use std::sync::mpsc;
-    use std::thread;
+    use std::thread::{self, JoinHandle};
     use std::time::Duration;
+
+    type Group = Arc<GroupCommit<u32, u32>>;
+
+    fn group(max_batches: usize, max_items: usize) -> Group {
+        Arc::new(GroupCommit::new(max_batches, max_items))
+    }
 
     fn queued_for(wait: Duration) -> Deadlines {
         Deadlines {
@@ -283,9 +289,42 @@ mod tests {
         queued_for(Duration::from_secs(30))
     }
 
+    /// Submits `item` on a thread of its own, with `run` for its batch.
+    fn submit_on_thread(
+        group: &Group,
+        item: u32,
+        deadlines: Deadlines,
+        run: impl FnOnce(Vec<u32>) -> Vec<u32> + Send + 'static,
+    ) -> JoinHandle<Submitted<u32>> {
+        let group = Arc::clone(group);
+        thread::spawn(move || group.submit(item, deadlines, run))
+    }
+
+    /// Item 0 leads a batch that runs until the returned sender is used (or
+    /// dropped); returns once it runs.
+    fn leader_held(group: &Group) -> (JoinHandle<Submitted<u32>>, mpsc::Sender<()>) {
+        let (release, released) = mpsc::channel::<()>();
+        let leader = submit_on_thread(group, 0, long(), move |items| {
+            let _ = released.recv();
+            items
+        });
+        wait_for(group, |state| state.running == 1);
+        (leader, release)
+    }
+
+    fn wait_for(group: &Group, done: impl Fn(&State<u32, u32>) -> bool) {
+        while !done(&group.lock()) {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn queued(group: &Group, n: usize) {
+        wait_for(group, |state| state.queue.len() == n);
+    }
+
     #[test]
     fn alone_it_runs_its_own_item_at_once() {
-        let group: GroupCommit<u32, u32> = GroupCommit::new(2, 8);
+        let group = group(2, 8);
         let out = group.submit(7, long(), |items| {
             assert_eq!(items, vec![7]);
             vec![70]
@@ -294,48 +333,29 @@ mod tests {
         assert_eq!(group.lock().running, 0);
     }
 
-    /// One statement at a time: while the first runs (blocked on a channel),
-    /// the next ones queue, then all go in ONE batch and each gets its own
-    /// outcome; the batch's leader is the first that queued.
+    /// One statement at a time: while the first runs, the next ones queue,
+    /// then all go in ONE batch and each gets its own outcome; the batch's
+    /// leader is the first that queued.
     #[test]
     fn requests_that_wait_share_one_statement_and_get_their_own_outcomes() {
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(1, 8));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let group = group(1, 8);
+        let (first, release) = leader_held(&group);
         let (batches_tx, batches_rx) = mpsc::channel::<Vec<u32>>();
-        let first = {
-            let group = Arc::clone(&group);
-            let batches = batches_tx.clone();
-            thread::spawn(move || {
-                group.submit(0, long(), move |items| {
+        let others: Vec<_> = (1..=5u32)
+            .map(|i| {
+                let batches = batches_tx.clone();
+                let h = submit_on_thread(&group, i, long(), move |items| {
                     batches.send(items.clone()).expect("send");
-                    release_rx.recv().expect("release");
                     items.iter().map(|i| i * 10).collect()
-                })
+                });
+                queued(&group, i as usize); // in order
+                h
             })
-        };
-        assert_eq!(batches_rx.recv().expect("first batch"), vec![0]);
-        let mut others = Vec::new();
-        for i in 1..=5u32 {
-            let g = Arc::clone(&group);
-            let batches = batches_tx.clone();
-            others.push(thread::spawn(move || {
-                g.submit(i, long(), move |items| {
-                    batches.send(items.clone()).expect("send");
-                    items.iter().map(|i| i * 10).collect()
-                })
-            }));
-            // Queue in order.
-            while group.lock().queue.len() < i as usize {
-                thread::sleep(Duration::from_millis(1));
-            }
-        }
-        release_tx.send(()).expect("release");
+            .collect();
+        release.send(()).expect("release");
         assert_eq!(first.join().expect("first"), Submitted::Done(0));
-        for (i, h) in others.into_iter().enumerate() {
-            assert_eq!(
-                h.join().expect("other"),
-                Submitted::Done((i as u32 + 1) * 10)
-            );
+        for (i, h) in (1..).zip(others) {
+            assert_eq!(h.join().expect("other"), Submitted::Done(i * 10));
         }
         assert_eq!(
             batches_rx.recv().expect("second batch"),
@@ -347,37 +367,20 @@ mod tests {
 
     #[test]
     fn batches_hold_at_most_max_items() {
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(1, 2));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let group = group(1, 2);
+        let (first, release) = leader_held(&group);
         let (sizes_tx, sizes_rx) = mpsc::channel::<usize>();
-        let first = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                group.submit(0, long(), move |items| {
-                    release_rx.recv().expect("release");
+        let others: Vec<_> = (1..=5u32)
+            .map(|i| {
+                let sizes = sizes_tx.clone();
+                submit_on_thread(&group, i, long(), move |items| {
+                    sizes.send(items.len()).expect("send");
                     items
                 })
             })
-        };
-        while group.lock().running == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        let others: Vec<_> = (1..=5u32)
-            .map(|i| {
-                let group = Arc::clone(&group);
-                let sizes = sizes_tx.clone();
-                thread::spawn(move || {
-                    group.submit(i, long(), move |items| {
-                        sizes.send(items.len()).expect("send");
-                        items
-                    })
-                })
-            })
             .collect();
-        while group.lock().queue.len() < 5 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        release_tx.send(()).expect("release");
+        queued(&group, 5);
+        release.send(()).expect("release");
         assert_eq!(first.join().expect("first"), Submitted::Done(0));
         let mut back: Vec<u32> = others
             .into_iter()
@@ -396,28 +399,16 @@ mod tests {
 
     #[test]
     fn a_queued_request_gives_up_at_its_deadline_and_is_never_sent() {
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(1, 8));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let group = group(1, 8);
+        let (first, release) = leader_held(&group);
         let (seen_tx, seen_rx) = mpsc::channel::<Vec<u32>>();
-        let first = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                group.submit(0, long(), move |items| {
-                    release_rx.recv().expect("release");
-                    items
-                })
-            })
-        };
-        while group.lock().running == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
         let out = group.submit(1, queued_for(Duration::from_millis(50)), |items| {
             seen_tx.send(items.clone()).expect("send");
             items
         });
         assert_eq!(out, Submitted::Expired);
         assert!(group.lock().queue.is_empty());
-        release_tx.send(()).expect("release");
+        release.send(()).expect("release");
         assert_eq!(first.join().expect("first"), Submitted::Done(0));
         assert!(
             seen_rx.try_recv().is_err(),
@@ -428,31 +419,19 @@ mod tests {
 
     #[test]
     fn a_leader_that_panics_abandons_its_batch_and_passes_the_lead() {
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(1, 8));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let first = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                group.submit(0, long(), move |_items| -> Vec<u32> {
-                    release_rx.recv().expect("release");
-                    panic!("the statement's code panicked");
-                })
-            })
-        };
-        while group.lock().running == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        let queued = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || group.submit(1, long(), |items| items))
-        };
-        while group.lock().queue.is_empty() {
-            thread::sleep(Duration::from_millis(1));
-        }
-        release_tx.send(()).expect("release");
+        let group = group(1, 8);
+        let (release, released) = mpsc::channel::<()>();
+        let first = submit_on_thread(&group, 0, long(), move |_items| {
+            let _ = released.recv();
+            panic!("the statement's code panicked");
+        });
+        wait_for(&group, |state| state.running == 1);
+        let next = submit_on_thread(&group, 1, long(), |items| items);
+        queued(&group, 1);
+        release.send(()).expect("release");
         assert!(first.join().is_err(), "the leader's own thread panicked");
         // The queued one was promoted and ran its own batch.
-        assert_eq!(queued.join().expect("queued"), Submitted::Done(1));
+        assert_eq!(next.join().expect("next"), Submitted::Done(1));
         // And the group still works.
         assert_eq!(group.submit(2, long(), |items| items), Submitted::Done(2));
         assert_eq!(group.lock().running, 0);
@@ -460,30 +439,13 @@ mod tests {
 
     #[test]
     fn too_few_outcomes_abandon_the_rest() {
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(1, 8));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let first = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                group.submit(0, long(), move |items| {
-                    release_rx.recv().expect("release");
-                    items
-                })
-            })
-        };
-        while group.lock().running == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        let (a, b) = (Arc::clone(&group), Arc::clone(&group));
-        let one = thread::spawn(move || a.submit(1, long(), |_| vec![10]));
-        while group.lock().queue.is_empty() {
-            thread::sleep(Duration::from_millis(1));
-        }
-        let two = thread::spawn(move || b.submit(2, long(), |_| vec![10]));
-        while group.lock().queue.len() < 2 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        release_tx.send(()).expect("release");
+        let group = group(1, 8);
+        let (first, release) = leader_held(&group);
+        let one = submit_on_thread(&group, 1, long(), |_| vec![10]);
+        queued(&group, 1);
+        let two = submit_on_thread(&group, 2, long(), |_| vec![10]);
+        queued(&group, 2);
+        release.send(()).expect("release");
         first.join().expect("first");
         assert_eq!(one.join().expect("one"), Submitted::Done(10));
         assert_eq!(two.join().expect("two"), Submitted::Abandoned);
@@ -491,52 +453,26 @@ mod tests {
 
     #[test]
     fn a_taken_request_gives_up_when_its_batch_outlives_answered_by() {
-        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new(1, 8));
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let first = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                group.submit(0, long(), move |items| {
-                    release_rx.recv().expect("release");
-                    items
-                })
-            })
-        };
-        while group.lock().running == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
+        let group = group(1, 8);
+        let (first, release) = leader_held(&group);
         // Queued behind the first, then promoted; its own batch hangs past
         // the follower's answered_by.
-        let (hang_tx, hang_rx) = mpsc::channel::<()>();
-        let leader2 = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                group.submit(1, long(), move |items| {
-                    hang_rx.recv().expect("hang");
-                    items
-                })
-            })
+        let (unhang, hung) = mpsc::channel::<()>();
+        let leader2 = submit_on_thread(&group, 1, long(), move |items| {
+            let _ = hung.recv();
+            items
+        });
+        queued(&group, 1);
+        let deadlines = Deadlines {
+            queued_until: Instant::now() + Duration::from_secs(1),
+            answered_by: Instant::now() + Duration::from_millis(1500),
         };
-        while group.lock().queue.is_empty() {
-            thread::sleep(Duration::from_millis(1));
-        }
-        let follower = {
-            let group = Arc::clone(&group);
-            thread::spawn(move || {
-                let deadlines = Deadlines {
-                    queued_until: Instant::now() + Duration::from_secs(1),
-                    answered_by: Instant::now() + Duration::from_millis(1500),
-                };
-                group.submit(2, deadlines, |items| items)
-            })
-        };
-        while group.lock().queue.len() < 2 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        release_tx.send(()).expect("release");
+        let follower = submit_on_thread(&group, 2, deadlines, |items| items);
+        queued(&group, 2);
+        release.send(()).expect("release");
         assert_eq!(first.join().expect("first"), Submitted::Done(0));
         assert_eq!(follower.join().expect("follower"), Submitted::Abandoned);
-        hang_tx.send(()).expect("let the hung batch end");
+        unhang.send(()).expect("let the hung batch end");
         assert_eq!(leader2.join().expect("leader2"), Submitted::Done(1));
         assert_eq!(group.lock().running, 0);
     }

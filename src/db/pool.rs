@@ -569,7 +569,18 @@ impl DbPool {
         f: impl FnOnce(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
         recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
-        let budget = self.budget();
+        self.write_one_from(Instant::now(), f, recover)
+    }
+
+    /// [`DbPool::write_one`] for work whose budget began at `started` (a
+    /// create that waited for a group commit before it ran alone).
+    pub fn write_one_from<T>(
+        &self,
+        started: Instant,
+        f: impl FnOnce(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+        recover: impl FnMut(&mut Db<'_, Client>, ApplyBy) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        let budget = self.budget_from(started);
         let (permits, result) = self.run_statement(&budget, 1, f);
         // The statement is its own COMMIT: its permit is kept until the
         // answer is written, exactly as `write`'s COMMIT.

@@ -67,8 +67,9 @@ pub enum Internal {
     IncompleteIdempotencyKey,
     /// A user row could not be decoded.
     UndecodableRow(Arc<postgres::Error>),
-    /// The request that led this write's group commit panicked: whether the
-    /// write was applied is unknown.
+    /// The request that led this write's group commit did not hand over
+    /// its outcome (it panicked, or ran past the statement's deadline):
+    /// whether the write was applied is unknown.
     AbandonedBatch,
 }
 
@@ -81,7 +82,8 @@ impl fmt::Display for Internal {
             }
             Internal::UndecodableRow(e) => write!(f, "decoding a user row: {e}"),
             Internal::AbandonedBatch => f.write_str(
-                "the request leading this write's batch panicked; its outcome is unknown",
+                "the request leading this write's batch did not hand over its outcome \
+                 (it panicked or ran past its deadline); whether it was applied is unknown",
             ),
         }
     }

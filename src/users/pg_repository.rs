@@ -195,9 +195,9 @@ impl PgUserRepository {
         let n = batch.len();
         let (permits, result) = self.pool.write_batch(started, n, |db, apply_by| {
             if let [one] = batch.as_slice() {
-                let row =
-                    db.query_one(CREATE_USER, &[&one.name, &one.email, &one.now, &apply_by])?;
-                return Ok(vec![Some(checked_user(&row)?)]);
+                return Ok(vec![Some(insert_one(
+                    db, &one.name, &one.email, one.now, apply_by,
+                )?)]);
             }
             // Rows go in in e-mail order: two batches that share e-mails
             // then take the index's locks in one order and cannot deadlock.
@@ -254,20 +254,17 @@ impl PgUserRepository {
         now: SystemTime,
         started: Instant,
     ) -> Result<User, UserError> {
-        let (permits, result) = self.pool.write_batch(started, 1, |db, apply_by| {
-            db.query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])
-                .and_then(|r| checked_user(&r))
-        });
-        permits.into_iter().for_each(keep_until_answered);
-        match result {
-            Ok(created) => Ok(created),
-            Err(StatementError::Unknown) => self.recover_create(user, now, started),
-            Err(StatementError::Failed(e)) => Err(map_write_error(e)),
-        }
+        self.pool
+            .write_one_from(
+                started,
+                |db, apply_by| insert_one(db, &user.name, &user.email, now, apply_by),
+                |db, apply_by| find_or_insert(db, user, now, apply_by),
+            )
+            .map_err(map_write_error)
     }
 
-    /// Whether a create whose outcome is unknown was applied: the row with
-    /// its e-mail and timestamp, or, if there is none, the create run again.
+    /// Whether a create whose outcome is unknown was applied, within the
+    /// create's budget (begun at `started`).
     fn recover_create(
         &self,
         user: &NewUser,
@@ -276,14 +273,35 @@ impl PgUserRepository {
     ) -> Result<User, UserError> {
         self.pool
             .recover_write(started, |db, apply_by| {
-                match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
-                    Some(row) => checked_user(&row),
-                    None => db
-                        .query_one(CREATE_USER, &[&user.name, &user.email, &now, &apply_by])
-                        .and_then(|r| checked_user(&r)),
-                }
+                find_or_insert(db, user, now, apply_by)
             })
             .map_err(map_write_error)
+    }
+}
+
+/// One create as [`CREATE_USER`].
+fn insert_one(
+    db: &mut Db<'_, Client>,
+    name: &str,
+    email: &str,
+    now: SystemTime,
+    apply_by: ApplyBy,
+) -> Result<User, postgres::Error> {
+    let row = db.query_one(CREATE_USER, &[&name, &email, &now, &apply_by])?;
+    checked_user(&row)
+}
+
+/// The recovery of a create whose outcome is unknown: the row with its
+/// e-mail and timestamp if the create was applied, else the create run again.
+fn find_or_insert(
+    db: &mut Db<'_, Client>,
+    user: &NewUser,
+    now: SystemTime,
+    apply_by: ApplyBy,
+) -> Result<User, postgres::Error> {
+    match db.query_opt(FIND_CREATED, &[&user.email, &now])? {
+        Some(row) => checked_user(&row),
+        None => insert_one(db, &user.name, &user.email, now, apply_by),
     }
 }
 
@@ -387,7 +405,8 @@ impl UserRepository for PgUserRepository {
             Submitted::Done(outcome) => outcome,
             Submitted::Expired => {
                 return Err(UserError::from(DbError::Unavailable(format!(
-                    "no database connection within DB_ACQUIRE_TIMEOUT ({} ms)",
+                    "the create waited DB_ACQUIRE_TIMEOUT ({} ms) for the create statements \
+                     ahead of it, and was not sent",
                     self.pool.settings().acquire_timeout.as_millis()
                 ))))
             }
